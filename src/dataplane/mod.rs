@@ -1,0 +1,239 @@
+//! The compiled, immutable data plane: what every socket serves, which listener
+//! a TLS handshake or Host header selects, and the route tables, filters and
+//! backends requests are matched against. Built by `crate::compile`, published
+//! whole through one `ArcSwap`, read once per handshake or request.
+//!
+//! Nothing here refers back to manifest types; everything is resolved (regexes
+//! compiled, header names parsed, Service ports turned into addresses).
+
+pub mod filter;
+pub mod router;
+
+use crate::model::ObjectKey;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use filter::{CorsPolicy, Filter, HeaderEdit, Mirror, PathRewrite, Redirect, Rewrite};
+pub use router::{HeaderMatch, PathMatch, QueryMatch, RequestMatch, RouteTable, ValueMatch};
+
+/// Everything the gateway serves, for one configuration generation.
+#[derive(Debug, Default)]
+pub struct Dataplane {
+    /// One entry per socket to listen on.
+    pub binds: Vec<Bind>,
+}
+
+impl Dataplane {
+    /// The bind for a local socket address.
+    pub fn bind(&self, addr: SocketAddr) -> Option<&Bind> {
+        self.binds.iter().find(|b| b.addr == addr)
+    }
+}
+
+/// What a listening socket carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BindProtocol {
+    /// Plain HTTP (h1, and h2c with prior knowledge).
+    Http,
+    /// TLS terminated here, then HTTP (h1 or h2 by ALPN).
+    Https,
+}
+
+/// One socket: an address and the listeners (from any Gateway or ListenerSet)
+/// that share it, distinguished by hostname.
+#[derive(Debug)]
+pub struct Bind {
+    /// Local address, port offset applied.
+    pub addr: SocketAddr,
+    /// Protocol of every listener on this socket.
+    pub protocol: BindProtocol,
+    /// Listeners, most specific hostname first (exact, then longer wildcard
+    /// suffixes, then the catch-all).
+    pub listeners: Vec<Arc<Listener>>,
+}
+
+impl Bind {
+    /// The listener whose hostname best matches `host` (a normalised SNI or
+    /// Host): exact beats wildcard, longer wildcard beats shorter, a listener
+    /// without hostname catches the rest.
+    pub fn select(&self, host: Option<&str>) -> Option<&Arc<Listener>> {
+        match host {
+            Some(h) => self.listeners.iter().find(|l| match &l.hostname {
+                Some(p) => crate::hostname::matches(p, h),
+                None => true,
+            }),
+            None => {
+                // No SNI / Host: only unambiguous when one listener serves here.
+                if self.listeners.len() == 1 {
+                    self.listeners.first()
+                } else {
+                    self.listeners.iter().find(|l| l.hostname.is_none())
+                }
+            }
+        }
+    }
+}
+
+/// Identifies a listener: the Gateway, and the ListenerSet it came from if any.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ListenerKey {
+    /// The Gateway the listener belongs to.
+    pub gateway: ObjectKey,
+    /// The ListenerSet that contributed it, if not the Gateway itself.
+    pub listener_set: Option<ObjectKey>,
+    /// Listener (section) name.
+    pub name: String,
+}
+
+impl fmt::Display for ListenerKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.listener_set {
+            Some(ls) => write!(f, "{}/{}", ls, self.name),
+            None => write!(f, "{}/{}", self.gateway, self.name),
+        }
+    }
+}
+
+/// A programmed listener.
+#[derive(Debug)]
+pub struct Listener {
+    /// Which listener this is.
+    pub key: ListenerKey,
+    /// Hostname pattern; none matches every host.
+    pub hostname: Option<String>,
+    /// The port as written in the manifest (before the offset), used for
+    /// redirects and `X-Forwarded-*` headers.
+    pub port: u16,
+    /// HTTP or HTTPS.
+    pub protocol: BindProtocol,
+    /// Certificates to choose from by the client's signature schemes (HTTPS).
+    pub certificates: Vec<Arc<rustls::sign::CertifiedKey>>,
+    /// Route table of the HTTPRoutes and GRPCRoutes attached here.
+    pub routes: RouteTable,
+}
+
+/// Identifies the rule a request matched, for logs and metrics.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RuleKey {
+    /// `HTTPRoute` or `GRPCRoute`.
+    pub kind: RouteKind,
+    /// The route.
+    pub route: ObjectKey,
+    /// Index of the rule in the route.
+    pub index: usize,
+    /// The rule's name, if it has one.
+    pub name: Option<String>,
+}
+
+impl fmt::Display for RuleKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.route, self.index)
+    }
+}
+
+/// Kinds of routes the HTTP router serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RouteKind {
+    /// HTTPRoute.
+    Http,
+    /// GRPCRoute.
+    Grpc,
+}
+
+/// What to do with a request that matched a rule.
+#[derive(Debug)]
+pub struct Rule {
+    /// Which rule.
+    pub key: RuleKey,
+    /// Request and response filters, in manifest order.
+    pub filters: Vec<Filter>,
+    /// Weighted backends. Empty with no redirect filter means 500.
+    pub backends: Vec<WeightedBackend>,
+    /// Sum of backend weights (0 means every weight was 0: answer 500).
+    pub total_weight: u32,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// Retry policy.
+    pub retry: Option<RetryPolicy>,
+}
+
+/// `HTTPRoute.rules[].timeouts`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Whole request, from first byte received to last response byte sent
+    /// (we apply it until response headers arrive, across retries).
+    pub request: Option<Duration>,
+    /// One attempt to the backend.
+    pub backend_request: Option<Duration>,
+}
+
+/// `HTTPRoute.rules[].retry`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Status codes that trigger a retry.
+    pub codes: Vec<u16>,
+    /// Retries after the first attempt.
+    pub attempts: u32,
+    /// Wait between attempts.
+    pub backoff: Duration,
+}
+
+/// A backendRef after resolution.
+#[derive(Debug)]
+pub struct WeightedBackend {
+    /// Weight.
+    pub weight: u32,
+    /// Where requests go.
+    pub target: BackendTarget,
+    /// Filters that apply only when this backend is picked.
+    pub filters: Vec<Filter>,
+}
+
+/// Where a backendRef sends requests.
+#[derive(Debug, Clone)]
+pub enum BackendTarget {
+    /// A Service port resolved to endpoints.
+    Service(Arc<Upstream>),
+    /// A response made by the gateway itself (`portcullis.dev/StaticResponse`).
+    Static(Arc<StaticResponse>),
+    /// The reference is invalid (not found, not permitted, unknown kind):
+    /// requests routed here get 500, as the specification requires.
+    Invalid,
+}
+
+/// A pool of endpoints for one Service port.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Upstream {
+    /// `namespace/service:port`, for logs, metrics and pooling.
+    pub name: String,
+    /// Ready endpoint addresses; empty means 503.
+    pub endpoints: Vec<SocketAddr>,
+    /// Protocol to speak.
+    pub protocol: UpstreamProtocol,
+}
+
+/// Protocol spoken to an upstream, from the Service port's `appProtocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 (default; also carries WebSocket upgrades).
+    Http1,
+    /// Cleartext HTTP/2 with prior knowledge (`kubernetes.io/h2c`).
+    H2c,
+    /// WebSocket over HTTP/1.1 (`kubernetes.io/ws`).
+    WebSocket,
+}
+
+/// A fixed response answered by the gateway (`portcullis.dev/StaticResponse`
+/// backendRef kind, defined by a ConfigMap with keys `status`, `body` and
+/// optional `contentType`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticResponse {
+    /// Status code.
+    pub status: u16,
+    /// Content type.
+    pub content_type: String,
+    /// Body.
+    pub body: bytes::Bytes,
+}

@@ -1,0 +1,36 @@
+//! portcullis: a certificate-lifecycle and TLS edge service driven by the
+//! Kubernetes Gateway API.
+//!
+//! # Layout
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`model`] | typed snapshot of input objects ([`model::Resources`]) and loading from YAML |
+//! | [`compile`] | pure `Resources -> (Dataplane, Status)`: all Gateway API semantics |
+//! | [`dataplane`] | the compiled, immutable data plane: binds, listeners, route tables, filters |
+//! | [`hostname`] | hostname matching and intersection rules |
+//! | [`status`] | status conditions as data |
+//! | [`tls`] | certificate parsing, SNI certificate resolution |
+//! | [`proxy`] | the HTTP reverse proxy: server, filters at run time, upstream pool |
+//! | [`server`] | sockets: binding listeners per dataplane, accept loops, graceful shutdown |
+//! | [`admin`] | admin HTTP: health, readiness, status, metrics |
+//! | [`watch`] | configuration directory watching and reload |
+//!
+//! Data flows one way: sources fill [`model::Resources`]; [`compile::compile`]
+//! turns it into a [`dataplane::Dataplane`] and a [`status::Status`]; the
+//! runtime swaps the new dataplane in atomically and connections read the
+//! current one once per handshake or request.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod admin;
+pub mod compile;
+pub mod dataplane;
+pub mod hostname;
+pub mod model;
+pub mod proxy;
+pub mod server;
+pub mod status;
+pub mod tls;
+pub mod watch;

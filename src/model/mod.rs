@@ -1,0 +1,122 @@
+//! The typed snapshot of every object portcullis reads ([`Resources`]), whatever
+//! its source: a directory of manifests ([`load`]) or, later, Kubernetes
+//! reflectors. Nothing downstream knows where an object came from.
+
+pub mod core;
+pub mod gateway;
+pub mod load;
+pub mod meta;
+pub mod route;
+
+pub use self::core::{ConfigMap, EndpointSlice, Namespace, Secret, Service};
+pub use gateway::{Gateway, GatewayClass, ListenerSet, ReferenceGrant};
+pub use meta::{ObjectKey, ObjectMeta};
+pub use route::{GrpcRoute, HttpRoute};
+
+/// One object of a kind portcullis understands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Object {
+    /// GatewayClass.
+    GatewayClass(GatewayClass),
+    /// Gateway.
+    Gateway(Gateway),
+    /// ListenerSet.
+    ListenerSet(ListenerSet),
+    /// HTTPRoute.
+    HttpRoute(HttpRoute),
+    /// GRPCRoute.
+    GrpcRoute(GrpcRoute),
+    /// ReferenceGrant.
+    ReferenceGrant(ReferenceGrant),
+    /// Secret.
+    Secret(Secret),
+    /// ConfigMap.
+    ConfigMap(ConfigMap),
+    /// Service.
+    Service(Service),
+    /// Namespace.
+    Namespace(Namespace),
+    /// EndpointSlice.
+    EndpointSlice(EndpointSlice),
+}
+
+/// A snapshot of every object, grouped by kind, in load order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Resources {
+    /// GatewayClasses.
+    pub gateway_classes: Vec<GatewayClass>,
+    /// Gateways.
+    pub gateways: Vec<Gateway>,
+    /// ListenerSets.
+    pub listener_sets: Vec<ListenerSet>,
+    /// HTTPRoutes.
+    pub http_routes: Vec<HttpRoute>,
+    /// GRPCRoutes.
+    pub grpc_routes: Vec<GrpcRoute>,
+    /// ReferenceGrants.
+    pub reference_grants: Vec<ReferenceGrant>,
+    /// Secrets.
+    pub secrets: Vec<Secret>,
+    /// ConfigMaps.
+    pub config_maps: Vec<ConfigMap>,
+    /// Services.
+    pub services: Vec<Service>,
+    /// Namespaces.
+    pub namespaces: Vec<Namespace>,
+    /// EndpointSlices.
+    pub endpoint_slices: Vec<EndpointSlice>,
+}
+
+impl Resources {
+    /// Adds one object to the snapshot.
+    pub fn push(&mut self, object: Object) {
+        match object {
+            Object::GatewayClass(o) => self.gateway_classes.push(o),
+            Object::Gateway(o) => self.gateways.push(o),
+            Object::ListenerSet(o) => self.listener_sets.push(o),
+            Object::HttpRoute(o) => self.http_routes.push(o),
+            Object::GrpcRoute(o) => self.grpc_routes.push(o),
+            Object::ReferenceGrant(o) => self.reference_grants.push(o),
+            Object::Secret(o) => self.secrets.push(o),
+            Object::ConfigMap(o) => self.config_maps.push(o),
+            Object::Service(o) => self.services.push(o),
+            Object::Namespace(o) => self.namespaces.push(o),
+            Object::EndpointSlice(o) => self.endpoint_slices.push(o),
+        }
+    }
+
+    /// Builds a snapshot from objects.
+    pub fn from_objects(objects: impl IntoIterator<Item = Object>) -> Self {
+        let mut r = Resources::default();
+        for o in objects {
+            r.push(o);
+        }
+        r
+    }
+
+    /// Finds a Secret.
+    pub fn secret(&self, namespace: &str, name: &str) -> Option<&Secret> {
+        self.secrets
+            .iter()
+            .find(|s| s.metadata.namespace == namespace && s.metadata.name == name)
+    }
+
+    /// Finds a ConfigMap.
+    pub fn config_map(&self, namespace: &str, name: &str) -> Option<&ConfigMap> {
+        self.config_maps
+            .iter()
+            .find(|s| s.metadata.namespace == namespace && s.metadata.name == name)
+    }
+
+    /// Finds a Service.
+    pub fn service(&self, namespace: &str, name: &str) -> Option<&Service> {
+        self.services
+            .iter()
+            .find(|s| s.metadata.namespace == namespace && s.metadata.name == name)
+    }
+
+    /// Finds a Namespace.
+    pub fn namespace(&self, name: &str) -> Option<&Namespace> {
+        self.namespaces.iter().find(|n| n.metadata.name == name)
+    }
+}
