@@ -12,6 +12,7 @@
 //! | [`status`] | status conditions as data |
 //! | [`tls`] | certificate parsing, SNI certificate resolution |
 //! | [`proxy`] | the HTTP reverse proxy: server, filters at run time, upstream pool |
+//! | [`runtime`] | serve loop, reload pipeline, shared state, `check` and logging |
 //! | [`server`] | sockets: binding listeners per dataplane, accept loops, graceful shutdown |
 //! | [`admin`] | admin HTTP: health, readiness, status, metrics |
 //! | [`watch`] | configuration directory watching and reload |
@@ -30,6 +31,7 @@ pub mod dataplane;
 pub mod hostname;
 pub mod model;
 pub mod proxy;
+pub mod runtime;
 pub mod server;
 pub mod status;
 pub mod tls;

@@ -1,1 +1,170 @@
-fn main(){}
+//! The `portcullis` command: parses the command line, sets up logging and the
+//! tokio runtime, and hands over to `portcullis::runtime`.
+//!
+//! - `portcullis serve --config DIR`: serve the manifests in DIR, reloading
+//!   on change, until SIGTERM or SIGINT.
+//! - `portcullis check --config DIR`: print the status every object would get
+//!   and exit 1 if any is unhealthy or a file does not load.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use portcullis::compile::{CompileOptions, DEFAULT_CONTROLLER_NAME};
+use portcullis::runtime::check::{check, format_report};
+use portcullis::runtime::logging::{self, LogFormat};
+use portcullis::runtime::{serve, ServeOptions};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Exit status for a command line or configuration directory that cannot be
+/// used at all.
+const EXIT_USAGE: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(name = "portcullis", version, about = "Gateway API TLS edge service")]
+struct Cli {
+    /// Log line format (filter with RUST_LOG, default `info`).
+    #[arg(long, value_enum, default_value_t = Format::Text, global = true)]
+    log_format: Format,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the manifests of a directory, reloading when it changes.
+    Serve(ServeArgs),
+    /// Load and compile a directory once and print every object's status.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Directory of Gateway API manifests (read recursively).
+    #[arg(long, value_name = "DIR")]
+    config: PathBuf,
+    /// Directory for state kept across restarts (created if missing).
+    #[arg(long, value_name = "DIR", default_value = "./portcullis-state")]
+    state: PathBuf,
+    /// Address of the admin endpoint (/healthz, /readyz, /status, /metrics).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9901")]
+    admin_addr: SocketAddr,
+    /// Address Gateways listen on unless they ask for one.
+    #[arg(long, value_name = "IP", default_value = "0.0.0.0")]
+    listen_address: IpAddr,
+    /// Added to every listener port (serve port 443 manifests on 10443).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    port_offset: u16,
+    /// GatewayClasses with this controllerName are served.
+    #[arg(long, default_value = DEFAULT_CONTROLLER_NAME)]
+    controller_name: String,
+    /// Tokio worker threads (default: one per core).
+    #[arg(long, value_name = "N")]
+    worker_threads: Option<usize>,
+    /// Seconds in-flight connections get to finish at shutdown.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    shutdown_grace: u64,
+    /// Most concurrent client connections.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    max_connections: usize,
+}
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    /// Directory of Gateway API manifests (read recursively).
+    #[arg(long, value_name = "DIR")]
+    config: PathBuf,
+    /// GatewayClasses with this controllerName are checked.
+    #[arg(long, default_value = DEFAULT_CONTROLLER_NAME)]
+    controller_name: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(match cli.log_format {
+        Format::Text => LogFormat::Text,
+        Format::Json => LogFormat::Json,
+    });
+    let result = match cli.command {
+        Command::Serve(args) => run_serve(args),
+        Command::Check(args) => run_check(args),
+    };
+    result.unwrap_or_else(|error| {
+        tracing::error!("{error:#}");
+        eprintln!("portcullis: {error:#}");
+        ExitCode::FAILURE
+    })
+}
+
+/// Fails with a clear message when `dir` is not a readable directory.
+fn require_dir(dir: &Path) -> Result<(), ExitCode> {
+    if dir.is_dir() {
+        Ok(())
+    } else {
+        eprintln!(
+            "portcullis: configuration directory {} does not exist or is not a directory",
+            dir.display()
+        );
+        Err(ExitCode::from(EXIT_USAGE))
+    }
+}
+
+fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    if let Err(code) = require_dir(&args.config) {
+        return Ok(code);
+    }
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Some(n) = args.worker_threads {
+        builder.worker_threads(n.max(1));
+    }
+    let runtime = builder.build().context("cannot start the tokio runtime")?;
+    let options = ServeOptions {
+        config_dir: args.config,
+        state_dir: args.state,
+        admin_addr: args.admin_addr,
+        compile: CompileOptions {
+            controller_name: args.controller_name,
+            listen_address: args.listen_address,
+            port_offset: args.port_offset,
+            now: None,
+        },
+        max_connections: args.max_connections.max(1),
+        shutdown_grace: Duration::from_secs(args.shutdown_grace),
+    };
+    runtime
+        .block_on(serve(options))
+        .context("portcullis serve failed")?;
+    // Connections still open after the grace period end with the runtime.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    if let Err(code) = require_dir(&args.config) {
+        return Ok(code);
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let options = CompileOptions {
+        controller_name: args.controller_name,
+        now: Some(i64::try_from(now).unwrap_or(i64::MAX)),
+        ..CompileOptions::default()
+    };
+    let checked = check(&args.config, &options)
+        .with_context(|| format!("cannot load {}", args.config.display()))?;
+    print!("{}", format_report(&checked));
+    Ok(if checked.is_healthy() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

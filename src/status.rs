@@ -250,8 +250,10 @@ impl ObjectStatus {
     /// listeners and its parents, is True (what `portcullis check` exits on).
     pub fn is_healthy(&self) -> bool {
         let ok = |c: &Condition| {
-            !matches!(c.kind, ConditionType::Accepted | ConditionType::ResolvedRefs)
-                || c.status == ConditionStatus::True
+            !matches!(
+                c.kind,
+                ConditionType::Accepted | ConditionType::ResolvedRefs
+            ) || c.status == ConditionStatus::True
         };
         self.conditions.iter().all(ok)
             && self.listeners.iter().all(|l| l.conditions.iter().all(ok))

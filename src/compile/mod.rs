@@ -1,1 +1,132 @@
-//! Placeholder, filled in by its owner.
+//! The compile step: a pure function from a [`Resources`] snapshot to the
+//! [`Dataplane`] the proxy serves and the [`Status`] every object should carry.
+//! Almost all Gateway API semantics live here: GatewayClass ownership, listener
+//! validation and conflicts ([`listeners`]), ListenerSets ([`gateway`]), route
+//! attachment ([`routes`]), rules, matches and filters ([`rules`],
+//! [`filters`]), backend resolution through EndpointSlices ([`backends`]) and
+//! ReferenceGrants ([`refs`]).
+//!
+//! No I/O and no clock: time, when needed for certificate expiry messages, is
+//! passed in [`CompileOptions::now`]. Certificates are parsed by
+//! `crate::tls::certs`; route precedence sorting is left to
+//! [`crate::dataplane::RouteTable`].
+
+mod backends;
+mod binds;
+mod filters;
+mod gateway;
+mod listeners;
+mod matches;
+mod refs;
+mod routes;
+mod rules;
+
+#[cfg(test)]
+mod tests;
+
+use crate::dataplane::{Dataplane, StaticResponse, Upstream};
+use crate::model::{ObjectKey, Resources};
+use crate::status::{Reason, Status};
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+/// The controller name portcullis answers to unless told otherwise.
+pub const DEFAULT_CONTROLLER_NAME: &str = "portcullis.dev/gateway-controller";
+
+/// Settings of one compile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompileOptions {
+    /// GatewayClasses whose `spec.controllerName` equals this are ours.
+    pub controller_name: String,
+    /// Where Gateways without an `IPAddress` in `spec.addresses` listen.
+    pub listen_address: IpAddr,
+    /// Added to every listener port to get the socket port (lets an
+    /// unprivileged process serve manifests written for 80/443).
+    pub port_offset: u16,
+    /// The current time (Unix seconds), used only to warn about expired
+    /// certificates in listener conditions; `None` skips the check.
+    pub now: Option<i64>,
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        Self {
+            controller_name: DEFAULT_CONTROLLER_NAME.to_string(),
+            listen_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port_offset: 0,
+            now: None,
+        }
+    }
+}
+
+/// The output of a compile: what to serve and what to report.
+#[derive(Debug)]
+pub struct Compiled {
+    /// The data plane to swap in.
+    pub dataplane: Dataplane,
+    /// The status of every object portcullis owns.
+    pub status: Status,
+}
+
+/// Compiles a snapshot into a data plane and status. Pure: the same input
+/// always yields the same output.
+pub fn compile(resources: &Resources, options: &CompileOptions) -> Compiled {
+    let mut ctx = Ctx::new(resources, options);
+    let (mut objects, classes) = gateway::compile_classes(resources, options);
+    let mut world = gateway::collect(&ctx, &classes);
+    listeners::validate_all(&mut world, &ctx);
+    listeners::resolve_conflicts(&mut world);
+    let route_statuses = routes::attach_all(&mut world, &mut ctx);
+    let dataplane = binds::build(&mut world);
+    objects.extend(gateway::statuses(&world));
+    objects.extend(route_statuses);
+    Compiled {
+        dataplane,
+        status: Status { objects },
+    }
+}
+
+/// Why something is not accepted or not resolved: a condition reason and a
+/// human-readable message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Problem {
+    /// Condition reason.
+    pub reason: Reason,
+    /// Detail for the condition message.
+    pub message: String,
+}
+
+impl Problem {
+    /// Builds a problem.
+    pub(crate) fn new(reason: Reason, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// State shared by one compile: the input, the options and the objects built
+/// once and shared (`Arc`) wherever they are used.
+pub(crate) struct Ctx<'a> {
+    /// The snapshot.
+    pub resources: &'a Resources,
+    /// The options.
+    pub options: &'a CompileOptions,
+    /// Upstreams by name, so identical backends share one pool.
+    pub upstreams: HashMap<String, Arc<Upstream>>,
+    /// Static responses by object.
+    pub statics: HashMap<ObjectKey, Arc<StaticResponse>>,
+}
+
+impl<'a> Ctx<'a> {
+    fn new(resources: &'a Resources, options: &'a CompileOptions) -> Self {
+        Self {
+            resources,
+            options,
+            upstreams: HashMap::new(),
+            statics: HashMap::new(),
+        }
+    }
+}

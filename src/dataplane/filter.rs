@@ -1,7 +1,18 @@
 //! Compiled HTTPRoute filters: header modification, redirects, rewrites,
-//! mirrors and CORS.
+//! mirrors and CORS, with the pure functions the proxy applies them with.
+//!
+//! Everything here is a plain function of its arguments: the proxy owns the
+//! I/O (building responses, sending mirrors, drawing random samples) and calls
+//! in with what it read from the request.
+
+mod cors;
+mod edit;
+mod sample;
 
 use super::BackendTarget;
+
+pub use edit::{rewrite_path, RedirectRequest};
+pub use sample::{mirror_selected, pick_weighted};
 
 /// One filter.
 #[derive(Debug, Clone)]

@@ -1,8 +1,51 @@
 //! Request matching: the compiled form of HTTPRoute/GRPCRoute matches and the
 //! per-listener route table that orders them by the specification's precedence.
+//!
+//! This module owns *which rule serves a request*; what the rule then does
+//! (filters, backends) lives in [`super::filter`] and the proxy. Matching is
+//! pure: no I/O, no clock, no allocation on the common path.
+//!
+//! # Precedence
+//!
+//! Gateway API (`HTTPRouteRule`, "across all rules of the routes attached to
+//! the same parent") orders matches by, highest first:
+//!
+//! 1. hostname: an exact hostname, then wildcards by length (longest first),
+//!    then the catch-all (a route and listener without hostnames);
+//! 2. path: `Exact`, then `PathPrefix` by number of characters (longest
+//!    first), then `RegularExpression`. Where regular expressions rank is
+//!    implementation-specific: we put them after every prefix, ordered by
+//!    pattern length (longest first);
+//! 3. a method match before none;
+//! 4. more header matches first;
+//! 5. more query parameter matches first;
+//! 6. [`EntryOrder`]: oldest route, then `namespace/name`, then rule and match
+//!    index.
+//!
+//! The first entry in that order whose hostname and match hold wins, so a
+//! request for an exact host falls back to wildcard and catch-all entries when
+//! none of the host's own entries match.
+//!
+//! # Lookup
+//!
+//! [`RouteTable::new`] sorts every entry once and groups them by hostname. A
+//! lookup hashes the host (then each of its parent domains for wildcards) and,
+//! inside a hostname group, hashes the path (`Exact`) and each of its
+//! `/`-boundary prefixes (`PathPrefix`, longest first) before scanning the
+//! regular expressions. The cost grows with the number of path segments, not
+//! with the number of routes.
+
+mod matching;
+#[cfg(test)]
+mod tests;
 
 use super::Rule;
+use std::cmp::Reverse;
+use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
+
+pub use matching::normalize_path;
 
 /// A compiled `HTTPRouteMatch` (GRPCRoute method matches compile to paths).
 #[derive(Debug, Clone)]
@@ -22,9 +65,12 @@ pub struct RequestMatch {
 pub enum PathMatch {
     /// The path equals the value.
     Exact(String),
-    /// The path starts with the value at a `/` segment boundary.
+    /// The path starts with the value at a `/` segment boundary; a trailing
+    /// `/` in the value is ignored (`/foo` and `/foo/` both match `/foo`,
+    /// `/foo/` and `/foo/bar`, never `/foobar`).
     Prefix(String),
-    /// The whole path matches the regular expression.
+    /// The whole path matches the regular expression. The compiler anchors
+    /// the expression (`^(?:…)$`); matching only calls `is_match`.
     Regex(regex::Regex),
 }
 
@@ -51,7 +97,7 @@ pub struct QueryMatch {
 pub enum ValueMatch {
     /// Equal.
     Exact(String),
-    /// The whole value matches.
+    /// The whole value matches (the compiler anchors the expression).
     Regex(regex::Regex),
 }
 
@@ -89,7 +135,14 @@ pub struct EntryOrder {
 /// order so that the first entry whose match holds wins.
 #[derive(Debug, Default)]
 pub struct RouteTable {
+    /// Every entry, grouped by hostname, each group in precedence order.
     pub(crate) entries: Vec<RouteEntry>,
+    /// Exact hostname → its group.
+    exact_hosts: HashMap<Box<str>, HostGroup>,
+    /// Wildcard suffix (`.example.com` for `*.example.com`) → its group.
+    wildcard_hosts: HashMap<Box<str>, HostGroup>,
+    /// Entries without hostname.
+    catch_all: HostGroup,
 }
 
 /// The parts of a request that route matching reads.
@@ -105,11 +158,106 @@ pub struct RequestView<'a> {
     pub headers: &'a http::HeaderMap,
 }
 
+/// The entries of one hostname, indexed by path. Indices point into
+/// `RouteTable::entries` and every list is in precedence order.
+#[derive(Debug, Default)]
+struct HostGroup {
+    /// `Exact` path value → entries.
+    exact: HashMap<Box<str>, Box<[u32]>>,
+    /// `PathPrefix` value without trailing `/` (empty for `/`) → entries.
+    prefix: HashMap<Box<str>, Box<[u32]>>,
+    /// `RegularExpression` entries.
+    regex: Box<[u32]>,
+}
+
+/// Specificity of an entry within its hostname group; smaller sorts first.
+type Specificity = (
+    (u8, Reverse<usize>, Reverse<usize>),
+    bool,
+    Reverse<usize>,
+    Reverse<usize>,
+);
+
+/// Hostname class: exact hosts, then wildcards, then the catch-all.
+fn host_class(hostname: Option<&str>) -> (u8, Reverse<usize>) {
+    match hostname {
+        Some(h) if crate::hostname::is_wildcard(h) => (1, Reverse(h.len())),
+        Some(h) => (0, Reverse(h.len())),
+        None => (2, Reverse(0)),
+    }
+}
+
+/// The prefix value that decides what a `PathPrefix` matches: the value
+/// without trailing slashes (empty for `/`, which matches every path).
+pub(crate) fn prefix_key(value: &str) -> &str {
+    value.trim_end_matches('/')
+}
+
+impl RequestMatch {
+    /// The specificity of this match (rules 2 to 5 of the precedence).
+    fn specificity(&self) -> Specificity {
+        let path = match &self.path {
+            PathMatch::Exact(v) => (0, Reverse(v.len()), Reverse(0)),
+            // The key length first keeps the order consistent with the index
+            // when a value carries several trailing slashes; for ordinary
+            // values it is the same as ordering by characters.
+            PathMatch::Prefix(v) => (1, Reverse(prefix_key(v).len()), Reverse(v.len())),
+            PathMatch::Regex(r) => (2, Reverse(r.as_str().len()), Reverse(0)),
+        };
+        (
+            path,
+            self.method.is_none(),
+            Reverse(self.headers.len()),
+            Reverse(self.query.len()),
+        )
+    }
+}
+
+/// Total precedence order of two entries (used to sort, and by tests as the
+/// reference order).
+pub(crate) fn precedence(a: &RouteEntry, b: &RouteEntry) -> std::cmp::Ordering {
+    host_class(a.hostname.as_deref())
+        .cmp(&host_class(b.hostname.as_deref()))
+        .then_with(|| a.hostname.cmp(&b.hostname))
+        .then_with(|| a.matcher.specificity().cmp(&b.matcher.specificity()))
+        .then_with(|| a.order.cmp(&b.order))
+}
+
 impl RouteTable {
-    /// Builds the table for one listener from every entry attached to it.
-    // OWNER(router): sort by precedence and index by hostname.
-    pub fn new(entries: Vec<RouteEntry>) -> Self {
-        RouteTable { entries }
+    /// Builds the table for one listener from every entry attached to it:
+    /// one entry per (route, effective hostname, rule, match).
+    pub fn new(mut entries: Vec<RouteEntry>) -> Self {
+        for e in &mut entries {
+            if let Some(h) = &mut e.hostname {
+                h.make_ascii_lowercase();
+            }
+        }
+        entries.sort_by(precedence);
+
+        let mut table = RouteTable::default();
+        let mut start = 0;
+        while start < entries.len() {
+            let host = entries[start].hostname.clone();
+            let len = entries[start..]
+                .iter()
+                .take_while(|e| e.hostname == host)
+                .count();
+            let group = HostGroup::build(&entries, start..start + len);
+            match host {
+                None => table.catch_all = group,
+                Some(h) => match h.strip_prefix('*') {
+                    Some(suffix) => {
+                        table.wildcard_hosts.insert(suffix.into(), group);
+                    }
+                    None => {
+                        table.exact_hosts.insert(h.into(), group);
+                    }
+                },
+            }
+            start += len;
+        }
+        table.entries = entries;
+        table
     }
 
     /// Whether no route is attached.
@@ -117,10 +265,139 @@ impl RouteTable {
         self.entries.is_empty()
     }
 
-    /// The entry that serves a request for `host` (normalised), if any.
-    // OWNER(router): precedence-ordered lookup.
+    /// Number of entries (one per route hostname, rule and match).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Every entry, grouped by hostname, each group in precedence order.
+    pub fn entries(&self) -> &[RouteEntry] {
+        &self.entries
+    }
+
+    /// The entry that serves a request for `host` (as returned by
+    /// [`crate::hostname::normalize_host`]: lowercase, no port), if any.
+    ///
+    /// The request path is matched after [`normalize_path`], so the proxy
+    /// must forward that normalised path for the match to mean anything.
     pub fn find(&self, host: &str, req: &RequestView<'_>) -> Option<&RouteEntry> {
-        let _ = (host, req);
-        self.entries.first()
+        let host = normalized_host(host);
+        let host: &str = &host;
+        let path = normalize_path(req.path);
+        let req = RequestView {
+            path: &path,
+            ..*req
+        };
+
+        if let Some(i) = self
+            .exact_hosts
+            .get(host)
+            .and_then(|g| g.find(&self.entries, &req))
+        {
+            return Some(&self.entries[i]);
+        }
+        if !self.wildcard_hosts.is_empty() {
+            // `*.example.com` matches `a.example.com` and `a.b.example.com`:
+            // try every parent domain, longest (most specific) first. A dot
+            // at position 0 would leave an empty first label: skip it.
+            for (i, _) in host.match_indices('.').filter(|(i, _)| *i > 0) {
+                if let Some(found) = self
+                    .wildcard_hosts
+                    .get(&host[i..])
+                    .and_then(|g| g.find(&self.entries, &req))
+                {
+                    return Some(&self.entries[found]);
+                }
+            }
+        }
+        self.catch_all
+            .find(&self.entries, &req)
+            .map(|i| &self.entries[i])
+    }
+}
+
+/// Lowercases and strips the port only when the caller did not already.
+fn normalized_host(host: &str) -> std::borrow::Cow<'_, str> {
+    let clean = !host
+        .bytes()
+        .any(|b| b.is_ascii_uppercase() || b == b':' || b == b' ')
+        && !host.ends_with('.');
+    if clean || host.starts_with('[') {
+        return std::borrow::Cow::Borrowed(host);
+    }
+    match crate::hostname::normalize_host(host) {
+        Some(h) => std::borrow::Cow::Owned(h),
+        None => std::borrow::Cow::Borrowed(host),
+    }
+}
+
+impl HostGroup {
+    /// Indexes `entries[range]` (one hostname, already in precedence order).
+    fn build(entries: &[RouteEntry], range: Range<usize>) -> Self {
+        let mut exact: HashMap<Box<str>, Vec<u32>> = HashMap::new();
+        let mut prefix: HashMap<Box<str>, Vec<u32>> = HashMap::new();
+        let mut regex = Vec::new();
+        for i in range {
+            // Route tables hold far fewer than 2^32 entries.
+            let idx = u32::try_from(i).unwrap_or(u32::MAX);
+            match &entries[i].matcher.path {
+                PathMatch::Exact(v) => exact.entry(v.as_str().into()).or_default().push(idx),
+                PathMatch::Prefix(v) => prefix.entry(prefix_key(v).into()).or_default().push(idx),
+                PathMatch::Regex(_) => regex.push(idx),
+            }
+        }
+        let boxed = |m: HashMap<Box<str>, Vec<u32>>| {
+            m.into_iter()
+                .map(|(k, v)| (k, v.into_boxed_slice()))
+                .collect()
+        };
+        HostGroup {
+            exact: boxed(exact),
+            prefix: boxed(prefix),
+            regex: regex.into_boxed_slice(),
+        }
+    }
+
+    /// The first entry of this group whose match holds for `req` (whose path
+    /// is already normalised).
+    fn find(&self, entries: &[RouteEntry], req: &RequestView<'_>) -> Option<usize> {
+        let first = |candidates: &[u32], path_known: bool| {
+            candidates.iter().map(|&i| i as usize).find(|&i| {
+                let m = &entries[i].matcher;
+                if path_known {
+                    m.matches_besides_path(req)
+                } else {
+                    m.matches_normalized(req)
+                }
+            })
+        };
+        // Every Exact entry outranks every prefix, and two Exact entries with
+        // different values cannot both match: one hash lookup suffices.
+        if !self.exact.is_empty() {
+            if let Some(found) = self.exact.get(req.path).and_then(|c| first(c, true)) {
+                return Some(found);
+            }
+        }
+        if !self.prefix.is_empty() {
+            // Longer prefixes outrank shorter ones; the keys that can match
+            // are the path cut at each `/` boundary (and at its end).
+            let path = req.path;
+            let ends = std::iter::once(path.len())
+                .chain(path.rmatch_indices('/').map(|(i, _)| i))
+                .filter(|&i| i > 0);
+            for end in ends {
+                let key = &path[..end];
+                if key.ends_with('/') {
+                    continue; // keys never end with '/'
+                }
+                if let Some(found) = self.prefix.get(key).and_then(|c| first(c, true)) {
+                    return Some(found);
+                }
+            }
+            if let Some(found) = self.prefix.get("").and_then(|c| first(c, true)) {
+                return Some(found);
+            }
+        }
+        first(&self.regex, false)
     }
 }

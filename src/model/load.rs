@@ -120,13 +120,12 @@ fn parse_object(
         serde_yaml::from_value(v).map_err(|e| invalid(e.to_string()))
     }
     let obj = match (group, kind.as_str()) {
-        ("gateway.networking.k8s.io", "GatewayClass") => {
-            Object::GatewayClass(de(value, &invalid)?)
-        }
+        ("gateway.networking.k8s.io", "GatewayClass") => Object::GatewayClass(de(value, &invalid)?),
         ("gateway.networking.k8s.io", "Gateway") => Object::Gateway(de(value, &invalid)?),
-        ("gateway.networking.k8s.io" | "gateway.networking.x-k8s.io", "ListenerSet" | "XListenerSet") => {
-            Object::ListenerSet(de(value, &invalid)?)
-        }
+        (
+            "gateway.networking.k8s.io" | "gateway.networking.x-k8s.io",
+            "ListenerSet" | "XListenerSet",
+        ) => Object::ListenerSet(de(value, &invalid)?),
         ("gateway.networking.k8s.io", "HTTPRoute") => Object::HttpRoute(de(value, &invalid)?),
         ("gateway.networking.k8s.io", "GRPCRoute") => Object::GrpcRoute(de(value, &invalid)?),
         ("gateway.networking.k8s.io", "ReferenceGrant") => {
@@ -155,6 +154,7 @@ fn parse_object(
         ("", "Service") => Object::Service(de(value, &invalid)?),
         ("", "Namespace") => Object::Namespace(de(value, &invalid)?),
         ("discovery.k8s.io", "EndpointSlice") => Object::EndpointSlice(de(value, &invalid)?),
+        ("portcullis.dev", "StaticResponse") => Object::StaticResponse(de(value, &invalid)?),
         ("", "List") => {
             // kubectl's `kind: List`: each item is read as an object of its own.
             let items = value
@@ -188,6 +188,7 @@ fn normalize(mut obj: Object) -> Object {
         Object::ConfigMap(o) => &mut o.metadata,
         Object::Service(o) => &mut o.metadata,
         Object::EndpointSlice(o) => &mut o.metadata,
+        Object::StaticResponse(o) => &mut o.metadata,
     };
     meta.normalize();
     obj
@@ -401,7 +402,14 @@ mod tests {
 
     #[test]
     fn editor_files_are_not_manifests() {
-        for bad in [".g.yaml.swp", "g.yaml~", ".#g.yaml", "#g.yaml#", "g.yaml.tmp", "g.json"] {
+        for bad in [
+            ".g.yaml.swp",
+            "g.yaml~",
+            ".#g.yaml",
+            "#g.yaml#",
+            "g.yaml.tmp",
+            "g.json",
+        ] {
             assert!(!is_manifest_path(Path::new(bad)), "{bad}");
         }
         assert!(is_manifest_path(Path::new("dir/g.yml")));
@@ -411,7 +419,11 @@ mod tests {
     fn broken_file_keeps_previous_content() {
         let dir = tempfile::tempdir().expect("tempdir");
         let f = dir.path().join("cm.yaml");
-        std::fs::write(&f, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n").expect("write");
+        std::fs::write(
+            &f,
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n",
+        )
+        .expect("write");
         let mut loader = DirLoader::new();
         let first = loader.load(dir.path()).expect("load");
         assert_eq!(first.resources.config_maps.len(), 1);

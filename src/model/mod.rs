@@ -6,11 +6,13 @@ pub mod core;
 pub mod gateway;
 pub mod load;
 pub mod meta;
+pub mod portcullis;
 pub mod route;
 
 pub use self::core::{ConfigMap, EndpointSlice, Namespace, Secret, Service};
 pub use gateway::{Gateway, GatewayClass, ListenerSet, ReferenceGrant};
 pub use meta::{ObjectKey, ObjectMeta};
+pub use portcullis::StaticResponse;
 pub use route::{GrpcRoute, HttpRoute};
 
 /// One object of a kind portcullis understands.
@@ -38,6 +40,8 @@ pub enum Object {
     Namespace(Namespace),
     /// EndpointSlice.
     EndpointSlice(EndpointSlice),
+    /// portcullis.dev StaticResponse.
+    StaticResponse(StaticResponse),
 }
 
 /// A snapshot of every object, grouped by kind, in load order.
@@ -65,6 +69,8 @@ pub struct Resources {
     pub namespaces: Vec<Namespace>,
     /// EndpointSlices.
     pub endpoint_slices: Vec<EndpointSlice>,
+    /// portcullis.dev StaticResponses.
+    pub static_responses: Vec<StaticResponse>,
 }
 
 impl Resources {
@@ -82,6 +88,7 @@ impl Resources {
             Object::Service(o) => self.services.push(o),
             Object::Namespace(o) => self.namespaces.push(o),
             Object::EndpointSlice(o) => self.endpoint_slices.push(o),
+            Object::StaticResponse(o) => self.static_responses.push(o),
         }
     }
 

@@ -1,1 +1,97 @@
-//! Placeholder, filled in by its owner.
+//! The HTTP reverse proxy at run time: given a request that arrived on a
+//! connection, pick the listener and route from the current
+//! [`Dataplane`](crate::dataplane::Dataplane), apply the rule's filters, and
+//! relay the exchange to a backend (or answer it here).
+//!
+//! The socket and TLS side (accepting, handshakes, serving HTTP/1.1 and HTTP/2
+//! connections) belongs to [`crate::server`], which calls [`Proxy::handle`]
+//! for every request. Route matching and the filter algorithms are pure
+//! functions in [`crate::dataplane`]; this module does the I/O around them.
+//!
+//! | module | owns |
+//! |---|---|
+//! | `handler` | the per-request flow: listener, route, filters, backend, retries, timeouts |
+//! | `upstream` | connections to backends: pooled HTTP/1.1, multiplexed h2c |
+//! | `mirror` | fire-and-forget copies for `RequestMirror` |
+//! | `websocket` | WebSocket upgrades spliced between client and backend |
+//! | `forwarded` | hop-by-hop headers, `X-Forwarded-*`, request host |
+//! | `body` | boxing bodies, buffering small bodies for replay |
+//! | `retry` | the retry decision |
+//! | `errors` | failures and the statuses they map to |
+
+mod body;
+mod errors;
+mod forwarded;
+mod handler;
+mod mirror;
+mod retry;
+mod upstream;
+mod websocket;
+
+pub use errors::{error_response, Error};
+pub use forwarded::{is_websocket_upgrade, set_forwarded, strip_hop_by_hop};
+pub use retry::{should_retry, Outcome};
+
+use crate::dataplane::{Dataplane, ListenerKey};
+use arc_swap::ArcSwap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// A boxed, type-erased error.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body type of every response the proxy returns (and of every request it
+/// sends upstream).
+pub type ProxyBody = http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, BoxError>;
+
+/// What the server knows about the connection a request arrived on.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// The local address the connection was accepted on (the bind address).
+    pub local: SocketAddr,
+    /// The client's address.
+    pub remote: SocketAddr,
+    /// TLS details, for connections on an HTTPS bind.
+    pub tls: Option<TlsInfo>,
+}
+
+/// What the TLS handshake of a connection decided.
+#[derive(Debug, Clone)]
+pub struct TlsInfo {
+    /// The SNI server name the client sent, normalised.
+    pub sni: Option<String>,
+    /// The listener the SNI selected at handshake.
+    pub listener: ListenerKey,
+}
+
+/// The reverse proxy: the current dataplane and the connections to backends.
+pub struct Proxy {
+    dataplane: Arc<ArcSwap<Dataplane>>,
+    upstreams: Arc<upstream::Upstreams>,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy").finish_non_exhaustive()
+    }
+}
+
+impl Proxy {
+    /// A proxy serving whatever dataplane `dataplane` holds at request time.
+    pub fn new(dataplane: Arc<ArcSwap<Dataplane>>) -> Arc<Proxy> {
+        Arc::new(Proxy {
+            dataplane,
+            upstreams: Arc::new(upstream::Upstreams::new()),
+        })
+    }
+
+    /// Serves one request received by the server. Never fails: every error
+    /// becomes a response.
+    pub async fn handle(
+        self: Arc<Self>,
+        req: http::Request<hyper::body::Incoming>,
+        conn: Arc<ConnInfo>,
+    ) -> http::Response<ProxyBody> {
+        self.handle_request(req, conn).await
+    }
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The project's test command (README, CI): installs the tools the integration
+# tests drive as real peers, then runs formatting, lint and every test target.
+# Safe to run again: tools already present are not reinstalled.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests need, as "command:package" pairs.
+TOOLS="curl:curl openssl:openssl"
+
+missing=()
+for pair in $TOOLS; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+done
+if [ ! -e /etc/ssl/certs/ca-certificates.crt ]; then
+    missing+=(ca-certificates)
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "==> installing: ${missing[*]}"
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+echo "==> cargo clippy"
+cargo clippy --quiet --all-targets -- -D warnings
+echo "==> cargo test"
+cargo test --all-targets 2>&1

@@ -1,0 +1,449 @@
+//! GatewayClasses, Gateways and ListenerSets: which ones are ours, where each
+//! Gateway binds, which ListenerSets a Gateway admits, and the object-level
+//! status conditions of all three. Listener-level rules are in `listeners`.
+
+use super::listeners::{self, ListenerState};
+use super::refs::{self, GATEWAY_GROUP};
+use super::{CompileOptions, Ctx, Problem};
+use crate::model::gateway::Listener;
+use crate::model::{Gateway, ListenerSet, ObjectKey, ObjectMeta, Resources};
+use crate::status::{Condition, ConditionType, ObjectStatus, Reason};
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+/// Names of the GatewayClasses we own, and whether each was accepted.
+pub(crate) struct Classes {
+    accepted: BTreeSet<String>,
+    rejected: BTreeSet<String>,
+}
+
+/// A Gateway of one of our classes.
+pub(crate) struct GatewayState<'a> {
+    /// The manifest.
+    pub gateway: &'a Gateway,
+    /// Address its listeners bind to.
+    pub ip: IpAddr,
+    /// Why the Gateway is not accepted, if it is not.
+    pub rejected: Option<Problem>,
+    /// Why the Gateway is accepted but cannot be programmed.
+    pub unprogrammed: Option<Problem>,
+    /// Its own listeners (indices into [`World::listeners`]), in spec order.
+    pub listeners: Vec<usize>,
+}
+
+/// A ListenerSet whose parent is one of our Gateways.
+pub(crate) struct ListenerSetState<'a> {
+    /// The manifest.
+    pub set: &'a ListenerSet,
+    /// Index of the parent in [`World::gateways`].
+    pub gateway: usize,
+    /// Why the parent does not admit it, if it does not.
+    pub rejected: Option<Problem>,
+    /// Its listeners (indices into [`World::listeners`]), in spec order.
+    pub listeners: Vec<usize>,
+}
+
+/// Everything of ours in one compile, with listeners flattened.
+pub(crate) struct World<'a> {
+    /// Gateways of our classes.
+    pub gateways: Vec<GatewayState<'a>>,
+    /// ListenerSets whose parent is one of our Gateways.
+    pub sets: Vec<ListenerSetState<'a>>,
+    /// Listeners of accepted Gateways and admitted ListenerSets.
+    pub listeners: Vec<ListenerState<'a>>,
+}
+
+impl World<'_> {
+    /// Index of our Gateway `key`.
+    pub(crate) fn gateway_index(&self, key: &ObjectKey) -> Option<usize> {
+        self.gateways
+            .iter()
+            .position(|g| g.gateway.metadata.key() == *key)
+    }
+
+    /// Index of our ListenerSet `key`.
+    pub(crate) fn set_index(&self, key: &ObjectKey) -> Option<usize> {
+        self.sets.iter().position(|s| s.set.metadata.key() == *key)
+    }
+}
+
+fn condition(
+    meta: &ObjectMeta,
+    kind: ConditionType,
+    problem: Option<&Problem>,
+    ok: Reason,
+) -> Condition {
+    match problem {
+        Some(p) => Condition::new(kind, false, p.reason, &p.message, meta.generation()),
+        None => Condition::new(kind, true, ok, "", meta.generation()),
+    }
+}
+
+/// Status of our GatewayClasses and the set of class names we serve.
+pub(crate) fn compile_classes(
+    resources: &Resources,
+    options: &CompileOptions,
+) -> (Vec<ObjectStatus>, Classes) {
+    let mut statuses = Vec::new();
+    let mut classes = Classes {
+        accepted: BTreeSet::new(),
+        rejected: BTreeSet::new(),
+    };
+    for class in &resources.gateway_classes {
+        if class.spec.controller_name != options.controller_name {
+            continue;
+        }
+        let problem = class.spec.parameters_ref.as_ref().map(|_| {
+            Problem::new(
+                Reason::InvalidParameters,
+                "portcullis takes no GatewayClass parameters",
+            )
+        });
+        let name = class.metadata.name.clone();
+        if problem.is_some() {
+            classes.rejected.insert(name);
+        } else {
+            classes.accepted.insert(name);
+        }
+        let mut status = ObjectStatus::new("GatewayClass", "", &class.metadata.name);
+        status.conditions.push(condition(
+            &class.metadata,
+            ConditionType::Accepted,
+            problem.as_ref(),
+            Reason::Accepted,
+        ));
+        statuses.push(status);
+    }
+    (statuses, classes)
+}
+
+/// Gathers our Gateways and ListenerSets and creates a listener state for
+/// every listener of an accepted Gateway or admitted ListenerSet.
+pub(crate) fn collect<'a>(ctx: &Ctx<'a>, classes: &Classes) -> World<'a> {
+    let mut world = World {
+        gateways: Vec::new(),
+        sets: Vec::new(),
+        listeners: Vec::new(),
+    };
+    for gw in &ctx.resources.gateways {
+        let class = &gw.spec.gateway_class_name;
+        if !classes.accepted.contains(class) && !classes.rejected.contains(class) {
+            continue;
+        }
+        let mut state = gateway_state(gw, ctx.options);
+        if state.rejected.is_none() && classes.rejected.contains(class) {
+            state.rejected = Some(Problem::new(
+                Reason::Invalid,
+                format!("GatewayClass {class} is not accepted"),
+            ));
+        }
+        if state.rejected.is_none() {
+            state.listeners = push_listeners(&mut world, gw, state.ip, None, &gw.spec.listeners);
+        }
+        world.gateways.push(state);
+    }
+    for set in &ctx.resources.listener_sets {
+        let Some((gateway, rejected)) = admit_set(ctx.resources, &world, set) else {
+            continue;
+        };
+        let set_index = world.sets.len();
+        let listeners = match rejected {
+            None => {
+                let (gw, ip) = (world.gateways[gateway].gateway, world.gateways[gateway].ip);
+                push_listeners(
+                    &mut world,
+                    gw,
+                    ip,
+                    Some((set_index, set)),
+                    &set.spec.listeners,
+                )
+            }
+            Some(_) => Vec::new(),
+        };
+        world.sets.push(ListenerSetState {
+            set,
+            gateway,
+            rejected,
+            listeners,
+        });
+    }
+    world
+}
+
+fn push_listeners<'a>(
+    world: &mut World<'a>,
+    gw: &'a Gateway,
+    ip: IpAddr,
+    set: Option<(usize, &'a ListenerSet)>,
+    specs: &'a [Listener],
+) -> Vec<usize> {
+    let mut out = Vec::new();
+    for (index, spec) in specs.iter().enumerate() {
+        out.push(world.listeners.len());
+        world
+            .listeners
+            .push(ListenerState::new(gw, set, spec, index, ip));
+    }
+    out
+}
+
+fn gateway_state<'a>(gw: &'a Gateway, options: &CompileOptions) -> GatewayState<'a> {
+    let mut state = GatewayState {
+        gateway: gw,
+        ip: options.listen_address,
+        rejected: None,
+        unprogrammed: None,
+        listeners: Vec::new(),
+    };
+    let has_parameters = gw
+        .spec
+        .infrastructure
+        .as_ref()
+        .and_then(|i| i.get("parametersRef"))
+        .is_some_and(|p| !p.is_null());
+    if has_parameters {
+        state.rejected = Some(Problem::new(
+            Reason::InvalidParameters,
+            "portcullis takes no infrastructure parameters",
+        ));
+        return state;
+    }
+    match gateway_ip(gw) {
+        Ok(Some(ip)) => state.ip = ip,
+        Ok(None) => {}
+        Err(p) if p.reason == Reason::UnsupportedAddress => state.rejected = Some(p),
+        Err(p) => state.unprogrammed = Some(p),
+    }
+    state
+}
+
+/// The first usable `IPAddress` of `spec.addresses`; entries without a value
+/// are skipped (the implementation picks the address).
+fn gateway_ip(gw: &Gateway) -> Result<Option<IpAddr>, Problem> {
+    for addr in &gw.spec.addresses {
+        if addr.value.is_empty() {
+            continue;
+        }
+        match addr.kind.as_deref() {
+            None | Some("IPAddress") => {}
+            Some(other) => {
+                return Err(Problem::new(
+                    Reason::UnsupportedAddress,
+                    format!("address type {other} is not supported"),
+                ))
+            }
+        }
+        return match addr.value.parse::<IpAddr>() {
+            Ok(ip) => Ok(Some(ip)),
+            Err(_) => Err(Problem::new(
+                Reason::AddressNotUsable,
+                format!("{} is not an IP address", addr.value),
+            )),
+        };
+    }
+    Ok(None)
+}
+
+/// The parent (index in `world.gateways`) of a ListenerSet that targets one of
+/// our Gateways, and why it is not admitted if it is not. `None` when the
+/// parent is not ours (another controller reports on it).
+fn admit_set(
+    resources: &Resources,
+    world: &World<'_>,
+    set: &ListenerSet,
+) -> Option<(usize, Option<Problem>)> {
+    let parent = &set.spec.parent_ref;
+    let group_ok = parent.group.as_deref().is_none_or(|g| g == GATEWAY_GROUP);
+    let kind_ok = parent.kind.as_deref().is_none_or(|k| k == "Gateway");
+    if !group_ok || !kind_ok {
+        return None;
+    }
+    let ns = parent
+        .namespace
+        .as_deref()
+        .unwrap_or(&set.metadata.namespace);
+    let index = world.gateway_index(&ObjectKey::new(ns, &parent.name))?;
+    let gw = &world.gateways[index];
+    if gw.rejected.is_some() {
+        let p = Problem::new(
+            Reason::ParentNotAccepted,
+            "the parent Gateway is not accepted",
+        );
+        return Some((index, Some(p)));
+    }
+    let filter = gw
+        .gateway
+        .spec
+        .allowed_listeners
+        .as_ref()
+        .and_then(|a| a.namespaces.as_ref());
+    let allowed = refs::namespace_allowed(
+        resources,
+        filter,
+        "None",
+        &gw.gateway.metadata.namespace,
+        &set.metadata.namespace,
+    );
+    let problem = (!allowed).then(|| {
+        Problem::new(
+            Reason::NotAllowed,
+            "the parent Gateway's allowedListeners does not admit this namespace",
+        )
+    });
+    Some((index, problem))
+}
+
+/// Whether a ListenerSet is accepted: admitted, with at least one programmed
+/// listener.
+pub(crate) fn set_problem(world: &World<'_>, set: &ListenerSetState<'_>) -> Option<Problem> {
+    if let Some(p) = &set.rejected {
+        return Some(p.clone());
+    }
+    let any_valid = set
+        .listeners
+        .iter()
+        .any(|&i| world.listeners[i].is_programmed());
+    (!any_valid).then(|| Problem::new(Reason::ListenersNotValid, "no listener is valid"))
+}
+
+/// Status of every Gateway and ListenerSet of ours.
+pub(crate) fn statuses(world: &World<'_>) -> Vec<ObjectStatus> {
+    let mut out = Vec::new();
+    for (index, gw) in world.gateways.iter().enumerate() {
+        out.push(gateway_status(world, index, gw));
+    }
+    for set in &world.sets {
+        let meta = &set.set.metadata;
+        let mut status = ObjectStatus::new("ListenerSet", &meta.namespace, &meta.name);
+        let problem = set_problem(world, set);
+        status.conditions.push(condition(
+            meta,
+            ConditionType::Accepted,
+            problem.as_ref(),
+            Reason::Accepted,
+        ));
+        status.conditions.push(condition(
+            meta,
+            ConditionType::Programmed,
+            problem.as_ref(),
+            Reason::Programmed,
+        ));
+        status.listeners = set
+            .listeners
+            .iter()
+            .map(|&i| listeners::status(&world.listeners[i], meta.generation()))
+            .collect();
+        out.push(status);
+    }
+    out
+}
+
+fn gateway_status(world: &World<'_>, index: usize, gw: &GatewayState<'_>) -> ObjectStatus {
+    let meta = &gw.gateway.metadata;
+    let mut status = ObjectStatus::new("Gateway", &meta.namespace, &meta.name);
+    let own: Vec<&ListenerState<'_>> = gw.listeners.iter().map(|&i| &world.listeners[i]).collect();
+    let accepted_count = own.iter().filter(|l| l.is_accepted()).count();
+    let accepted = match &gw.rejected {
+        Some(p) => Condition::new(
+            ConditionType::Accepted,
+            false,
+            p.reason,
+            &p.message,
+            meta.generation(),
+        ),
+        None if !own.is_empty() && accepted_count == 0 => Condition::new(
+            ConditionType::Accepted,
+            false,
+            Reason::ListenersNotValid,
+            "no listener is valid",
+            meta.generation(),
+        ),
+        None if accepted_count < own.len() => Condition::new(
+            ConditionType::Accepted,
+            true,
+            Reason::ListenersNotValid,
+            "some listeners are invalid",
+            meta.generation(),
+        ),
+        None => Condition::new(
+            ConditionType::Accepted,
+            true,
+            Reason::Accepted,
+            "",
+            meta.generation(),
+        ),
+    };
+    let programmed_problem = if accepted.status == crate::status::ConditionStatus::False {
+        Some(Problem::new(Reason::Invalid, "the Gateway is not accepted"))
+    } else {
+        gw.unprogrammed.clone()
+    };
+    status.conditions.push(accepted);
+    status.conditions.push(condition(
+        meta,
+        ConditionType::Programmed,
+        programmed_problem.as_ref(),
+        Reason::Programmed,
+    ));
+    if let Some(c) = attached_sets_condition(world, index, gw) {
+        status.conditions.push(c);
+    }
+    status.listeners = own
+        .iter()
+        .map(|l| listeners::status(l, meta.generation()))
+        .collect();
+    status
+}
+
+/// The `AttachedListenerSets` condition, for Gateways that admit ListenerSets
+/// or that some ListenerSet targets.
+fn attached_sets_condition(
+    world: &World<'_>,
+    index: usize,
+    gw: &GatewayState<'_>,
+) -> Option<Condition> {
+    let meta = &gw.gateway.metadata;
+    let targeted: Vec<&ListenerSetState<'_>> =
+        world.sets.iter().filter(|s| s.gateway == index).collect();
+    if gw.gateway.spec.allowed_listeners.is_none() && targeted.is_empty() {
+        return None;
+    }
+    let attached = targeted
+        .iter()
+        .filter(|s| set_problem(world, s).is_none())
+        .count();
+    let allows = gw
+        .gateway
+        .spec
+        .allowed_listeners
+        .as_ref()
+        .and_then(|a| a.namespaces.as_ref())
+        .and_then(|n| n.from.as_deref())
+        .is_some_and(|f| f != "None");
+    let message = format!("{attached} ListenerSets attached");
+    Some(if attached > 0 {
+        Condition::new(
+            ConditionType::AttachedListenerSets,
+            true,
+            Reason::Accepted,
+            message,
+            meta.generation(),
+        )
+    } else if !allows {
+        Condition::new(
+            ConditionType::AttachedListenerSets,
+            false,
+            Reason::NotAllowed,
+            message,
+            meta.generation(),
+        )
+    } else {
+        Condition::new(
+            ConditionType::AttachedListenerSets,
+            false,
+            Reason::NoResources,
+            message,
+            meta.generation(),
+        )
+    })
+}

@@ -1,0 +1,467 @@
+//! Listeners of Gateways and ListenerSets: protocol, port, hostname and
+//! allowed route kinds validation, certificate resolution for HTTPS, conflicts
+//! between listeners sharing a socket, and the listener status conditions.
+
+use super::gateway::World;
+use super::refs::{self, Referrer, Target, GATEWAY_GROUP};
+use super::{Ctx, Problem};
+use crate::dataplane::router::RouteEntry;
+use crate::dataplane::{BindProtocol, ListenerKey, RouteKind};
+use crate::model::gateway::{Listener, SecretObjectReference};
+use crate::model::{Gateway, ListenerSet};
+use crate::status::{Condition, ConditionType, ListenerStatus, Reason};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+/// Listener protocols, grouped as conflicts see them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Family {
+    /// `HTTP`.
+    Http,
+    /// `HTTPS`.
+    Https,
+    /// `TLS` (not served yet).
+    Tls,
+    /// `TCP` (not served yet).
+    Tcp,
+    /// `UDP` (not served yet).
+    Udp,
+    /// Anything else.
+    Unknown,
+}
+
+impl Family {
+    fn parse(protocol: &str) -> Self {
+        match protocol {
+            "HTTP" => Family::Http,
+            "HTTPS" => Family::Https,
+            "TLS" => Family::Tls,
+            "TCP" => Family::Tcp,
+            "UDP" => Family::Udp,
+            _ => Family::Unknown,
+        }
+    }
+
+    /// Listeners of one group may share a socket, told apart by hostname.
+    fn group(self) -> u8 {
+        match self {
+            Family::Http => 0,
+            Family::Https | Family::Tls => 1,
+            Family::Tcp => 2,
+            Family::Udp => 3,
+            Family::Unknown => 4,
+        }
+    }
+
+    fn bind_protocol(self) -> Option<BindProtocol> {
+        match self {
+            Family::Http => Some(BindProtocol::Http),
+            Family::Https => Some(BindProtocol::Https),
+            _ => None,
+        }
+    }
+}
+
+/// Order in which listeners claim a socket (earlier wins a conflict):
+/// Gateway listeners before ListenerSet listeners, older owners first, then
+/// owner `namespace/name`, then listener index.
+type Precedence = (bool, String, String, String, usize);
+
+/// One listener being compiled.
+pub(crate) struct ListenerState<'a> {
+    /// Identity.
+    pub key: ListenerKey,
+    /// The manifest.
+    pub spec: &'a Listener,
+    /// Namespace of the Gateway or ListenerSet that declares it.
+    pub owner_namespace: String,
+    /// Index of its ListenerSet in [`World::sets`], if any.
+    pub listener_set: Option<usize>,
+    precedence: Precedence,
+    /// Local address (port offset applied), when the port is usable.
+    pub socket: Option<SocketAddr>,
+    family: Family,
+    /// Route kinds that may attach.
+    pub kinds: Vec<RouteKind>,
+    /// Why the listener is not accepted.
+    pub rejected: Option<Problem>,
+    /// Why it lost a conflict.
+    pub conflicted: Option<Problem>,
+    /// Why a reference did not resolve.
+    pub unresolved: Option<Problem>,
+    /// Certificates to serve (HTTPS).
+    pub certificates: Vec<Arc<rustls::sign::CertifiedKey>>,
+    /// The Secrets behind `certificates`, as `namespace/name`.
+    pub certificate_refs: Vec<String>,
+    /// Routes accepted on this listener.
+    pub attached_routes: u32,
+    /// Route table entries of the routes accepted here.
+    pub entries: Vec<RouteEntry>,
+}
+
+impl<'a> ListenerState<'a> {
+    /// A listener not validated yet.
+    pub(crate) fn new(
+        gw: &'a Gateway,
+        set: Option<(usize, &'a ListenerSet)>,
+        spec: &'a Listener,
+        index: usize,
+        ip: IpAddr,
+    ) -> Self {
+        let owner = set.map(|(_, s)| &s.metadata).unwrap_or(&gw.metadata);
+        let precedence = (
+            set.is_some(),
+            owner.creation_timestamp.clone().unwrap_or_default(),
+            owner.namespace.clone(),
+            owner.name.clone(),
+            index,
+        );
+        Self {
+            key: ListenerKey {
+                gateway: gw.metadata.key(),
+                listener_set: set.map(|(_, s)| s.metadata.key()),
+                name: spec.name.clone(),
+            },
+            spec,
+            owner_namespace: owner.namespace.clone(),
+            listener_set: set.map(|(i, _)| i),
+            precedence,
+            socket: Some(SocketAddr::new(ip, 0)),
+            family: Family::parse(&spec.protocol),
+            kinds: Vec::new(),
+            rejected: None,
+            conflicted: None,
+            unresolved: None,
+            certificates: Vec::new(),
+            certificate_refs: Vec::new(),
+            attached_routes: 0,
+            entries: Vec::new(),
+        }
+    }
+
+    /// Accepted: valid and not conflicted; routes may attach.
+    pub(crate) fn is_accepted(&self) -> bool {
+        self.rejected.is_none() && self.conflicted.is_none()
+    }
+
+    /// Programmed: accepted, serving some route kind, and (HTTPS) holding a
+    /// certificate.
+    pub(crate) fn is_programmed(&self) -> bool {
+        self.is_accepted()
+            && !self.kinds.is_empty()
+            && self
+                .unresolved
+                .as_ref()
+                .is_none_or(|p| p.reason == Reason::InvalidRouteKinds)
+            && (self.family != Family::Https || !self.certificates.is_empty())
+    }
+
+    /// The protocol of the socket, for programmed listeners.
+    pub(crate) fn bind_protocol(&self) -> Option<BindProtocol> {
+        self.family.bind_protocol()
+    }
+
+    /// Hostname pattern, if any.
+    pub(crate) fn hostname(&self) -> Option<&str> {
+        self.spec.hostname.as_deref()
+    }
+
+    /// The referrer kind for ReferenceGrants (`Gateway` or `ListenerSet`).
+    fn referrer_kind(&self) -> &'static str {
+        if self.listener_set.is_some() {
+            "ListenerSet"
+        } else {
+            "Gateway"
+        }
+    }
+}
+
+/// Validates every listener: protocol, port, hostname, kinds and certificates.
+pub(crate) fn validate_all(world: &mut World<'_>, ctx: &Ctx<'_>) {
+    for l in &mut world.listeners {
+        validate(l, ctx);
+    }
+}
+
+fn validate(l: &mut ListenerState<'_>, ctx: &Ctx<'_>) {
+    let port = u16::try_from(l.spec.port)
+        .ok()
+        .filter(|p| *p > 0)
+        .and_then(|p| p.checked_add(ctx.options.port_offset));
+    match (port, l.socket) {
+        (Some(p), Some(s)) => l.socket = Some(SocketAddr::new(s.ip(), p)),
+        _ => {
+            l.socket = None;
+            l.rejected = Some(Problem::new(
+                Reason::PortUnavailable,
+                format!(
+                    "port {} plus offset {} is not a usable port",
+                    l.spec.port, ctx.options.port_offset
+                ),
+            ));
+            return;
+        }
+    }
+    if l.family.bind_protocol().is_none() {
+        l.rejected = Some(Problem::new(
+            Reason::UnsupportedProtocol,
+            format!("protocol {} is not supported", l.spec.protocol),
+        ));
+        return;
+    }
+    if let Some(h) = l.hostname() {
+        if !crate::hostname::is_valid(h) {
+            l.rejected = Some(Problem::new(
+                Reason::UnsupportedValue,
+                format!("invalid hostname {h}"),
+            ));
+            return;
+        }
+    }
+    resolve_kinds(l);
+    if l.family == Family::Https {
+        resolve_certificates(l, ctx);
+    }
+}
+
+/// `allowedRoutes.kinds`: HTTPRoute and GRPCRoute are supported on HTTP and
+/// HTTPS listeners; any other kind makes ResolvedRefs False/InvalidRouteKinds.
+fn resolve_kinds(l: &mut ListenerState<'_>) {
+    let requested = l
+        .spec
+        .allowed_routes
+        .as_ref()
+        .and_then(|a| a.kinds.as_ref())
+        .filter(|k| !k.is_empty());
+    let Some(requested) = requested else {
+        l.kinds = vec![RouteKind::Http, RouteKind::Grpc];
+        return;
+    };
+    let mut invalid = Vec::new();
+    for k in requested {
+        let group_ok = k.group.as_deref().is_none_or(|g| g == GATEWAY_GROUP);
+        let kind = match k.kind.as_str() {
+            "HTTPRoute" if group_ok => Some(RouteKind::Http),
+            "GRPCRoute" if group_ok => Some(RouteKind::Grpc),
+            _ => None,
+        };
+        match kind {
+            Some(kind) if !l.kinds.contains(&kind) => l.kinds.push(kind),
+            Some(_) => {}
+            None => invalid.push(k.kind.clone()),
+        }
+    }
+    if !invalid.is_empty() {
+        l.unresolved = Some(Problem::new(
+            Reason::InvalidRouteKinds,
+            format!("unsupported route kinds: {}", invalid.join(", ")),
+        ));
+    }
+}
+
+fn resolve_certificates(l: &mut ListenerState<'_>, ctx: &Ctx<'_>) {
+    let tls = l.spec.tls.as_ref();
+    if tls
+        .and_then(|t| t.mode.as_deref())
+        .is_some_and(|m| m != "Terminate")
+    {
+        l.rejected = Some(Problem::new(
+            Reason::UnsupportedValue,
+            "HTTPS listeners terminate TLS",
+        ));
+        return;
+    }
+    let refs = tls
+        .map(|t| t.certificate_refs.as_slice())
+        .unwrap_or_default();
+    if refs.is_empty() {
+        l.unresolved.get_or_insert(Problem::new(
+            Reason::InvalidCertificateRef,
+            "an HTTPS listener needs tls.certificateRefs",
+        ));
+        return;
+    }
+    for r in refs {
+        match load_certificate(l, r, ctx) {
+            Ok((key, name)) => {
+                l.certificates.push(Arc::new(key));
+                l.certificate_refs.push(name);
+            }
+            Err(p) => {
+                l.unresolved.get_or_insert(p);
+            }
+        }
+    }
+}
+
+type Loaded = (rustls::sign::CertifiedKey, String);
+
+fn load_certificate(
+    l: &ListenerState<'_>,
+    r: &SecretObjectReference,
+    ctx: &Ctx<'_>,
+) -> Result<Loaded, Problem> {
+    let invalid = |m: String| Problem::new(Reason::InvalidCertificateRef, m);
+    let group = r.group.as_deref().unwrap_or("");
+    let kind = r.kind.as_deref().unwrap_or("Secret");
+    if !group.is_empty() || kind != "Secret" {
+        return Err(invalid(format!(
+            "unsupported certificateRef {group}/{kind}"
+        )));
+    }
+    let ns = r.namespace.as_deref().unwrap_or(&l.owner_namespace);
+    let name = format!("{ns}/{}", r.name);
+    let from = Referrer {
+        group: GATEWAY_GROUP,
+        kind: l.referrer_kind(),
+        namespace: &l.owner_namespace,
+    };
+    let to = Target {
+        group: "",
+        kind: "Secret",
+        namespace: ns,
+        name: &r.name,
+    };
+    if !refs::is_permitted(ctx.resources, from, to) {
+        return Err(Problem::new(
+            Reason::RefNotPermitted,
+            format!("no ReferenceGrant allows a reference to Secret {name}"),
+        ));
+    }
+    let secret = ctx
+        .resources
+        .secret(ns, &r.name)
+        .ok_or_else(|| invalid(format!("Secret {name} not found")))?;
+    if !secret.kind.is_empty() && secret.kind != "kubernetes.io/tls" {
+        return Err(invalid(format!(
+            "Secret {name} is of type {}, not kubernetes.io/tls",
+            secret.kind
+        )));
+    }
+    let (Some(cert), Some(key)) = (secret.data.get("tls.crt"), secret.data.get("tls.key")) else {
+        return Err(invalid(format!("Secret {name} lacks tls.crt or tls.key")));
+    };
+    let certified = crate::tls::certs::load_certified_key(cert, key)
+        .map_err(|e| invalid(format!("Secret {name}: {e}")))?;
+    // An expired (or not yet valid) certificate is a broken reference: clients
+    // reject it anyway, and saying so in status is what gets it fixed.
+    if let Some(now) = ctx.options.now {
+        let info = certified
+            .cert
+            .first()
+            .and_then(|leaf| crate::tls::certs::inspect(leaf).ok());
+        if info.is_some_and(|i| i.is_expired_at(now)) {
+            return Err(invalid(format!(
+                "certificate in Secret {name} is outside its validity period"
+            )));
+        }
+    }
+    Ok((certified, name))
+}
+
+/// Marks listeners that lose a conflict on a shared socket. Listeners are
+/// visited in precedence order; a listener conflicts with an earlier winner
+/// of another protocol group (ProtocolConflict) or of the same hostname
+/// (HostnameConflict). Invalid listeners never win but can still lose.
+pub(crate) fn resolve_conflicts(world: &mut World<'_>) {
+    let mut order: Vec<usize> = (0..world.listeners.len())
+        .filter(|&i| {
+            world.listeners[i].socket.is_some() && world.listeners[i].family != Family::Unknown
+        })
+        .collect();
+    order.sort_by(|&a, &b| {
+        world.listeners[a]
+            .precedence
+            .cmp(&world.listeners[b].precedence)
+    });
+    let mut winners: HashMap<(SocketAddr, bool), Vec<usize>> = HashMap::new();
+    for i in order {
+        let l = &world.listeners[i];
+        let Some(socket) = l.socket else { continue };
+        let key = (socket, l.family == Family::Udp);
+        let claimed = winners.entry(key).or_default();
+        let conflict = conflict_with(&world.listeners, claimed, i);
+        let l = &mut world.listeners[i];
+        match conflict {
+            Some(p) => l.conflicted = Some(p),
+            None if l.rejected.is_none() => claimed.push(i),
+            None => {}
+        }
+    }
+}
+
+fn conflict_with(all: &[ListenerState<'_>], winners: &[usize], i: usize) -> Option<Problem> {
+    let l = &all[i];
+    if let Some(&w) = winners
+        .iter()
+        .find(|&&w| all[w].family.group() != l.family.group())
+    {
+        return Some(Problem::new(
+            Reason::ProtocolConflict,
+            format!("listener {} uses another protocol on this port", all[w].key),
+        ));
+    }
+    winners
+        .iter()
+        .find(|&&w| all[w].hostname() == l.hostname())
+        .map(|&w| {
+            Problem::new(
+                Reason::HostnameConflict,
+                format!(
+                    "listener {} uses the same hostname on this port",
+                    all[w].key
+                ),
+            )
+        })
+}
+
+/// Status of one listener.
+pub(crate) fn status(l: &ListenerState<'_>, generation: i64) -> ListenerStatus {
+    let cond = |kind, ok: bool, reason, message: &str| {
+        Condition::new(kind, ok, reason, message, generation)
+    };
+    let accepted = match (&l.conflicted, &l.rejected) {
+        (Some(p), _) | (None, Some(p)) => {
+            cond(ConditionType::Accepted, false, p.reason, &p.message)
+        }
+        (None, None) => cond(ConditionType::Accepted, true, Reason::Accepted, ""),
+    };
+    let resolved = match &l.unresolved {
+        Some(p) => cond(ConditionType::ResolvedRefs, false, p.reason, &p.message),
+        None => cond(ConditionType::ResolvedRefs, true, Reason::ResolvedRefs, ""),
+    };
+    let programmed = if l.is_programmed() {
+        cond(ConditionType::Programmed, true, Reason::Programmed, "")
+    } else {
+        let reason = l
+            .conflicted
+            .as_ref()
+            .map(|p| p.reason)
+            .unwrap_or(Reason::Invalid);
+        cond(
+            ConditionType::Programmed,
+            false,
+            reason,
+            "the listener is not programmed",
+        )
+    };
+    let conflicted = match &l.conflicted {
+        Some(p) => cond(ConditionType::Conflicted, true, p.reason, &p.message),
+        None => cond(ConditionType::Conflicted, false, Reason::NoConflicts, ""),
+    };
+    ListenerStatus {
+        name: l.spec.name.clone(),
+        attached_routes: l.attached_routes,
+        supported_kinds: l
+            .kinds
+            .iter()
+            .map(|k| match k {
+                RouteKind::Http => "HTTPRoute".to_string(),
+                RouteKind::Grpc => "GRPCRoute".to_string(),
+            })
+            .collect(),
+        conditions: vec![accepted, resolved, programmed, conflicted],
+        certificate_refs: l.certificate_refs.clone(),
+    }
+}

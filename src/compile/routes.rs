@@ -1,0 +1,334 @@
+//! Route attachment: for each HTTPRoute and GRPCRoute parentRef, which
+//! listeners accept the route (sectionName, port, allowedRoutes namespaces and
+//! kinds, hostname intersection), the per-parent status conditions, and the
+//! route table entries the accepted listeners receive.
+
+use super::gateway::World;
+use super::refs::{self, GATEWAY_GROUP};
+use super::rules::{self, CompiledRoute};
+use super::{Ctx, Problem};
+use crate::dataplane::router::{EntryOrder, RouteEntry};
+use crate::dataplane::RouteKind;
+use crate::model::route::ParentReference;
+use crate::model::{ObjectKey, ObjectMeta, Resources};
+use crate::status::{
+    Condition, ConditionType, ObjectStatus, ParentRefStatus, ParentStatus, Reason,
+};
+
+/// The parts of a route that attachment reads, whatever its kind.
+pub(crate) struct RouteView<'a> {
+    /// HTTPRoute or GRPCRoute.
+    pub kind: RouteKind,
+    /// Metadata.
+    pub meta: &'a ObjectMeta,
+    /// Parents.
+    pub parent_refs: &'a [ParentReference],
+    /// Hostnames.
+    pub hostnames: &'a [String],
+}
+
+impl RouteView<'_> {
+    fn kind_name(&self) -> &'static str {
+        match self.kind {
+            RouteKind::Http => "HTTPRoute",
+            RouteKind::Grpc => "GRPCRoute",
+        }
+    }
+}
+
+/// Attaches every route, filling listener entries and counts, and returns the
+/// status of every route with at least one parent of ours.
+pub(crate) fn attach_all(world: &mut World<'_>, ctx: &mut Ctx<'_>) -> Vec<ObjectStatus> {
+    let resources = ctx.resources;
+    let mut out = Vec::new();
+    for route in &resources.http_routes {
+        let view = RouteView {
+            kind: RouteKind::Http,
+            meta: &route.metadata,
+            parent_refs: &route.spec.parent_refs,
+            hostnames: &route.spec.hostnames,
+        };
+        if !has_our_parent(world, resources, &view) {
+            continue;
+        }
+        let compiled = rules::compile_http(route, ctx);
+        out.extend(attach(
+            world,
+            resources,
+            &view,
+            &compiled,
+            &ctx.options.controller_name,
+        ));
+    }
+    for route in &resources.grpc_routes {
+        let view = RouteView {
+            kind: RouteKind::Grpc,
+            meta: &route.metadata,
+            parent_refs: &route.spec.parent_refs,
+            hostnames: &route.spec.hostnames,
+        };
+        if !has_our_parent(world, resources, &view) {
+            continue;
+        }
+        let compiled = rules::compile_grpc(route, ctx);
+        out.extend(attach(
+            world,
+            resources,
+            &view,
+            &compiled,
+            &ctx.options.controller_name,
+        ));
+    }
+    out
+}
+
+fn has_our_parent(world: &World<'_>, resources: &Resources, view: &RouteView<'_>) -> bool {
+    view.parent_refs
+        .iter()
+        .any(|p| !matches!(find_parent(world, resources, view, p), Parent::NotOurs))
+}
+
+/// What a parentRef points at.
+enum Parent {
+    /// A parent another controller owns, or a kind we do not serve.
+    NotOurs,
+    /// A parent that does not exist.
+    Missing,
+    /// Our Gateway (index in `world.gateways`).
+    Gateway(usize),
+    /// Our ListenerSet (index in `world.sets`).
+    ListenerSet(usize),
+}
+
+fn parent_key(view: &RouteView<'_>, p: &ParentReference) -> ObjectKey {
+    ObjectKey::new(
+        p.namespace.as_deref().unwrap_or(&view.meta.namespace),
+        &p.name,
+    )
+}
+
+fn find_parent(
+    world: &World<'_>,
+    resources: &Resources,
+    view: &RouteView<'_>,
+    p: &ParentReference,
+) -> Parent {
+    if p.group.as_deref().is_some_and(|g| g != GATEWAY_GROUP) {
+        return Parent::NotOurs;
+    }
+    let key = parent_key(view, p);
+    match p.kind.as_deref().unwrap_or("Gateway") {
+        "Gateway" => match world.gateway_index(&key) {
+            Some(i) => Parent::Gateway(i),
+            None if resources.gateways.iter().any(|g| g.metadata.key() == key) => Parent::NotOurs,
+            None => Parent::Missing,
+        },
+        "ListenerSet" => match world.set_index(&key) {
+            Some(i) => Parent::ListenerSet(i),
+            None if resources
+                .listener_sets
+                .iter()
+                .any(|s| s.metadata.key() == key) =>
+            {
+                Parent::NotOurs
+            }
+            None => Parent::Missing,
+        },
+        _ => Parent::NotOurs,
+    }
+}
+
+fn attach(
+    world: &mut World<'_>,
+    resources: &Resources,
+    view: &RouteView<'_>,
+    compiled: &CompiledRoute,
+    controller_name: &str,
+) -> Option<ObjectStatus> {
+    let generation = view.meta.generation();
+    let mut status = ObjectStatus::new(view.kind_name(), &view.meta.namespace, &view.meta.name);
+    // A listener selected by several parentRefs still holds the route once.
+    let mut seen = std::collections::BTreeSet::new();
+    for p in view.parent_refs {
+        let parent = find_parent(world, resources, view, p);
+        let result = match parent {
+            Parent::NotOurs => continue,
+            Parent::Missing => Err(Problem::new(
+                Reason::NoMatchingParent,
+                "the parent does not exist",
+            )),
+            Parent::Gateway(i) => select(world, resources, view, p, &world.gateways[i].listeners),
+            Parent::ListenerSet(i) => select(world, resources, view, p, &world.sets[i].listeners),
+        };
+        let result = result.and_then(|ls| match &compiled.invalid {
+            Some(problem) => Err(problem.clone()),
+            None => Ok(ls),
+        });
+        let accepted = match result {
+            Ok(listeners) => {
+                for i in listeners {
+                    if seen.insert(i) {
+                        add_entries(world, i, view, compiled);
+                    }
+                }
+                Condition::new(
+                    ConditionType::Accepted,
+                    true,
+                    Reason::Accepted,
+                    "",
+                    generation,
+                )
+            }
+            Err(p) => Condition::new(
+                ConditionType::Accepted,
+                false,
+                p.reason,
+                p.message,
+                generation,
+            ),
+        };
+        let resolved = match &compiled.unresolved {
+            Some(p) => Condition::new(
+                ConditionType::ResolvedRefs,
+                false,
+                p.reason,
+                &p.message,
+                generation,
+            ),
+            None => Condition::new(
+                ConditionType::ResolvedRefs,
+                true,
+                Reason::ResolvedRefs,
+                "",
+                generation,
+            ),
+        };
+        let key = parent_key(view, p);
+        status.parents.push(ParentStatus {
+            parent_ref: ParentRefStatus {
+                group: p.group.clone().unwrap_or_else(|| GATEWAY_GROUP.to_string()),
+                kind: p.kind.clone().unwrap_or_else(|| "Gateway".to_string()),
+                namespace: key.namespace,
+                name: key.name,
+                section_name: p.section_name.clone(),
+                port: p.port,
+            },
+            controller_name: controller_name.to_string(),
+            conditions: vec![accepted, resolved],
+        });
+    }
+    (!status.parents.is_empty()).then_some(status)
+}
+
+/// The listeners (indices) among `candidates` that accept the route through
+/// parentRef `p`, or why none does.
+fn select(
+    world: &World<'_>,
+    resources: &Resources,
+    view: &RouteView<'_>,
+    p: &ParentReference,
+    candidates: &[usize],
+) -> Result<Vec<usize>, Problem> {
+    let named: Vec<usize> = candidates
+        .iter()
+        .copied()
+        .filter(|&i| {
+            p.section_name
+                .as_deref()
+                .is_none_or(|s| world.listeners[i].spec.name == s)
+        })
+        .filter(|&i| {
+            p.port
+                .is_none_or(|port| world.listeners[i].spec.port == port)
+        })
+        .collect();
+    if named.is_empty() {
+        return Err(Problem::new(
+            Reason::NoMatchingParent,
+            "no listener matches the parentRef's sectionName and port",
+        ));
+    }
+    let allowed: Vec<usize> = named
+        .into_iter()
+        .filter(|&i| {
+            let l = &world.listeners[i];
+            let filter = l
+                .spec
+                .allowed_routes
+                .as_ref()
+                .and_then(|a| a.namespaces.as_ref());
+            l.is_accepted()
+                && l.kinds.contains(&view.kind)
+                && refs::namespace_allowed(
+                    resources,
+                    filter,
+                    "Same",
+                    &l.owner_namespace,
+                    &view.meta.namespace,
+                )
+        })
+        .collect();
+    if allowed.is_empty() {
+        return Err(Problem::new(
+            Reason::NotAllowedByListeners,
+            "no listener allows this route's kind and namespace",
+        ));
+    }
+    let matching: Vec<usize> = allowed
+        .into_iter()
+        .filter(|&i| !hostnames_on(world.listeners[i].hostname(), view.hostnames).is_empty())
+        .collect();
+    if matching.is_empty() {
+        return Err(Problem::new(
+            Reason::NoMatchingListenerHostname,
+            "no listener hostname intersects the route's hostnames",
+        ));
+    }
+    Ok(matching)
+}
+
+/// The hostnames a route serves on a listener: the listener's hostname when
+/// the route names none, else each intersection (deduplicated, in order).
+pub(crate) fn hostnames_on(listener: Option<&str>, route: &[String]) -> Vec<Option<String>> {
+    if route.is_empty() {
+        return vec![listener.map(str::to_string)];
+    }
+    let mut out: Vec<Option<String>> = Vec::new();
+    for h in route {
+        let h = h.to_ascii_lowercase();
+        if let Some(x) = crate::hostname::intersect(listener, &h) {
+            if !out.iter().any(|o| o.as_deref() == Some(x.as_str())) {
+                out.push(Some(x));
+            }
+        }
+    }
+    out
+}
+
+fn add_entries(
+    world: &mut World<'_>,
+    index: usize,
+    view: &RouteView<'_>,
+    compiled: &CompiledRoute,
+) {
+    let l = &mut world.listeners[index];
+    l.attached_routes += 1;
+    for host in hostnames_on(l.spec.hostname.as_deref(), view.hostnames) {
+        for (rule_index, rule) in compiled.rules.iter().enumerate() {
+            for (match_index, m) in rule.matches.iter().enumerate() {
+                l.entries.push(RouteEntry {
+                    hostname: host.clone(),
+                    matcher: m.clone(),
+                    rule: rule.rule.clone(),
+                    order: EntryOrder {
+                        created: view.meta.creation_timestamp.clone().unwrap_or_default(),
+                        namespace: view.meta.namespace.clone(),
+                        name: view.meta.name.clone(),
+                        rule: rule_index,
+                        index: match_index,
+                    },
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! Header hygiene between the two legs of a proxied exchange: hop-by-hop
+//! headers (RFC 9110 §7.6.1), `X-Forwarded-*`, the request's host, and
+//! WebSocket upgrade detection (RFC 6455 §4.1). Pure functions over header
+//! maps.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use std::net::IpAddr;
+
+/// `X-Forwarded-For`.
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto`.
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `X-Forwarded-Host`.
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Headers that describe one connection and never cross the proxy.
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Removes hop-by-hop headers: the fixed list, every header the `Connection`
+/// header names, and `TE` unless it asks for `trailers` (which gRPC needs, and
+/// which is then reduced to exactly `trailers`). With `keep_upgrade` (a
+/// WebSocket handshake) `Connection: upgrade` and `Upgrade` are kept.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        if keep_upgrade && name == header::UPGRADE {
+            continue;
+        }
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        if keep_upgrade && (name == "connection" || name == "upgrade") {
+            continue;
+        }
+        headers.remove(name);
+    }
+    if keep_upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    let wants_trailers = headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
+    headers.remove(header::TE);
+    if wants_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+/// Adds the client to `X-Forwarded-For` (appended to what earlier proxies
+/// wrote), sets `X-Forwarded-Proto` to the scheme the client used, and sets
+/// `X-Forwarded-Host` to the host the client asked for unless an earlier
+/// proxy already recorded it.
+pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &str, host: Option<&str>) {
+    let mut chain: Vec<String> = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect();
+    chain.push(client.to_string());
+    if let Ok(value) = HeaderValue::from_str(&chain.join(", ")) {
+        headers.insert(X_FORWARDED_FOR, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(proto) {
+        headers.insert(X_FORWARDED_PROTO, value);
+    }
+    if let Some(host) = host {
+        if !headers.contains_key(&X_FORWARDED_HOST) {
+            if let Ok(value) = HeaderValue::from_str(host) {
+                headers.insert(X_FORWARDED_HOST, value);
+            }
+        }
+    }
+}
+
+/// The host the client asked for, as sent: the URI authority (HTTP/2
+/// `:authority`, or an HTTP/1.1 absolute-form target, which RFC 9112 §3.2.2
+/// says overrides Host), else the `Host` header.
+pub fn request_host<'a>(uri: &'a http::Uri, headers: &'a HeaderMap) -> Option<&'a str> {
+    uri.authority()
+        .map(|a| a.as_str())
+        .or_else(|| headers.get(header::HOST).and_then(|v| v.to_str().ok()))
+        .map(|h| h.rsplit_once('@').map_or(h, |(_, host)| host))
+}
+
+/// Whether an HTTP/1.x request asks for a WebSocket upgrade: `Connection`
+/// lists `upgrade` and `Upgrade` names `websocket`.
+pub fn is_websocket_upgrade(version: http::Version, headers: &HeaderMap) -> bool {
+    if version > http::Version::HTTP_11 {
+        return false;
+    }
+    let connection_upgrade = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    let upgrade_websocket = headers
+        .get_all(header::UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("websocket"));
+    connection_upgrade && upgrade_websocket
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(HeaderName::from_static(k), HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_removed() {
+        let mut h = map(&[
+            ("connection", "keep-alive, x-private"),
+            ("keep-alive", "timeout=5"),
+            ("x-private", "1"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "h2c"),
+            ("proxy-connection", "keep-alive"),
+            ("x-kept", "yes"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h["x-kept"], "yes");
+    }
+
+    #[test]
+    fn te_trailers_survives_for_grpc() {
+        let mut h = map(&[("te", "gzip, trailers")]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h["te"], "trailers");
+        let mut h = map(&[("te", "gzip")]);
+        strip_hop_by_hop(&mut h, false);
+        assert!(h.get("te").is_none());
+    }
+
+    #[test]
+    fn websocket_handshake_keeps_upgrade_headers() {
+        let mut h = map(&[
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "websocket"),
+            ("sec-websocket-key", "abc"),
+        ]);
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h["connection"], "upgrade");
+        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["sec-websocket-key"], "abc");
+    }
+
+    #[test]
+    fn forwarded_for_appends_client_to_chain() {
+        let mut h = map(&[("x-forwarded-for", "10.0.0.1")]);
+        set_forwarded(
+            &mut h,
+            "192.0.2.7".parse().expect("literal"),
+            "https",
+            Some("a.example"),
+        );
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 192.0.2.7");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "a.example");
+    }
+
+    #[test]
+    fn forwarded_host_keeps_earlier_proxy_value() {
+        let mut h = map(&[
+            ("x-forwarded-host", "outer.example"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        set_forwarded(
+            &mut h,
+            "::1".parse().expect("literal"),
+            "http",
+            Some("inner.example"),
+        );
+        assert_eq!(h["x-forwarded-host"], "outer.example");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-for"], "::1");
+    }
+
+    #[test]
+    fn authority_overrides_host_header() {
+        let uri: http::Uri = "https://a.example:8443/x".parse().expect("literal");
+        let h = map(&[("host", "b.example")]);
+        assert_eq!(request_host(&uri, &h), Some("a.example:8443"));
+        let uri: http::Uri = "/x".parse().expect("literal");
+        assert_eq!(request_host(&uri, &h), Some("b.example"));
+    }
+
+    #[test]
+    fn websocket_upgrade_needs_both_headers() {
+        let h = map(&[("connection", "Upgrade"), ("upgrade", "WebSocket")]);
+        assert!(is_websocket_upgrade(http::Version::HTTP_11, &h));
+        assert!(!is_websocket_upgrade(http::Version::HTTP_2, &h));
+        let h = map(&[("upgrade", "websocket")]);
+        assert!(!is_websocket_upgrade(http::Version::HTTP_11, &h));
+    }
+}

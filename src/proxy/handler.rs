@@ -1,0 +1,499 @@
+//! The per-request flow: bind and listener from the connection and Host,
+//! misdirected-request detection on TLS connections, route lookup, filters,
+//! backend choice, then the exchange with retries and timeouts.
+//!
+//! The dataplane is read once per request; every decision below uses that
+//! one snapshot even if a reload swaps in another meanwhile.
+
+use super::body::RequestBody;
+use super::errors::{self, Error};
+use super::upstream::{outcome_of, pick_endpoint, Addressing, OutboundHead};
+use super::{
+    body, forwarded, mirror, retry, websocket, BoxError, ConnInfo, Proxy, ProxyBody, TlsInfo,
+};
+use crate::dataplane::filter::{mirror_selected, pick_weighted, RedirectRequest};
+use crate::dataplane::router::{normalize_path, RequestView};
+use crate::dataplane::{
+    BackendTarget, Bind, CorsPolicy, Dataplane, Filter, HeaderEdit, Listener, Mirror, PathMatch,
+    Rule, StaticResponse, Upstream, UpstreamProtocol,
+};
+use crate::hostname::normalize_host;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body::Body;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+impl Proxy {
+    /// Serves one request; the generic core of [`Proxy::handle`], usable with
+    /// any body type (tests drive it with in-memory bodies).
+    pub async fn handle_request<B>(
+        self: Arc<Self>,
+        req: Request<B>,
+        conn: Arc<ConnInfo>,
+    ) -> Response<ProxyBody>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let dp = self.dataplane.load_full();
+        let method = req.method().clone();
+        let uri = req.uri().clone();
+        let grpc = errors::is_grpc(&req);
+        match self.serve(&dp, req, &conn).await {
+            Ok(resp) => {
+                tracing::debug!(%method, %uri, client = %conn.remote, status = resp.status().as_u16(), "proxied");
+                resp
+            }
+            Err(error) => {
+                if error.is_upstream() {
+                    tracing::warn!(%method, path = uri.path(), client = %conn.remote, %error, "upstream failure");
+                } else {
+                    tracing::debug!(%method, %uri, client = %conn.remote, %error, "answered by gateway");
+                }
+                if grpc {
+                    error.to_grpc_response()
+                } else {
+                    error.to_response()
+                }
+            }
+        }
+    }
+
+    async fn serve<B>(
+        &self,
+        dp: &Dataplane,
+        mut req: Request<B>,
+        conn: &ConnInfo,
+    ) -> Result<Response<ProxyBody>, Error>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let bind = find_bind(dp, conn.local).ok_or(Error::NoBind(conn.local))?;
+        let raw_host = forwarded::request_host(req.uri(), req.headers()).map(str::to_owned);
+        let host = raw_host.as_deref().and_then(normalize_host);
+        let listener = select_listener(bind, host.as_deref(), conn.tls.as_ref())?;
+        let entry = {
+            let view = RequestView {
+                method: req.method(),
+                path: req.uri().path(),
+                query: req.uri().query(),
+                headers: req.headers(),
+            };
+            listener
+                .routes
+                .find(host.as_deref().unwrap_or(""), &view)
+                .ok_or(Error::NoRoute)?
+        };
+        let rule: &Rule = &entry.rule;
+
+        let is_websocket = forwarded::is_websocket_upgrade(req.version(), req.headers());
+        let client_upgrade = is_websocket.then(|| hyper::upgrade::on(&mut req));
+        let (parts, client_body) = req.into_parts();
+        let scheme = if conn.tls.is_some() { "https" } else { "http" };
+
+        let mut ex = Exchange::new(parts.headers, raw_host, parts.uri.path(), parts.uri.query());
+        forwarded::strip_hop_by_hop(&mut ex.headers, is_websocket);
+        forwarded::set_forwarded(
+            &mut ex.headers,
+            conn.remote.ip(),
+            scheme,
+            ex.host.as_deref(),
+        );
+        let redirect = RedirectContext {
+            scheme,
+            host: host.as_deref().unwrap_or(""),
+            port: listener.port,
+            matched: &entry.matcher.path,
+            method: &parts.method,
+        };
+
+        if let Some(resp) = ex.apply(&rule.filters, &redirect) {
+            return Ok(resp);
+        }
+        if rule.backends.is_empty() || rule.total_weight == 0 {
+            return Err(Error::NoBackend);
+        }
+        let sample = rand::random_range(0..rule.total_weight);
+        let backend = pick_weighted(&rule.backends, sample).ok_or(Error::NoBackend)?;
+        if let Some(resp) = ex.apply(&backend.filters, &redirect) {
+            return Ok(resp);
+        }
+        let upstream = match &backend.target {
+            BackendTarget::Invalid => return Err(Error::InvalidBackend),
+            BackendTarget::Static(fixed) => {
+                let resp = static_response(fixed);
+                return Ok(ex.finish(resp, parts.version));
+            }
+            BackendTarget::Service(upstream) => upstream,
+        };
+        if upstream.endpoints.is_empty() {
+            return Err(Error::NoEndpoints {
+                upstream: upstream.name.clone(),
+            });
+        }
+
+        let head = ex.outbound_head(parts.method.clone());
+        let mirrors = std::mem::take(&mut ex.mirrors);
+        let wants_replay = rule.retry.is_some() || !mirrors.is_empty();
+        let exchange = async {
+            let body = RequestBody::prepare(client_body, wants_replay)
+                .await
+                .map_err(Error::RequestBody)?;
+            self.send_mirrors(&mirrors, &head, &body);
+            match client_upgrade {
+                Some(client) if upstream.protocol != UpstreamProtocol::H2c => {
+                    self.upgrade(rule, upstream, head, body, client).await
+                }
+                _ => self.attempts(rule, upstream, head, body).await,
+            }
+        };
+        let result = match rule.timeouts.request {
+            Some(timeout) => tokio::time::timeout(timeout, exchange)
+                .await
+                .unwrap_or(Err(Error::RequestTimeout { timeout })),
+            None => exchange.await,
+        };
+        match result {
+            Ok(resp) => Ok(ex.finish(resp, parts.version)),
+            Err(error) => {
+                if error.is_upstream() {
+                    tracing::warn!(backend = %upstream.name, route = %rule.key, %error, "upstream request failed");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Sends one attempt after another until one succeeds or the retry
+    /// policy gives up; returns the last answer or failure.
+    async fn attempts<B>(
+        &self,
+        rule: &Rule,
+        upstream: &Upstream,
+        head: OutboundHead,
+        mut body: RequestBody<B>,
+    ) -> Result<Response<ProxyBody>, Error>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let policy = rule.retry.as_ref().filter(|_| body.is_replayable());
+        let addressing = Addressing::for_protocol(upstream.protocol);
+        let mut head = Some(head);
+        let mut attempts_made: u32 = 0;
+        loop {
+            let addr = pick_endpoint(&upstream.endpoints).ok_or_else(|| Error::NoEndpoints {
+                upstream: upstream.name.clone(),
+            })?;
+            // Without a policy there is exactly one attempt: move the head.
+            let req = match (policy, &head) {
+                (Some(_), Some(h)) => h.to_request(addressing, addr, body.take_for_attempt())?,
+                _ => head
+                    .take()
+                    .expect("without a retry policy there is exactly one attempt")
+                    .into_request(addressing, addr, body.take_for_attempt())?,
+            };
+            let result = self
+                .attempt(upstream, addr, req, rule.timeouts.backend_request)
+                .await;
+            attempts_made = attempts_made.saturating_add(1);
+            let outcome = match &result {
+                Ok(resp) => retry::Outcome::Status(resp.status().as_u16()),
+                Err(e) => outcome_of(e),
+            };
+            if !retry::should_retry(policy, attempts_made, outcome) {
+                return result.map(|resp| resp.map(body::boxed));
+            }
+            tracing::debug!(backend = %upstream.name, route = %rule.key, %addr, attempt = attempts_made, ?outcome, "retrying");
+            drop(result);
+            if let Some(backoff) = policy.map(|p| p.backoff).filter(|b| !b.is_zero()) {
+                tokio::time::sleep(backoff).await;
+            }
+        }
+    }
+
+    /// One exchange with one endpoint, bounded by `timeouts.backendRequest`.
+    async fn attempt(
+        &self,
+        upstream: &Upstream,
+        addr: SocketAddr,
+        req: Request<ProxyBody>,
+        timeout: Option<Duration>,
+    ) -> Result<Response<hyper::body::Incoming>, Error> {
+        let send = self
+            .upstreams
+            .send(&upstream.name, upstream.protocol, addr, req);
+        match timeout {
+            Some(timeout) => tokio::time::timeout(timeout, send)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::BackendTimeout {
+                        upstream: upstream.name.clone(),
+                        timeout,
+                    })
+                }),
+            None => send.await,
+        }
+    }
+
+    /// A WebSocket handshake: one attempt on a dedicated connection.
+    async fn upgrade<B>(
+        &self,
+        rule: &Rule,
+        upstream: &Upstream,
+        head: OutboundHead,
+        mut body: RequestBody<B>,
+        client: hyper::upgrade::OnUpgrade,
+    ) -> Result<Response<ProxyBody>, Error>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let addr = pick_endpoint(&upstream.endpoints).ok_or_else(|| Error::NoEndpoints {
+            upstream: upstream.name.clone(),
+        })?;
+        let req = head.into_request(Addressing::DirectHttp1, addr, body.take_for_attempt())?;
+        let forward = websocket::forward(&upstream.name, addr, req, client);
+        match rule.timeouts.backend_request {
+            Some(timeout) => tokio::time::timeout(timeout, forward)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::BackendTimeout {
+                        upstream: upstream.name.clone(),
+                        timeout,
+                    })
+                }),
+            None => forward.await,
+        }
+    }
+
+    fn send_mirrors<B>(&self, mirrors: &[&Mirror], head: &OutboundHead, body: &RequestBody<B>)
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BoxError>,
+    {
+        for m in mirrors {
+            let BackendTarget::Service(upstream) = &m.target else {
+                continue;
+            };
+            match body.buffered() {
+                Some(bytes) => mirror::spawn(
+                    self.upstreams.clone(),
+                    upstream.clone(),
+                    head.clone(),
+                    bytes.clone(),
+                ),
+                None => {
+                    tracing::debug!(mirror = %upstream.name, "request body too large to mirror");
+                }
+            }
+        }
+    }
+}
+
+/// The bind serving a local address: the exact address, else a wildcard
+/// (`0.0.0.0` / `::`) bind on the same port, since connections accepted on a
+/// wildcard socket report the concrete local address.
+pub(crate) fn find_bind(dp: &Dataplane, local: SocketAddr) -> Option<&Bind> {
+    dp.bind(local).or_else(|| {
+        dp.binds
+            .iter()
+            .find(|b| b.addr.port() == local.port() && b.addr.ip().is_unspecified())
+    })
+}
+
+/// The listener that serves a request for `host` on `bind`.
+///
+/// On a TLS connection whose client sent SNI, the connection belongs to the
+/// listener SNI selected: a Host that selects another listener, or no
+/// listener at all, is a misdirected request (421, RFC 9110 §15.5.20; Gateway
+/// API `HTTPRouteHTTPSListenerDetectMisdirectedRequests`). Without SNI the
+/// Host decides alone; without Host the handshake's listener serves.
+pub(crate) fn select_listener<'a>(
+    bind: &'a Bind,
+    host: Option<&str>,
+    tls: Option<&TlsInfo>,
+) -> Result<&'a Arc<Listener>, Error> {
+    let by_key = |tls: &TlsInfo| bind.listeners.iter().find(|l| l.key == tls.listener);
+    match (tls, host) {
+        (None, host) => bind.select(host).ok_or(Error::NoListener),
+        (Some(tls), None) => by_key(tls)
+            .or_else(|| bind.select(None))
+            .ok_or(Error::NoListener),
+        (Some(tls), Some(host)) => {
+            let selected = bind.select(Some(host));
+            match (&tls.sni, selected) {
+                (None, selected) => selected.ok_or(Error::NoListener),
+                (Some(_), Some(l)) if l.key == tls.listener => Ok(l),
+                (Some(sni), _) => Err(Error::Misdirected {
+                    host: Some(host.to_string()),
+                    sni: sni.clone(),
+                }),
+            }
+        }
+    }
+}
+
+/// What a redirect and a CORS preflight need from the request.
+struct RedirectContext<'a> {
+    scheme: &'a str,
+    host: &'a str,
+    port: u16,
+    matched: &'a PathMatch,
+    method: &'a Method,
+}
+
+/// The request as the filters shape it, and what they ask of the response.
+struct Exchange<'a> {
+    headers: HeaderMap,
+    /// Host to send upstream (as received, or rewritten).
+    host: Option<String>,
+    /// Normalised path, as forwarded.
+    path: String,
+    query: Option<String>,
+    response_edits: Vec<&'a HeaderEdit>,
+    cors: Option<&'a CorsPolicy>,
+    /// The client's `Origin`, kept for CORS response headers.
+    origin: HeaderMap,
+    mirrors: Vec<&'a Mirror>,
+}
+
+impl<'a> Exchange<'a> {
+    fn new(headers: HeaderMap, host: Option<String>, path: &str, query: Option<&str>) -> Self {
+        Exchange {
+            headers,
+            host,
+            path: normalize_path(path).into_owned(),
+            query: query.map(str::to_owned),
+            response_edits: Vec::new(),
+            cors: None,
+            origin: HeaderMap::new(),
+            mirrors: Vec::new(),
+        }
+    }
+
+    /// Applies `filters` in order; returns the response when one of them
+    /// answers the request itself (redirect, CORS preflight).
+    fn apply(
+        &mut self,
+        filters: &'a [Filter],
+        ctx: &RedirectContext<'_>,
+    ) -> Option<Response<ProxyBody>> {
+        for filter in filters {
+            match filter {
+                Filter::Cors(policy) => {
+                    if let Some(headers) = policy.preflight(&self.headers, ctx.method) {
+                        let mut resp = Response::new(body::empty());
+                        *resp.status_mut() = CorsPolicy::PREFLIGHT_STATUS;
+                        *resp.headers_mut() = headers;
+                        return Some(resp);
+                    }
+                    if let Some(origin) = self.headers.get(header::ORIGIN) {
+                        self.origin.insert(header::ORIGIN, origin.clone());
+                    }
+                    self.cors = Some(policy);
+                }
+                Filter::Redirect(redirect) => {
+                    let location = redirect.location(&RedirectRequest {
+                        scheme: ctx.scheme,
+                        host: ctx.host,
+                        port: ctx.port,
+                        path: &self.path,
+                        query: self.query.as_deref(),
+                        matched: ctx.matched,
+                    });
+                    return Some(redirect_response(redirect.status, &location));
+                }
+                Filter::RequestHeaders(edit) => {
+                    edit.apply(&mut self.headers);
+                    // A modifier may set Host; it then replaces the host sent.
+                    if let Some(h) = self.headers.remove(header::HOST) {
+                        if let Ok(h) = h.to_str() {
+                            self.host = Some(h.to_owned());
+                        }
+                    }
+                }
+                Filter::Rewrite(rewrite) => {
+                    if let Some(hostname) = &rewrite.hostname {
+                        self.host = Some(hostname.clone());
+                    }
+                    if let Some(path) = rewrite.apply_path(&self.path, ctx.matched) {
+                        self.path = path;
+                    }
+                }
+                Filter::Mirror(m) => {
+                    let sample = rand::random_range(0..m.denominator.max(1));
+                    if mirror_selected(m, sample) {
+                        self.mirrors.push(m);
+                    }
+                }
+                Filter::ResponseHeaders(edit) => self.response_edits.push(edit),
+            }
+        }
+        None
+    }
+
+    /// The head to send upstream (and to mirrors).
+    fn outbound_head(&mut self, method: Method) -> OutboundHead {
+        self.headers.remove(header::HOST);
+        let path_and_query = match &self.query {
+            Some(q) => format!("{}?{}", self.path, q),
+            None => self.path.clone(),
+        };
+        OutboundHead {
+            method,
+            path_and_query,
+            host: self.host.clone(),
+            headers: std::mem::take(&mut self.headers),
+        }
+    }
+
+    /// The response to the client: hop-by-hop headers removed (upgrade
+    /// headers kept on a 101), response header modifiers and CORS headers
+    /// applied.
+    fn finish(&self, mut resp: Response<ProxyBody>, version: http::Version) -> Response<ProxyBody> {
+        let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+        forwarded::strip_hop_by_hop(resp.headers_mut(), switching);
+        for edit in &self.response_edits {
+            edit.apply(resp.headers_mut());
+        }
+        if let Some(policy) = self.cors {
+            policy.response_headers(&self.origin, resp.headers_mut());
+        }
+        *resp.version_mut() = version;
+        resp
+    }
+}
+
+/// A redirect answered by the gateway.
+fn redirect_response(status: u16, location: &str) -> Response<ProxyBody> {
+    let mut resp = Response::new(body::empty());
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::FOUND);
+    match HeaderValue::from_str(location) {
+        Ok(value) => {
+            resp.headers_mut().insert(header::LOCATION, value);
+        }
+        Err(_) => {
+            *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+        }
+    }
+    resp
+}
+
+/// A `portcullis.dev/StaticResponse` answer.
+fn static_response(fixed: &StaticResponse) -> Response<ProxyBody> {
+    let mut resp = Response::new(body::full(fixed.body.clone()));
+    *resp.status_mut() = StatusCode::from_u16(fixed.status).unwrap_or(StatusCode::OK);
+    if let Ok(value) = HeaderValue::from_str(&fixed.content_type) {
+        resp.headers_mut().insert(header::CONTENT_TYPE, value);
+    }
+    resp
+}
+
+#[cfg(test)]
+#[path = "handler_tests.rs"]
+mod tests;

@@ -1,0 +1,409 @@
+//! Connections to backends: pooled HTTP/1.1 keep-alive connections through
+//! hyper-util's client (which pools per endpoint authority), and one
+//! multiplexed cleartext HTTP/2 (h2c, prior knowledge) connection per endpoint,
+//! cached in a copy-on-write map so the request path takes no lock.
+//!
+//! The h2c leg does not use hyper-util's pooled client because that client
+//! derives both the connection target and `:authority` from the URI, while a
+//! gateway must connect to the endpoint yet send the client's host as
+//! `:authority`.
+
+use super::errors::Error;
+use super::retry::Outcome;
+use super::ProxyBody;
+use crate::dataplane::UpstreamProtocol;
+use arc_swap::ArcSwap;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::http2;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// How long an idle pooled HTTP/1.1 connection is kept.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Bound on establishing a TCP connection to an endpoint.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The client side of the proxy: every connection to every backend.
+pub struct Upstreams {
+    http1: Client<HttpConnector, ProxyBody>,
+    h2c: ArcSwap<HashMap<SocketAddr, http2::SendRequest<ProxyBody>>>,
+}
+
+impl Default for Upstreams {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Upstreams {
+    /// Empty pools.
+    pub fn new() -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let http1 = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_timer(hyper_util::rt::TokioTimer::new())
+            .set_host(false)
+            .build(connector);
+        Upstreams {
+            http1,
+            h2c: ArcSwap::from_pointee(HashMap::new()),
+        }
+    }
+
+    /// Sends `req` to the endpoint `addr` of upstream `name`. For HTTP/1.1
+    /// the request URI must be absolute with the endpoint as authority and the
+    /// Host header already set; for h2c the URI authority is sent as
+    /// `:authority`.
+    pub async fn send(
+        &self,
+        name: &str,
+        protocol: UpstreamProtocol,
+        addr: SocketAddr,
+        req: Request<ProxyBody>,
+    ) -> Result<Response<Incoming>, Error> {
+        match protocol {
+            UpstreamProtocol::Http1 | UpstreamProtocol::WebSocket => {
+                self.http1.request(req).await.map_err(|e| {
+                    let kind = if e.is_connect() {
+                        FailureKind::Connect
+                    } else {
+                        std::error::Error::source(&e)
+                            .and_then(|s| s.downcast_ref::<hyper::Error>())
+                            .map_or(FailureKind::Reset, classify)
+                    };
+                    kind.into_error(name, addr, e.into())
+                })
+            }
+            UpstreamProtocol::H2c => self.send_h2c(name, addr, req).await,
+        }
+    }
+
+    async fn send_h2c(
+        &self,
+        name: &str,
+        addr: SocketAddr,
+        req: Request<ProxyBody>,
+    ) -> Result<Response<Incoming>, Error> {
+        let cached = self
+            .h2c
+            .load()
+            .get(&addr)
+            .filter(|s| !s.is_closed())
+            .cloned();
+        let mut sender = match cached {
+            Some(mut s) => match s.ready().await {
+                Ok(()) => s,
+                Err(_) => self.connect_h2c(name, addr).await?,
+            },
+            None => self.connect_h2c(name, addr).await?,
+        };
+        sender
+            .send_request(req)
+            .await
+            .map_err(|e| classify(&e).into_error(name, addr, e.into()))
+    }
+
+    async fn connect_h2c(
+        &self,
+        name: &str,
+        addr: SocketAddr,
+    ) -> Result<http2::SendRequest<ProxyBody>, Error> {
+        let connect_error = |source: super::BoxError| Error::Connect {
+            upstream: name.to_string(),
+            addr,
+            source,
+        };
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
+            .await
+            .map_err(|e| connect_error(e.into()))?
+            .map_err(|e| connect_error(e.into()))?;
+        // Nagle only delays small HTTP/2 frames; failing to disable it is harmless.
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+            .timer(hyper_util::rt::TokioTimer::new())
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| connect_error(e.into()))?;
+        let upstream = name.to_string();
+        tokio::spawn(async move {
+            if let Err(error) = conn.await {
+                tracing::debug!(%upstream, %addr, %error, "h2c upstream connection ended");
+            }
+        });
+        let fresh = sender.clone();
+        self.h2c.rcu(|map| {
+            let mut map = HashMap::clone(map);
+            map.retain(|_, s| !s.is_closed());
+            map.insert(addr, fresh.clone());
+            map
+        });
+        Ok(sender)
+    }
+}
+
+/// How an outbound request is addressed on its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Addressing {
+    /// Pooled HTTP/1.1: absolute URI naming the endpoint (the pool key, which
+    /// the client turns into origin-form on the wire) and a Host header.
+    PooledHttp1,
+    /// A dedicated HTTP/1.1 connection (WebSocket): origin-form URI and Host.
+    DirectHttp1,
+    /// HTTP/2: absolute URI whose authority is the host (`:authority`), no
+    /// Host header.
+    Http2,
+}
+
+impl Addressing {
+    /// The addressing used for an upstream protocol on the pooled path.
+    pub fn for_protocol(protocol: UpstreamProtocol) -> Self {
+        match protocol {
+            UpstreamProtocol::H2c => Addressing::Http2,
+            UpstreamProtocol::Http1 | UpstreamProtocol::WebSocket => Addressing::PooledHttp1,
+        }
+    }
+}
+
+/// The head of a request to send upstream, after filters: what every attempt
+/// and every mirror copy is built from.
+#[derive(Debug, Clone)]
+pub struct OutboundHead {
+    /// Method.
+    pub method: http::Method,
+    /// Path and query, as forwarded.
+    pub path_and_query: String,
+    /// Host to send (the client's, or the rewritten one); the endpoint
+    /// address when none.
+    pub host: Option<String>,
+    /// Headers, hop-by-hop headers already removed, without Host.
+    pub headers: http::HeaderMap,
+}
+
+impl OutboundHead {
+    /// The request for endpoint `addr`, addressed as `addressing` requires.
+    pub fn to_request(
+        &self,
+        addressing: Addressing,
+        addr: SocketAddr,
+        body: ProxyBody,
+    ) -> Result<Request<ProxyBody>, Error> {
+        self.clone().into_request(addressing, addr, body)
+    }
+
+    /// Like [`OutboundHead::to_request`], consuming the head.
+    pub fn into_request(
+        self,
+        addressing: Addressing,
+        addr: SocketAddr,
+        body: ProxyBody,
+    ) -> Result<Request<ProxyBody>, Error> {
+        let host = match &self.host {
+            Some(h) => h.clone(),
+            None => addr.to_string(),
+        };
+        let pq = if self.path_and_query.starts_with('/') {
+            self.path_and_query
+        } else {
+            format!("/{}", self.path_and_query)
+        };
+        let (uri, version) = match addressing {
+            Addressing::PooledHttp1 => (format!("http://{addr}{pq}"), http::Version::HTTP_11),
+            Addressing::DirectHttp1 => (pq, http::Version::HTTP_11),
+            Addressing::Http2 => {
+                // A host that is not a valid authority falls back to the endpoint.
+                let authority = match host.parse::<http::uri::Authority>() {
+                    Ok(a) => a.to_string(),
+                    Err(_) => addr.to_string(),
+                };
+                (format!("http://{authority}{pq}"), http::Version::HTTP_2)
+            }
+        };
+        let mut req = Request::builder()
+            .method(self.method)
+            .uri(uri)
+            .version(version)
+            .body(body)?;
+        *req.headers_mut() = self.headers;
+        if addressing != Addressing::Http2 {
+            let value = http::HeaderValue::from_str(&host)
+                .map_err(|e| Error::BuildRequest(http::Error::from(e)))?;
+            req.headers_mut().insert(http::header::HOST, value);
+        }
+        Ok(req)
+    }
+}
+
+/// A bodiless GET for `uri`, for tests.
+#[cfg(test)]
+pub(crate) fn empty_request(uri: &str) -> Request<ProxyBody> {
+    let mut req = Request::new(super::body::empty());
+    if let Ok(uri) = uri.parse() {
+        *req.uri_mut() = uri;
+    }
+    req
+}
+
+/// Picks one endpoint uniformly at random; `None` when there is none.
+pub fn pick_endpoint(endpoints: &[SocketAddr]) -> Option<SocketAddr> {
+    match endpoints.len() {
+        0 => None,
+        1 => endpoints.first().copied(),
+        n => endpoints.get(rand::random_range(0..n)).copied(),
+    }
+}
+
+/// What kind of transport failure ended an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The TCP or HTTP/2 connection could not be established.
+    Connect,
+    /// The connection was closed or reset before a response head.
+    Reset,
+    /// The backend sent something that is not a valid response.
+    Protocol,
+}
+
+impl FailureKind {
+    fn into_error(self, name: &str, addr: SocketAddr, source: super::BoxError) -> Error {
+        let upstream = name.to_string();
+        match self {
+            FailureKind::Connect => Error::Connect {
+                upstream,
+                addr,
+                source,
+            },
+            FailureKind::Reset => Error::Reset {
+                upstream,
+                addr,
+                source,
+            },
+            FailureKind::Protocol => Error::Protocol {
+                upstream,
+                addr,
+                source,
+            },
+        }
+    }
+}
+
+/// Classifies a hyper error from an upstream exchange.
+pub fn classify(e: &hyper::Error) -> FailureKind {
+    if e.is_parse() || e.is_parse_status() || e.is_user() {
+        FailureKind::Protocol
+    } else {
+        FailureKind::Reset
+    }
+}
+
+/// The retry outcome of an attempt that failed with `e`.
+pub fn outcome_of(e: &Error) -> Outcome {
+    match e {
+        Error::Connect { .. } | Error::Reset { .. } => Outcome::ConnectionFailed,
+        Error::BackendTimeout { .. } => Outcome::Timeout,
+        _ => Outcome::Fatal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::body;
+    use super::*;
+
+    fn head() -> OutboundHead {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-a", http::HeaderValue::from_static("1"));
+        OutboundHead {
+            method: http::Method::GET,
+            path_and_query: "/p?q=1".into(),
+            host: Some("example.org:8080".into()),
+            headers,
+        }
+    }
+
+    fn addr() -> SocketAddr {
+        "10.1.2.3:3000".parse().expect("literal")
+    }
+
+    #[test]
+    fn pooled_http1_targets_endpoint_and_keeps_host() {
+        let req = head()
+            .into_request(Addressing::PooledHttp1, addr(), body::empty())
+            .expect("valid head");
+        assert_eq!(req.uri(), "http://10.1.2.3:3000/p?q=1");
+        assert_eq!(req.headers()["host"], "example.org:8080");
+        assert_eq!(req.headers()["x-a"], "1");
+        assert_eq!(req.version(), http::Version::HTTP_11);
+    }
+
+    #[test]
+    fn http2_sends_host_as_authority() {
+        let req = head()
+            .into_request(Addressing::Http2, addr(), body::empty())
+            .expect("valid head");
+        assert_eq!(req.uri(), "http://example.org:8080/p?q=1");
+        assert!(req.headers().get("host").is_none());
+        assert_eq!(req.version(), http::Version::HTTP_2);
+    }
+
+    #[test]
+    fn direct_http1_uses_origin_form() {
+        let mut h = head();
+        h.host = None;
+        let req = h
+            .into_request(Addressing::DirectHttp1, addr(), body::empty())
+            .expect("valid head");
+        assert_eq!(req.uri(), "/p?q=1");
+        assert_eq!(req.headers()["host"], "10.1.2.3:3000");
+    }
+
+    #[test]
+    fn pick_endpoint_of_none_is_none() {
+        assert_eq!(pick_endpoint(&[]), None);
+    }
+
+    #[test]
+    fn pick_endpoint_stays_within_the_set() {
+        let eps: Vec<SocketAddr> = vec![
+            "10.0.0.1:80".parse().expect("literal"),
+            "10.0.0.2:80".parse().expect("literal"),
+        ];
+        for _ in 0..32 {
+            let picked = pick_endpoint(&eps).expect("non-empty set");
+            assert!(eps.contains(&picked));
+        }
+    }
+
+    #[tokio::test]
+    async fn refused_connection_is_a_connect_failure() {
+        // Bind then drop a listener so the port is (almost surely) closed.
+        let addr = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+            l.local_addr().expect("bound socket has an address")
+        };
+        let ups = Upstreams::new();
+        let req = empty_request(&format!("http://{addr}/"));
+        let err = ups
+            .send("t/svc:80", UpstreamProtocol::Http1, addr, req)
+            .await
+            .expect_err("nothing listens");
+        assert_eq!(outcome_of(&err), Outcome::ConnectionFailed);
+        assert_eq!(err.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+        let err = ups
+            .send(
+                "t/svc:80",
+                UpstreamProtocol::H2c,
+                addr,
+                empty_request(&format!("http://{addr}/")),
+            )
+            .await
+            .expect_err("nothing listens");
+        assert_eq!(outcome_of(&err), Outcome::ConnectionFailed);
+    }
+}

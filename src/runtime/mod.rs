@@ -1,0 +1,325 @@
+//! The `serve` runtime: shared state ([`Shared`]), reloading the
+//! configuration directory ([`Reloader`]: load + compile on a blocking
+//! thread, swap, reconcile sockets), the main loop reacting to directory
+//! changes and signals ([`serve`]), and `portcullis check` ([`check`]).
+//!
+//! Gateway API semantics are `crate::compile`'s; sockets are
+//! `crate::server`'s; this module wires them together.
+
+pub mod check;
+pub mod logging;
+pub mod report;
+
+use crate::compile::{compile, CompileOptions, Compiled};
+use crate::dataplane::Dataplane;
+use crate::model::load::{self, DirLoader, LoadProblem};
+use crate::server::shutdown::{Event, Signals};
+use crate::server::{ConnContext, Sockets};
+use crate::watch::DirWatch;
+use arc_swap::ArcSwap;
+use report::{Counts, ProblemReport, Report};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+
+/// Why `serve` could not start or run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The state directory could not be created.
+    #[error("cannot create state directory {path}")]
+    StateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The admin address could not be bound.
+    #[error("cannot bind admin address {addr}")]
+    AdminBind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers")]
+    Signals(#[source] std::io::Error),
+    /// The configuration directory could not be read.
+    #[error("cannot load configuration")]
+    Load(#[source] load::Error),
+    /// The reload task panicked.
+    #[error("configuration reload task failed")]
+    ReloadTask(#[source] tokio::task::JoinError),
+}
+
+/// What `portcullis serve` is told on the command line.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Directory of manifests.
+    pub config_dir: PathBuf,
+    /// Directory for state kept across restarts (created if missing).
+    pub state_dir: PathBuf,
+    /// Where the admin endpoint listens.
+    pub admin_addr: SocketAddr,
+    /// Compile settings (controller name, listen address, port offset).
+    pub compile: CompileOptions,
+    /// Most concurrent client connections across all sockets.
+    pub max_connections: usize,
+    /// How long in-flight connections may take to finish at shutdown.
+    pub shutdown_grace: Duration,
+}
+
+/// State shared by the proxy, the TLS resolver and the admin endpoint.
+#[derive(Debug)]
+pub struct Shared {
+    /// The dataplane being served, swapped whole on each reload.
+    pub dataplane: Arc<ArcSwap<Dataplane>>,
+    /// What `/status` reports.
+    pub report: ArcSwap<Report>,
+    ready: AtomicBool,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Shared {
+    /// An empty dataplane, an empty report, not ready.
+    pub fn new() -> Self {
+        Self {
+            dataplane: Arc::new(ArcSwap::from_pointee(Dataplane::default())),
+            report: ArcSwap::from_pointee(Report::default()),
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether a configuration has been programmed and shutdown has not begun.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Marks the first configuration programmed.
+    pub fn mark_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+
+    /// Marks the process as going away (readiness fails while draining).
+    pub fn mark_stopping(&self) {
+        self.ready.store(false, Ordering::Release);
+    }
+}
+
+/// What one reload read and compiled.
+#[derive(Debug)]
+pub struct Reloaded {
+    /// The compile output.
+    pub compiled: Compiled,
+    /// Files that failed to load.
+    pub problems: Vec<LoadProblem>,
+    /// Documents of kinds portcullis does not read.
+    pub ignored: Vec<String>,
+}
+
+/// Reads and compiles the configuration directory, keeping the loader's
+/// per-file cache between reloads. Blocking: run it on a blocking thread.
+#[derive(Debug)]
+pub struct Reloader {
+    loader: DirLoader,
+    dir: PathBuf,
+    options: CompileOptions,
+}
+
+impl Reloader {
+    /// A reloader for `dir`.
+    pub fn new(dir: PathBuf, options: CompileOptions) -> Self {
+        Self {
+            loader: DirLoader::new(),
+            dir,
+            options,
+        }
+    }
+
+    /// Loads the directory and compiles it with the current time.
+    pub fn reload(&mut self) -> Result<Reloaded, load::Error> {
+        let loaded = self.loader.load(&self.dir)?;
+        let mut options = self.options.clone();
+        options.now = Some(i64::try_from(unix_now()).unwrap_or(i64::MAX));
+        Ok(Reloaded {
+            compiled: compile(&loaded.resources, &options),
+            problems: loaded.problems,
+            ignored: loaded.ignored,
+        })
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// How often sockets that failed to bind are tried again.
+const BIND_RETRY: Duration = Duration::from_secs(5);
+
+/// The serve loop's moving parts.
+struct Runtime {
+    shared: Arc<Shared>,
+    sockets: Sockets,
+    /// `None` only while a reload runs on the blocking pool.
+    reloader: Option<Reloader>,
+    generation: u64,
+}
+
+impl Runtime {
+    /// Reloads, swaps the dataplane in and reconciles sockets. A failure to
+    /// read the directory keeps the current configuration and is returned.
+    async fn apply(&mut self) -> Result<(), Error> {
+        let Some(mut reloader) = self.reloader.take() else {
+            return Ok(());
+        };
+        let (reloader, result) = tokio::task::spawn_blocking(move || {
+            let result = reloader.reload();
+            (reloader, result)
+        })
+        .await
+        .map_err(Error::ReloadTask)?;
+        self.reloader = Some(reloader);
+        let reloaded = result.map_err(Error::Load)?;
+        for p in &reloaded.problems {
+            if p.kept_previous {
+                tracing::warn!(file = %p.path.display(), error = %p.error, "manifest not loaded; keeping its previous content");
+            } else {
+                tracing::error!(file = %p.path.display(), error = %p.error, "manifest not loaded");
+            }
+        }
+        let Compiled { dataplane, status } = reloaded.compiled;
+        let counts = Counts::of(&dataplane, &status);
+        let dataplane = Arc::new(dataplane);
+        self.shared.dataplane.store(dataplane.clone());
+        let bind_errors = self.sockets.reconcile(&dataplane).await;
+        self.generation += 1;
+        tracing::info!(
+            generation = self.generation,
+            objects = counts.objects,
+            binds = counts.binds,
+            listeners = counts.listeners,
+            routes = counts.routes,
+            problems = reloaded.problems.len(),
+            bind_errors = bind_errors.len(),
+            "configuration programmed"
+        );
+        self.shared.report.store(Arc::new(Report {
+            status,
+            problems: reloaded.problems.iter().map(ProblemReport::from).collect(),
+            ignored: reloaded.ignored,
+            bind_errors,
+            generation: self.generation,
+            last_reload: unix_now(),
+        }));
+        Ok(())
+    }
+
+    /// Whether some socket of the current configuration is not bound.
+    fn has_bind_errors(&self) -> bool {
+        !self.shared.report.load().bind_errors.is_empty()
+    }
+
+    /// Tries again to bind the sockets that failed, without reloading.
+    async fn retry_binds(&mut self) {
+        let dataplane = self.shared.dataplane.load_full();
+        let bind_errors = self.sockets.reconcile(&dataplane).await;
+        let report = self.shared.report.load_full();
+        if bind_errors != report.bind_errors {
+            tracing::info!(bind_errors = bind_errors.len(), "retried binding sockets");
+            let mut report = Report::clone(&report);
+            report.bind_errors = bind_errors;
+            self.shared.report.store(Arc::new(report));
+        }
+    }
+}
+
+/// Runs `portcullis serve` until SIGTERM or SIGINT, then drains connections
+/// for at most the grace period.
+pub async fn serve(options: ServeOptions) -> Result<(), Error> {
+    std::fs::create_dir_all(&options.state_dir).map_err(|source| Error::StateDir {
+        path: options.state_dir.clone(),
+        source,
+    })?;
+    let mut signals = Signals::register().map_err(Error::Signals)?;
+    let admin = tokio::net::TcpListener::bind(options.admin_addr)
+        .await
+        .map_err(|source| Error::AdminBind {
+            addr: options.admin_addr,
+            source,
+        })?;
+    tracing::info!(addr = %options.admin_addr, "admin listening");
+    let shared = Arc::new(Shared::new());
+    let (admin_stop, admin_stop_rx) = watch::channel(());
+    let admin_task = tokio::spawn(crate::admin::serve(admin, shared.clone(), admin_stop_rx));
+
+    let proxy = crate::proxy::Proxy::new(shared.dataplane.clone());
+    let ctx = ConnContext::new(shared.dataplane.clone(), proxy, options.max_connections);
+    let mut runtime = Runtime {
+        shared: shared.clone(),
+        sockets: Sockets::new(Arc::new(ctx)),
+        reloader: Some(Reloader::new(
+            options.config_dir.clone(),
+            options.compile.clone(),
+        )),
+        generation: 0,
+    };
+    // Watch before the first load so no change made during it is missed.
+    let mut dir_watch = DirWatch::new(options.config_dir.clone());
+    runtime.apply().await?;
+    shared.mark_ready();
+
+    let mut bind_retry = tokio::time::interval(BIND_RETRY);
+    bind_retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let stop = loop {
+        let has_bind_errors = runtime.has_bind_errors();
+        tokio::select! {
+            _ = bind_retry.tick(), if has_bind_errors => {
+                runtime.retry_binds().await;
+                continue;
+            }
+            trigger = dir_watch.next() => tracing::debug!(?trigger, "configuration changed"),
+            event = signals.next() => match event {
+                Event::Stop(stop) => break stop,
+                Event::Reload => tracing::info!("SIGHUP: reloading configuration"),
+            },
+        }
+        if let Err(error) = runtime.apply().await {
+            tracing::error!(error = %ErrorChain(&error), "reload failed; keeping the current configuration");
+        }
+    };
+    tracing::info!(signal = ?stop, "shutting down");
+    shared.mark_stopping();
+    let drained = runtime.sockets.shutdown(options.shutdown_grace).await;
+    drop(admin_stop);
+    let _ = admin_task.await;
+    tracing::info!(drained, "stopped");
+    Ok(())
+}
+
+/// Displays an error with its sources, `a: b: c`.
+struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,113 @@
+//! The document `/status` serves: the status of every object after the last
+//! compile, the files that failed to load, the kinds that were ignored, the
+//! sockets that could not be bound, and when and how often configuration was
+//! reloaded. Built from the reload's results; serialised as is.
+
+use crate::model::load::LoadProblem;
+use crate::server::BindError;
+use crate::status::Status;
+use serde::Serialize;
+
+/// Everything `/status` reports, for one configuration generation.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    /// Per-object status (serialised as `objects`).
+    #[serde(flatten)]
+    pub status: Status,
+    /// Manifest files that failed to load on the last reload.
+    pub problems: Vec<ProblemReport>,
+    /// Documents of kinds portcullis does not read.
+    pub ignored: Vec<String>,
+    /// Sockets that could not be bound on the last reconcile.
+    pub bind_errors: Vec<BindError>,
+    /// How many configurations have been programmed (1 after start-up).
+    pub generation: u64,
+    /// When the last reload finished, in Unix seconds.
+    pub last_reload: u64,
+}
+
+/// A manifest file that failed to load.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProblemReport {
+    /// The file.
+    pub file: String,
+    /// What went wrong.
+    pub message: String,
+    /// Whether the file's previous good content is still served.
+    pub kept_previous: bool,
+}
+
+impl From<&LoadProblem> for ProblemReport {
+    fn from(p: &LoadProblem) -> Self {
+        Self {
+            file: p.path.display().to_string(),
+            message: p.error.to_string(),
+            kept_previous: p.kept_previous,
+        }
+    }
+}
+
+/// Sizes of one compiled configuration, logged on every reload.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Objects with a status (GatewayClasses, Gateways, ListenerSets, routes).
+    pub objects: usize,
+    /// Sockets.
+    pub binds: usize,
+    /// Programmed listeners.
+    pub listeners: usize,
+    /// HTTPRoutes and GRPCRoutes with a status.
+    pub routes: usize,
+}
+
+impl Counts {
+    /// Counts what a compile produced.
+    pub fn of(dataplane: &crate::dataplane::Dataplane, status: &Status) -> Self {
+        Self {
+            objects: status.objects.len(),
+            binds: dataplane.binds.len(),
+            listeners: dataplane.binds.iter().map(|b| b.listeners.len()).sum(),
+            routes: status
+                .objects
+                .iter()
+                .filter(|o| o.kind == "HTTPRoute" || o.kind == "GRPCRoute")
+                .count(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::ObjectStatus;
+
+    #[test]
+    fn status_document_uses_the_documented_field_names() {
+        let report = Report {
+            status: Status {
+                objects: vec![ObjectStatus::new("Gateway", "default", "gw")],
+            },
+            problems: vec![ProblemReport {
+                file: "a.yaml".into(),
+                message: "bad".into(),
+                kept_previous: true,
+            }],
+            ignored: vec!["apps/v1 Deployment d".into()],
+            bind_errors: vec![BindError {
+                address: "0.0.0.0:80".parse().expect("literal address"),
+                message: "permission denied".into(),
+            }],
+            generation: 3,
+            last_reload: 1700000000,
+        };
+        let v = serde_json::to_value(&report).expect("serialisable");
+        assert_eq!(v["objects"][0]["kind"], "Gateway");
+        assert_eq!(v["problems"][0]["keptPrevious"], true);
+        assert_eq!(v["bindErrors"][0]["address"], "0.0.0.0:80");
+        assert_eq!(v["generation"], 3);
+        assert_eq!(v["lastReload"], 1700000000);
+        assert_eq!(v["ignored"][0], "apps/v1 Deployment d");
+    }
+}

@@ -1,0 +1,343 @@
+//! TLS: the quickstart, SNI certificate selection, ALPN, protocol versions and
+//! key types.
+
+use super::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quickstart_serves_static_body_over_https_and_redirects_http() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
+    let gw = Gateway::start_dir(&dir).await;
+    let https = gw.port(443);
+
+    // The command the README prints.
+    let out = curl(&[
+        "-k",
+        "--resolve",
+        &resolve("localhost", https),
+        &format!("https://localhost:{https}/"),
+    ])
+    .await;
+    assert!(out.ok(), "curl failed: {out:?}");
+    assert_eq!(out.stdout, "hello from portcullis\n");
+
+    // And verified against the shipped certificate instead of -k.
+    let secret: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(dir.join("tls-secret.yaml")).expect("read tls-secret.yaml"),
+    )
+    .expect("tls-secret.yaml parses");
+    let crt = secret["stringData"]["tls.crt"]
+        .as_str()
+        .expect("tls.crt in stringData");
+    let ca = gw.scratch("quickstart.pem", crt.as_bytes());
+    let out = curl(&[
+        "--cacert",
+        ca.to_str().expect("utf-8 path"),
+        "--resolve",
+        &resolve("localhost", https),
+        &format!("https://localhost:{https}/any/path"),
+    ])
+    .await;
+    assert!(out.ok(), "curl --cacert failed: {out:?}");
+    assert_eq!(out.stdout, "hello from portcullis\n");
+
+    let http = gw.port(80);
+    let out = curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code} %{redirect_url}",
+        "--resolve",
+        &resolve("localhost", http),
+        &format!("http://localhost:{http}/x"),
+    ])
+    .await;
+    assert!(out.ok(), "curl http failed: {out:?}");
+    assert!(
+        out.stdout.starts_with("301 https://localhost"),
+        "expected a 301 to https, got {:?}",
+        out.stdout
+    );
+
+    let (code, text) = check(&dir).await;
+    assert_eq!(code, 0, "portcullis check on the quickstart: {text}");
+}
+
+/// A gateway with two HTTPS listeners on port 443: `a.example.test` and
+/// `*.wild.example.test`, each with its own certificate, both answering from a
+/// StaticResponse.
+async fn sni_gateway(ca: &Ca) -> Gateway {
+    let a = ca.issue(&LeafSpec::new("a", &["a.example.test"]));
+    let wild = ca.issue(&LeafSpec::new("wild", &["*.wild.example.test"]));
+    let gw = gateway(
+        "sni",
+        &[
+            https_listener("a", 443, Some("a.example.test"), &["cert-a"]),
+            https_listener("wild", 443, Some("*.wild.example.test"), &["cert-wild"]),
+        ],
+    );
+    let route = http_route("hello", "sni", &[], &[("/", static_ref("hello"))]);
+    Gateway::start(&[
+        ("gateway.yaml", docs(&[CLASS.to_string(), gw])),
+        ("route.yaml", docs(&[route, static_response("hello", "hi")])),
+        (
+            "secrets.yaml",
+            docs(&[tls_secret("cert-a", &a), tls_secret("cert-wild", &wild)]),
+        ),
+    ])
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sni_selects_certificate_for_exact_and_wildcard_listeners() {
+    let ca = Ca::new("sni-ca");
+    let gw = sni_gateway(&ca).await;
+    let port = gw.port(443);
+
+    let out = s_client(port, &["-servername", "a.example.test"]).await;
+    let subject = served_subject(&out).unwrap_or_default();
+    assert!(
+        subject.contains("CN = a"),
+        "exact SNI got {subject:?}: {out:?}"
+    );
+
+    let out = s_client(port, &["-servername", "x.wild.example.test"]).await;
+    let subject = served_subject(&out).unwrap_or_default();
+    assert!(
+        subject.contains("CN = wild"),
+        "wildcard SNI got {subject:?}"
+    );
+
+    let out = s_client(port, &["-servername", "unknown.other.test"]).await;
+    assert!(
+        served_subject(&out).is_none(),
+        "an SNI no listener matches must fail the handshake, got: {}",
+        out.stdout
+    );
+
+    let cafile = gw.scratch("ca.pem", ca.cert_pem.as_bytes());
+    for host in ["a.example.test", "x.wild.example.test"] {
+        let out = curl(&[
+            "--cacert",
+            cafile.to_str().expect("utf-8 path"),
+            "--resolve",
+            &resolve(host, port),
+            &format!("https://{host}:{port}/"),
+        ])
+        .await;
+        assert!(out.ok(), "curl to {host}: {out:?}");
+        assert_eq!(out.stdout, "hi");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_sni_with_a_single_listener_gets_its_certificate() {
+    let ca = Ca::new("nosni-ca");
+    let only = ca.issue(&LeafSpec::new("only", &["only.example.test"]));
+    let gw = Gateway::start(&[(
+        "all.yaml",
+        docs(&[
+            CLASS.to_string(),
+            gateway(
+                "one",
+                &[https_listener(
+                    "only",
+                    443,
+                    Some("only.example.test"),
+                    &["cert-only"],
+                )],
+            ),
+            tls_secret("cert-only", &only),
+        ]),
+    )])
+    .await;
+    let out = s_client(gw.port(443), &["-noservername"]).await;
+    let subject = served_subject(&out).unwrap_or_default();
+    assert!(
+        subject.contains("CN = only"),
+        "no-SNI got {subject:?}: {out:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alpn_negotiates_h2_and_http11() {
+    let ca = Ca::new("alpn-ca");
+    let gw = sni_gateway(&ca).await;
+    let port = gw.port(443);
+    for proto in ["h2", "http/1.1"] {
+        let out = s_client(port, &["-servername", "a.example.test", "-alpn", proto]).await;
+        assert!(
+            out.stdout.contains(&format!("ALPN protocol: {proto}")),
+            "ALPN {proto} not negotiated: {}",
+            out.stdout
+        );
+    }
+    for (offer, want) in [
+        (vec!["h2", "http/1.1"], "h2"),
+        (vec!["http/1.1"], "http/1.1"),
+    ] {
+        let resp = tls_get(
+            gw.addr(443),
+            tls_config(&ca.cert_pem, &offer),
+            "a.example.test",
+            "a.example.test",
+            "/",
+        )
+        .await
+        .expect("TLS GET");
+        assert_eq!(resp.alpn.as_deref(), Some(want));
+        assert_eq!(resp.status, 200);
+        assert_eq!(&resp.body[..], b"hi");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls12_and_tls13_both_work() {
+    let ca = Ca::new("versions-ca");
+    let gw = sni_gateway(&ca).await;
+    let port = gw.port(443);
+    for (flag, version) in [("-tls1_2", "TLSv1.2"), ("-tls1_3", "TLSv1.3")] {
+        let out = s_client(port, &["-servername", "a.example.test", flag]).await;
+        assert!(
+            out.stdout.contains(&format!("New, {version}")),
+            "{version} handshake failed: {}{}",
+            out.stdout,
+            out.stderr
+        );
+    }
+    let cafile = gw.scratch("ca.pem", ca.cert_pem.as_bytes());
+    let out = curl(&[
+        "--tlsv1.2",
+        "--tls-max",
+        "1.2",
+        "--cacert",
+        cafile.to_str().expect("utf-8 path"),
+        "--resolve",
+        &resolve("a.example.test", port),
+        &format!("https://a.example.test:{port}/"),
+    ])
+    .await;
+    assert!(out.ok(), "curl over TLS 1.2: {out:?}");
+    assert_eq!(out.stdout, "hi");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rsa_certificate_served_to_rsa_only_clients_ecdsa_otherwise() {
+    let ca = Ca::new("dual-ca");
+    let ec = ca.issue(&LeafSpec::new("dual-ec", &["dual.example.test"]));
+    let rsa = ca.issue(&LeafSpec {
+        key: KeyKind::Rsa2048,
+        ..LeafSpec::new("dual-rsa", &["dual.example.test"])
+    });
+    let gw = Gateway::start(&[(
+        "all.yaml",
+        docs(&[
+            CLASS.to_string(),
+            gateway(
+                "dual",
+                &[https_listener(
+                    "dual",
+                    443,
+                    Some("dual.example.test"),
+                    &["cert-ec", "cert-rsa"],
+                )],
+            ),
+            tls_secret("cert-ec", &ec),
+            tls_secret("cert-rsa", &rsa),
+        ]),
+    )])
+    .await;
+    let port = gw.port(443);
+    let sni = ["-servername", "dual.example.test"];
+
+    let out = s_client(port, &sni).await;
+    let subject = served_subject(&out).unwrap_or_default();
+    assert!(
+        subject.contains("CN = dual-ec"),
+        "default client got {subject:?}"
+    );
+
+    let out = s_client(
+        port,
+        &[&sni[..], &["-sigalgs", "RSA-PSS+SHA256:RSA+SHA256"]].concat(),
+    )
+    .await;
+    let subject = served_subject(&out).unwrap_or_default();
+    assert!(
+        subject.contains("CN = dual-rsa"),
+        "TLS 1.3 RSA-only client got {subject:?}"
+    );
+
+    let out = s_client(
+        port,
+        &[
+            &sni[..],
+            &["-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256"],
+        ]
+        .concat(),
+    )
+    .await;
+    let subject = served_subject(&out).unwrap_or_default();
+    assert!(
+        subject.contains("CN = dual-rsa"),
+        "TLS 1.2 RSA-cipher client got {subject:?}"
+    );
+
+    let out = s_client(
+        port,
+        &[
+            &sni[..],
+            &["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256"],
+        ]
+        .concat(),
+    )
+    .await;
+    let subject = served_subject(&out).unwrap_or_default();
+    assert!(
+        subject.contains("CN = dual-ec"),
+        "TLS 1.2 ECDSA-cipher client got {subject:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p384_and_ed25519_certificates_are_served() {
+    let ca = Ca::new("keys-ca");
+    let p384 = ca.issue(&LeafSpec {
+        key: KeyKind::EcP384,
+        ..LeafSpec::new("p384", &["p384.example.test"])
+    });
+    let ed = ca.issue(&LeafSpec {
+        key: KeyKind::Ed25519,
+        ..LeafSpec::new("ed", &["ed.example.test"])
+    });
+    let gw = Gateway::start(&[(
+        "all.yaml",
+        docs(&[
+            CLASS.to_string(),
+            gateway(
+                "keys",
+                &[
+                    https_listener("p384", 443, Some("p384.example.test"), &["cert-p384"]),
+                    https_listener("ed", 443, Some("ed.example.test"), &["cert-ed"]),
+                ],
+            ),
+            tls_secret("cert-p384", &p384),
+            tls_secret("cert-ed", &ed),
+            http_route("hello", "keys", &[], &[("/", static_ref("hello"))]),
+            static_response("hello", "keys"),
+        ]),
+    )])
+    .await;
+    for (host, cn) in [("p384.example.test", "p384"), ("ed.example.test", "ed")] {
+        let resp = tls_get(
+            gw.addr(443),
+            tls_config(&ca.cert_pem, &["h2"]),
+            host,
+            host,
+            "/",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{host}: {e}"));
+        assert_eq!(cn_and_serial(&resp.leaf).0, cn);
+        assert_eq!(&resp.body[..], b"keys");
+    }
+}

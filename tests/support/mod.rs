@@ -1,0 +1,33 @@
+//! Shared support for integration tests that drive the real `portcullis` binary:
+//! certificates ([`pki`]), in-process echo backends ([`echo`]), the simulated
+//! cluster environment written into a config directory ([`env`]), an HTTP/TLS/
+//! WebSocket client ([`client`]) and a guard around the spawned binary
+//! ([`portcullis`]).
+//!
+//! Each integration test that uses it declares `mod support;`. Not every test
+//! uses every helper, hence the crate-level `dead_code` allowance here.
+#![allow(dead_code)]
+
+pub mod client;
+pub mod echo;
+pub mod env;
+pub mod expect;
+pub mod pki;
+pub mod portcullis;
+pub mod status_checks;
+
+use std::path::PathBuf;
+
+/// The shared conformance data directory: `$PORTCULLIS_SHARED/conformance`, or
+/// `CARGO_MANIFEST_DIR/../shared/conformance`.
+pub fn conformance_dir() -> PathBuf {
+    let shared = std::env::var_os("PORTCULLIS_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"));
+    shared.join("conformance")
+}
+
+/// Installs the ring crypto provider as the process default (idempotent).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
