@@ -26,16 +26,7 @@ use support::expect::{self, PodDirectory};
 use support::portcullis::{Portcullis, ServeOptions};
 
 /// In-scope cases expected to fail for now: (case name, reason seen).
-const KNOWN_FAILING: &[(&str, &str)] = &[
-    (
-        "HTTPRouteRewriteHost",
-        "URLRewrite hostname combined with a RequestHeaderModifier: backend saw host \"rewrite.example\", expected test.example.org",
-    ),
-    (
-        "GatewayModifyListeners",
-        "status checks not encoded (needs listener add/remove mutations)",
-    ),
-];
+const KNOWN_FAILING: &[(&str, &str)] = &[];
 
 /// Features a case may declare (besides any `HTTPRoute*`) to be in scope now.
 const IN_SCOPE_FEATURES: &[&str] = &[
@@ -434,6 +425,9 @@ async fn run_entries(env: &mut CaseEnv<'_>) -> Result<(), String> {
     if let Some(result) = generation_bump(env).await {
         return result;
     }
+    if env.case.name == "GatewayModifyListeners" {
+        return modify_listeners(env).await;
+    }
     if env.case.has_status_checks {
         let status = env
             .gateway
@@ -559,6 +553,64 @@ async fn generation_bump(env: &mut CaseEnv<'_>) -> Option<Result<(), String>> {
         }
     };
     Some(result.await)
+}
+
+/// `GatewayModifyListeners`: adding a listener makes it appear in status
+/// healthy with its route attached; removing one makes it disappear; both with
+/// the Gateway's new observedGeneration.
+async fn modify_listeners(env: &mut CaseEnv<'_>) -> Result<(), String> {
+    const NS: &str = "gateway-conformance-infra";
+    let add = |doc: &mut serde_yaml::Value| {
+        if let Some(seq) = doc
+            .get_mut("spec")
+            .and_then(|s| s.get_mut("listeners"))
+            .and_then(serde_yaml::Value::as_sequence_mut)
+        {
+            seq.push(support::env::doc(serde_json::json!({
+                "name": "http", "port": 80, "protocol": "HTTP",
+                "allowedRoutes": {"namespaces": {"from": "All"}}
+            })));
+        }
+    };
+    let remove = |doc: &mut serde_yaml::Value| {
+        if let Some(seq) = doc
+            .get_mut("spec")
+            .and_then(|s| s.get_mut("listeners"))
+            .and_then(serde_yaml::Value::as_sequence_mut)
+        {
+            seq.retain(|l| l.get("name").and_then(|n| n.as_str()) != Some("http"));
+        }
+    };
+    type Edit<'a> = &'a dyn Fn(&mut serde_yaml::Value);
+    let steps: [(&str, Edit<'_>, &[&str]); 2] = [
+        ("gateway-add-listener", &add, &["https", "http"]),
+        ("gateway-remove-listener", &remove, &["https"]),
+    ];
+    for (name, edit, expected) in steps {
+        let generation = env
+            .cluster
+            .modify(&env.config_dir, "Gateway", NS, name, edit)
+            .map_err(|e| format!("{e:#}"))?
+            .ok_or_else(|| format!("Gateway {name} not in the manifests"))?;
+        let start = Instant::now();
+        loop {
+            let status = env
+                .gateway
+                .status()
+                .await
+                .map_err(|e| format!("fetching /status: {e:#}"))?;
+            let check = support::status_checks::observed_generation(
+                &status, "Gateway", NS, name, generation,
+            )
+            .and_then(|()| support::status_checks::listeners_exactly(&status, NS, name, expected));
+            match check {
+                Ok(()) => break,
+                Err(e) if start.elapsed() > RETRY_WINDOW * 2 => return Err(format!("{name}: {e}")),
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    }
+    Ok(())
 }
 
 fn new_uuid() -> String {

@@ -409,8 +409,11 @@ impl<'a> Exchange<'a> {
                     return Some(redirect_response(redirect.status, &location));
                 }
                 Filter::RequestHeaders(edit) => {
+                    // The host travels in `self.host` (an earlier URLRewrite may
+                    // have changed it); only a modifier that sets Host itself
+                    // replaces it.
+                    self.headers.remove(header::HOST);
                     edit.apply(&mut self.headers);
-                    // A modifier may set Host; it then replaces the host sent.
                     if let Some(h) = self.headers.remove(header::HOST) {
                         if let Ok(h) = h.to_str() {
                             self.host = Some(h.to_owned());

@@ -643,3 +643,37 @@ pub fn observed_generation(st: &Value, kind: &str, ns: &str, name: &str, generat
     }
     Ok(())
 }
+
+/// The Gateway lists exactly `names` as listeners, each Accepted and
+/// ResolvedRefs True with one attached route.
+pub fn listeners_exactly(st: &Value, ns: &str, name: &str, names: &[&str]) -> R {
+    let o = Status(st).find("Gateway", ns, name)?;
+    let listeners: Vec<&Value> = o["listeners"].as_array().into_iter().flatten().collect();
+    let got: Vec<&str> = listeners
+        .iter()
+        .filter_map(|l| l["name"].as_str())
+        .collect();
+    let mut want = names.to_vec();
+    let mut have = got.clone();
+    want.sort_unstable();
+    have.sort_unstable();
+    if want != have {
+        return Err(format!(
+            "{}: listeners {got:?}, expected {names:?}",
+            name_of(o)
+        ));
+    }
+    for l in listeners {
+        cond(l, "Accepted", "True", None)?;
+        cond(l, "ResolvedRefs", "True", None)?;
+        if l["attachedRoutes"].as_i64() != Some(1) {
+            return Err(format!(
+                "{}: listener {} has attachedRoutes {}, expected 1",
+                name_of(o),
+                l["name"],
+                l["attachedRoutes"]
+            ));
+        }
+    }
+    Ok(())
+}
