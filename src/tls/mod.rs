@@ -5,6 +5,7 @@
 //! Sockets and handshakes themselves live in `crate::server`.
 
 pub mod certs;
+pub mod client_hello;
 pub mod resolver;
 
 use crate::dataplane::Dataplane;
