@@ -152,6 +152,34 @@ async fn serve(
             serve_http(&ctx, stream, info, drain).await;
         }
         Some(BindProtocol::Https) => {
+            let mut stream = stream;
+            // The front reads the ClientHello itself and decides on its SNI
+            // before rustls sees it: no listener means a handshake_failure
+            // alert, and a client that never finishes its hello is cut off.
+            let read = tokio::time::timeout(HANDSHAKE_TIMEOUT, super::hello::read(&mut stream));
+            let (bytes, hello) = match read.await {
+                Ok(Ok(h)) => h,
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, "no usable ClientHello");
+                    if matches!(error, super::hello::Error::Parse(_)) {
+                        super::hello::refuse(&mut stream).await;
+                    }
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!("ClientHello timed out");
+                    return;
+                }
+            };
+            let sni = hello.server_name;
+            let listener =
+                crate::tls::resolver::select_listener(&ctx.dataplane.load(), bind, sni.as_deref());
+            let Some(listener) = listener else {
+                tracing::debug!(sni = sni.as_deref().unwrap_or("-"), "no listener for SNI");
+                super::hello::refuse(&mut stream).await;
+                return;
+            };
+            let stream = super::hello::Prefixed::new(bytes, stream);
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(error)) => {
@@ -162,21 +190,6 @@ async fn serve(
                     tracing::debug!("TLS handshake timed out");
                     return;
                 }
-            };
-            let sni = stream
-                .get_ref()
-                .1
-                .server_name()
-                .and_then(crate::hostname::normalize_host);
-            let listener =
-                crate::tls::resolver::select_listener(&ctx.dataplane.load(), bind, sni.as_deref());
-            let Some(listener) = listener else {
-                // The listener went away between the handshake and now.
-                tracing::debug!(
-                    sni = sni.as_deref().unwrap_or("-"),
-                    "listener gone after handshake"
-                );
-                return;
             };
             tracing::debug!(sni = sni.as_deref().unwrap_or("-"), listener = %listener.key, "TLS established");
             let info = Arc::new(ConnInfo {

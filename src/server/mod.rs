@@ -8,6 +8,7 @@
 
 pub mod accept;
 pub mod binds;
+pub mod hello;
 pub mod shutdown;
 
 pub use accept::ConnContext;

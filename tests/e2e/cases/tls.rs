@@ -113,6 +113,11 @@ async fn sni_selects_certificate_for_exact_and_wildcard_listeners() {
         "an SNI no listener matches must fail the handshake, got: {}",
         out.stdout
     );
+    assert!(
+        out.stderr.contains("handshake failure"),
+        "the refusal must be a handshake_failure alert, got: {}",
+        out.stderr
+    );
 
     let cafile = gw.scratch("ca.pem", ca.cert_pem.as_bytes());
     for host in ["a.example.test", "x.wild.example.test"] {
