@@ -11,6 +11,8 @@
 //! | [`hostname`] | hostname matching and intersection rules |
 //! | [`status`] | status conditions as data |
 //! | [`tls`] | certificate parsing, SNI certificate resolution |
+//! | [`store`] | certificate storage backends (state dir now, Secrets later), atomic writes |
+//! | [`issuer`] | certificate issuance: the built-in local CA for standalone mode |
 //! | [`proxy`] | the HTTP reverse proxy: server, filters at run time, upstream pool |
 //! | [`runtime`] | serve loop, reload pipeline, shared state, `check` and logging |
 //! | [`server`] | sockets: binding listeners per dataplane, accept loops, graceful shutdown |
@@ -29,10 +31,12 @@ pub mod admin;
 pub mod compile;
 pub mod dataplane;
 pub mod hostname;
+pub mod issuer;
 pub mod model;
 pub mod proxy;
 pub mod runtime;
 pub mod server;
 pub mod status;
+pub mod store;
 pub mod tls;
 pub mod watch;

@@ -5,6 +5,7 @@
 //!   on change, until SIGTERM or SIGINT.
 //! - `portcullis check --config DIR`: print the status every object would get
 //!   and exit 1 if any is unhealthy or a file does not load.
+//! - `portcullis ca export [--state DIR]`: print the local CA's root certificate.
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -43,6 +44,23 @@ enum Command {
     Serve(ServeArgs),
     /// Load and compile a directory once and print every object's status.
     Check(CheckArgs),
+    /// Manage the built-in local CA.
+    #[command(subcommand)]
+    Ca(CaCommand),
+}
+
+/// `portcullis ca ...`: the built-in local CA of standalone mode.
+#[derive(Debug, Subcommand)]
+enum CaCommand {
+    /// Print the local CA's root certificate (PEM) to stdout, for a trust store.
+    Export(CaExportArgs),
+}
+
+#[derive(Debug, Args)]
+struct CaExportArgs {
+    /// State directory the CA was created in (as given to `serve --state`).
+    #[arg(long, value_name = "DIR", default_value = "./portcullis-state")]
+    state: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -95,6 +113,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => run_serve(args),
         Command::Check(args) => run_check(args),
+        Command::Ca(CaCommand::Export(args)) => run_ca_export(args),
     };
     result.unwrap_or_else(|error| {
         tracing::error!("{error:#}");
@@ -126,6 +145,17 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         builder.worker_threads(n.max(1));
     }
     let runtime = builder.build().context("cannot start the tokio runtime")?;
+    // The built-in local CA exists from the first start, so `portcullis ca
+    // export` can hand its root out before any listener needs it.
+    std::fs::create_dir_all(&args.state)
+        .with_context(|| format!("cannot create state directory {}", args.state.display()))?;
+    portcullis::issuer::LocalCa::load_or_create(&args.state, SystemTime::now())
+        .with_context(|| format!("cannot load the local CA in {}", args.state.display()))?;
+    tracing::info!(
+        state = %args.state.display(),
+        "local CA ready; `portcullis ca export --state {}` prints its root",
+        args.state.display()
+    );
     let options = ServeOptions {
         config_dir: args.config,
         state_dir: args.state,
@@ -167,4 +197,20 @@ fn run_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `portcullis ca export`: prints the root PEM, or exits 1 if no CA exists yet.
+fn run_ca_export(args: CaExportArgs) -> anyhow::Result<ExitCode> {
+    let root = portcullis::issuer::LocalCa::read_root_pem(&args.state)
+        .with_context(|| format!("cannot read the local CA in {}", args.state.display()))?;
+    let Some(pem) = root else {
+        eprintln!(
+            "portcullis: no local CA in {} yet; `portcullis serve --state {}` creates it on first start",
+            args.state.display(),
+            args.state.display()
+        );
+        return Ok(ExitCode::FAILURE);
+    };
+    print!("{pem}");
+    Ok(ExitCode::SUCCESS)
 }
