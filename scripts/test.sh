@@ -29,3 +29,19 @@ echo "==> cargo clippy"
 cargo clippy --quiet --all-targets -- -D warnings
 echo "==> cargo test"
 cargo test --all-targets 2>&1
+
+# Fuzz the parsers of untrusted bytes for a bounded time (cargo-fuzz needs
+# nightly features; RUSTC_BOOTSTRAP enables them on the machine's one stable
+# toolchain). FUZZ_SECONDS=0 skips it for a quick local run.
+FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
+if [ "$FUZZ_SECONDS" -gt 0 ]; then
+    if ! command -v cargo-fuzz >/dev/null 2>&1; then
+        echo "==> installing cargo-fuzz"
+        cargo install --locked --quiet cargo-fuzz
+    fi
+    for target in client_hello; do
+        echo "==> fuzz $target for ${FUZZ_SECONDS}s"
+        (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" -- \
+            -max_total_time="$FUZZ_SECONDS" -max_len=70000 -print_final_stats=1 2>&1 | tail -n 3)
+    done
+fi
