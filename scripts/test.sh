@@ -42,6 +42,6 @@ if [ "$FUZZ_SECONDS" -gt 0 ]; then
     for target in client_hello; do
         echo "==> fuzz $target for ${FUZZ_SECONDS}s"
         (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" -- \
-            -max_total_time="$FUZZ_SECONDS" -max_len=70000 -print_final_stats=1 2>&1 | tail -n 3)
+            -max_total_time="$FUZZ_SECONDS" -max_len=70000 -print_final_stats=1 2>&1 | tail -n 30)
     done
 fi
