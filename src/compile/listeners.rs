@@ -21,7 +21,7 @@ pub(crate) enum Family {
     Http,
     /// `HTTPS`.
     Https,
-    /// `TLS` (not served yet).
+    /// `TLS` (served in `Passthrough` mode only).
     Tls,
     /// `TCP` (not served yet).
     Tcp,
@@ -57,7 +57,9 @@ impl Family {
     fn bind_protocol(self) -> Option<BindProtocol> {
         match self {
             Family::Http => Some(BindProtocol::Http),
-            Family::Https => Some(BindProtocol::Https),
+            // TLS listeners share HTTPS sockets: the front reads the
+            // ClientHello and then terminates or forwards.
+            Family::Https | Family::Tls => Some(BindProtocol::Https),
             _ => None,
         }
     }
@@ -96,6 +98,8 @@ pub(crate) struct ListenerState<'a> {
     pub certificate_refs: Vec<String>,
     /// Routes accepted on this listener.
     pub attached_routes: u32,
+    /// Passthrough entries of the TLSRoutes accepted here (TLS listeners).
+    pub passthrough: Vec<crate::dataplane::PassthroughEntry>,
     /// Route table entries of the routes accepted here.
     pub entries: Vec<RouteEntry>,
 }
@@ -136,6 +140,7 @@ impl<'a> ListenerState<'a> {
             certificates: Vec::new(),
             certificate_refs: Vec::new(),
             attached_routes: 0,
+            passthrough: Vec::new(),
             entries: Vec::new(),
         }
     }
@@ -160,6 +165,11 @@ impl<'a> ListenerState<'a> {
     /// The protocol of the socket, for programmed listeners.
     pub(crate) fn bind_protocol(&self) -> Option<BindProtocol> {
         self.family.bind_protocol()
+    }
+
+    /// Whether this is a `TLS` listener (forwarding connections unterminated).
+    pub(crate) fn is_passthrough(&self) -> bool {
+        self.family == Family::Tls
     }
 
     /// Hostname pattern, if any.
@@ -219,6 +229,19 @@ fn validate(l: &mut ListenerState<'_>, ctx: &Ctx<'_>) {
             return;
         }
     }
+    if l.family == Family::Tls {
+        let mode = l.spec.tls.as_ref().and_then(|t| t.mode.as_deref());
+        if mode != Some("Passthrough") {
+            l.rejected = Some(Problem::new(
+                Reason::UnsupportedProtocol,
+                format!(
+                    "TLS mode {} is not supported yet",
+                    mode.unwrap_or("Terminate")
+                ),
+            ));
+            return;
+        }
+    }
     resolve_kinds(l);
     if l.family == Family::Https {
         resolve_certificates(l, ctx);
@@ -226,7 +249,8 @@ fn validate(l: &mut ListenerState<'_>, ctx: &Ctx<'_>) {
 }
 
 /// `allowedRoutes.kinds`: HTTPRoute and GRPCRoute are supported on HTTP and
-/// HTTPS listeners; any other kind makes ResolvedRefs False/InvalidRouteKinds.
+/// HTTPS listeners, TLSRoute on TLS listeners; any other kind makes
+/// ResolvedRefs False/InvalidRouteKinds.
 fn resolve_kinds(l: &mut ListenerState<'_>) {
     let requested = l
         .spec
@@ -234,16 +258,22 @@ fn resolve_kinds(l: &mut ListenerState<'_>) {
         .as_ref()
         .and_then(|a| a.kinds.as_ref())
         .filter(|k| !k.is_empty());
+    let tls = l.family == Family::Tls;
     let Some(requested) = requested else {
-        l.kinds = vec![RouteKind::Http, RouteKind::Grpc];
+        l.kinds = if tls {
+            vec![RouteKind::Tls]
+        } else {
+            vec![RouteKind::Http, RouteKind::Grpc]
+        };
         return;
     };
     let mut invalid = Vec::new();
     for k in requested {
         let group_ok = k.group.as_deref().is_none_or(|g| g == GATEWAY_GROUP);
         let kind = match k.kind.as_str() {
-            "HTTPRoute" if group_ok => Some(RouteKind::Http),
-            "GRPCRoute" if group_ok => Some(RouteKind::Grpc),
+            "HTTPRoute" if group_ok && !tls => Some(RouteKind::Http),
+            "GRPCRoute" if group_ok && !tls => Some(RouteKind::Grpc),
+            "TLSRoute" if group_ok && tls => Some(RouteKind::Tls),
             _ => None,
         };
         match kind {
@@ -459,6 +489,7 @@ pub(crate) fn status(l: &ListenerState<'_>, generation: i64) -> ListenerStatus {
             .map(|k| match k {
                 RouteKind::Http => "HTTPRoute".to_string(),
                 RouteKind::Grpc => "GRPCRoute".to_string(),
+                RouteKind::Tls => "TLSRoute".to_string(),
             })
             .collect(),
         conditions: vec![accepted, resolved, programmed, conflicted],

@@ -20,6 +20,7 @@ mod matches;
 mod refs;
 mod routes;
 mod rules;
+mod tls_routes;
 
 #[cfg(test)]
 mod tests;

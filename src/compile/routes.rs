@@ -1,11 +1,12 @@
-//! Route attachment: for each HTTPRoute and GRPCRoute parentRef, which
+//! Route attachment: for each HTTPRoute, GRPCRoute and TLSRoute parentRef, which
 //! listeners accept the route (sectionName, port, allowedRoutes namespaces and
 //! kinds, hostname intersection), the per-parent status conditions, and the
-//! route table entries the accepted listeners receive.
+//! route table (or passthrough) entries the accepted listeners receive.
 
 use super::gateway::World;
 use super::refs::{self, GATEWAY_GROUP};
 use super::rules::{self, CompiledRoute};
+use super::tls_routes::{self, CompiledTls};
 use super::{Ctx, Problem};
 use crate::dataplane::router::{EntryOrder, RouteEntry};
 use crate::dataplane::RouteKind;
@@ -32,6 +33,32 @@ impl RouteView<'_> {
         match self.kind {
             RouteKind::Http => "HTTPRoute",
             RouteKind::Grpc => "GRPCRoute",
+            RouteKind::Tls => "TLSRoute",
+        }
+    }
+}
+
+/// A compiled route of any kind.
+#[derive(Clone, Copy)]
+enum Compiled<'c> {
+    /// HTTPRoute or GRPCRoute rules.
+    Rules(&'c CompiledRoute),
+    /// TLSRoute backends.
+    Tls(&'c CompiledTls),
+}
+
+impl Compiled<'_> {
+    fn invalid(&self) -> Option<&Problem> {
+        match self {
+            Compiled::Rules(c) => c.invalid.as_ref(),
+            Compiled::Tls(c) => c.invalid.as_ref(),
+        }
+    }
+
+    fn unresolved(&self) -> Option<&Problem> {
+        match self {
+            Compiled::Rules(c) => c.unresolved.as_ref(),
+            Compiled::Tls(c) => c.unresolved.as_ref(),
         }
     }
 }
@@ -56,7 +83,7 @@ pub(crate) fn attach_all(world: &mut World<'_>, ctx: &mut Ctx<'_>) -> Vec<Object
             world,
             resources,
             &view,
-            &compiled,
+            Compiled::Rules(&compiled),
             &ctx.options.controller_name,
         ));
     }
@@ -75,7 +102,26 @@ pub(crate) fn attach_all(world: &mut World<'_>, ctx: &mut Ctx<'_>) -> Vec<Object
             world,
             resources,
             &view,
-            &compiled,
+            Compiled::Rules(&compiled),
+            &ctx.options.controller_name,
+        ));
+    }
+    for route in &resources.tls_routes {
+        let view = RouteView {
+            kind: RouteKind::Tls,
+            meta: &route.metadata,
+            parent_refs: &route.spec.parent_refs,
+            hostnames: &route.spec.hostnames,
+        };
+        if !has_our_parent(world, resources, &view) {
+            continue;
+        }
+        let compiled = tls_routes::compile_tls(route, ctx);
+        out.extend(attach(
+            world,
+            resources,
+            &view,
+            Compiled::Tls(&compiled),
             &ctx.options.controller_name,
         ));
     }
@@ -142,7 +188,7 @@ fn attach(
     world: &mut World<'_>,
     resources: &Resources,
     view: &RouteView<'_>,
-    compiled: &CompiledRoute,
+    compiled: Compiled<'_>,
     controller_name: &str,
 ) -> Option<ObjectStatus> {
     let generation = view.meta.generation();
@@ -160,7 +206,7 @@ fn attach(
             Parent::Gateway(i) => select(world, resources, view, p, &world.gateways[i].listeners),
             Parent::ListenerSet(i) => select(world, resources, view, p, &world.sets[i].listeners),
         };
-        let result = result.and_then(|ls| match &compiled.invalid {
+        let result = result.and_then(|ls| match compiled.invalid() {
             Some(problem) => Err(problem.clone()),
             None => Ok(ls),
         });
@@ -187,7 +233,7 @@ fn attach(
                 generation,
             ),
         };
-        let resolved = match &compiled.unresolved {
+        let resolved = match compiled.unresolved() {
             Some(p) => Condition::new(
                 ConditionType::ResolvedRefs,
                 false,
@@ -305,14 +351,18 @@ pub(crate) fn hostnames_on(listener: Option<&str>, route: &[String]) -> Vec<Opti
     out
 }
 
-fn add_entries(
-    world: &mut World<'_>,
-    index: usize,
-    view: &RouteView<'_>,
-    compiled: &CompiledRoute,
-) {
+fn add_entries(world: &mut World<'_>, index: usize, view: &RouteView<'_>, compiled: Compiled<'_>) {
     let l = &mut world.listeners[index];
     l.attached_routes += 1;
+    let compiled = match compiled {
+        Compiled::Rules(c) => c,
+        Compiled::Tls(c) => {
+            for host in hostnames_on(l.spec.hostname.as_deref(), view.hostnames) {
+                l.passthrough.push(tls_routes::entry(view.meta, host, c));
+            }
+            return;
+        }
+    };
     for host in hostnames_on(l.spec.hostname.as_deref(), view.hostnames) {
         for (rule_index, rule) in compiled.rules.iter().enumerate() {
             for (match_index, m) in rule.matches.iter().enumerate() {

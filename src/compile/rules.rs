@@ -120,6 +120,7 @@ fn compile_rules(
     let kind_name = match kind {
         RouteKind::Http => "HTTPRoute",
         RouteKind::Grpc => "GRPCRoute",
+        RouteKind::Tls => "TLSRoute",
     };
     let route = RouteRef {
         kind: kind_name,

@@ -9,6 +9,7 @@ use crate::status::{ConditionStatus, ConditionType, ObjectStatus, Reason};
 
 mod gateways;
 mod routes;
+mod tls;
 
 const CLASS: &str = "apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass

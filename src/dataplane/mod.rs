@@ -112,6 +112,67 @@ pub struct Listener {
     pub certificates: Vec<Arc<rustls::sign::CertifiedKey>>,
     /// Route table of the HTTPRoutes and GRPCRoutes attached here.
     pub routes: RouteTable,
+    /// For a `TLS` listener in `Passthrough` mode, the TLSRoutes attached:
+    /// connections are forwarded unterminated, `certificates` and `routes`
+    /// are unused.
+    pub passthrough: Option<PassthroughTable>,
+}
+
+/// The TLSRoutes of a passthrough listener, most specific hostname first.
+#[derive(Debug, Default)]
+pub struct PassthroughTable {
+    /// Entries, exact hostnames first, then longer wildcards, then entries
+    /// without hostname.
+    pub entries: Vec<PassthroughEntry>,
+}
+
+impl PassthroughTable {
+    /// A table of `entries`, sorted most specific hostname first (then by
+    /// route order).
+    pub fn new(mut entries: Vec<PassthroughEntry>) -> Self {
+        entries.sort_by(|a, b| {
+            specificity(a.hostname.as_deref())
+                .cmp(&specificity(b.hostname.as_deref()))
+                .then_with(|| a.order.cmp(&b.order))
+        });
+        Self { entries }
+    }
+
+    /// The entry for a normalised SNI: exact beats wildcard, longer wildcard
+    /// beats shorter, an entry without hostname catches the rest. Without
+    /// SNI only an entry without hostname matches.
+    pub fn select(&self, sni: Option<&str>) -> Option<&PassthroughEntry> {
+        self.entries.iter().find(|e| match (&e.hostname, sni) {
+            (None, _) => true,
+            (Some(p), Some(h)) => crate::hostname::matches(p, h),
+            (Some(_), None) => false,
+        })
+    }
+}
+
+/// Sort rank of a hostname pattern: exact (longer first), wildcard (longer
+/// first), none.
+fn specificity(h: Option<&str>) -> (u8, std::cmp::Reverse<usize>) {
+    match h {
+        Some(h) if crate::hostname::is_wildcard(h) => (1, std::cmp::Reverse(h.len())),
+        Some(h) => (0, std::cmp::Reverse(h.len())),
+        None => (2, std::cmp::Reverse(0)),
+    }
+}
+
+/// One TLSRoute hostname on a passthrough listener.
+#[derive(Debug)]
+pub struct PassthroughEntry {
+    /// SNI pattern (intersection of route and listener hostnames); none
+    /// matches every SNI and connections without one.
+    pub hostname: Option<String>,
+    /// The TLSRoute.
+    pub route: ObjectKey,
+    /// Tie-break between routes of equal hostname: creation time, then
+    /// `namespace/name` (older first).
+    pub order: (String, String, String),
+    /// Weighted backends of every rule; `Invalid` targets close connections.
+    pub backends: Vec<WeightedBackend>,
 }
 
 /// Identifies the rule a request matched, for logs and metrics.
@@ -140,6 +201,8 @@ pub enum RouteKind {
     Http,
     /// GRPCRoute.
     Grpc,
+    /// TLSRoute (passthrough listeners only; never in an HTTP route table).
+    Tls,
 }
 
 /// What to do with a request that matched a rule.

@@ -128,6 +128,7 @@ fn parse_object(
         ) => Object::ListenerSet(de(value, &invalid)?),
         ("gateway.networking.k8s.io", "HTTPRoute") => Object::HttpRoute(de(value, &invalid)?),
         ("gateway.networking.k8s.io", "GRPCRoute") => Object::GrpcRoute(de(value, &invalid)?),
+        ("gateway.networking.k8s.io", "TLSRoute") => Object::TlsRoute(de(value, &invalid)?),
         ("gateway.networking.k8s.io", "ReferenceGrant") => {
             Object::ReferenceGrant(de(value, &invalid)?)
         }
@@ -183,6 +184,7 @@ fn normalize(mut obj: Object) -> Object {
         Object::ListenerSet(o) => &mut o.metadata,
         Object::HttpRoute(o) => &mut o.metadata,
         Object::GrpcRoute(o) => &mut o.metadata,
+        Object::TlsRoute(o) => &mut o.metadata,
         Object::ReferenceGrant(o) => &mut o.metadata,
         Object::Secret(o) => &mut o.metadata,
         Object::ConfigMap(o) => &mut o.metadata,
@@ -363,6 +365,21 @@ mod tests {
         let text = "apiVersion: gateway.networking.k8s.io/v1beta1\nkind: HTTPRoute\nmetadata:\n  name: r\n";
         let p = parse_documents(text, "f.yaml").expect("parses");
         assert!(matches!(p.objects[0], Object::HttpRoute(_)));
+    }
+
+    #[test]
+    fn tls_routes_of_every_version_are_read() {
+        for v in ["v1", "v1alpha2", "v1alpha3"] {
+            let text = format!("apiVersion: gateway.networking.k8s.io/{v}\nkind: TLSRoute\nmetadata:\n  name: t\nspec:\n  hostnames: [a.example]\n  rules:\n  - backendRefs: [{{name: s, port: 443, weight: 2}}]\n");
+            let p = parse_documents(&text, "f.yaml").expect("parses");
+            match &p.objects[0] {
+                Object::TlsRoute(t) => {
+                    assert_eq!(t.metadata.namespace, "default");
+                    assert_eq!(t.spec.rules[0].backend_refs[0].weight, Some(2));
+                }
+                o => panic!("unexpected {o:?}"),
+            }
+        }
     }
 
     #[test]

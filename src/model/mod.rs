@@ -8,12 +8,14 @@ pub mod load;
 pub mod meta;
 pub mod portcullis;
 pub mod route;
+pub mod tls_route;
 
 pub use self::core::{ConfigMap, EndpointSlice, Namespace, Secret, Service};
 pub use gateway::{Gateway, GatewayClass, ListenerSet, ReferenceGrant};
 pub use meta::{ObjectKey, ObjectMeta};
 pub use portcullis::StaticResponse;
 pub use route::{GrpcRoute, HttpRoute};
+pub use tls_route::TlsRoute;
 
 /// One object of a kind portcullis understands.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,6 +30,8 @@ pub enum Object {
     HttpRoute(HttpRoute),
     /// GRPCRoute.
     GrpcRoute(GrpcRoute),
+    /// TLSRoute.
+    TlsRoute(TlsRoute),
     /// ReferenceGrant.
     ReferenceGrant(ReferenceGrant),
     /// Secret.
@@ -57,6 +61,8 @@ pub struct Resources {
     pub http_routes: Vec<HttpRoute>,
     /// GRPCRoutes.
     pub grpc_routes: Vec<GrpcRoute>,
+    /// TLSRoutes.
+    pub tls_routes: Vec<TlsRoute>,
     /// ReferenceGrants.
     pub reference_grants: Vec<ReferenceGrant>,
     /// Secrets.
@@ -82,6 +88,7 @@ impl Resources {
             Object::ListenerSet(o) => self.listener_sets.push(o),
             Object::HttpRoute(o) => self.http_routes.push(o),
             Object::GrpcRoute(o) => self.grpc_routes.push(o),
+            Object::TlsRoute(o) => self.tls_routes.push(o),
             Object::ReferenceGrant(o) => self.reference_grants.push(o),
             Object::Secret(o) => self.secrets.push(o),
             Object::ConfigMap(o) => self.config_maps.push(o),

@@ -1,7 +1,8 @@
 //! One listening socket: the accept loop (connection limit, accept-error
 //! back-off, stop signal) and the task serving each connection (TLS
 //! handshake when the bind is HTTPS, then HTTP/1.1 or HTTP/2 through the
-//! proxy, with graceful shutdown).
+//! proxy, with graceful shutdown; or, for a TLS passthrough listener, the
+//! unterminated connection handed to `super::passthrough`).
 //!
 //! The bind's protocol is read from the current dataplane at each accept, so
 //! a socket survives reloads that keep its address; the TLS acceptor is built
@@ -179,6 +180,10 @@ async fn serve(
                 super::hello::refuse(&mut stream).await;
                 return;
             };
+            if let Some(table) = &listener.passthrough {
+                super::passthrough::forward(stream, bytes, table, sni.as_deref()).await;
+                return;
+            }
             let stream = super::hello::Prefixed::new(bytes, stream);
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
                 Ok(Ok(s)) => s,

@@ -9,6 +9,7 @@
 pub mod accept;
 pub mod binds;
 pub mod hello;
+pub mod passthrough;
 pub mod shutdown;
 
 pub use accept::ConnContext;

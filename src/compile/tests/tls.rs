@@ -1,0 +1,235 @@
+//! TLS passthrough listeners and TLSRoute attachment.
+
+use super::*;
+
+/// Gateway `gw` in `infra`: a TLS Passthrough listener `pt` for
+/// `*.pt.example.test` and an HTTPS listener `https` for `*.example.test`,
+/// both on 443.
+const GATEWAY: &str = "---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: infra}
+spec:
+  gatewayClassName: pc
+  listeners:
+  - name: pt
+    port: 443
+    protocol: TLS
+    hostname: '*.pt.example.test'
+    tls: {mode: Passthrough}
+    allowedRoutes: {namespaces: {from: All}}
+  - name: https
+    port: 443
+    protocol: HTTPS
+    hostname: '*.example.test'
+    tls: {certificateRefs: [{name: cert}]}
+    allowedRoutes: {namespaces: {from: All}}
+";
+
+/// A TLSRoute `name` in `app` with `hostnames` and a backend `svc:443`.
+fn tls_route(name: &str, parent: &str, hostnames: &str) -> String {
+    format!(
+        "---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TLSRoute
+metadata: {{name: {name}, namespace: app}}
+spec:
+  parentRefs: [{parent}]
+  hostnames: {hostnames}
+  rules:
+  - backendRefs: [{{name: svc, port: 443, weight: 3}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: svc, namespace: app}}
+spec:
+  ports: [{{port: 443}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: svc-1
+  namespace: app
+  labels: {{kubernetes.io/service-name: svc}}
+addressType: IPv4
+ports: [{{port: 8443}}]
+endpoints: [{{addresses: [10.0.0.1]}}]
+"
+    )
+}
+
+fn resources(extra: &str) -> Resources {
+    let (cert, key) = cert_pair("*.example.test");
+    let mut r = load(&format!("{CLASS}{GATEWAY}{extra}"));
+    r.push(tls_secret("infra", "cert", &cert, &key));
+    r
+}
+
+fn tls_route_cond(c: &Compiled, name: &str, t: ConditionType) -> (bool, Reason) {
+    cond(&find(c, "TLSRoute", "app", name).parents[0].conditions, t)
+}
+
+#[test]
+fn passthrough_listener_is_programmed_and_shares_the_https_port() {
+    let c = run(&resources(""));
+    for l in ["pt", "https"] {
+        for (t, ok) in [
+            (ConditionType::Accepted, true),
+            (ConditionType::Programmed, true),
+            (ConditionType::Conflicted, false),
+        ] {
+            assert_eq!(
+                listener_cond(&c, "Gateway", "infra", "gw", l, t).0,
+                ok,
+                "{l} {t:?}"
+            );
+        }
+    }
+    let gw = find(&c, "Gateway", "infra", "gw");
+    assert_eq!(listener(gw, "pt").supported_kinds, vec!["TLSRoute"]);
+    assert_eq!(c.dataplane.binds.len(), 1);
+    let bind = &c.dataplane.binds[0];
+    assert_eq!(bind.protocol, BindProtocol::Https);
+    assert_eq!(bind.listeners.len(), 2);
+    let pt = bind.select(Some("a.pt.example.test")).expect("pt selected");
+    assert!(pt.passthrough.is_some());
+    let https = bind.select(Some("b.example.test")).expect("https selected");
+    assert!(https.passthrough.is_none());
+}
+
+#[test]
+fn tls_route_attaches_to_a_passthrough_listener_with_weighted_backends() {
+    let c = run(&resources(&tls_route(
+        "r",
+        "{name: gw, namespace: infra}",
+        "[a.pt.example.test]",
+    )));
+    assert_eq!(
+        tls_route_cond(&c, "r", ConditionType::Accepted),
+        (true, Reason::Accepted)
+    );
+    assert_eq!(
+        tls_route_cond(&c, "r", ConditionType::ResolvedRefs),
+        (true, Reason::ResolvedRefs)
+    );
+    assert_eq!(attached(&c, "pt"), 1);
+    assert_eq!(attached(&c, "https"), 0);
+    let bind = &c.dataplane.binds[0];
+    let pt = bind.select(Some("a.pt.example.test")).expect("pt");
+    let table = pt.passthrough.as_ref().expect("passthrough table");
+    let entry = table.select(Some("a.pt.example.test")).expect("entry");
+    assert_eq!(entry.hostname.as_deref(), Some("a.pt.example.test"));
+    assert_eq!(entry.backends[0].weight, 3);
+    match &entry.backends[0].target {
+        BackendTarget::Service(u) => {
+            assert_eq!(u.endpoints, vec!["10.0.0.1:8443".parse().expect("addr")])
+        }
+        t => panic!("unexpected {t:?}"),
+    }
+    assert!(table.select(Some("b.pt.example.test")).is_none());
+}
+
+#[test]
+fn tls_route_hostnames_intersect_the_listener_hostname() {
+    let c = run(&resources(&tls_route(
+        "r",
+        "{name: gw, namespace: infra, sectionName: pt}",
+        "['*.example.test']",
+    )));
+    assert_eq!(
+        tls_route_cond(&c, "r", ConditionType::Accepted),
+        (true, Reason::Accepted)
+    );
+    let pt = c.dataplane.binds[0]
+        .select(Some("x.pt.example.test"))
+        .expect("pt");
+    let table = pt.passthrough.as_ref().expect("table");
+    assert_eq!(
+        table.entries[0].hostname.as_deref(),
+        Some("*.pt.example.test")
+    );
+    let c = run(&resources(&tls_route(
+        "r",
+        "{name: gw, namespace: infra, sectionName: pt}",
+        "[other.test]",
+    )));
+    assert_eq!(
+        tls_route_cond(&c, "r", ConditionType::Accepted),
+        (false, Reason::NoMatchingListenerHostname)
+    );
+}
+
+#[test]
+fn tls_route_on_an_https_listener_is_not_allowed_by_listeners() {
+    let c = run(&resources(&tls_route(
+        "r",
+        "{name: gw, namespace: infra, sectionName: https}",
+        "[a.example.test]",
+    )));
+    assert_eq!(
+        tls_route_cond(&c, "r", ConditionType::Accepted),
+        (false, Reason::NotAllowedByListeners)
+    );
+}
+
+#[test]
+fn http_route_on_a_passthrough_listener_is_not_allowed_by_listeners() {
+    let c = run(&resources(&route(
+        "app",
+        "r",
+        "{name: gw, namespace: infra, sectionName: pt}",
+        "[a.pt.example.test]",
+    )));
+    assert_eq!(
+        route_cond(&c, "app", "r", 0, ConditionType::Accepted),
+        (false, Reason::NotAllowedByListeners)
+    );
+}
+
+#[test]
+fn tls_terminate_is_unsupported_protocol() {
+    let yaml = GATEWAY.replace("tls: {mode: Passthrough}", "tls: {mode: Terminate}");
+    let (cert, key) = cert_pair("*.example.test");
+    let mut r = load(&format!("{CLASS}{yaml}"));
+    r.push(tls_secret("infra", "cert", &cert, &key));
+    let c = run(&r);
+    assert_eq!(
+        listener_cond(&c, "Gateway", "infra", "gw", "pt", ConditionType::Accepted),
+        (false, Reason::UnsupportedProtocol)
+    );
+    let gw = find(&c, "Gateway", "infra", "gw");
+    let accepted = listener(gw, "pt")
+        .conditions
+        .iter()
+        .find(|c| c.kind == ConditionType::Accepted)
+        .expect("accepted condition");
+    assert_eq!(accepted.message, "TLS mode Terminate is not supported yet");
+}
+
+#[test]
+fn tls_route_cross_namespace_backend_needs_a_grant_from_tls_route() {
+    let route = tls_route("r", "{name: gw, namespace: infra}", "[a.pt.example.test]")
+        .replace("weight: 3}", "weight: 3, namespace: other}")
+        .replace(
+            "namespace: app}\nspec:\n  ports",
+            "namespace: other}\nspec:\n  ports",
+        );
+    let c = run(&resources(&route));
+    assert_eq!(
+        tls_route_cond(&c, "r", ConditionType::ResolvedRefs),
+        (false, Reason::RefNotPermitted)
+    );
+    let grant = "---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: g, namespace: other}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: TLSRoute, namespace: app}]
+  to: [{group: '', kind: Service}]
+";
+    let c = run(&resources(&format!("{route}{grant}")));
+    assert_eq!(
+        tls_route_cond(&c, "r", ConditionType::ResolvedRefs),
+        (true, Reason::ResolvedRefs)
+    );
+}
