@@ -1066,6 +1066,7 @@ fn harness_self_check() {
             .expect("generated");
         let pod = EchoPod::start(
             support::echo::PodSpec {
+                kind: support::echo::EchoKind::Http,
                 name: "echo-abcde-0".into(),
                 namespace: "ns".into(),
                 deployment: "echo".into(),

@@ -2,7 +2,7 @@
 //! listeners of each socket ordered most specific hostname first.
 
 use super::gateway::World;
-use crate::dataplane::{Bind, Dataplane, Listener, PassthroughTable, RouteTable};
+use crate::dataplane::{Bind, Dataplane, Listener, RouteTable, StreamTable, Streams};
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -28,9 +28,10 @@ pub(crate) fn build(world: &mut World<'_>) -> Dataplane {
             protocol,
             certificates: l.certificates.clone(),
             routes: RouteTable::new(std::mem::take(&mut l.entries)),
-            passthrough: l
-                .is_passthrough()
-                .then(|| PassthroughTable::new(std::mem::take(&mut l.passthrough))),
+            streams: l.stream_mode().map(|mode| Streams {
+                mode,
+                table: StreamTable::new(std::mem::take(&mut l.streams)),
+            }),
         });
         sockets
             .entry(addr)

@@ -6,7 +6,7 @@ use super::gateway::World;
 use super::refs::{self, Referrer, Target, GATEWAY_GROUP};
 use super::{Ctx, Problem};
 use crate::dataplane::router::RouteEntry;
-use crate::dataplane::{BindProtocol, ListenerKey, RouteKind};
+use crate::dataplane::{BindProtocol, ListenerKey, RouteKind, StreamMode};
 use crate::model::gateway::{Listener, SecretObjectReference};
 use crate::model::{Gateway, ListenerSet};
 use crate::status::{Condition, ConditionType, ListenerStatus, Reason};
@@ -21,7 +21,7 @@ pub(crate) enum Family {
     Http,
     /// `HTTPS`.
     Https,
-    /// `TLS` (served in `Passthrough` mode only).
+    /// `TLS` (Passthrough or Terminate).
     Tls,
     /// `TCP` (not served yet).
     Tcp,
@@ -98,8 +98,8 @@ pub(crate) struct ListenerState<'a> {
     pub certificate_refs: Vec<String>,
     /// Routes accepted on this listener.
     pub attached_routes: u32,
-    /// Passthrough entries of the TLSRoutes accepted here (TLS listeners).
-    pub passthrough: Vec<crate::dataplane::PassthroughEntry>,
+    /// Stream entries of the TLSRoutes accepted here (TLS listeners).
+    pub streams: Vec<crate::dataplane::StreamEntry>,
     /// Route table entries of the routes accepted here.
     pub entries: Vec<RouteEntry>,
 }
@@ -140,7 +140,7 @@ impl<'a> ListenerState<'a> {
             certificates: Vec::new(),
             certificate_refs: Vec::new(),
             attached_routes: 0,
-            passthrough: Vec::new(),
+            streams: Vec::new(),
             entries: Vec::new(),
         }
     }
@@ -159,7 +159,7 @@ impl<'a> ListenerState<'a> {
                 .unresolved
                 .as_ref()
                 .is_none_or(|p| p.reason == Reason::InvalidRouteKinds)
-            && (self.family != Family::Https || !self.certificates.is_empty())
+            && (!self.terminates_tls() || !self.certificates.is_empty())
     }
 
     /// The protocol of the socket, for programmed listeners.
@@ -167,9 +167,22 @@ impl<'a> ListenerState<'a> {
         self.family.bind_protocol()
     }
 
-    /// Whether this is a `TLS` listener (forwarding connections unterminated).
-    pub(crate) fn is_passthrough(&self) -> bool {
-        self.family == Family::Tls
+    /// How a stream listener forwards connections: `TLS` listeners in
+    /// `Passthrough` or `Terminate` mode (the default); none for HTTP(S).
+    pub(crate) fn stream_mode(&self) -> Option<StreamMode> {
+        if self.family != Family::Tls {
+            return None;
+        }
+        match self.spec.tls.as_ref().and_then(|t| t.mode.as_deref()) {
+            Some("Passthrough") => Some(StreamMode::Passthrough),
+            _ => Some(StreamMode::Terminate),
+        }
+    }
+
+    /// Whether TLS ends at this listener (HTTPS, or TLS in Terminate mode),
+    /// so it needs certificates.
+    pub(crate) fn terminates_tls(&self) -> bool {
+        self.family == Family::Https || self.stream_mode() == Some(StreamMode::Terminate)
     }
 
     /// Hostname pattern, if any.
@@ -231,19 +244,16 @@ fn validate(l: &mut ListenerState<'_>, ctx: &Ctx<'_>) {
     }
     if l.family == Family::Tls {
         let mode = l.spec.tls.as_ref().and_then(|t| t.mode.as_deref());
-        if mode != Some("Passthrough") {
+        if !matches!(mode, None | Some("Terminate") | Some("Passthrough")) {
             l.rejected = Some(Problem::new(
-                Reason::UnsupportedProtocol,
-                format!(
-                    "TLS mode {} is not supported yet",
-                    mode.unwrap_or("Terminate")
-                ),
+                Reason::UnsupportedValue,
+                format!("unknown TLS mode {}", mode.unwrap_or_default()),
             ));
             return;
         }
     }
     resolve_kinds(l);
-    if l.family == Family::Https {
+    if l.terminates_tls() {
         resolve_certificates(l, ctx);
     }
 }

@@ -358,7 +358,7 @@ fn add_entries(world: &mut World<'_>, index: usize, view: &RouteView<'_>, compil
         Compiled::Rules(c) => c,
         Compiled::Tls(c) => {
             for host in hostnames_on(l.spec.hostname.as_deref(), view.hostnames) {
-                l.passthrough.push(tls_routes::entry(view.meta, host, c));
+                l.streams.push(tls_routes::entry(view.meta, host, c));
             }
             return;
         }

@@ -4,7 +4,7 @@
 
 use super::backends::{self, RouteRef};
 use super::{Ctx, Problem};
-use crate::dataplane::{BackendTarget, PassthroughEntry, WeightedBackend};
+use crate::dataplane::{BackendTarget, StreamEntry, WeightedBackend};
 use crate::model::{ObjectMeta, TlsRoute};
 use crate::status::Reason;
 
@@ -66,8 +66,8 @@ pub(crate) fn entry(
     meta: &ObjectMeta,
     hostname: Option<String>,
     compiled: &CompiledTls,
-) -> PassthroughEntry {
-    PassthroughEntry {
+) -> StreamEntry {
+    StreamEntry {
         hostname,
         route: meta.key(),
         order: (

@@ -112,24 +112,47 @@ pub struct Listener {
     pub certificates: Vec<Arc<rustls::sign::CertifiedKey>>,
     /// Route table of the HTTPRoutes and GRPCRoutes attached here.
     pub routes: RouteTable,
-    /// For a `TLS` listener in `Passthrough` mode, the TLSRoutes attached:
-    /// connections are forwarded unterminated, `certificates` and `routes`
-    /// are unused.
-    pub passthrough: Option<PassthroughTable>,
+    /// For a listener that forwards byte streams rather than HTTP requests
+    /// (`TLS` listeners with TLSRoutes), how and where: `routes` is unused.
+    pub streams: Option<Streams>,
 }
 
-/// The TLSRoutes of a passthrough listener, most specific hostname first.
+/// How a stream listener treats the bytes of a connection before forwarding
+/// them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StreamMode {
+    /// `TLS` listener, mode `Passthrough`: forwarded unterminated, chosen by
+    /// the SNI of the ClientHello.
+    Passthrough,
+    /// `TLS` listener, mode `Terminate`: TLS ends here (with the listener's
+    /// `certificates`), the decrypted stream is forwarded.
+    Terminate,
+    /// `TCP` listener: forwarded as received.
+    Plain,
+}
+
+/// The stream routes of one listener.
+#[derive(Debug)]
+pub struct Streams {
+    /// What happens to TLS on this listener.
+    pub mode: StreamMode,
+    /// Where connections go.
+    pub table: StreamTable,
+}
+
+/// Stream routes (TLSRoutes, TCPRoutes) of a listener, most specific
+/// hostname first.
 #[derive(Debug, Default)]
-pub struct PassthroughTable {
+pub struct StreamTable {
     /// Entries, exact hostnames first, then longer wildcards, then entries
     /// without hostname.
-    pub entries: Vec<PassthroughEntry>,
+    pub entries: Vec<StreamEntry>,
 }
 
-impl PassthroughTable {
+impl StreamTable {
     /// A table of `entries`, sorted most specific hostname first (then by
     /// route order).
-    pub fn new(mut entries: Vec<PassthroughEntry>) -> Self {
+    pub fn new(mut entries: Vec<StreamEntry>) -> Self {
         entries.sort_by(|a, b| {
             specificity(a.hostname.as_deref())
                 .cmp(&specificity(b.hostname.as_deref()))
@@ -141,7 +164,7 @@ impl PassthroughTable {
     /// The entry for a normalised SNI: exact beats wildcard, longer wildcard
     /// beats shorter, an entry without hostname catches the rest. Without
     /// SNI only an entry without hostname matches.
-    pub fn select(&self, sni: Option<&str>) -> Option<&PassthroughEntry> {
+    pub fn select(&self, sni: Option<&str>) -> Option<&StreamEntry> {
         self.entries.iter().find(|e| match (&e.hostname, sni) {
             (None, _) => true,
             (Some(p), Some(h)) => crate::hostname::matches(p, h),
@@ -160,13 +183,13 @@ fn specificity(h: Option<&str>) -> (u8, std::cmp::Reverse<usize>) {
     }
 }
 
-/// One TLSRoute hostname on a passthrough listener.
+/// One route hostname on a stream listener.
 #[derive(Debug)]
-pub struct PassthroughEntry {
+pub struct StreamEntry {
     /// SNI pattern (intersection of route and listener hostnames); none
     /// matches every SNI and connections without one.
     pub hostname: Option<String>,
-    /// The TLSRoute.
+    /// The route (TLSRoute or TCPRoute).
     pub route: ObjectKey,
     /// Tie-break between routes of equal hostname: creation time, then
     /// `namespace/name` (older first).
@@ -201,7 +224,7 @@ pub enum RouteKind {
     Http,
     /// GRPCRoute.
     Grpc,
-    /// TLSRoute (passthrough listeners only; never in an HTTP route table).
+    /// TLSRoute (stream listeners only; never in an HTTP route table).
     Tls,
 }
 

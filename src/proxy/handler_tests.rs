@@ -144,7 +144,7 @@ fn listener(name: &str, hostname: Option<&str>, rules: Vec<(PathMatch, Rule)>) -
         protocol: BindProtocol::Http,
         certificates: Vec::new(),
         routes: RouteTable::new(entries),
-        passthrough: None,
+        streams: None,
     })
 }
 

@@ -8,7 +8,7 @@
 //! a socket survives reloads that keep its address; the TLS acceptor is built
 //! once per socket and resolves certificates from the current dataplane.
 
-use crate::dataplane::{BindProtocol, Dataplane};
+use crate::dataplane::{BindProtocol, Dataplane, StreamMode};
 use crate::proxy::{ConnInfo, Proxy, TlsInfo};
 use arc_swap::ArcSwap;
 use hyper::service::service_fn;
@@ -180,8 +180,12 @@ async fn serve(
                 super::hello::refuse(&mut stream).await;
                 return;
             };
-            if let Some(table) = &listener.passthrough {
-                super::passthrough::forward(stream, bytes, table, sni.as_deref()).await;
+            if let Some(streams) = listener
+                .streams
+                .as_ref()
+                .filter(|s| s.mode == StreamMode::Passthrough)
+            {
+                super::stream::forward(stream, bytes, &streams.table, sni.as_deref()).await;
                 return;
             }
             let stream = super::hello::Prefixed::new(bytes, stream);
@@ -197,6 +201,12 @@ async fn serve(
                 }
             };
             tracing::debug!(sni = sni.as_deref().unwrap_or("-"), listener = %listener.key, "TLS established");
+            if let Some(streams) = &listener.streams {
+                // A TLS listener in Terminate mode: the decrypted bytes go
+                // to the TLSRoute backend as a plain (or re-encrypted) stream.
+                super::stream::forward(stream, Vec::new(), &streams.table, sni.as_deref()).await;
+                return;
+            }
             let info = Arc::new(ConnInfo {
                 local: bind,
                 remote,

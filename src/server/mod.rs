@@ -9,8 +9,8 @@
 pub mod accept;
 pub mod binds;
 pub mod hello;
-pub mod passthrough;
 pub mod shutdown;
+pub mod stream;
 
 pub use accept::ConnContext;
 pub use binds::BindError;

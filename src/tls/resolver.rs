@@ -151,7 +151,7 @@ mod tests {
             protocol: BindProtocol::Https,
             certificates: Vec::new(),
             routes: RouteTable::default(),
-            passthrough: None,
+            streams: None,
         })
     }
 

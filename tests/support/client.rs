@@ -1,6 +1,7 @@
 //! A minimal test client: one fresh connection per exchange, over TCP or TLS
 //! (SNI, trusted roots, optional client certificate, ALPN), speaking HTTP/1.1,
-//! HTTP/2 over TLS or h2c with prior knowledge; plus WebSocket exchanges.
+//! HTTP/2 over TLS or h2c with prior knowledge; plus WebSocket exchanges and
+//! raw TLS streams speaking the TCP echo line protocol ([`tls_stream`]).
 
 use bytes::Bytes;
 use http::Request;
@@ -107,6 +108,9 @@ pub enum ClientError {
     /// The request could not be built.
     #[error("bad request: {0}")]
     Build(String),
+    /// The TCP echo line protocol failed after the handshake.
+    #[error("stream: {0}")]
+    Stream(String),
 }
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -164,9 +168,17 @@ fn client_config(
         requested: AtomicBool::new(false),
         key,
     });
-    let inner = rustls::client::WebPkiServerVerifier::builder(Arc::new(roots))
-        .build()
-        .map_err(|e| bad(&e))?;
+    // No trusted certificate: a verifier that rejects every server
+    // certificate (webpki refuses an empty root store).
+    let inner = if roots.is_empty() {
+        None
+    } else {
+        Some(
+            rustls::client::WebPkiServerVerifier::builder(Arc::new(roots))
+                .build()
+                .map_err(|e| bad(&e))?,
+        )
+    };
     let mut cfg = rustls::ClientConfig::builder()
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(GoStyleVerifier { inner }))
@@ -205,9 +217,18 @@ async fn connect(
         return Ok((Box::new(tcp), None));
     };
     let (cfg, resolver) = client_config(opts, protocol)?;
+    let stream = handshake(tcp, opts, cfg).await?;
+    Ok((Box::new(stream), Some(resolver)))
+}
+
+async fn handshake(
+    tcp: TcpStream,
+    opts: &TlsOptions,
+    cfg: rustls::ClientConfig,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ClientError> {
     let name =
         ServerName::try_from(opts.sni.clone()).map_err(|e| ClientError::Build(e.to_string()))?;
-    let stream = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
         .connect(name, tcp)
         .await
         .map_err(|e| {
@@ -216,8 +237,75 @@ async fn connect(
             } else {
                 ClientError::Tls(e.to_string())
             }
-        })?;
-    Ok((Box::new(stream), Some(resolver)))
+        })
+}
+
+/// What a TCP echo reported over a [`tls_stream`].
+#[derive(Debug, Clone)]
+pub struct StreamReport {
+    /// The first line the server sent.
+    pub greeting: String,
+    /// The parsed answer to `TEST`.
+    pub test: serde_json::Value,
+    /// Whether the server asked for a client certificate.
+    pub client_cert_requested: bool,
+}
+
+/// Opens TCP to `addr`, completes TLS (no ALPN unless `opts.alpn` lists some),
+/// reads the TCP echo greeting, sends `TEST` and parses the JSON answer.
+pub async fn tls_stream(
+    addr: SocketAddr,
+    opts: &TlsOptions,
+    timeout: Duration,
+) -> Result<StreamReport, ClientError> {
+    let fut = async {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|e| ClientError::Connect(e.to_string()))?;
+        let _ = tcp.set_nodelay(true);
+        let (mut cfg, resolver) = client_config(opts, Protocol::Http1)?;
+        if opts.alpn.is_empty() {
+            cfg.alpn_protocols.clear();
+        }
+        let stream = handshake(tcp, opts, cfg).await?;
+        let stream_err = |what: &str, e: &dyn std::fmt::Display| {
+            ClientError::Stream(format!("{what}: {e}"))
+        };
+        let mut stream = BufReader::new(stream);
+        let mut greeting = String::new();
+        let n = stream
+            .read_line(&mut greeting)
+            .await
+            .map_err(|e| stream_err("reading the greeting", &e))?;
+        if n == 0 {
+            return Err(ClientError::Stream(
+                "connection closed before the greeting".into(),
+            ));
+        }
+        stream
+            .get_mut()
+            .write_all(b"TEST\n")
+            .await
+            .map_err(|e| stream_err("sending TEST", &e))?;
+        let mut line = String::new();
+        stream
+            .read_line(&mut line)
+            .await
+            .map_err(|e| stream_err("reading the TEST answer", &e))?;
+        let test = serde_json::from_str(line.trim())
+            .map_err(|e| stream_err(&format!("TEST answer {line:?} is not JSON"), &e))?;
+        let _ = stream.get_mut().shutdown().await;
+        Ok(StreamReport {
+            greeting: greeting.trim_end().to_string(),
+            test,
+            client_cert_requested: resolver.requested.load(Ordering::SeqCst),
+        })
+    };
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(ClientError::Timeout),
+    }
 }
 
 /// Sends one request on a fresh connection.
@@ -374,9 +462,10 @@ pub async fn websocket(
 /// WebPKI chain verification with Go's host name rules: Go's crypto/x509 (which
 /// the upstream suite uses) accepts a wildcard over a single remaining label
 /// (`*.org` for `example.org`), rustls-webpki does not.
+/// `inner` None: nothing is trusted, every certificate is rejected.
 #[derive(Debug)]
 struct GoStyleVerifier {
-    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    inner: Option<Arc<rustls::client::WebPkiServerVerifier>>,
 }
 
 /// Whether `host` matches DNS name `pattern` the way Go does (one leading `*`
@@ -420,7 +509,12 @@ impl rustls::client::danger::ServerCertVerifier for GoStyleVerifier {
         now: rustls_pki_types::UnixTime,
     ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
         use rustls::CertificateError::{NotValidForName, NotValidForNameContext};
-        match self.inner.verify_server_cert(
+        let Some(inner) = &self.inner else {
+            return Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer,
+            ));
+        };
+        match inner.verify_server_cert(
             end_entity,
             intermediates,
             server_name,
@@ -445,7 +539,7 @@ impl rustls::client::danger::ServerCertVerifier for GoStyleVerifier {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &signature_algorithms())
     }
 
     fn verify_tls13_signature(
@@ -454,12 +548,16 @@ impl rustls::client::danger::ServerCertVerifier for GoStyleVerifier {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &signature_algorithms())
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        signature_algorithms().supported_schemes()
     }
+}
+
+fn signature_algorithms() -> rustls::crypto::WebPkiSupportedAlgorithms {
+    rustls::crypto::ring::default_provider().signature_verification_algorithms
 }
 
 #[cfg(test)]

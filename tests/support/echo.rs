@@ -7,10 +7,14 @@
 //! the JSON description the conformance suite expects and recorded in the pod's
 //! request log (the mirror checks read it).
 //!
+//! A pod of kind [`EchoKind::Tcp`] runs the TCP line protocol instead
+//! (see [`super::tcp_echo`]).
+//!
 //! Extras as upstream: `X-Echo-Set-Header`, `?delay=<go duration>`,
 //! `/status/NNN`, and `/retry/...?uuid=&succeedAfter=&responseCode=&delayRetry=`
 //! (failures without `responseCode` reset the TCP connection).
 
+use super::tcp_echo::{TcpEcho, TcpSession};
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -47,9 +51,21 @@ pub struct ServerTls {
     pub client_ca_pem: Option<String>,
 }
 
+/// Which upstream echo mode a pod runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EchoKind {
+    /// The HTTP echo (ports 3000, 3001, 8443).
+    #[default]
+    Http,
+    /// The TCP line-protocol echo (`TCP_ECHO_SERVER=1`: ports 3000, 8443).
+    Tcp,
+}
+
 /// What one echo pod is.
 #[derive(Debug, Clone)]
 pub struct PodSpec {
+    /// Echo mode.
+    pub kind: EchoKind,
     /// Pod name (`<deployment>-<random>-<i>`).
     pub name: String,
     /// Namespace.
@@ -91,6 +107,7 @@ impl RetryCounters {
 
 struct PodCtx {
     spec: PodSpec,
+    tcp: Arc<TcpEcho>,
     log: Mutex<Vec<RecordedRequest>>,
     retry: Arc<RetryCounters>,
 }
@@ -112,15 +129,22 @@ impl Drop for EchoPod {
 impl EchoPod {
     /// Binds the pod's ports and starts serving.
     pub async fn start(spec: PodSpec, retry: Arc<RetryCounters>) -> Result<Self> {
+        let alpn = spec.kind == EchoKind::Http;
         let tls = match &spec.tls {
-            Some(t) => Some(tls_acceptor(t)?),
+            Some(t) => Some(tls_acceptor(t, alpn)?),
             None => None,
         };
+        let tcp = Arc::new(TcpEcho::new(&spec.name, &spec.namespace));
         let ctx = Arc::new(PodCtx {
             spec,
+            tcp,
             log: Mutex::new(Vec::new()),
             retry,
         });
+        if ctx.spec.kind == EchoKind::Tcp {
+            let tasks = super::tcp_echo::start(ctx.spec.ip, ctx.tcp.clone(), tls).await?;
+            return Ok(Self { ctx, tasks });
+        }
         let mut tasks = Vec::new();
         for (port, mode) in [(HTTP_PORT, Mode::Http1), (H2C_PORT, Mode::H2c)] {
             let addr = SocketAddr::from((ctx.spec.ip, port));
@@ -157,9 +181,15 @@ impl EchoPod {
             .clone()
     }
 
-    /// How many requests were received so far.
+    /// How many requests (HTTP requests and TCP echo connections) were
+    /// received so far.
     pub fn request_count(&self) -> usize {
-        self.ctx.log.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.ctx.log.lock().unwrap_or_else(|e| e.into_inner()).len() + self.tcp_sessions().len()
+    }
+
+    /// Connections the TCP echo accepted (empty for HTTP echo pods).
+    pub fn tcp_sessions(&self) -> Vec<TcpSession> {
+        self.ctx.tcp.sessions()
     }
 }
 
@@ -170,7 +200,9 @@ enum Mode {
     Tls(tokio_rustls::TlsAcceptor),
 }
 
-fn tls_acceptor(t: &ServerTls) -> Result<tokio_rustls::TlsAcceptor> {
+/// A TLS acceptor for the serving certificate; `alpn` offers h2 and http/1.1
+/// (the HTTP echo), without it no ALPN is negotiated (the TCP echo).
+fn tls_acceptor(t: &ServerTls, alpn: bool) -> Result<tokio_rustls::TlsAcceptor> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     super::install_crypto_provider();
@@ -191,7 +223,9 @@ fn tls_acceptor(t: &ServerTls) -> Result<tokio_rustls::TlsAcceptor> {
         None => builder.with_no_client_auth(),
     };
     let mut cfg = builder.with_single_cert(certs, key)?;
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    if alpn {
+        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    }
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
 }
 

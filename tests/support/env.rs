@@ -6,7 +6,7 @@
 //! [`Cluster::build`] is pure (text in, documents out); [`Cluster::write_all`]
 //! and [`Cluster::delete`] touch the config directory.
 
-use super::echo::{PodSpec, ServerTls};
+use super::echo::{EchoKind, PodSpec, ServerTls};
 use super::pki::SuitePki;
 use anyhow::{Context, Result};
 use serde_yaml::Value;
@@ -41,6 +41,8 @@ impl Layout {
 /// One echo pod to start.
 #[derive(Debug, Clone)]
 pub struct PodPlan {
+    /// Echo mode (`TCP_ECHO_SERVER` in the container env: the TCP echo).
+    pub kind: EchoKind,
     /// Pod name.
     pub name: String,
     /// Namespace.
@@ -228,9 +230,15 @@ impl Cluster {
                             tmpl.and_then(|t| t.get("metadata"))
                                 .and_then(|m| m.get("labels")),
                         );
+                        let kind = if env.contains_key("TCP_ECHO_SERVER") {
+                            EchoKind::Tcp
+                        } else {
+                            EchoKind::Http
+                        };
                         let suffix = random_suffix();
                         for i in 0..replicas {
                             pods.push(PodPlan {
+                                kind,
                                 name: format!("{name}-{suffix}-{i}"),
                                 namespace: ns.clone(),
                                 deployment: name.clone(),
@@ -392,6 +400,7 @@ impl Cluster {
                     None => None,
                 };
                 Ok(PodSpec {
+                    kind: p.kind,
                     name: p.name.clone(),
                     namespace: p.namespace.clone(),
                     deployment: p.deployment.clone(),

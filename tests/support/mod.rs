@@ -1,5 +1,5 @@
 //! Shared support for integration tests that drive the real `portcullis` binary:
-//! certificates ([`pki`]), in-process echo backends ([`echo`]), the simulated
+//! certificates ([`pki`]), in-process echo backends ([`echo`], [`tcp_echo`]), the simulated
 //! cluster environment written into a config directory ([`env`]), an HTTP/TLS/
 //! WebSocket client ([`client`]) and a guard around the spawned binary
 //! ([`portcullis`]).
@@ -15,6 +15,7 @@ pub mod expect;
 pub mod pki;
 pub mod portcullis;
 pub mod status_checks;
+pub mod tcp_echo;
 
 use std::path::PathBuf;
 

@@ -65,6 +65,15 @@ fn resources(extra: &str) -> Resources {
     r
 }
 
+/// The dataplane listener named `name` on the only bind.
+fn dp_listener<'a>(c: &'a Compiled, name: &str) -> &'a std::sync::Arc<crate::dataplane::Listener> {
+    c.dataplane.binds[0]
+        .listeners
+        .iter()
+        .find(|l| l.key.name == name)
+        .expect("listener in the dataplane")
+}
+
 fn tls_route_cond(c: &Compiled, name: &str, t: ConditionType) -> (bool, Reason) {
     cond(&find(c, "TLSRoute", "app", name).parents[0].conditions, t)
 }
@@ -92,9 +101,12 @@ fn passthrough_listener_is_programmed_and_shares_the_https_port() {
     assert_eq!(bind.protocol, BindProtocol::Https);
     assert_eq!(bind.listeners.len(), 2);
     let pt = bind.select(Some("a.pt.example.test")).expect("pt selected");
-    assert!(pt.passthrough.is_some());
+    assert!(pt
+        .streams
+        .as_ref()
+        .is_some_and(|s| s.mode == crate::dataplane::StreamMode::Passthrough));
     let https = bind.select(Some("b.example.test")).expect("https selected");
-    assert!(https.passthrough.is_none());
+    assert!(https.streams.is_none());
 }
 
 #[test]
@@ -116,7 +128,7 @@ fn tls_route_attaches_to_a_passthrough_listener_with_weighted_backends() {
     assert_eq!(attached(&c, "https"), 0);
     let bind = &c.dataplane.binds[0];
     let pt = bind.select(Some("a.pt.example.test")).expect("pt");
-    let table = pt.passthrough.as_ref().expect("passthrough table");
+    let table = &pt.streams.as_ref().expect("passthrough table").table;
     let entry = table.select(Some("a.pt.example.test")).expect("entry");
     assert_eq!(entry.hostname.as_deref(), Some("a.pt.example.test"));
     assert_eq!(entry.backends[0].weight, 3);
@@ -143,7 +155,7 @@ fn tls_route_hostnames_intersect_the_listener_hostname() {
     let pt = c.dataplane.binds[0]
         .select(Some("x.pt.example.test"))
         .expect("pt");
-    let table = pt.passthrough.as_ref().expect("table");
+    let table = &pt.streams.as_ref().expect("table").table;
     assert_eq!(
         table.entries[0].hostname.as_deref(),
         Some("*.pt.example.test")
@@ -187,23 +199,72 @@ fn http_route_on_a_passthrough_listener_is_not_allowed_by_listeners() {
 }
 
 #[test]
-fn tls_terminate_is_unsupported_protocol() {
+fn tls_terminate_listener_serves_tls_routes_with_its_certificates() {
+    let yaml = GATEWAY.replace(
+        "tls: {mode: Passthrough}",
+        "tls: {mode: Terminate, certificateRefs: [{name: cert}]}",
+    );
+    let (cert, key) = cert_pair("*.example.test");
+    let mut r = load(&format!(
+        "{CLASS}{yaml}{}",
+        tls_route("r", "{name: gw, namespace: infra}", "[a.pt.example.test]")
+    ));
+    r.push(tls_secret("infra", "cert", &cert, &key));
+    let c = run(&r);
+    assert_eq!(
+        listener_cond(&c, "Gateway", "infra", "gw", "pt", ConditionType::Accepted),
+        (true, Reason::Accepted)
+    );
+    let pt = dp_listener(&c, "pt");
+    let streams = pt.streams.as_ref().expect("stream listener");
+    assert_eq!(streams.mode, crate::dataplane::StreamMode::Terminate);
+    assert_eq!(streams.table.entries.len(), 1);
+    assert_eq!(
+        pt.certificates.len(),
+        1,
+        "terminating needs the certificate"
+    );
+}
+
+#[test]
+fn tls_terminate_listener_without_certificate_is_not_programmed() {
     let yaml = GATEWAY.replace("tls: {mode: Passthrough}", "tls: {mode: Terminate}");
     let (cert, key) = cert_pair("*.example.test");
     let mut r = load(&format!("{CLASS}{yaml}"));
     r.push(tls_secret("infra", "cert", &cert, &key));
     let c = run(&r);
     assert_eq!(
-        listener_cond(&c, "Gateway", "infra", "gw", "pt", ConditionType::Accepted),
-        (false, Reason::UnsupportedProtocol)
+        listener_cond(
+            &c,
+            "Gateway",
+            "infra",
+            "gw",
+            "pt",
+            ConditionType::ResolvedRefs
+        ),
+        (false, Reason::InvalidCertificateRef)
     );
-    let gw = find(&c, "Gateway", "infra", "gw");
-    let accepted = listener(gw, "pt")
-        .conditions
-        .iter()
-        .find(|c| c.kind == ConditionType::Accepted)
-        .expect("accepted condition");
-    assert_eq!(accepted.message, "TLS mode Terminate is not supported yet");
+    assert_eq!(
+        listener_cond(
+            &c,
+            "Gateway",
+            "infra",
+            "gw",
+            "pt",
+            ConditionType::Programmed
+        ),
+        (false, Reason::Invalid)
+    );
+}
+
+#[test]
+fn tls_listener_with_unknown_mode_is_rejected() {
+    let yaml = GATEWAY.replace("tls: {mode: Passthrough}", "tls: {mode: Sideways}");
+    let c = run(&load(&format!("{CLASS}{yaml}")));
+    assert_eq!(
+        listener_cond(&c, "Gateway", "infra", "gw", "pt", ConditionType::Accepted),
+        (false, Reason::UnsupportedValue)
+    );
 }
 
 #[test]

@@ -6,7 +6,7 @@
 //!
 //! Entry and backend choice ([`choose`]) is pure; [`forward`] does the I/O.
 
-use crate::dataplane::{BackendTarget, PassthroughTable};
+use crate::dataplane::{BackendTarget, StreamTable};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -33,7 +33,7 @@ pub enum Refusal {
 /// specific matching entry, a backend by weight (`weight_sample`), an
 /// endpoint of it (`endpoint_sample`).
 pub fn choose(
-    table: &PassthroughTable,
+    table: &StreamTable,
     sni: Option<&str>,
     weight_sample: u32,
     endpoint_sample: usize,
@@ -53,7 +53,7 @@ pub fn choose(
 /// Forwards `client` (whose `hello` bytes were already read) through the
 /// passthrough `table`. Closes the client when no route or endpoint fits, or
 /// the backend cannot be reached.
-pub async fn forward<S>(mut client: S, hello: Vec<u8>, table: &PassthroughTable, sni: Option<&str>)
+pub async fn forward<S>(mut client: S, hello: Vec<u8>, table: &StreamTable, sni: Option<&str>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -201,12 +201,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Idle<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataplane::{PassthroughEntry, Upstream, UpstreamProtocol, WeightedBackend};
+    use crate::dataplane::{StreamEntry, Upstream, UpstreamProtocol, WeightedBackend};
     use crate::model::ObjectKey;
     use std::sync::Arc;
 
-    fn entry(host: Option<&str>, port: u16) -> PassthroughEntry {
-        PassthroughEntry {
+    fn entry(host: Option<&str>, port: u16) -> StreamEntry {
+        StreamEntry {
             hostname: host.map(str::to_string),
             route: ObjectKey::new("default", "r"),
             order: Default::default(),
@@ -224,7 +224,7 @@ mod tests {
 
     #[test]
     fn exact_beats_longer_wildcard_beats_shorter() {
-        let t = PassthroughTable::new(vec![
+        let t = StreamTable::new(vec![
             entry(Some("*.example.test"), 1),
             entry(Some("a.b.example.test"), 2),
             entry(Some("*.b.example.test"), 3),
@@ -238,9 +238,9 @@ mod tests {
 
     #[test]
     fn no_sni_matches_only_a_route_without_hostname() {
-        let t = PassthroughTable::new(vec![entry(Some("a.test"), 1)]);
+        let t = StreamTable::new(vec![entry(Some("a.test"), 1)]);
         assert_eq!(choose(&t, None, 0, 0), Err(Refusal::NoRoute));
-        let t = PassthroughTable::new(vec![entry(Some("a.test"), 1), entry(None, 2)]);
+        let t = StreamTable::new(vec![entry(Some("a.test"), 1), entry(None, 2)]);
         assert_eq!(choose(&t, None, 0, 0).map(|(a, _)| a.port()), Ok(2));
         assert_eq!(
             choose(&t, Some("a.test"), 0, 0).map(|(a, _)| a.port()),
@@ -252,7 +252,7 @@ mod tests {
     fn invalid_or_empty_backends_refuse() {
         let mut e = entry(Some("a.test"), 1);
         e.backends[0].target = BackendTarget::Invalid;
-        let t = PassthroughTable::new(vec![e]);
+        let t = StreamTable::new(vec![e]);
         assert_eq!(choose(&t, Some("a.test"), 0, 0), Err(Refusal::NoEndpoint));
     }
 }
