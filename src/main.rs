@@ -92,6 +92,10 @@ struct ServeArgs {
     /// Most concurrent client connections.
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     max_connections: usize,
+    /// Seconds a client gets to send its ClientHello, and again to finish
+    /// the TLS handshake, before it is cut off.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    handshake_timeout: u64,
 }
 
 #[derive(Debug, Args)]
@@ -167,6 +171,7 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             now: None,
         },
         max_connections: args.max_connections.max(1),
+        handshake_timeout: std::time::Duration::from_secs(args.handshake_timeout.max(1)),
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
     };
     runtime

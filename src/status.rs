@@ -26,6 +26,9 @@ pub enum ConditionType {
     /// Overlapping TLS configuration across listeners (HTTPS listeners
     /// with overlapping hostnames on one port).
     OverlappingTLSConfig,
+    /// Frontend client-certificate validation lets clients without a
+    /// valid certificate through (`AllowInsecureFallback`).
+    InsecureFrontendValidationMode,
 }
 
 /// Condition reasons.
@@ -105,6 +108,12 @@ pub enum Reason {
     OverlappingHostnames,
     /// The listener set's listeners are invalid.
     ListenersNotAccepted,
+    /// No usable CA certificate (BackendTLSPolicy, frontend validation).
+    NoValidCACertificate,
+    /// Another policy targets the same object and wins (BackendTLSPolicy).
+    Conflicted,
+    /// A setting weakens security as the user asked (insecure fallback).
+    ConfigurationChanged,
 }
 
 /// `True`, `False` or `Unknown`.

@@ -6,6 +6,8 @@
 //! that fails and is not listed in [`KNOWN_FAILING`].
 //!
 //! `PORTCULLIS_CONFORMANCE_CASES=Name1,Name2` runs a subset;
+//! `PORTCULLIS_CONFORMANCE_FEATURES=F1,F2` puts more features in scope for
+//! this run (`prepared` stands for every feature of [`PREPARED_FEATURES`]);
 //! `PORTCULLIS_CONFORMANCE_JOBS` sets how many cases run at once (default 2);
 //! `PORTCULLIS_SHARED` points at the shared directory (default `../shared`).
 
@@ -36,6 +38,32 @@ const IN_SCOPE_FEATURES: &[&str] = &[
     "GatewayPort8080",
     "GatewayHTTPListenerIsolation",
     "GatewayHTTPSListenerDetectMisdirectedRequests",
+    "TLSRoute",
+    "TLSRouteModeTerminate",
+    "TLSRouteModeMixed",
+    "BackendTLSPolicy",
+    "BackendTLSPolicySANValidation",
+    "GatewayFrontendClientCertificateValidation",
+    "GatewayFrontendClientCertificateValidationInsecureFallback",
+    "GatewayBackendClientCertificate",
+];
+
+/// Features whose cases the harness can run (tls-stream traffic, status
+/// checks encoded) but that wait for gateway work before joining
+/// [`IN_SCOPE_FEATURES`]; `PORTCULLIS_CONFORMANCE_FEATURES=prepared` tries them.
+const PREPARED_FEATURES: &[&str] = &[];
+
+/// Cases whose checks only apply when a feature is NOT supported; portcullis
+/// supports it, so they are out of scope whatever their declared features.
+const NOT_APPLICABLE: &[(&str, &str)] = &[
+    (
+        "TLSRouteListenerTerminateNotSupported",
+        "only for implementations without TLSRouteModeTerminate; portcullis supports it",
+    ),
+    (
+        "TLSRouteListenerMixedTerminationNotSupported",
+        "only for implementations without TLSRouteModeMixed; portcullis supports it",
+    ),
 ];
 
 const CLASS_NAME: &str = "portcullis";
@@ -58,13 +86,41 @@ struct Case {
 enum Outcome {
     Passed,
     Failed(String),
-    NotInScope,
+    /// Why the case is not run.
+    NotInScope(String),
 }
 
-fn in_scope(features: &[String]) -> bool {
-    features
+/// The features in scope for this run: [`IN_SCOPE_FEATURES`] plus those named
+/// in `PORTCULLIS_CONFORMANCE_FEATURES`.
+fn scope_features() -> Vec<String> {
+    let mut out: Vec<String> = IN_SCOPE_FEATURES.iter().map(|f| f.to_string()).collect();
+    let extra = std::env::var("PORTCULLIS_CONFORMANCE_FEATURES").unwrap_or_default();
+    for f in extra.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+        if f == "prepared" {
+            out.extend(PREPARED_FEATURES.iter().map(|f| f.to_string()));
+        } else {
+            out.push(f.to_string());
+        }
+    }
+    out
+}
+
+/// Ok when the case runs, else why not.
+fn scope(case: &Case, in_scope: &[String]) -> Result<(), String> {
+    if let Some((_, why)) = NOT_APPLICABLE.iter().find(|(n, _)| *n == case.name) {
+        return Err((*why).to_string());
+    }
+    let missing: Vec<&str> = case
+        .features
         .iter()
-        .all(|f| IN_SCOPE_FEATURES.contains(&f.as_str()) || f.starts_with("HTTPRoute"))
+        .filter(|f| !f.starts_with("HTTPRoute") && !in_scope.contains(f))
+        .map(String::as_str)
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("needs {}", missing.join(", ")))
+    }
 }
 
 fn load_cases() -> Vec<Case> {
@@ -157,19 +213,22 @@ async fn run_all() {
             20_000 + rng.random_range(0..100u16) * 100,
         )
     };
+    let in_scope = scope_features();
+    let in_scope = &in_scope;
     let started = Instant::now();
     let results: Vec<(Case, Outcome, Duration)> =
         futures_util::stream::iter(cases.into_iter().enumerate())
             .map(|(i, case)| async move {
                 let t = Instant::now();
-                let outcome = if in_scope(&case.features) {
-                    let layout = layout_for(base, i as u32, port_offset);
-                    match run_case(&case, &layout, pki).await {
-                        Ok(()) => Outcome::Passed,
-                        Err(e) => Outcome::Failed(e),
+                let outcome = match scope(&case, in_scope) {
+                    Ok(()) => {
+                        let layout = layout_for(base, i as u32, port_offset);
+                        match run_case(&case, &layout, pki).await {
+                            Ok(()) => Outcome::Passed,
+                            Err(e) => Outcome::Failed(e),
+                        }
                     }
-                } else {
-                    Outcome::NotInScope
+                    Err(why) => Outcome::NotInScope(why),
                 };
                 (case, outcome, t.elapsed())
             })
@@ -206,16 +265,15 @@ async fn run_all() {
 }
 
 fn render_report(results: &[(Case, Outcome, Duration)], total: Duration) -> String {
-    let mut by_feature: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    // feature -> (passed, failed, not in scope)
+    let mut by_feature: BTreeMap<&str, (usize, usize, usize)> = BTreeMap::new();
     for (case, outcome, _) in results {
-        if matches!(outcome, Outcome::NotInScope) {
-            continue;
-        }
         for f in &case.features {
             let e = by_feature.entry(f.as_str()).or_default();
-            e.1 += 1;
-            if matches!(outcome, Outcome::Passed) {
-                e.0 += 1;
+            match outcome {
+                Outcome::Passed => e.0 += 1,
+                Outcome::Failed(_) => e.1 += 1,
+                Outcome::NotInScope(_) => e.2 += 1,
             }
         }
     }
@@ -225,22 +283,22 @@ fn render_report(results: &[(Case, Outcome, Duration)], total: Duration) -> Stri
         .count();
     let scoped = results
         .iter()
-        .filter(|r| !matches!(r.1, Outcome::NotInScope))
+        .filter(|r| !matches!(r.1, Outcome::NotInScope(_)))
         .count();
     let mut out = format!(
-        "# Gateway API conformance\n\n{passed}/{scoped} in-scope cases passed ({} not in scope), {:.1}s\n\n| feature | passed / in scope |\n| --- | --- |\n",
+        "# Gateway API conformance\n\n{passed}/{scoped} in-scope cases passed ({} not in scope), {:.1}s\n\n| feature | passed | failed | not in scope |\n| --- | --- | --- | --- |\n",
         results.len() - scoped,
         total.as_secs_f64()
     );
-    for (f, (p, t)) in &by_feature {
-        out.push_str(&format!("| {f} | {p} / {t} |\n"));
+    for (f, (p, x, n)) in &by_feature {
+        out.push_str(&format!("| {f} | {p} | {x} | {n} |\n"));
     }
-    out.push_str("\n| case | result | time | first failure |\n| --- | --- | --- | --- |\n");
+    out.push_str("\n| case | result | time | first failure / why not in scope |\n| --- | --- | --- | --- |\n");
     for (case, outcome, took) in results {
         let (result, reason) = match outcome {
             Outcome::Passed => ("pass", String::new()),
             Outcome::Failed(r) => ("FAIL", r.replace('|', "\\|").replace('\n', " ")),
-            Outcome::NotInScope => ("not in scope", String::new()),
+            Outcome::NotInScope(why) => ("not in scope", why.clone()),
         };
         let reason: String = reason.chars().take(300).collect();
         let kind = if case.status_only {
@@ -274,6 +332,10 @@ impl PodDirectory for CaseEnv<'_> {
             .iter()
             .find(|p| p.spec().name == pod)
             .map(|p| p.spec().deployment.clone())
+    }
+
+    fn secret_cert_pem(&self, secret: &str) -> Option<String> {
+        self.pki.secret(secret).ok().map(|p| p.cert_pem.clone())
     }
 }
 
@@ -440,6 +502,21 @@ async fn run_entries(env: &mut CaseEnv<'_>) -> Result<(), String> {
             None => return Err("status checks not encoded".into()),
         }
     }
+    if env.case.name == "BackendTLSPolicy" {
+        let ca = env
+            .pki
+            .config_map("gateway-conformance-infra/tls-checks-ca-certificate")
+            .map_err(|e| e.to_string())?;
+        support::scenarios::backend_tls_reconcile(
+            &mut env.cluster,
+            &env.config_dir,
+            &env.gateway,
+            ca,
+            RETRY_WINDOW * 2,
+        )
+        .await
+        .map_err(|e| format!("status: {e}"))?;
+    }
     Ok(())
 }
 
@@ -491,6 +568,11 @@ async fn generation_bump(env: &mut CaseEnv<'_>) -> Option<Result<(), String>> {
             "gateway-conformance-infra",
             "observed-generation-bump",
         ),
+        "BackendTLSPolicyObservedGenerationBump" => (
+            "BackendTLSPolicy",
+            "gateway-conformance-infra",
+            "observed-generation-bump",
+        ),
         "GatewayClassObservedGenerationBump" => {
             ("GatewayClass", "", "gatewayclass-observed-generation-bump")
         }
@@ -517,6 +599,15 @@ async fn generation_bump(env: &mut CaseEnv<'_>) -> Option<Result<(), String>> {
                 "rules",
                 serde_json::json!({"matches": [{"path": {"type": "PathPrefix", "value": "/bump"}}], "backendRefs": [{"name": "infra-backend-v1", "port": 8080}]}),
             ),
+            "BackendTLSPolicy" => {
+                if let Some(v) = doc
+                    .get_mut("spec")
+                    .and_then(|s| s.get_mut("validation"))
+                    .and_then(serde_yaml::Value::as_mapping_mut)
+                {
+                    v.insert("hostname".into(), "other.example.com".into());
+                }
+            }
             _ => {
                 if let Some(spec) = doc
                     .get_mut("spec")
@@ -781,15 +872,30 @@ async fn exchange(
     )
 }
 
+/// One `tls-stream` exchange: TLS to the gateway port with the entry's SNI,
+/// then the TCP echo protocol; checks the echo's report.
+async fn stream_attempt(env: &CaseEnv<'_>, entry: &Value) -> Result<(), String> {
+    let req = &entry["request"];
+    let ip = env.gateway_ip(entry)?;
+    let port = req["port"]
+        .as_u64()
+        .and_then(|p| u16::try_from(p).ok())
+        .ok_or("tls-stream entry without a port")?;
+    let tls = env.tls_options(&req["tls"], &ip.to_string())?;
+    let addr = SocketAddr::from((ip, port + env.layout.port_offset));
+    let result = client::tls_stream(addr, &tls, REQUEST_TIMEOUT).await;
+    expect::check_stream(&entry["expect"], &result, env)
+}
+
 async fn attempt(env: &CaseEnv<'_>, entry: &Value, uuid: &str) -> Result<(), String> {
     let expect = &entry["expect"];
+    if entry["request"]["kind"] == "tls-stream" {
+        return stream_attempt(env, entry).await;
+    }
     let p = prepare(env, entry, uuid)?;
     let subst = |s: &str| s.replace("{uuid}", uuid);
     if entry["request"]["kind"] == "websocket" {
         return websocket_attempt(env, entry, &p).await;
-    }
-    if entry["request"]["kind"] == "tls-stream" {
-        return Err("tls-stream requests are not supported by the harness yet".into());
     }
     let repeat = entry["request"]["repeat"].as_u64().unwrap_or(1).max(1);
     for n in 0..repeat {
@@ -1180,6 +1286,75 @@ fn harness_self_check() {
         assert_eq!(status, 101);
         assert_eq!(replies, frames);
         assert!(pod.request_count() >= 8);
+
+        // TCP echo: TLS port with the passthrough certificate, SNI recorded.
+        let tcp_ip = Ipv4Addr::new(
+            layout.pod_block[0],
+            layout.pod_block[1],
+            layout.pod_block[2],
+            8,
+        );
+        let pt = pki
+            .secret("gateway-conformance-infra/tls-passthrough-checks-certificate")
+            .expect("generated");
+        let tcp_pod = EchoPod::start(
+            support::echo::PodSpec {
+                kind: support::echo::EchoKind::Tcp,
+                name: "tcp-backend-abcde-0".into(),
+                namespace: "ns".into(),
+                deployment: "tcp-backend".into(),
+                ip: tcp_ip,
+                tls: Some(support::echo::ServerTls {
+                    cert_pem: pt.cert_pem.clone(),
+                    key_pem: pt.key_pem.clone(),
+                    client_ca_pem: None,
+                }),
+            },
+            Arc::new(RetryCounters::default()),
+        )
+        .await
+        .expect("tcp echo starts");
+        let tls = TlsOptions {
+            sni: "abc.example.com".into(),
+            trusted_pem: vec![ca.to_string()],
+            ..TlsOptions::default()
+        };
+        let report = client::tls_stream(
+            SocketAddr::from((tcp_ip, support::tcp_echo::TCP_TLS_PORT)),
+            &tls,
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("tls stream");
+        assert_eq!(report.greeting, support::tcp_echo::GREETING);
+        assert_eq!(report.test["pod"], "tcp-backend-abcde-0");
+        assert_eq!(report.test["isTLS"], true);
+        assert_eq!(report.test["tls"]["serverName"], "abc.example.com");
+        assert_eq!(tcp_pod.tcp_sessions().len(), 1);
+        // Nothing trusted: a certificate error, not a rejection.
+        let untrusted = TlsOptions {
+            trusted_pem: vec![],
+            ..tls.clone()
+        };
+        let e = client::tls_stream(
+            SocketAddr::from((tcp_ip, support::tcp_echo::TCP_TLS_PORT)),
+            &untrusted,
+            Duration::from_secs(5),
+        )
+        .await;
+        assert!(matches!(e, Err(ClientError::Tls(_))), "got {e:?}");
+        // The leaf itself trusted (Go root-pool semantics).
+        let pinned = TlsOptions {
+            trusted_pem: vec![pt.cert_pem.clone()],
+            ..tls
+        };
+        client::tls_stream(
+            SocketAddr::from((tcp_ip, support::tcp_echo::TCP_TLS_PORT)),
+            &pinned,
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("pinned leaf trusted");
 
         // Every case's environment builds and is accepted by `portcullis check`
         // (when the binary implements it).

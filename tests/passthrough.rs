@@ -178,3 +178,44 @@ async fn passthrough_echoes_a_large_payload_byte_exact() {
     assert_eq!(echoed.len(), payload.len());
     assert!(echoed == payload, "echoed bytes differ");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_finishes_its_client_hello_is_cut_off() {
+    let gateway_ca = Ca::new("gateway-ca");
+    let leaf = gateway_ca.issue(&LeafSpec::new("gateway", &["*.example.test"]));
+    let gw = Gateway::start_with_args(
+        &[
+            (
+                "gateway.yaml",
+                docs(&[
+                    CLASS.to_string(),
+                    gateway("gw", &[https_listener("https", 443, None, &["gw-cert"])]),
+                ]),
+            ),
+            ("secrets.yaml", tls_secret("gw-cert", &leaf)),
+        ],
+        &["--handshake-timeout", "1"],
+    )
+    .await;
+    let mut tcp = TcpStream::connect(gw.addr(443))
+        .await
+        .expect("connect gateway");
+    // A TLS record header announcing 512 bytes of handshake, then 10 of them.
+    tcp.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03])
+        .await
+        .expect("write partial hello");
+    let mut buf = [0u8; 64];
+    // Bounded by WAIT (20 s); the gateway is told to give up after 1 s.
+    let read = tokio::time::timeout(WAIT, tcp.read(&mut buf))
+        .await
+        .expect("the gateway must close a stalled handshake");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "expected EOF or reset, got {read:?}"
+    );
+    assert!(
+        gw.log_text().contains("ClientHello timed out"),
+        "{}",
+        gw.log_text()
+    );
+}

@@ -2,6 +2,7 @@
 //! would), `portcullis.dev/StaticResponse` objects, ReferenceGrant checks for
 //! references into other namespaces, and the shared [`Upstream`] pools.
 
+use super::backend_tls::PolicyEffect;
 use super::refs::{self, Referrer, Target, GATEWAY_GROUP};
 use super::{Ctx, Problem};
 use crate::dataplane::{BackendTarget, StaticResponse, Upstream, UpstreamProtocol};
@@ -75,7 +76,7 @@ pub(crate) fn resolve(
             format!("backendRef to Service {ns}/{name} has no port"),
         )
     })?;
-    upstream(ctx, service, port).map(BackendTarget::Service)
+    upstream(ctx, service, port)
 }
 
 fn static_response(
@@ -131,11 +132,14 @@ fn find_static(ctx: &Ctx<'_>, key: &ObjectKey) -> Option<StaticSpec> {
         })
 }
 
-fn upstream(ctx: &mut Ctx<'_>, service: &Service, port: i64) -> Result<Arc<Upstream>, Problem> {
+/// The upstream of a Service port, shared by every backendRef to it; a port
+/// whose BackendTLSPolicy is invalid is `Invalid` (requests fail rather than
+/// go out in cleartext).
+fn upstream(ctx: &mut Ctx<'_>, service: &Service, port: i64) -> Result<BackendTarget, Problem> {
     let meta = &service.metadata;
     let name = format!("{}/{}:{port}", meta.namespace, meta.name);
     if let Some(u) = ctx.upstreams.get(&name) {
-        return Ok(u.clone());
+        return Ok(BackendTarget::Service(u.clone()));
     }
     if service.spec.kind.as_deref() == Some("ExternalName") {
         return Err(Problem::new(
@@ -173,13 +177,33 @@ fn upstream(ctx: &mut Ctx<'_>, service: &Service, port: i64) -> Result<Arc<Upstr
             .as_deref()
             .or(slice_protocol.as_deref()),
     );
+    let tls = match ctx.backend_tls.for_port(
+        &meta.namespace,
+        &meta.name,
+        service_port.name.as_deref(),
+    ) {
+        None => None,
+        Some(PolicyEffect::Broken(policy)) => {
+            tracing::debug!(upstream = %name, %policy, "BackendTLSPolicy invalid; backend disabled");
+            return Ok(BackendTarget::Invalid);
+        }
+        Some(PolicyEffect::Tls(settings)) => match ctx.backend_tls.upstream_tls(settings, protocol)
+        {
+            Ok(tls) => Some(tls),
+            Err(error) => {
+                tracing::warn!(upstream = %name, %error, "cannot build backend TLS configuration");
+                return Ok(BackendTarget::Invalid);
+            }
+        },
+    };
     let u = Arc::new(Upstream {
         name: name.clone(),
         endpoints,
         protocol,
+        tls,
     });
     ctx.upstreams.insert(name, u.clone());
-    Ok(u)
+    Ok(BackendTarget::Service(u))
 }
 
 fn same_port_name(a: Option<&str>, b: Option<&str>) -> bool {

@@ -2,6 +2,7 @@
 //! listeners of each socket ordered most specific hostname first.
 
 use super::gateway::World;
+use super::listeners::ListenerState;
 use crate::dataplane::{Bind, Dataplane, Listener, RouteTable, StreamTable, Streams};
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -11,7 +12,8 @@ use std::sync::Arc;
 /// Builds the data plane from the programmed listeners, moving their route
 /// entries into route tables.
 pub(crate) fn build(world: &mut World<'_>) -> Dataplane {
-    let mut sockets: BTreeMap<SocketAddr, Bind> = BTreeMap::new();
+    // A UDP and a TCP socket may share an address.
+    let mut sockets: BTreeMap<(SocketAddr, bool), Bind> = BTreeMap::new();
     for l in &mut world.listeners {
         if !l.is_programmed() {
             continue;
@@ -23,10 +25,12 @@ pub(crate) fn build(world: &mut World<'_>) -> Dataplane {
         };
         let listener = Arc::new(Listener {
             key: l.key.clone(),
-            hostname: l.spec.hostname.clone(),
+            hostname: l.hostname().map(str::to_string),
             port,
             protocol,
             certificates: l.certificates.clone(),
+            tls: server_config(l),
+            client_auth: l.client_auth.clone(),
             routes: RouteTable::new(std::mem::take(&mut l.entries)),
             streams: l.stream_mode().map(|mode| Streams {
                 mode,
@@ -34,7 +38,7 @@ pub(crate) fn build(world: &mut World<'_>) -> Dataplane {
             }),
         });
         sockets
-            .entry(addr)
+            .entry((addr, protocol == crate::dataplane::BindProtocol::Udp))
             .or_insert_with(|| Bind {
                 addr,
                 protocol,
@@ -64,6 +68,27 @@ pub(crate) fn by_specificity(a: Option<&str>, b: Option<&str>) -> Ordering {
         }
     }
     rank(a).cmp(&rank(b))
+}
+
+/// The TLS configuration of a terminating listener with certificates: ALPN
+/// h2 and http/1.1 for HTTPS, none for TLS listeners (the stream is opaque).
+fn server_config(l: &ListenerState<'_>) -> Option<Arc<rustls::ServerConfig>> {
+    if !l.terminates_tls() || l.certificates.is_empty() {
+        return None;
+    }
+    let alpn: &[&[u8]] = if l.stream_mode().is_some() {
+        &[]
+    } else {
+        &crate::tls::ALPN_PROTOCOLS
+    };
+    let verifier = l.client_auth.as_ref().map(|a| a.handshake.clone());
+    match crate::tls::listener_config(l.certificates.clone(), verifier, alpn) {
+        Ok(c) => Some(c),
+        Err(error) => {
+            tracing::warn!(listener = %l.key, %error, "cannot build TLS configuration");
+            None
+        }
+    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! Gateway binds, which ListenerSets a Gateway admits, and the object-level
 //! status conditions of all three. Listener-level rules are in `listeners`.
 
+use super::backend_tls::BackendTls;
 use super::listeners::{self, ListenerState};
 use super::refs::{self, GATEWAY_GROUP};
 use super::{CompileOptions, Ctx, Problem};
@@ -307,10 +308,10 @@ pub(crate) fn set_problem(world: &World<'_>, set: &ListenerSetState<'_>) -> Opti
 }
 
 /// Status of every Gateway and ListenerSet of ours.
-pub(crate) fn statuses(world: &World<'_>) -> Vec<ObjectStatus> {
+pub(crate) fn statuses(world: &World<'_>, backend_tls: &BackendTls) -> Vec<ObjectStatus> {
     let mut out = Vec::new();
     for (index, gw) in world.gateways.iter().enumerate() {
-        out.push(gateway_status(world, index, gw));
+        out.push(gateway_status(world, index, gw, backend_tls));
     }
     for set in &world.sets {
         let meta = &set.set.metadata;
@@ -338,7 +339,12 @@ pub(crate) fn statuses(world: &World<'_>) -> Vec<ObjectStatus> {
     out
 }
 
-fn gateway_status(world: &World<'_>, index: usize, gw: &GatewayState<'_>) -> ObjectStatus {
+fn gateway_status(
+    world: &World<'_>,
+    index: usize,
+    gw: &GatewayState<'_>,
+    backend_tls: &BackendTls,
+) -> ObjectStatus {
     let meta = &gw.gateway.metadata;
     let mut status = ObjectStatus::new("Gateway", &meta.namespace, &meta.name);
     let own: Vec<&ListenerState<'_>> = gw.listeners.iter().map(|&i| &world.listeners[i]).collect();
@@ -386,6 +392,12 @@ fn gateway_status(world: &World<'_>, index: usize, gw: &GatewayState<'_>) -> Obj
         Reason::Programmed,
     ));
     if let Some(c) = attached_sets_condition(world, index, gw) {
+        status.conditions.push(c);
+    }
+    if let Some(c) = backend_cert_condition(gw.gateway, backend_tls) {
+        status.conditions.push(c);
+    }
+    if let Some(c) = insecure_frontend_condition(gw.gateway) {
         status.conditions.push(c);
     }
     status.listeners = own
@@ -444,6 +456,44 @@ fn attached_sets_condition(
             Reason::NoResources,
             message,
             meta.generation(),
+        )
+    })
+}
+
+/// The Gateway's `ResolvedRefs` condition, for Gateways that name a backend
+/// client certificate (`spec.tls.backend.clientCertificateRef`).
+fn backend_cert_condition(gw: &Gateway, backend_tls: &BackendTls) -> Option<Condition> {
+    gw.spec
+        .tls
+        .as_ref()
+        .and_then(|t| t.backend.as_ref())
+        .and_then(|b| b.client_certificate_ref.as_ref())?;
+    let problem = backend_tls.gateway_cert_problems.get(&gw.metadata.key());
+    Some(condition(
+        &gw.metadata,
+        ConditionType::ResolvedRefs,
+        problem,
+        Reason::ResolvedRefs,
+    ))
+}
+
+/// `InsecureFrontendValidationMode`, True when some frontend validation
+/// lets clients without a valid certificate through.
+fn insecure_frontend_condition(gw: &Gateway) -> Option<Condition> {
+    let frontend = gw.spec.tls.as_ref()?.frontend.as_ref()?;
+    let insecure = frontend
+        .default
+        .iter()
+        .chain(frontend.per_port.iter().map(|p| &p.tls))
+        .filter_map(|c| c.validation.as_ref())
+        .any(|v| v.mode.as_deref() == Some("AllowInsecureFallback"));
+    insecure.then(|| {
+        Condition::new(
+            ConditionType::InsecureFrontendValidationMode,
+            true,
+            Reason::ConfigurationChanged,
+            "clients without a valid certificate are let through (AllowInsecureFallback)",
+            gw.metadata.generation(),
         )
     })
 }

@@ -23,9 +23,9 @@ pub(crate) enum Family {
     Https,
     /// `TLS` (Passthrough or Terminate).
     Tls,
-    /// `TCP` (not served yet).
+    /// `TCP` (TCPRoutes).
     Tcp,
-    /// `UDP` (not served yet).
+    /// `UDP` (UDPRoutes).
     Udp,
     /// Anything else.
     Unknown,
@@ -60,7 +60,21 @@ impl Family {
             // TLS listeners share HTTPS sockets: the front reads the
             // ClientHello and then terminates or forwards.
             Family::Https | Family::Tls => Some(BindProtocol::Https),
-            _ => None,
+            Family::Tcp => Some(BindProtocol::Tcp),
+            Family::Udp => Some(BindProtocol::Udp),
+            Family::Unknown => None,
+        }
+    }
+
+    /// The route kinds a listener of this family serves, the default of
+    /// `allowedRoutes.kinds`.
+    fn route_kinds(self) -> &'static [RouteKind] {
+        match self {
+            Family::Http | Family::Https => &[RouteKind::Http, RouteKind::Grpc],
+            Family::Tls => &[RouteKind::Tls],
+            Family::Tcp => &[RouteKind::Tcp],
+            Family::Udp => &[RouteKind::Udp],
+            Family::Unknown => &[],
         }
     }
 }
@@ -102,6 +116,10 @@ pub(crate) struct ListenerState<'a> {
     pub streams: Vec<crate::dataplane::StreamEntry>,
     /// Route table entries of the routes accepted here.
     pub entries: Vec<RouteEntry>,
+    /// The Gateway the listener belongs to (for Gateway-wide TLS settings).
+    pub gateway: &'a Gateway,
+    /// Client-certificate validation (frontend validation), if configured.
+    pub client_auth: Option<Arc<crate::tls::client_auth::ClientAuth>>,
 }
 
 impl<'a> ListenerState<'a> {
@@ -128,6 +146,8 @@ impl<'a> ListenerState<'a> {
                 name: spec.name.clone(),
             },
             spec,
+            gateway: gw,
+            client_auth: None,
             owner_namespace: owner.namespace.clone(),
             listener_set: set.map(|(i, _)| i),
             precedence,
@@ -170,6 +190,9 @@ impl<'a> ListenerState<'a> {
     /// How a stream listener forwards connections: `TLS` listeners in
     /// `Passthrough` or `Terminate` mode (the default); none for HTTP(S).
     pub(crate) fn stream_mode(&self) -> Option<StreamMode> {
+        if matches!(self.family, Family::Tcp | Family::Udp) {
+            return Some(StreamMode::Plain);
+        }
         if self.family != Family::Tls {
             return None;
         }
@@ -185,8 +208,12 @@ impl<'a> ListenerState<'a> {
         self.family == Family::Https || self.stream_mode() == Some(StreamMode::Terminate)
     }
 
-    /// Hostname pattern, if any.
+    /// Hostname pattern, if any. `TCP` and `UDP` listeners have none: the
+    /// specification says their `hostname` is ignored.
     pub(crate) fn hostname(&self) -> Option<&str> {
+        if matches!(self.family, Family::Tcp | Family::Udp) {
+            return None;
+        }
         self.spec.hostname.as_deref()
     }
 
@@ -255,6 +282,7 @@ fn validate(l: &mut ListenerState<'_>, ctx: &Ctx<'_>) {
     resolve_kinds(l);
     if l.terminates_tls() {
         resolve_certificates(l, ctx);
+        super::frontend_tls::resolve(l, ctx);
     }
 }
 
@@ -268,24 +296,18 @@ fn resolve_kinds(l: &mut ListenerState<'_>) {
         .as_ref()
         .and_then(|a| a.kinds.as_ref())
         .filter(|k| !k.is_empty());
-    let tls = l.family == Family::Tls;
+    let supported = l.family.route_kinds();
     let Some(requested) = requested else {
-        l.kinds = if tls {
-            vec![RouteKind::Tls]
-        } else {
-            vec![RouteKind::Http, RouteKind::Grpc]
-        };
+        l.kinds = supported.to_vec();
         return;
     };
     let mut invalid = Vec::new();
     for k in requested {
         let group_ok = k.group.as_deref().is_none_or(|g| g == GATEWAY_GROUP);
-        let kind = match k.kind.as_str() {
-            "HTTPRoute" if group_ok && !tls => Some(RouteKind::Http),
-            "GRPCRoute" if group_ok && !tls => Some(RouteKind::Grpc),
-            "TLSRoute" if group_ok && tls => Some(RouteKind::Tls),
-            _ => None,
-        };
+        let kind = supported
+            .iter()
+            .copied()
+            .find(|s| group_ok && s.name() == k.kind);
         match kind {
             Some(kind) if !l.kinds.contains(&kind) => l.kinds.push(kind),
             Some(_) => {}
@@ -493,15 +515,7 @@ pub(crate) fn status(l: &ListenerState<'_>, generation: i64) -> ListenerStatus {
     ListenerStatus {
         name: l.spec.name.clone(),
         attached_routes: l.attached_routes,
-        supported_kinds: l
-            .kinds
-            .iter()
-            .map(|k| match k {
-                RouteKind::Http => "HTTPRoute".to_string(),
-                RouteKind::Grpc => "GRPCRoute".to_string(),
-                RouteKind::Tls => "TLSRoute".to_string(),
-            })
-            .collect(),
+        supported_kinds: l.kinds.iter().map(|k| k.name().to_string()).collect(),
         conditions: vec![accepted, resolved, programmed, conflicted],
         certificate_refs: l.certificate_refs.clone(),
     }

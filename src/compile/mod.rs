@@ -11,10 +11,13 @@
 //! `crate::tls::certs`; route precedence sorting is left to
 //! [`crate::dataplane::RouteTable`].
 
+mod backend_tls;
 mod backends;
 mod binds;
 mod filters;
+mod frontend_tls;
 mod gateway;
+mod l4_routes;
 mod listeners;
 mod matches;
 mod refs;
@@ -31,6 +34,8 @@ use crate::status::{Reason, Status};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
+
+pub use l4_routes::PROXY_PROTOCOL_ANNOTATION;
 
 /// The controller name portcullis answers to unless told otherwise.
 pub const DEFAULT_CONTROLLER_NAME: &str = "portcullis.dev/gateway-controller";
@@ -78,9 +83,12 @@ pub fn compile(resources: &Resources, options: &CompileOptions) -> Compiled {
     let mut world = gateway::collect(&ctx, &classes);
     listeners::validate_all(&mut world, &ctx);
     listeners::resolve_conflicts(&mut world);
+    let ours: Vec<&crate::model::Gateway> = world.gateways.iter().map(|g| g.gateway).collect();
+    ctx.backend_tls = backend_tls::resolve(&ctx, &ours);
     let route_statuses = routes::attach_all(&mut world, &mut ctx);
     let dataplane = binds::build(&mut world);
-    objects.extend(gateway::statuses(&world));
+    objects.extend(gateway::statuses(&world, &ctx.backend_tls));
+    objects.append(&mut ctx.backend_tls.statuses);
     objects.extend(route_statuses);
     Compiled {
         dataplane,
@@ -119,6 +127,8 @@ pub(crate) struct Ctx<'a> {
     pub upstreams: HashMap<String, Arc<Upstream>>,
     /// Static responses by object.
     pub statics: HashMap<ObjectKey, Arc<StaticResponse>>,
+    /// BackendTLSPolicies and Gateway backend client certificates.
+    pub backend_tls: backend_tls::BackendTls,
 }
 
 impl<'a> Ctx<'a> {
@@ -128,6 +138,7 @@ impl<'a> Ctx<'a> {
             options,
             upstreams: HashMap::new(),
             statics: HashMap::new(),
+            backend_tls: backend_tls::BackendTls::default(),
         }
     }
 }

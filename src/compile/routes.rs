@@ -1,9 +1,11 @@
-//! Route attachment: for each HTTPRoute, GRPCRoute and TLSRoute parentRef, which
-//! listeners accept the route (sectionName, port, allowedRoutes namespaces and
-//! kinds, hostname intersection), the per-parent status conditions, and the
-//! route table (or passthrough) entries the accepted listeners receive.
+//! Route attachment: for each HTTPRoute, GRPCRoute, TLSRoute, TCPRoute and
+//! UDPRoute parentRef, which listeners accept the route (sectionName, port,
+//! allowedRoutes namespaces and kinds, hostname intersection, one TCP/UDP
+//! route per listener), the per-parent status conditions, and the route table
+//! (or stream) entries the accepted listeners receive.
 
 use super::gateway::World;
+use super::l4_routes::{self, CompiledL4};
 use super::refs::{self, GATEWAY_GROUP};
 use super::rules::{self, CompiledRoute};
 use super::tls_routes::{self, CompiledTls};
@@ -30,11 +32,7 @@ pub(crate) struct RouteView<'a> {
 
 impl RouteView<'_> {
     fn kind_name(&self) -> &'static str {
-        match self.kind {
-            RouteKind::Http => "HTTPRoute",
-            RouteKind::Grpc => "GRPCRoute",
-            RouteKind::Tls => "TLSRoute",
-        }
+        self.kind.name()
     }
 }
 
@@ -45,6 +43,8 @@ enum Compiled<'c> {
     Rules(&'c CompiledRoute),
     /// TLSRoute backends.
     Tls(&'c CompiledTls),
+    /// TCPRoute or UDPRoute backends.
+    L4(&'c CompiledL4),
 }
 
 impl Compiled<'_> {
@@ -52,6 +52,7 @@ impl Compiled<'_> {
         match self {
             Compiled::Rules(c) => c.invalid.as_ref(),
             Compiled::Tls(c) => c.invalid.as_ref(),
+            Compiled::L4(c) => c.invalid.as_ref(),
         }
     }
 
@@ -59,6 +60,7 @@ impl Compiled<'_> {
         match self {
             Compiled::Rules(c) => c.unresolved.as_ref(),
             Compiled::Tls(c) => c.unresolved.as_ref(),
+            Compiled::L4(c) => c.unresolved.as_ref(),
         }
     }
 }
@@ -122,6 +124,40 @@ pub(crate) fn attach_all(world: &mut World<'_>, ctx: &mut Ctx<'_>) -> Vec<Object
             resources,
             &view,
             Compiled::Tls(&compiled),
+            &ctx.options.controller_name,
+        ));
+    }
+    // Oldest first: a TCP or UDP listener serves one route, the oldest.
+    let mut l4: Vec<(RouteKind, &ObjectMeta, &crate::model::l4_route::L4RouteSpec)> = Vec::new();
+    l4.extend(
+        resources
+            .tcp_routes
+            .iter()
+            .map(|r| (RouteKind::Tcp, &r.metadata, &r.spec)),
+    );
+    l4.extend(
+        resources
+            .udp_routes
+            .iter()
+            .map(|r| (RouteKind::Udp, &r.metadata, &r.spec)),
+    );
+    l4.sort_by_key(|(_, meta, _)| l4_routes::order(meta));
+    for (kind, meta, spec) in l4 {
+        let view = RouteView {
+            kind,
+            meta,
+            parent_refs: &spec.parent_refs,
+            hostnames: &[],
+        };
+        if !has_our_parent(world, resources, &view) {
+            continue;
+        }
+        let compiled = l4_routes::compile_l4(kind, meta, spec, ctx);
+        out.extend(attach(
+            world,
+            resources,
+            &view,
+            Compiled::L4(&compiled),
             &ctx.options.controller_name,
         ));
     }
@@ -210,6 +246,10 @@ fn attach(
             Some(problem) => Err(problem.clone()),
             None => Ok(ls),
         });
+        let result = match compiled {
+            Compiled::L4(_) => result.and_then(|ls| l4_routes::claim(world, view, ls, &mut seen)),
+            _ => result,
+        };
         let accepted = match result {
             Ok(listeners) => {
                 for i in listeners {
@@ -360,6 +400,10 @@ fn add_entries(world: &mut World<'_>, index: usize, view: &RouteView<'_>, compil
             for host in hostnames_on(l.spec.hostname.as_deref(), view.hostnames) {
                 l.streams.push(tls_routes::entry(view.meta, host, c));
             }
+            return;
+        }
+        Compiled::L4(c) => {
+            l.streams.push(l4_routes::entry(view.meta, c));
             return;
         }
     };

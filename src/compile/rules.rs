@@ -117,11 +117,7 @@ fn compile_rules(
     kind: RouteKind,
     inputs: Vec<RuleInput<'_>>,
 ) -> CompiledRoute {
-    let kind_name = match kind {
-        RouteKind::Http => "HTTPRoute",
-        RouteKind::Grpc => "GRPCRoute",
-        RouteKind::Tls => "TLSRoute",
-    };
+    let kind_name = kind.name();
     let route = RouteRef {
         kind: kind_name,
         namespace: &meta.namespace,

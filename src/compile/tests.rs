@@ -7,7 +7,9 @@ use crate::model::load::parse_documents;
 use crate::model::{Object, Secret};
 use crate::status::{ConditionStatus, ConditionType, ObjectStatus, Reason};
 
+mod backend_tls;
 mod gateways;
+mod l4;
 mod routes;
 mod tls;
 

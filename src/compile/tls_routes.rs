@@ -84,5 +84,6 @@ pub(crate) fn entry(
                 filters: Vec::new(),
             })
             .collect(),
+        proxy_protocol: super::l4_routes::proxy_protocol(meta).unwrap_or(false),
     }
 }

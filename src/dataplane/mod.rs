@@ -26,9 +26,19 @@ pub struct Dataplane {
 }
 
 impl Dataplane {
-    /// The bind for a local socket address.
+    /// The stream (TCP) bind for a local socket address.
     pub fn bind(&self, addr: SocketAddr) -> Option<&Bind> {
-        self.binds.iter().find(|b| b.addr == addr)
+        self.binds
+            .iter()
+            .find(|b| b.addr == addr && b.protocol != BindProtocol::Udp)
+    }
+
+    /// The UDP bind for a local socket address (a UDP and a TCP bind may
+    /// share an address).
+    pub fn datagram_bind(&self, addr: SocketAddr) -> Option<&Bind> {
+        self.binds
+            .iter()
+            .find(|b| b.addr == addr && b.protocol == BindProtocol::Udp)
     }
 }
 
@@ -39,6 +49,11 @@ pub enum BindProtocol {
     Http,
     /// TLS terminated here, then HTTP (h1 or h2 by ALPN).
     Https,
+    /// Plain TCP forwarded to the TCPRoute of the socket's only listener.
+    Tcp,
+    /// UDP datagrams forwarded per client session to the UDPRoute of the
+    /// socket's only listener.
+    Udp,
 }
 
 /// One socket: an address and the listeners (from any Gateway or ListenerSet)
@@ -110,6 +125,12 @@ pub struct Listener {
     pub protocol: BindProtocol,
     /// Certificates to choose from by the client's signature schemes (HTTPS).
     pub certificates: Vec<Arc<rustls::sign::CertifiedKey>>,
+    /// The TLS server configuration of a terminating listener: its
+    /// certificates, client-certificate validation and ALPN.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Client-certificate validation, when the Gateway configures it: what
+    /// turns a presented certificate into the identity header.
+    pub client_auth: Option<Arc<crate::tls::client_auth::ClientAuth>>,
     /// Route table of the HTTPRoutes and GRPCRoutes attached here.
     pub routes: RouteTable,
     /// For a listener that forwards byte streams rather than HTTP requests
@@ -127,7 +148,7 @@ pub enum StreamMode {
     /// `TLS` listener, mode `Terminate`: TLS ends here (with the listener's
     /// `certificates`), the decrypted stream is forwarded.
     Terminate,
-    /// `TCP` listener: forwarded as received.
+    /// `TCP` (or `UDP`) listener: bytes (datagrams) forwarded as received.
     Plain,
 }
 
@@ -196,6 +217,10 @@ pub struct StreamEntry {
     pub order: (String, String, String),
     /// Weighted backends of every rule; `Invalid` targets close connections.
     pub backends: Vec<WeightedBackend>,
+    /// Write a PROXY protocol v2 header (client and gateway addresses) to
+    /// the backend before any other byte: the route's
+    /// `portcullis.dev/proxy-protocol: v2` annotation.
+    pub proxy_protocol: bool,
 }
 
 /// Identifies the rule a request matched, for logs and metrics.
@@ -226,6 +251,23 @@ pub enum RouteKind {
     Grpc,
     /// TLSRoute (stream listeners only; never in an HTTP route table).
     Tls,
+    /// TCPRoute (`TCP` listeners only).
+    Tcp,
+    /// UDPRoute (`UDP` listeners only).
+    Udp,
+}
+
+impl RouteKind {
+    /// The Gateway API kind name (`HTTPRoute`, `TCPRoute`...).
+    pub fn name(self) -> &'static str {
+        match self {
+            RouteKind::Http => "HTTPRoute",
+            RouteKind::Grpc => "GRPCRoute",
+            RouteKind::Tls => "TLSRoute",
+            RouteKind::Tcp => "TCPRoute",
+            RouteKind::Udp => "UDPRoute",
+        }
+    }
 }
 
 /// What to do with a request that matched a rule.
@@ -298,7 +340,43 @@ pub struct Upstream {
     pub endpoints: Vec<SocketAddr>,
     /// Protocol to speak.
     pub protocol: UpstreamProtocol,
+    /// TLS toward the endpoints (a BackendTLSPolicy targets this port).
+    pub tls: Option<Arc<UpstreamTls>>,
 }
+
+/// How the gateway speaks TLS to an upstream (BackendTLSPolicy).
+#[derive(Debug)]
+pub struct UpstreamTls {
+    /// The policy this comes from.
+    pub policy: ObjectKey,
+    /// The SNI sent (the policy's `validation.hostname`).
+    pub server_name: rustls::pki_types::ServerName<'static>,
+    /// Client configuration (trust, names, ALPN) without a client
+    /// certificate.
+    pub config: Arc<rustls::ClientConfig>,
+    /// The same configuration presenting the client certificate of a
+    /// Gateway (`spec.tls.backend.clientCertificateRef`), per Gateway.
+    pub gateway_configs: std::collections::BTreeMap<ObjectKey, Arc<rustls::ClientConfig>>,
+}
+
+impl UpstreamTls {
+    /// The configuration for requests that came through `gateway`.
+    pub fn config_for(&self, gateway: Option<&ObjectKey>) -> &Arc<rustls::ClientConfig> {
+        gateway
+            .and_then(|g| self.gateway_configs.get(g))
+            .unwrap_or(&self.config)
+    }
+}
+
+impl PartialEq for UpstreamTls {
+    fn eq(&self, other: &Self) -> bool {
+        self.policy == other.policy
+            && self.server_name == other.server_name
+            && Arc::ptr_eq(&self.config, &other.config)
+    }
+}
+
+impl Eq for UpstreamTls {}
 
 /// Protocol spoken to an upstream, from the Service port's `appProtocol`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -51,9 +51,67 @@ pub struct GatewaySpec {
     /// Which ListenerSets may attach (default: none).
     pub allowed_listeners: Option<AllowedListeners>,
     /// Gateway-wide TLS settings (frontend validation, backend client cert).
-    pub tls: Option<serde_json::Value>,
+    pub tls: Option<GatewayTls>,
     /// Infrastructure labels/annotations; accepted and ignored standalone.
     pub infrastructure: Option<serde_json::Value>,
+}
+
+/// `Gateway.spec.tls`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, rename_all = "camelCase")]
+pub struct GatewayTls {
+    /// TLS toward backends: the client certificate the gateway presents.
+    pub backend: Option<GatewayBackendTls>,
+    /// TLS toward clients: client-certificate validation.
+    pub frontend: Option<FrontendTls>,
+}
+
+/// `Gateway.spec.tls.backend`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, rename_all = "camelCase")]
+pub struct GatewayBackendTls {
+    /// A `kubernetes.io/tls` Secret the gateway presents to backends that
+    /// ask for a client certificate.
+    pub client_certificate_ref: Option<SecretObjectReference>,
+}
+
+/// `Gateway.spec.tls.frontend`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, rename_all = "camelCase")]
+pub struct FrontendTls {
+    /// Settings for every HTTPS/TLS port not listed in `per_port`.
+    pub default: Option<FrontendTlsConfig>,
+    /// Settings for one port, replacing the default there.
+    pub per_port: Vec<FrontendTlsPort>,
+}
+
+/// One `spec.tls.frontend.perPort` entry.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, rename_all = "camelCase")]
+pub struct FrontendTlsPort {
+    /// The listener port these settings apply to.
+    pub port: i64,
+    /// The settings.
+    pub tls: FrontendTlsConfig,
+}
+
+/// Frontend TLS settings of a port.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, rename_all = "camelCase")]
+pub struct FrontendTlsConfig {
+    /// Client-certificate validation; none means clients are not asked.
+    pub validation: Option<FrontendValidation>,
+}
+
+/// Client-certificate validation of a port.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, rename_all = "camelCase")]
+pub struct FrontendValidation {
+    /// ConfigMaps (key `ca.crt`) or Secrets holding the trusted client CAs.
+    pub ca_certificate_refs: Vec<SecretObjectReference>,
+    /// `AllowValidOnly` (default): a verified certificate is required;
+    /// `AllowInsecureFallback`: clients without one are let through.
+    pub mode: Option<String>,
 }
 
 /// One `spec.addresses` entry.

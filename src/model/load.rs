@@ -129,6 +129,11 @@ fn parse_object(
         ("gateway.networking.k8s.io", "HTTPRoute") => Object::HttpRoute(de(value, &invalid)?),
         ("gateway.networking.k8s.io", "GRPCRoute") => Object::GrpcRoute(de(value, &invalid)?),
         ("gateway.networking.k8s.io", "TLSRoute") => Object::TlsRoute(de(value, &invalid)?),
+        ("gateway.networking.k8s.io", "TCPRoute") => Object::TcpRoute(de(value, &invalid)?),
+        ("gateway.networking.k8s.io", "UDPRoute") => Object::UdpRoute(de(value, &invalid)?),
+        ("gateway.networking.k8s.io", "BackendTLSPolicy") => {
+            Object::BackendTlsPolicy(de(value, &invalid)?)
+        }
         ("gateway.networking.k8s.io", "ReferenceGrant") => {
             Object::ReferenceGrant(de(value, &invalid)?)
         }
@@ -185,6 +190,9 @@ fn normalize(mut obj: Object) -> Object {
         Object::HttpRoute(o) => &mut o.metadata,
         Object::GrpcRoute(o) => &mut o.metadata,
         Object::TlsRoute(o) => &mut o.metadata,
+        Object::TcpRoute(o) => &mut o.metadata,
+        Object::UdpRoute(o) => &mut o.metadata,
+        Object::BackendTlsPolicy(o) => &mut o.metadata,
         Object::ReferenceGrant(o) => &mut o.metadata,
         Object::Secret(o) => &mut o.metadata,
         Object::ConfigMap(o) => &mut o.metadata,
@@ -376,6 +384,26 @@ mod tests {
                 Object::TlsRoute(t) => {
                     assert_eq!(t.metadata.namespace, "default");
                     assert_eq!(t.spec.rules[0].backend_refs[0].weight, Some(2));
+                }
+                o => panic!("unexpected {o:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn backend_tls_policies_of_every_version_are_read() {
+        for v in ["v1", "v1alpha3"] {
+            let text = format!("apiVersion: gateway.networking.k8s.io/{v}\nkind: BackendTLSPolicy\nmetadata:\n  name: p\nspec:\n  targetRefs: [{{group: '', kind: Service, name: s, sectionName: https}}]\n  validation:\n    hostname: b.example\n    caCertificateRefs: [{{group: '', kind: ConfigMap, name: ca}}]\n    subjectAltNames: [{{type: URI, uri: 'spiffe://x/y'}}]\n");
+            let p = parse_documents(&text, "f.yaml").expect("parses");
+            match &p.objects[0] {
+                Object::BackendTlsPolicy(b) => {
+                    assert_eq!(b.spec.target_refs[0].section_name.as_deref(), Some("https"));
+                    assert_eq!(b.spec.validation.hostname, "b.example");
+                    assert_eq!(b.spec.validation.ca_certificate_refs[0].name, "ca");
+                    assert_eq!(
+                        b.spec.validation.subject_alt_names[0].uri.as_deref(),
+                        Some("spiffe://x/y")
+                    );
                 }
                 o => panic!("unexpected {o:?}"),
             }

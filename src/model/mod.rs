@@ -2,8 +2,10 @@
 //! its source: a directory of manifests ([`load`]) or, later, Kubernetes
 //! reflectors. Nothing downstream knows where an object came from.
 
+pub mod backend_tls_policy;
 pub mod core;
 pub mod gateway;
+pub mod l4_route;
 pub mod load;
 pub mod meta;
 pub mod portcullis;
@@ -11,7 +13,9 @@ pub mod route;
 pub mod tls_route;
 
 pub use self::core::{ConfigMap, EndpointSlice, Namespace, Secret, Service};
+pub use backend_tls_policy::BackendTlsPolicy;
 pub use gateway::{Gateway, GatewayClass, ListenerSet, ReferenceGrant};
+pub use l4_route::{TcpRoute, UdpRoute};
 pub use meta::{ObjectKey, ObjectMeta};
 pub use portcullis::StaticResponse;
 pub use route::{GrpcRoute, HttpRoute};
@@ -32,6 +36,12 @@ pub enum Object {
     GrpcRoute(GrpcRoute),
     /// TLSRoute.
     TlsRoute(TlsRoute),
+    /// TCPRoute.
+    TcpRoute(TcpRoute),
+    /// UDPRoute.
+    UdpRoute(UdpRoute),
+    /// BackendTLSPolicy.
+    BackendTlsPolicy(BackendTlsPolicy),
     /// ReferenceGrant.
     ReferenceGrant(ReferenceGrant),
     /// Secret.
@@ -63,6 +73,12 @@ pub struct Resources {
     pub grpc_routes: Vec<GrpcRoute>,
     /// TLSRoutes.
     pub tls_routes: Vec<TlsRoute>,
+    /// TCPRoutes.
+    pub tcp_routes: Vec<TcpRoute>,
+    /// UDPRoutes.
+    pub udp_routes: Vec<UdpRoute>,
+    /// BackendTLSPolicies.
+    pub backend_tls_policies: Vec<BackendTlsPolicy>,
     /// ReferenceGrants.
     pub reference_grants: Vec<ReferenceGrant>,
     /// Secrets.
@@ -89,6 +105,9 @@ impl Resources {
             Object::HttpRoute(o) => self.http_routes.push(o),
             Object::GrpcRoute(o) => self.grpc_routes.push(o),
             Object::TlsRoute(o) => self.tls_routes.push(o),
+            Object::TcpRoute(o) => self.tcp_routes.push(o),
+            Object::UdpRoute(o) => self.udp_routes.push(o),
+            Object::BackendTlsPolicy(o) => self.backend_tls_policies.push(o),
             Object::ReferenceGrant(o) => self.reference_grants.push(o),
             Object::Secret(o) => self.secrets.push(o),
             Object::ConfigMap(o) => self.config_maps.push(o),

@@ -84,6 +84,17 @@ pub enum Error {
         /// Cause.
         source: BoxError,
     },
+    /// The TLS handshake with the endpoint failed (BackendTLSPolicy): most
+    /// often its certificate did not verify.
+    #[error("TLS to upstream {upstream} at {addr} failed: {source}")]
+    BackendTls {
+        /// Upstream name.
+        upstream: String,
+        /// Endpoint address.
+        addr: SocketAddr,
+        /// Cause.
+        source: BoxError,
+    },
     /// One attempt exceeded `timeouts.backendRequest`.
     #[error("upstream {upstream} did not answer within {timeout:?}")]
     BackendTimeout {
@@ -113,7 +124,7 @@ impl Error {
             Error::NoEndpoints { .. } | Error::Connect { .. } | Error::Reset { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            Error::Protocol { .. } => StatusCode::BAD_GATEWAY,
+            Error::Protocol { .. } | Error::BackendTls { .. } => StatusCode::BAD_GATEWAY,
             Error::BackendTimeout { .. } | Error::RequestTimeout { .. } => {
                 StatusCode::GATEWAY_TIMEOUT
             }
@@ -135,6 +146,7 @@ impl Error {
                 "upstream connect error or disconnect before response\n"
             }
             Error::Protocol { .. } => "invalid upstream response\n",
+            Error::BackendTls { .. } => "upstream TLS handshake failed\n",
             Error::BackendTimeout { .. } | Error::RequestTimeout { .. } => "upstream timeout\n",
         }
     }

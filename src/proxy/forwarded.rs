@@ -13,6 +13,20 @@ pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-p
 /// `X-Forwarded-Host`.
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
+/// `X-Forwarded-Client-Cert`: the verified client certificate.
+pub const X_FORWARDED_CLIENT_CERT: HeaderName =
+    HeaderName::from_static(crate::tls::client_auth::CLIENT_CERT_HEADER);
+
+/// Replaces whatever `X-Forwarded-Client-Cert` the client sent with the
+/// identity of the certificate it presented and the gateway verified (or
+/// with nothing), so backends can trust the header.
+pub fn set_client_cert(headers: &mut HeaderMap, identity: Option<&str>) {
+    headers.remove(&X_FORWARDED_CLIENT_CERT);
+    if let Some(value) = identity.and_then(|v| HeaderValue::from_str(v).ok()) {
+        headers.insert(X_FORWARDED_CLIENT_CERT, value);
+    }
+}
+
 /// Headers that describe one connection and never cross the proxy.
 const HOP_BY_HOP: [&str; 7] = [
     "connection",
@@ -220,5 +234,26 @@ mod tests {
         assert!(!is_websocket_upgrade(http::Version::HTTP_2, &h));
         let h = map(&[("upgrade", "websocket")]);
         assert!(!is_websocket_upgrade(http::Version::HTTP_11, &h));
+    }
+
+    #[test]
+    fn client_cert_header_from_the_client_is_replaced_or_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            X_FORWARDED_CLIENT_CERT,
+            HeaderValue::from_static("Hash=forged"),
+        );
+        set_client_cert(&mut h, None);
+        assert!(h.get(&X_FORWARDED_CLIENT_CERT).is_none());
+        h.insert(
+            X_FORWARDED_CLIENT_CERT,
+            HeaderValue::from_static("Hash=forged"),
+        );
+        set_client_cert(&mut h, Some("Hash=ab;Subject=\"CN=c\""));
+        let all: Vec<_> = h.get_all(&X_FORWARDED_CLIENT_CERT).iter().collect();
+        assert_eq!(
+            all,
+            vec![HeaderValue::from_static("Hash=ab;Subject=\"CN=c\"")]
+        );
     }
 }

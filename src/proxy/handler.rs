@@ -18,6 +18,7 @@ use crate::dataplane::{
     Rule, StaticResponse, Upstream, UpstreamProtocol,
 };
 use crate::hostname::normalize_host;
+use crate::model::ObjectKey;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
@@ -103,6 +104,10 @@ impl Proxy {
             scheme,
             ex.host.as_deref(),
         );
+        forwarded::set_client_cert(
+            &mut ex.headers,
+            conn.tls.as_ref().and_then(|t| t.client_cert.as_deref()),
+        );
         let redirect = RedirectContext {
             scheme,
             host: host.as_deref().unwrap_or(""),
@@ -143,12 +148,14 @@ impl Proxy {
             let body = RequestBody::prepare(client_body, wants_replay)
                 .await
                 .map_err(Error::RequestBody)?;
-            self.send_mirrors(&mirrors, &head, &body);
+            let gateway = &listener.key.gateway;
+            self.send_mirrors(&mirrors, gateway, &head, &body);
             match client_upgrade {
                 Some(client) if upstream.protocol != UpstreamProtocol::H2c => {
-                    self.upgrade(rule, upstream, head, body, client).await
+                    self.upgrade(rule, upstream, gateway, head, body, client)
+                        .await
                 }
-                _ => self.attempts(rule, upstream, head, body).await,
+                _ => self.attempts(rule, upstream, gateway, head, body).await,
             }
         };
         let result = match rule.timeouts.request {
@@ -174,6 +181,7 @@ impl Proxy {
         &self,
         rule: &Rule,
         upstream: &Upstream,
+        gateway: &ObjectKey,
         head: OutboundHead,
         mut body: RequestBody<B>,
     ) -> Result<Response<ProxyBody>, Error>
@@ -182,7 +190,7 @@ impl Proxy {
         B::Error: Into<BoxError>,
     {
         let policy = rule.retry.as_ref().filter(|_| body.is_replayable());
-        let addressing = Addressing::for_protocol(upstream.protocol);
+        let addressing = Addressing::for_upstream(upstream);
         let mut head = Some(head);
         let mut attempts_made: u32 = 0;
         loop {
@@ -198,7 +206,7 @@ impl Proxy {
                     .into_request(addressing, addr, body.take_for_attempt())?,
             };
             let result = self
-                .attempt(upstream, addr, req, rule.timeouts.backend_request)
+                .attempt(upstream, gateway, addr, req, rule.timeouts.backend_request)
                 .await;
             attempts_made = attempts_made.saturating_add(1);
             let outcome = match &result {
@@ -220,13 +228,12 @@ impl Proxy {
     async fn attempt(
         &self,
         upstream: &Upstream,
+        gateway: &ObjectKey,
         addr: SocketAddr,
         req: Request<ProxyBody>,
         timeout: Option<Duration>,
     ) -> Result<Response<hyper::body::Incoming>, Error> {
-        let send = self
-            .upstreams
-            .send(&upstream.name, upstream.protocol, addr, req);
+        let send = self.upstreams.send(upstream, Some(gateway), addr, req);
         match timeout {
             Some(timeout) => tokio::time::timeout(timeout, send)
                 .await
@@ -245,6 +252,7 @@ impl Proxy {
         &self,
         rule: &Rule,
         upstream: &Upstream,
+        gateway: &ObjectKey,
         head: OutboundHead,
         mut body: RequestBody<B>,
         client: hyper::upgrade::OnUpgrade,
@@ -257,7 +265,7 @@ impl Proxy {
             upstream: upstream.name.clone(),
         })?;
         let req = head.into_request(Addressing::DirectHttp1, addr, body.take_for_attempt())?;
-        let forward = websocket::forward(&upstream.name, addr, req, client);
+        let forward = websocket::forward(upstream, Some(gateway), addr, req, client);
         match rule.timeouts.backend_request {
             Some(timeout) => tokio::time::timeout(timeout, forward)
                 .await
@@ -271,8 +279,13 @@ impl Proxy {
         }
     }
 
-    fn send_mirrors<B>(&self, mirrors: &[&Mirror], head: &OutboundHead, body: &RequestBody<B>)
-    where
+    fn send_mirrors<B>(
+        &self,
+        mirrors: &[&Mirror],
+        gateway: &ObjectKey,
+        head: &OutboundHead,
+        body: &RequestBody<B>,
+    ) where
         B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<BoxError>,
     {
@@ -284,6 +297,7 @@ impl Proxy {
                 Some(bytes) => mirror::spawn(
                     self.upstreams.clone(),
                     upstream.clone(),
+                    gateway.clone(),
                     head.clone(),
                     bytes.clone(),
                 ),
@@ -300,9 +314,11 @@ impl Proxy {
 /// wildcard socket report the concrete local address.
 pub(crate) fn find_bind(dp: &Dataplane, local: SocketAddr) -> Option<&Bind> {
     dp.bind(local).or_else(|| {
-        dp.binds
-            .iter()
-            .find(|b| b.addr.port() == local.port() && b.addr.ip().is_unspecified())
+        dp.binds.iter().find(|b| {
+            b.addr.port() == local.port()
+                && b.addr.ip().is_unspecified()
+                && b.protocol != crate::dataplane::BindProtocol::Udp
+        })
     })
 }
 

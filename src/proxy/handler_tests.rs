@@ -88,6 +88,7 @@ fn service(addrs: &[SocketAddr], protocol: UpstreamProtocol) -> BackendTarget {
         name: "test/echo:80".into(),
         endpoints: addrs.to_vec(),
         protocol,
+        tls: None,
     }))
 }
 
@@ -143,6 +144,8 @@ fn listener(name: &str, hostname: Option<&str>, rules: Vec<(PathMatch, Rule)>) -
         port: 80,
         protocol: BindProtocol::Http,
         certificates: Vec::new(),
+        tls: None,
+        client_auth: None,
         routes: RouteTable::new(entries),
         streams: None,
     })
@@ -450,6 +453,7 @@ fn tls(sni: Option<&str>, listener: &str) -> TlsInfo {
             listener_set: None,
             name: listener.into(),
         },
+        client_cert: None,
     }
 }
 

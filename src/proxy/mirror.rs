@@ -10,6 +10,7 @@
 use super::body;
 use super::upstream::{pick_endpoint, Addressing, OutboundHead, Upstreams};
 use crate::dataplane::Upstream;
+use crate::model::ObjectKey;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use std::sync::Arc;
@@ -21,7 +22,13 @@ const MIRROR_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Sends a copy of `head` (with `body`) to an endpoint of `upstream` in a
 /// spawned task.
-pub fn spawn(upstreams: Arc<Upstreams>, upstream: Arc<Upstream>, head: OutboundHead, body: Bytes) {
+pub fn spawn(
+    upstreams: Arc<Upstreams>,
+    upstream: Arc<Upstream>,
+    gateway: ObjectKey,
+    head: OutboundHead,
+    body: Bytes,
+) {
     tokio::spawn(async move {
         let Some(addr) = pick_endpoint(&upstream.endpoints) else {
             tracing::debug!(mirror = %upstream.name, "mirror has no endpoints");
@@ -32,7 +39,7 @@ pub fn spawn(upstreams: Arc<Upstreams>, upstream: Arc<Upstream>, head: OutboundH
         } else {
             body::full(body)
         };
-        let addressing = Addressing::for_protocol(upstream.protocol);
+        let addressing = Addressing::for_upstream(&upstream);
         let req = match head.into_request(addressing, addr, body) {
             Ok(req) => req,
             Err(error) => {
@@ -41,9 +48,7 @@ pub fn spawn(upstreams: Arc<Upstreams>, upstream: Arc<Upstream>, head: OutboundH
             }
         };
         let exchange = async {
-            let resp = upstreams
-                .send(&upstream.name, upstream.protocol, addr, req)
-                .await?;
+            let resp = upstreams.send(&upstream, Some(&gateway), addr, req).await?;
             let status = resp.status();
             // Read the answer to the end so the connection can be reused.
             let _ = resp.into_body().collect().await;

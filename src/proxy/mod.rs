@@ -26,6 +26,9 @@ mod handler;
 mod mirror;
 mod retry;
 mod upstream;
+mod upstream_tls;
+
+pub use upstream_tls::handshake as backend_tls_handshake;
 mod websocket;
 
 pub use errors::{error_response, Error};
@@ -62,6 +65,9 @@ pub struct TlsInfo {
     pub sni: Option<String>,
     /// The listener the SNI selected at handshake.
     pub listener: ListenerKey,
+    /// The verified client certificate, as the `X-Forwarded-Client-Cert`
+    /// value sent to backends (frontend validation).
+    pub client_cert: Option<String>,
 }
 
 /// The reverse proxy: the current dataplane and the connections to backends.

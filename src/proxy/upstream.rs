@@ -11,7 +11,8 @@
 use super::errors::Error;
 use super::retry::Outcome;
 use super::ProxyBody;
-use crate::dataplane::UpstreamProtocol;
+use crate::dataplane::{Upstream, UpstreamProtocol};
+use crate::model::ObjectKey;
 use arc_swap::ArcSwap;
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -32,6 +33,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Upstreams {
     http1: Client<HttpConnector, ProxyBody>,
     h2c: ArcSwap<HashMap<SocketAddr, http2::SendRequest<ProxyBody>>>,
+    tls: super::upstream_tls::TlsPool,
 }
 
 impl Default for Upstreams {
@@ -54,21 +56,27 @@ impl Upstreams {
         Upstreams {
             http1,
             h2c: ArcSwap::from_pointee(HashMap::new()),
+            tls: super::upstream_tls::TlsPool::default(),
         }
     }
 
-    /// Sends `req` to the endpoint `addr` of upstream `name`. For HTTP/1.1
-    /// the request URI must be absolute with the endpoint as authority and the
-    /// Host header already set; for h2c the URI authority is sent as
-    /// `:authority`.
+    /// Sends `req` to the endpoint `addr` of `upstream`, addressed as
+    /// [`Addressing::for_upstream`] says: for pooled HTTP/1.1 the request URI
+    /// must be absolute with the endpoint as authority and the Host header
+    /// already set; for HTTP/2 the URI authority is sent as `:authority`.
+    /// `gateway` picks the client certificate presented to TLS backends.
     pub async fn send(
         &self,
-        name: &str,
-        protocol: UpstreamProtocol,
+        upstream: &Upstream,
+        gateway: Option<&ObjectKey>,
         addr: SocketAddr,
         req: Request<ProxyBody>,
     ) -> Result<Response<Incoming>, Error> {
-        match protocol {
+        let name = upstream.name.as_str();
+        if let Some(tls) = &upstream.tls {
+            return self.tls.send(name, tls, gateway, addr, req).await;
+        }
+        match upstream.protocol {
             UpstreamProtocol::Http1 | UpstreamProtocol::WebSocket => {
                 self.http1.request(req).await.map_err(|e| {
                     let kind = if e.is_connect() {
@@ -162,11 +170,17 @@ pub enum Addressing {
 }
 
 impl Addressing {
-    /// The addressing used for an upstream protocol on the pooled path.
-    pub fn for_protocol(protocol: UpstreamProtocol) -> Self {
-        match protocol {
-            UpstreamProtocol::H2c => Addressing::Http2,
-            UpstreamProtocol::Http1 | UpstreamProtocol::WebSocket => Addressing::PooledHttp1,
+    /// The addressing used for an upstream on the pooled path (TLS
+    /// upstreams pool their own HTTP/1.1 connections, in origin-form).
+    pub fn for_upstream(upstream: &Upstream) -> Self {
+        match (upstream.protocol, upstream.tls.is_some()) {
+            (UpstreamProtocol::H2c, _) => Addressing::Http2,
+            (UpstreamProtocol::Http1 | UpstreamProtocol::WebSocket, false) => {
+                Addressing::PooledHttp1
+            }
+            (UpstreamProtocol::Http1 | UpstreamProtocol::WebSocket, true) => {
+                Addressing::DirectHttp1
+            }
         }
     }
 }
@@ -271,7 +285,7 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
-    fn into_error(self, name: &str, addr: SocketAddr, source: super::BoxError) -> Error {
+    pub(crate) fn into_error(self, name: &str, addr: SocketAddr, source: super::BoxError) -> Error {
         let upstream = name.to_string();
         match self {
             FailureKind::Connect => Error::Connect {
@@ -388,17 +402,23 @@ mod tests {
             l.local_addr().expect("bound socket has an address")
         };
         let ups = Upstreams::new();
+        let upstream = |protocol| Upstream {
+            name: "t/svc:80".into(),
+            endpoints: vec![addr],
+            protocol,
+            tls: None,
+        };
         let req = empty_request(&format!("http://{addr}/"));
         let err = ups
-            .send("t/svc:80", UpstreamProtocol::Http1, addr, req)
+            .send(&upstream(UpstreamProtocol::Http1), None, addr, req)
             .await
             .expect_err("nothing listens");
         assert_eq!(outcome_of(&err), Outcome::ConnectionFailed);
         assert_eq!(err.status(), http::StatusCode::SERVICE_UNAVAILABLE);
         let err = ups
             .send(
-                "t/svc:80",
-                UpstreamProtocol::H2c,
+                &upstream(UpstreamProtocol::H2c),
+                None,
                 addr,
                 empty_request(&format!("http://{addr}/")),
             )

@@ -9,20 +9,29 @@
 use super::errors::Error;
 use super::upstream::{classify, CONNECT_TIMEOUT};
 use super::{body, ProxyBody};
+use crate::dataplane::Upstream;
+use crate::model::ObjectKey;
 use http::{Request, Response, StatusCode};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 
+/// A backend byte stream, cleartext or TLS.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for S {}
+
 /// Sends the handshake `req` (origin-form URI, Host and upgrade headers set)
 /// to `addr`, and when the backend switches protocols, splices the client's
 /// upgraded connection (`client`) to the backend's in a spawned task.
 pub async fn forward(
-    upstream: &str,
+    target: &Upstream,
+    gateway: Option<&ObjectKey>,
     addr: SocketAddr,
     req: Request<ProxyBody>,
     client: OnUpgrade,
 ) -> Result<Response<ProxyBody>, Error> {
+    let upstream = target.name.as_str();
     let connect_error = |source: super::BoxError| Error::Connect {
         upstream: upstream.to_string(),
         addr,
@@ -34,6 +43,23 @@ pub async fn forward(
         .map_err(|e| connect_error(e.into()))?;
     // Nagle only delays small frames; failing to disable it is harmless.
     let _ = stream.set_nodelay(true);
+    let stream: Box<dyn Stream> = match &target.tls {
+        None => Box::new(stream),
+        Some(tls) => {
+            let config = tls.config_for(gateway).clone();
+            let tls_stream = super::upstream_tls::handshake(stream, tls.server_name.clone(), config)
+                .await
+                .map_err(|source| {
+                    tracing::warn!(%upstream, %addr, policy = %tls.policy, error = %source, "backend TLS handshake failed");
+                    Error::BackendTls {
+                        upstream: upstream.to_string(),
+                        addr,
+                        source,
+                    }
+                })?;
+            Box::new(tls_stream)
+        }
+    };
     let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
         .handshake::<_, ProxyBody>(TokioIo::new(stream))
         .await

@@ -73,6 +73,9 @@ pub struct ServeOptions {
     pub max_connections: usize,
     /// How long in-flight connections may take to finish at shutdown.
     pub shutdown_grace: Duration,
+    /// How long a client may take to send its ClientHello, and then to
+    /// finish the TLS handshake.
+    pub handshake_timeout: Duration,
 }
 
 /// State shared by the proxy, the TLS resolver and the admin endpoint.
@@ -266,7 +269,8 @@ pub async fn serve(options: ServeOptions) -> Result<(), Error> {
     let admin_task = tokio::spawn(crate::admin::serve(admin, shared.clone(), admin_stop_rx));
 
     let proxy = crate::proxy::Proxy::new(shared.dataplane.clone());
-    let ctx = ConnContext::new(shared.dataplane.clone(), proxy, options.max_connections);
+    let mut ctx = ConnContext::new(shared.dataplane.clone(), proxy, options.max_connections);
+    ctx.handshake_timeout = options.handshake_timeout;
     let mut runtime = Runtime {
         shared: shared.clone(),
         sockets: Sockets::new(Arc::new(ctx)),

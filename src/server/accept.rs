@@ -1,8 +1,9 @@
 //! One listening socket: the accept loop (connection limit, accept-error
 //! back-off, stop signal) and the task serving each connection (TLS
 //! handshake when the bind is HTTPS, then HTTP/1.1 or HTTP/2 through the
-//! proxy, with graceful shutdown; or, for a TLS passthrough listener, the
-//! unterminated connection handed to `super::passthrough`).
+//! proxy, with graceful shutdown; or, for a stream listener (TLS
+//! passthrough or terminate, TCP), the connection handed to
+//! `super::stream`).
 //!
 //! The bind's protocol is read from the current dataplane at each accept, so
 //! a socket survives reloads that keep its address; the TLS acceptor is built
@@ -28,8 +29,9 @@ use tracing::Instrument;
 /// ENFILE, ENOBUFS...), so the loop does not spin while resources are short.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// The longest a client may take to complete the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest a client may take, by default, to send its ClientHello and
+/// then to complete the TLS handshake (each).
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What every connection on every socket shares.
 pub struct ConnContext {
@@ -44,6 +46,9 @@ pub struct ConnContext {
     pub drain: watch::Sender<()>,
     /// HTTP/1.1 + HTTP/2 connection settings.
     pub http: auto::Builder<TokioExecutor>,
+    /// Bound on reading the ClientHello, and again on the TLS handshake: a
+    /// client that trickles bytes is cut off.
+    pub handshake_timeout: Duration,
 }
 
 impl std::fmt::Debug for ConnContext {
@@ -73,6 +78,7 @@ impl ConnContext {
             limit: Arc::new(Semaphore::new(max_connections)),
             drain,
             http,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
         }
     }
 }
@@ -84,7 +90,6 @@ pub async fn run(
     ctx: Arc<ConnContext>,
     bind: SocketAddr,
     listener: TcpListener,
-    tls: TlsAcceptor,
     mut stop: watch::Receiver<()>,
 ) {
     loop {
@@ -116,18 +121,7 @@ pub async fn run(
         // begins right after this accept still waits for the connection.
         let drain = ctx.drain.subscribe();
         let span = tracing::debug_span!("conn", %remote, local = %bind);
-        tokio::spawn(
-            serve(
-                ctx.clone(),
-                bind,
-                tls.clone(),
-                stream,
-                remote,
-                permit,
-                drain,
-            )
-            .instrument(span),
-        );
+        tokio::spawn(serve(ctx.clone(), bind, stream, remote, permit, drain).instrument(span));
     }
     tracing::info!(%bind, "stopped accepting");
 }
@@ -135,15 +129,44 @@ pub async fn run(
 async fn serve(
     ctx: Arc<ConnContext>,
     bind: SocketAddr,
-    tls: TlsAcceptor,
     stream: TcpStream,
     remote: SocketAddr,
     _permit: OwnedSemaphorePermit,
     drain: watch::Receiver<()>,
 ) {
     let protocol = ctx.dataplane.load().bind(bind).map(|b| b.protocol);
+    // The concrete local address (the bind may be a wildcard), for PROXY
+    // protocol headers.
+    let peers = super::stream::Peers {
+        client: remote,
+        local: stream.local_addr().unwrap_or(bind),
+    };
     match protocol {
-        None => tracing::debug!("socket no longer configured; closing"),
+        None | Some(BindProtocol::Udp) => tracing::debug!("socket no longer configured; closing"),
+        Some(BindProtocol::Tcp) => {
+            // A TCP socket has one listener (its hostname is ignored, so a
+            // second one conflicts) holding at most one TCPRoute.
+            let dataplane = ctx.dataplane.load_full();
+            let listener = dataplane
+                .bind(bind)
+                .and_then(|b| b.listeners.first())
+                .and_then(|l| Some((l, l.streams.as_ref()?)));
+            match listener {
+                Some((listener, streams)) => {
+                    super::stream::forward(
+                        stream,
+                        Vec::new(),
+                        &streams.table,
+                        None,
+                        StreamMode::Plain,
+                        peers,
+                        Some(&listener.key.gateway),
+                    )
+                    .await
+                }
+                None => tracing::debug!("TCP socket without route; closing"),
+            }
+        }
         Some(BindProtocol::Http) => {
             let info = Arc::new(ConnInfo {
                 local: bind,
@@ -157,7 +180,7 @@ async fn serve(
             // The front reads the ClientHello itself and decides on its SNI
             // before rustls sees it: no listener means a handshake_failure
             // alert, and a client that never finishes its hello is cut off.
-            let read = tokio::time::timeout(HANDSHAKE_TIMEOUT, super::hello::read(&mut stream));
+            let read = tokio::time::timeout(ctx.handshake_timeout, super::hello::read(&mut stream));
             let (bytes, hello) = match read.await {
                 Ok(Ok(h)) => h,
                 Ok(Err(error)) => {
@@ -173,46 +196,96 @@ async fn serve(
                 }
             };
             let sni = hello.server_name;
-            let listener =
-                crate::tls::resolver::select_listener(&ctx.dataplane.load(), bind, sni.as_deref());
+            let dataplane = ctx.dataplane.load();
+            let listener = crate::tls::resolver::select_listener(&dataplane, bind, sni.as_deref());
             let Some(listener) = listener else {
-                tracing::debug!(sni = sni.as_deref().unwrap_or("-"), "no listener for SNI");
-                super::hello::refuse(&mut stream).await;
+                // A port that only passes TLS through never speaks TLS
+                // itself: it closes, as a TCP proxy would. A port that
+                // terminates answers with a handshake_failure alert.
+                let passthrough_only = dataplane.bind(bind).is_some_and(|b| {
+                    b.listeners.iter().all(|l| {
+                        l.streams
+                            .as_ref()
+                            .is_some_and(|s| s.mode == StreamMode::Passthrough)
+                    })
+                });
+                tracing::debug!(
+                    sni = sni.as_deref().unwrap_or("-"),
+                    passthrough_only,
+                    "no listener for SNI"
+                );
+                if !passthrough_only {
+                    super::hello::refuse(&mut stream).await;
+                }
                 return;
             };
+            drop(dataplane);
             if let Some(streams) = listener
                 .streams
                 .as_ref()
                 .filter(|s| s.mode == StreamMode::Passthrough)
             {
-                super::stream::forward(stream, bytes, &streams.table, sni.as_deref()).await;
+                super::stream::forward(
+                    stream,
+                    bytes,
+                    &streams.table,
+                    sni.as_deref(),
+                    StreamMode::Passthrough,
+                    peers,
+                    Some(&listener.key.gateway),
+                )
+                .await;
                 return;
             }
-            let stream = super::hello::Prefixed::new(bytes, stream);
-            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(error)) => {
-                    tracing::debug!(%error, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!("TLS handshake timed out");
-                    return;
-                }
+            let Some(config) = listener.tls.clone() else {
+                tracing::debug!(listener = %listener.key, "listener has no TLS configuration");
+                super::hello::refuse(&mut stream).await;
+                return;
             };
+            let stream = super::hello::Prefixed::new(bytes, stream);
+            let acceptor = TlsAcceptor::from(config);
+            let stream =
+                match tokio::time::timeout(ctx.handshake_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(error)) => {
+                        tracing::debug!(%error, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!("TLS handshake timed out");
+                        return;
+                    }
+                };
             tracing::debug!(sni = sni.as_deref().unwrap_or("-"), listener = %listener.key, "TLS established");
             if let Some(streams) = &listener.streams {
                 // A TLS listener in Terminate mode: the decrypted bytes go
                 // to the TLSRoute backend as a plain (or re-encrypted) stream.
-                super::stream::forward(stream, Vec::new(), &streams.table, sni.as_deref()).await;
+                super::stream::forward(
+                    stream,
+                    Vec::new(),
+                    &streams.table,
+                    sni.as_deref(),
+                    streams.mode,
+                    peers,
+                    Some(&listener.key.gateway),
+                )
+                .await;
                 return;
             }
+            let client_cert = match (
+                &listener.client_auth,
+                stream.get_ref().1.peer_certificates(),
+            ) {
+                (Some(auth), Some(chain)) => auth.identity(chain),
+                _ => None,
+            };
             let info = Arc::new(ConnInfo {
                 local: bind,
                 remote,
                 tls: Some(TlsInfo {
                     sni,
                     listener: listener.key.clone(),
+                    client_cert,
                 }),
             });
             serve_http(&ctx, stream, info, drain).await;

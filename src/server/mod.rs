@@ -1,7 +1,9 @@
 //! Sockets: one listening socket per bind address of the current dataplane,
 //! reconciled after every swap ([`Sockets::reconcile`]), an accept loop per
-//! socket and a task per connection ([`accept`]), and draining on shutdown
-//! ([`Sockets::shutdown`], [`shutdown::signal`]).
+//! socket and a task per connection ([`accept`]), a receive loop per UDP
+//! socket ([`udp`]), and draining on shutdown ([`Sockets::shutdown`],
+//! [`shutdown::signal`]). Byte streams (TLS passthrough, TCP) are forwarded
+//! by [`stream`].
 //!
 //! What a connection serves is decided elsewhere: certificates by
 //! `crate::tls::resolver`, requests by `crate::proxy`.
@@ -9,20 +11,21 @@
 pub mod accept;
 pub mod binds;
 pub mod hello;
+pub mod proxy_protocol;
 pub mod shutdown;
 pub mod stream;
+pub mod udp;
 
 pub use accept::ConnContext;
 pub use binds::BindError;
 
-use crate::dataplane::Dataplane;
+use crate::dataplane::{BindProtocol, Dataplane};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_rustls::TlsAcceptor;
 
 /// A socket being accepted on.
 #[derive(Debug)]
@@ -38,6 +41,8 @@ struct Running {
 pub struct Sockets {
     ctx: Arc<ConnContext>,
     running: BTreeMap<SocketAddr, Running>,
+    /// UDP sockets, apart: a UDP and a TCP socket may share an address.
+    datagram: BTreeMap<SocketAddr, Running>,
 }
 
 impl Sockets {
@@ -46,6 +51,7 @@ impl Sockets {
         Self {
             ctx,
             running: BTreeMap::new(),
+            datagram: BTreeMap::new(),
         }
     }
 
@@ -60,7 +66,12 @@ impl Sockets {
     /// logged, returned, and retried on the next reconcile; the others serve.
     pub async fn reconcile(&mut self, dataplane: &Dataplane) -> Vec<BindError> {
         let current: BTreeSet<SocketAddr> = self.running.keys().copied().collect();
-        let wanted: BTreeSet<SocketAddr> = dataplane.binds.iter().map(|b| b.addr).collect();
+        let wanted: BTreeSet<SocketAddr> = dataplane
+            .binds
+            .iter()
+            .filter(|b| b.protocol != BindProtocol::Udp)
+            .map(|b| b.addr)
+            .collect();
         let plan = binds::plan(&current, &wanted);
         for addr in plan.close {
             if let Some(running) = self.running.remove(&addr) {
@@ -84,24 +95,49 @@ impl Sockets {
                 }
             }
         }
+        errors.extend(self.reconcile_datagram(dataplane).await);
+        errors
+    }
+
+    /// [`Self::reconcile`] for the UDP sockets.
+    async fn reconcile_datagram(&mut self, dataplane: &Dataplane) -> Vec<BindError> {
+        let current: BTreeSet<SocketAddr> = self.datagram.keys().copied().collect();
+        let wanted: BTreeSet<SocketAddr> = dataplane
+            .binds
+            .iter()
+            .filter(|b| b.protocol == BindProtocol::Udp)
+            .map(|b| b.addr)
+            .collect();
+        let plan = binds::plan(&current, &wanted);
+        for addr in plan.close {
+            if let Some(running) = self.datagram.remove(&addr) {
+                stop(addr, running).await;
+            }
+        }
+        let mut errors = Vec::new();
+        for addr in plan.open {
+            match udp::open(addr) {
+                Ok(socket) => {
+                    tracing::info!(%addr, "listening (UDP)");
+                    let (stop, stop_rx) = watch::channel(());
+                    let task = tokio::spawn(udp::run(self.ctx.clone(), addr, socket, stop_rx));
+                    self.datagram.insert(addr, Running { stop, task });
+                }
+                Err(error) => {
+                    tracing::error!(%addr, %error, "cannot bind UDP");
+                    errors.push(BindError {
+                        address: addr,
+                        message: format!("UDP: {error}"),
+                    });
+                }
+            }
+        }
         errors
     }
 
     fn start(&self, addr: SocketAddr, listener: tokio::net::TcpListener) -> Running {
         let (stop, stop_rx) = watch::channel(());
-        let tls = match crate::tls::server_config(self.ctx.dataplane.clone(), addr) {
-            Ok(config) => TlsAcceptor::from(config),
-            Err(error) => {
-                // The built-in provider supports both protocol versions; this
-                // cannot fail at run time, but if it does the socket is unusable.
-                tracing::error!(%addr, %error, "cannot build TLS configuration");
-                return Running {
-                    stop,
-                    task: tokio::spawn(async {}),
-                };
-            }
-        };
-        let task = tokio::spawn(accept::run(self.ctx.clone(), addr, listener, tls, stop_rx));
+        let task = tokio::spawn(accept::run(self.ctx.clone(), addr, listener, stop_rx));
         Running { stop, task }
     }
 
@@ -110,6 +146,9 @@ impl Sockets {
     /// Returns whether every connection finished in time.
     pub async fn shutdown(mut self, grace: Duration) -> bool {
         for (addr, running) in std::mem::take(&mut self.running) {
+            stop(addr, running).await;
+        }
+        for (addr, running) in std::mem::take(&mut self.datagram) {
             stop(addr, running).await;
         }
         self.ctx.drain.send_replace(());

@@ -1,13 +1,18 @@
-//! TLS passthrough: a connection whose SNI selected a `TLS` listener in
-//! `Passthrough` mode is forwarded unterminated to a backend of the TLSRoute
-//! matching its SNI. The ClientHello bytes already read are written to the
-//! backend first, then bytes are copied both ways until both sides close or
-//! the connection idles out.
+//! Stream forwarding for the listeners that carry byte streams rather than
+//! HTTP: `TLS` listeners in `Passthrough` mode (the ClientHello already read
+//! is written to the backend first), `TLS` listeners in `Terminate` mode (the
+//! decrypted stream) and `TCP` listeners (TCPRoute, the stream as received).
+//! The backend is chosen by SNI (none on TCP) and weight, connected to
+//! ([`connect`]), optionally told the client's address with a PROXY protocol
+//! v2 header (`super::proxy_protocol`), then bytes are copied both ways until
+//! both sides close or the connection idles out.
 //!
 //! Entry and backend choice ([`choose`]) is pure; [`forward`] does the I/O.
 
-use crate::dataplane::{BackendTarget, StreamTable};
+use crate::dataplane::{BackendTarget, StreamMode, StreamTable, Upstream};
+use crate::model::ObjectKey;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -18,43 +23,97 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connection with no byte in either direction for this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 
-/// Why a passthrough connection was not forwarded.
+/// Why a stream connection was not forwarded.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum Refusal {
-    /// No TLSRoute hostname matches the SNI.
-    #[error("no TLSRoute matches the SNI")]
+    /// No route entry matches the SNI (or, on a TCP listener, none exists).
+    #[error("no stream route matches")]
     NoRoute,
     /// The chosen backend is invalid or has no ready endpoint.
     #[error("no usable backend endpoint")]
     NoEndpoint,
 }
 
-/// The endpoint a connection with `sni` (normalised) goes to: the most
-/// specific matching entry, a backend by weight (`weight_sample`), an
-/// endpoint of it (`endpoint_sample`).
+/// Where one connection goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Choice {
+    /// The route whose entry matched.
+    pub route: ObjectKey,
+    /// The backend's endpoint pool.
+    pub upstream: Arc<Upstream>,
+    /// The endpoint.
+    pub addr: SocketAddr,
+    /// Whether to write a PROXY protocol v2 header first.
+    pub proxy_protocol: bool,
+}
+
+/// The two ends of a client connection, as the gateway sees them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peers {
+    /// The client's address.
+    pub client: SocketAddr,
+    /// The gateway's local address of the connection.
+    pub local: SocketAddr,
+}
+
+/// The endpoint a connection with `sni` (normalised; none on TCP listeners)
+/// goes to: the most specific matching entry, a backend by weight
+/// (`weight_sample`), an endpoint of it (`endpoint_sample`).
 pub fn choose(
     table: &StreamTable,
     sni: Option<&str>,
     weight_sample: u32,
     endpoint_sample: usize,
-) -> Result<(SocketAddr, String), Refusal> {
+) -> Result<Choice, Refusal> {
     let entry = table.select(sni).ok_or(Refusal::NoRoute)?;
     let backend = crate::dataplane::filter::pick_weighted(&entry.backends, weight_sample)
         .ok_or(Refusal::NoEndpoint)?;
     match &backend.target {
-        BackendTarget::Service(u) if !u.endpoints.is_empty() => Ok((
-            u.endpoints[endpoint_sample % u.endpoints.len()],
-            u.name.clone(),
-        )),
+        BackendTarget::Service(u) if !u.endpoints.is_empty() => Ok(Choice {
+            route: entry.route.clone(),
+            upstream: u.clone(),
+            addr: u.endpoints[endpoint_sample % u.endpoints.len()],
+            proxy_protocol: entry.proxy_protocol,
+        }),
         _ => Err(Refusal::NoEndpoint),
     }
 }
 
-/// Forwards `client` (whose `hello` bytes were already read) through the
-/// passthrough `table`. Closes the client when no route or endpoint fits, or
-/// the backend cannot be reached.
-pub async fn forward<S>(mut client: S, hello: Vec<u8>, table: &StreamTable, sni: Option<&str>)
-where
+/// Opens the connection to one endpoint of `upstream`, within
+/// [`CONNECT_TIMEOUT`], with `TCP_NODELAY` (the client side has it too, so
+/// small writes are not delayed twice).
+pub async fn connect(upstream: &Upstream, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+        Ok(r) => r?,
+        Err(_) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("connecting to {} timed out", upstream.name),
+            ))
+        }
+    };
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%error, "cannot set TCP_NODELAY");
+    }
+    Ok(stream)
+}
+
+/// Forwards `client` through the stream `table` of a listener in `mode`:
+/// `prefix` (a ClientHello already read, in passthrough) is written to the
+/// backend first, after the PROXY header if the route asks for one. A
+/// backend under a BackendTLSPolicy is reached over TLS (except in
+/// passthrough), presenting the client certificate of `gateway` if it has
+/// one. Closes the client, without a TLS alert, when no route or endpoint
+/// fits or the backend cannot be reached.
+pub async fn forward<S>(
+    client: S,
+    prefix: Vec<u8>,
+    table: &StreamTable,
+    sni: Option<&str>,
+    mode: StreamMode,
+    peers: Peers,
+    gateway: Option<&crate::model::ObjectKey>,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let host = sni.and_then(crate::hostname::normalize_host);
@@ -64,36 +123,60 @@ where
         rand::random::<u32>(),
         rand::random::<u32>() as usize,
     );
-    let (addr, upstream) = match choice {
+    let choice = match choice {
         Ok(c) => c,
         Err(refusal) => {
-            tracing::debug!(sni = sni.unwrap_or("-"), %refusal, "passthrough refused");
-            if refusal == Refusal::NoRoute {
-                super::hello::refuse(&mut client).await;
+            // Closed without a TLS alert, as a TCP proxy without a matching
+            // filter chain does: the client learns nothing about the routes.
+            tracing::debug!(sni = sni.unwrap_or("-"), %refusal, "stream refused; closing");
+            return;
+        }
+    };
+    let Choice {
+        route,
+        upstream,
+        addr,
+        proxy_protocol,
+    } = choice;
+    let mut backend = match connect(&upstream, addr).await {
+        Ok(s) => s,
+        Err(error) => {
+            tracing::warn!(%route, upstream = %upstream.name, %addr, %error, "stream backend connect failed; closing the client");
+            return;
+        }
+    };
+    if proxy_protocol {
+        let header = super::proxy_protocol::encode_v2(peers.client, peers.local);
+        if let Err(error) = backend.write_all(&header).await {
+            tracing::warn!(%route, upstream = %upstream.name, %addr, %error, "stream backend write failed");
+            return;
+        }
+    }
+    // Re-encryption (BackendTLSPolicy) applies to streams the gateway
+    // terminated or never encrypted; passthrough bytes are already TLS.
+    let mut backend: Box<dyn BackendStream> = match (&upstream.tls, mode) {
+        (Some(tls), StreamMode::Terminate | StreamMode::Plain) => {
+            let config = tls.config_for(gateway).clone();
+            match crate::proxy::backend_tls_handshake(backend, tls.server_name.clone(), config)
+                .await
+            {
+                Ok(s) => Box::new(s),
+                Err(error) => {
+                    tracing::warn!(%route, upstream = %upstream.name, %addr, policy = %tls.policy, %error, "backend TLS handshake failed; closing the client");
+                    return;
+                }
             }
-            return;
         }
+        _ => Box::new(backend),
     };
-    let backend = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(error)) => {
-            tracing::warn!(%upstream, %addr, %error, "passthrough backend connect failed");
+    let upstream = &upstream.name;
+    if !prefix.is_empty() {
+        if let Err(error) = backend.write_all(&prefix).await {
+            tracing::warn!(%route, %upstream, %addr, %error, "stream backend write failed");
             return;
         }
-        Err(_) => {
-            tracing::warn!(%upstream, %addr, "passthrough backend connect timed out");
-            return;
-        }
-    };
-    if let Err(error) = backend.set_nodelay(true) {
-        tracing::debug!(%error, "cannot set TCP_NODELAY");
     }
-    let mut backend = backend;
-    if let Err(error) = backend.write_all(&hello).await {
-        tracing::warn!(%upstream, %addr, %error, "passthrough backend write failed");
-        return;
-    }
-    tracing::debug!(sni = sni.unwrap_or("-"), %upstream, %addr, "passthrough established");
+    tracing::debug!(sni = sni.unwrap_or("-"), %route, %upstream, %addr, proxy_protocol, "stream established");
     let activity = Activity::new();
     let mut client = Idle::new(client, activity.clone());
     let mut backend = Idle::new(backend, activity.clone());
@@ -110,34 +193,39 @@ where
         }
     };
     match result {
-        Some(Ok((up, down))) => tracing::debug!(%upstream, up, down, "passthrough closed"),
-        Some(Err(error)) => tracing::debug!(%upstream, %error, "passthrough ended with an error"),
-        None => tracing::debug!(%upstream, "passthrough idle timeout"),
+        Some(Ok((up, down))) => tracing::debug!(%upstream, up, down, "stream closed"),
+        Some(Err(error)) => tracing::debug!(%upstream, %error, "stream ended with an error"),
+        None => tracing::debug!(%upstream, "stream idle timeout"),
     }
 }
 
+/// A connection to a stream backend, cleartext or TLS.
+trait BackendStream: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> BackendStream for T {}
+
 /// When a connection last moved a byte, shared by both of its streams.
-#[derive(Clone)]
-struct Activity {
+#[derive(Debug, Clone)]
+pub(super) struct Activity {
     start: tokio::time::Instant,
     /// Milliseconds after `start`.
     last_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Activity {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self {
             start: tokio::time::Instant::now(),
             last_ms: Default::default(),
         }
     }
 
-    fn touch(&self) {
+    pub(super) fn touch(&self) {
         let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
     }
 
-    fn last(&self) -> tokio::time::Instant {
+    pub(super) fn last(&self) -> tokio::time::Instant {
         let ms = self.last_ms.load(std::sync::atomic::Ordering::Relaxed);
         self.start + Duration::from_millis(ms)
     }
@@ -216,9 +304,11 @@ mod tests {
                     name: format!("default/s:{port}"),
                     endpoints: vec![SocketAddr::from(([127, 0, 0, 1], port))],
                     protocol: UpstreamProtocol::Http1,
+                    tls: None,
                 })),
                 filters: Vec::new(),
             }],
+            proxy_protocol: false,
         }
     }
 
@@ -229,7 +319,7 @@ mod tests {
             entry(Some("a.b.example.test"), 2),
             entry(Some("*.b.example.test"), 3),
         ]);
-        let port = |sni| choose(&t, Some(sni), 0, 0).map(|(a, _)| a.port());
+        let port = |sni| choose(&t, Some(sni), 0, 0).map(|c| c.addr.port());
         assert_eq!(port("a.b.example.test"), Ok(2));
         assert_eq!(port("c.b.example.test"), Ok(3));
         assert_eq!(port("c.example.test"), Ok(1));
@@ -241,11 +331,36 @@ mod tests {
         let t = StreamTable::new(vec![entry(Some("a.test"), 1)]);
         assert_eq!(choose(&t, None, 0, 0), Err(Refusal::NoRoute));
         let t = StreamTable::new(vec![entry(Some("a.test"), 1), entry(None, 2)]);
-        assert_eq!(choose(&t, None, 0, 0).map(|(a, _)| a.port()), Ok(2));
+        assert_eq!(choose(&t, None, 0, 0).map(|c| c.addr.port()), Ok(2));
         assert_eq!(
-            choose(&t, Some("a.test"), 0, 0).map(|(a, _)| a.port()),
+            choose(&t, Some("a.test"), 0, 0).map(|c| c.addr.port()),
             Ok(1)
         );
+    }
+
+    #[test]
+    fn weights_split_samples_in_proportion() {
+        let mut e = entry(None, 1);
+        let mut heavy = entry(None, 2).backends.remove(0);
+        heavy.weight = 3;
+        e.backends.push(heavy);
+        let t = StreamTable::new(vec![e]);
+        let ports: Vec<u16> = (0..8)
+            .map(|s| choose(&t, None, s, 0).map(|c| c.addr.port()))
+            .collect::<Result<_, _>>()
+            .expect("every sample picks a backend");
+        assert_eq!(ports, vec![1, 2, 2, 2, 1, 2, 2, 2]);
+    }
+
+    #[test]
+    fn choice_carries_the_route_and_its_proxy_protocol_flag() {
+        let mut e = entry(None, 1);
+        e.proxy_protocol = true;
+        let t = StreamTable::new(vec![e]);
+        let c = choose(&t, None, 0, 0).expect("a choice");
+        assert!(c.proxy_protocol);
+        assert_eq!(c.route, ObjectKey::new("default", "r"));
+        assert_eq!(c.upstream.name, "default/s:1");
     }
 
     #[test]

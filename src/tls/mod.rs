@@ -1,16 +1,17 @@
-//! TLS termination: certificate parsing ([`certs`]), SNI certificate
-//! resolution against the current dataplane ([`resolver`]) and the rustls
-//! server configuration every HTTPS socket uses ([`server_config`]).
+//! TLS: certificate parsing ([`certs`]), ClientHello parsing
+//! ([`client_hello`]), listener selection and certificate choice
+//! ([`resolver`]), the rustls server configuration of each terminating
+//! listener ([`listener_config`]) with client-certificate validation
+//! ([`client_auth`]), and TLS toward backends ([`backend`]).
 //!
 //! Sockets and handshakes themselves live in `crate::server`.
 
+pub mod backend;
 pub mod certs;
+pub mod client_auth;
 pub mod client_hello;
 pub mod resolver;
 
-use crate::dataplane::Dataplane;
-use arc_swap::ArcSwap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// ALPN protocols offered, in preference order: HTTP/2, then HTTP/1.1.
@@ -25,20 +26,35 @@ pub enum Error {
     Config(#[source] rustls::Error),
 }
 
-/// The rustls configuration for the HTTPS socket listening on `bind`: TLS 1.2
-/// and 1.3, ALPN `h2` and `http/1.1`, certificates chosen per handshake from
-/// the dataplane current at that moment (so a certificate change applies to
-/// the next handshake without rebuilding this configuration).
-pub fn server_config(
-    dataplane: Arc<ArcSwap<Dataplane>>,
-    bind: SocketAddr,
+/// Resumption state shared by every listener configuration, so sessions
+/// survive reloads (which rebuild the configurations).
+fn session_cache() -> Arc<dyn rustls::server::StoresServerSessions> {
+    static CACHE: std::sync::OnceLock<Arc<rustls::server::ServerSessionMemoryCache>> =
+        std::sync::OnceLock::new();
+    CACHE
+        .get_or_init(|| rustls::server::ServerSessionMemoryCache::new(4096))
+        .clone()
+}
+
+/// The rustls configuration of one terminating listener: its certificates
+/// (chosen per handshake by the client's signature schemes), its client
+/// verifier when frontend validation is configured, and `alpn`.
+pub fn listener_config(
+    certificates: Vec<Arc<rustls::sign::CertifiedKey>>,
+    client_verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+    alpn: &[&[u8]],
 ) -> Result<Arc<rustls::ServerConfig>, Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(Error::Config)?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(resolver::SniResolver::new(dataplane, bind)));
-    config.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
+        .map_err(Error::Config)?;
+    let builder = match client_verifier {
+        Some(v) => builder.with_client_cert_verifier(v),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config =
+        builder.with_cert_resolver(Arc::new(resolver::ListenerCertificates::new(certificates)));
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config.session_storage = session_cache();
     Ok(Arc::new(config))
 }

@@ -1,49 +1,33 @@
-//! SNI certificate resolution: for each TLS handshake on one socket, find the
-//! listener the client's SNI selects in the dataplane current at that moment,
-//! then the certificate of that listener the client can verify.
-//!
-//! The choice of certificate by signature scheme is the pure
-//! [`choose_certificate`]; [`SniResolver`] only reads the `ArcSwap` and the
-//! ClientHello. Which listener a name selects is `Bind::select`'s rule.
+//! Listener and certificate selection: the listener a ClientHello's SNI
+//! selects on one socket ([`select_listener`], after `Bind::select`'s rule),
+//! and the certificate of that listener the client can verify
+//! ([`choose_certificate`], used by [`ListenerCertificates`] during each
+//! handshake).
 
 use crate::dataplane::{Dataplane, Listener};
-use arc_swap::ArcSwap;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::SignatureScheme;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// Resolves certificates for the HTTPS socket listening on one address.
+/// Chooses among one listener's certificates by the client's signature
+/// schemes.
 #[derive(Debug)]
-pub struct SniResolver {
-    dataplane: Arc<ArcSwap<Dataplane>>,
-    bind: SocketAddr,
-}
+pub struct ListenerCertificates(Vec<Arc<CertifiedKey>>);
 
-impl SniResolver {
-    /// A resolver for the socket listening on `bind` (the bind address, as
-    /// the dataplane writes it, not the address a connection arrived on).
-    pub fn new(dataplane: Arc<ArcSwap<Dataplane>>, bind: SocketAddr) -> Self {
-        Self { dataplane, bind }
+impl ListenerCertificates {
+    /// A resolver over `certificates`.
+    pub fn new(certificates: Vec<Arc<CertifiedKey>>) -> Self {
+        Self(certificates)
     }
 }
 
-impl ResolvesServerCert for SniResolver {
+impl ResolvesServerCert for ListenerCertificates {
     fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let dataplane = self.dataplane.load();
-        let sni = client_hello.server_name();
-        let Some(listener) = select_listener(&dataplane, self.bind, sni) else {
-            tracing::debug!(bind = %self.bind, sni = sni.unwrap_or("-"), "no listener for SNI");
-            return None;
-        };
-        let chosen = choose_certificate(&listener.certificates, client_hello.signature_schemes());
+        let chosen = choose_certificate(&self.0, client_hello.signature_schemes());
         if chosen.is_none() {
-            tracing::debug!(
-                bind = %self.bind,
-                listener = %listener.key,
-                "no certificate matches the client's signature schemes"
-            );
+            tracing::debug!("no certificate matches the client's signature schemes");
         }
         chosen
     }
@@ -150,6 +134,8 @@ mod tests {
             port: 443,
             protocol: BindProtocol::Https,
             certificates: Vec::new(),
+            tls: None,
+            client_auth: None,
             routes: RouteTable::default(),
             streams: None,
         })

@@ -39,15 +39,29 @@ impl Gateway {
             std::fs::write(dir.path().join(name), text).expect("write manifest");
         }
         let path = dir.path().to_path_buf();
-        Self::spawn(path, Some(dir)).await
+        Self::spawn(path, Some(dir), &[]).await
+    }
+
+    /// Like [`Gateway::start`], with extra `serve` arguments.
+    pub async fn start_with_args(files: &[(&str, String)], args: &[&str]) -> Gateway {
+        let dir = tempfile::tempdir().expect("config tempdir");
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).expect("write manifest");
+        }
+        let path = dir.path().to_path_buf();
+        Self::spawn(path, Some(dir), args).await
     }
 
     /// Serves an existing directory (such as `examples/quickstart`).
     pub async fn start_dir(config: &Path) -> Gateway {
-        Self::spawn(config.to_path_buf(), None).await
+        Self::spawn(config.to_path_buf(), None, &[]).await
     }
 
-    async fn spawn(config: PathBuf, config_dir: Option<tempfile::TempDir>) -> Gateway {
+    async fn spawn(
+        config: PathBuf,
+        config_dir: Option<tempfile::TempDir>,
+        args: &[&str],
+    ) -> Gateway {
         let state = tempfile::tempdir().expect("state tempdir");
         let work = tempfile::tempdir().expect("work tempdir");
         let log = work.path().join("portcullis.log");
@@ -66,6 +80,7 @@ impl Gateway {
             .arg("127.0.0.1")
             .arg("--port-offset")
             .arg(offset.to_string())
+            .args(args)
             .env("RUST_LOG", "portcullis=debug,info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())

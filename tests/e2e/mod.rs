@@ -13,6 +13,7 @@ pub mod certs;
 pub mod clients;
 pub mod gateway;
 pub mod manifests;
+pub mod tls_backend;
 
 use std::time::Duration;
 

@@ -143,9 +143,12 @@ fn client_config(
     super::install_crypto_provider();
     let bad = |e: &dyn std::fmt::Display| ClientError::Build(e.to_string());
     let mut roots = rustls::RootCertStore::empty();
+    let mut pinned = Vec::new();
     for pem in &opts.trusted_pem {
         for c in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-            roots.add(c.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+            let c = c.map_err(|e| bad(&e))?;
+            pinned.push(c.clone().into_owned());
+            roots.add(c).map_err(|e| bad(&e))?;
         }
     }
     let key = match &opts.client_cert {
@@ -181,7 +184,7 @@ fn client_config(
     };
     let mut cfg = rustls::ClientConfig::builder()
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(GoStyleVerifier { inner }))
+        .with_custom_certificate_verifier(Arc::new(GoStyleVerifier { inner, pinned }))
         .with_client_cert_resolver(resolver.clone());
     cfg.alpn_protocols = if opts.alpn.is_empty() {
         match protocol {
@@ -269,9 +272,8 @@ pub async fn tls_stream(
             cfg.alpn_protocols.clear();
         }
         let stream = handshake(tcp, opts, cfg).await?;
-        let stream_err = |what: &str, e: &dyn std::fmt::Display| {
-            ClientError::Stream(format!("{what}: {e}"))
-        };
+        let stream_err =
+            |what: &str, e: &dyn std::fmt::Display| ClientError::Stream(format!("{what}: {e}"));
         let mut stream = BufReader::new(stream);
         let mut greeting = String::new();
         let n = stream
@@ -459,13 +461,17 @@ pub async fn websocket(
     }
 }
 
-/// WebPKI chain verification with Go's host name rules: Go's crypto/x509 (which
-/// the upstream suite uses) accepts a wildcard over a single remaining label
-/// (`*.org` for `example.org`), rustls-webpki does not.
+/// WebPKI chain verification with Go's rules where they differ: Go's
+/// crypto/x509 (which the upstream suite uses) accepts a wildcard over a single
+/// remaining label (`*.org` for `example.org`), rustls-webpki does not; and Go
+/// trusts a server certificate that is itself in the root pool even when it is
+/// a CA-signed leaf (webpki only chains to it when it is self-signed).
 /// `inner` None: nothing is trusted, every certificate is rejected.
 #[derive(Debug)]
 struct GoStyleVerifier {
     inner: Option<Arc<rustls::client::WebPkiServerVerifier>>,
+    /// Every trusted certificate, DER.
+    pinned: Vec<CertificateDer<'static>>,
 }
 
 /// Whether `host` matches DNS name `pattern` the way Go does (one leading `*`
@@ -514,13 +520,23 @@ impl rustls::client::danger::ServerCertVerifier for GoStyleVerifier {
                 rustls::CertificateError::UnknownIssuer,
             ));
         };
-        match inner.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        ) {
+        if self
+            .pinned
+            .iter()
+            .any(|p| p.as_ref() == end_entity.as_ref())
+        {
+            return match server_name {
+                ServerName::DnsName(d)
+                    if dns_sans(end_entity)
+                        .iter()
+                        .any(|p| go_host_matches(p, d.as_ref())) =>
+                {
+                    Ok(rustls::client::danger::ServerCertVerified::assertion())
+                }
+                _ => Err(rustls::Error::InvalidCertificate(NotValidForName)),
+            };
+        }
+        match inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             // webpki checks the name last: the chain itself is valid here.
             Err(rustls::Error::InvalidCertificate(
                 NotValidForName | NotValidForNameContext { .. },

@@ -498,6 +498,20 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Creates or replaces (same kind, namespace, name) `doc` in file `file`
+    /// and rewrites that file.
+    pub fn upsert(&mut self, dir: &Path, file: &str, doc: Value) -> Result<()> {
+        let id = identity(&doc);
+        let docs = self.files.entry(file.to_string()).or_default();
+        match docs.iter_mut().find(|d| identity(d) == id) {
+            Some(existing) => *existing = doc,
+            None => docs.push(doc),
+        }
+        self.write_file(dir, file)
+    }
+}
+
 /// Builds a mapping-valued YAML document from JSON (for tests writing extra objects).
 pub fn doc(v: serde_json::Value) -> Value {
     yaml(v)

@@ -1,14 +1,37 @@
 //! Pure checks of one HTTP answer against a conformance `expect` object
 //! (see the conformance README): status, response headers, redirects, and what
-//! the echo backend reports it received.
+//! the echo backend reports it received; and of one `tls-stream` exchange
+//! against the TCP echo's report ([`check_stream`]).
 
-use super::client::{ClientError, HttpResponse};
+use super::client::{ClientError, HttpResponse, StreamReport};
 use serde_json::Value;
 
 /// Looks up which Deployment an echo pod belongs to.
 pub trait PodDirectory {
     /// Deployment of the pod named `pod`, if the pod is known.
     fn deployment_of(&self, pod: &str) -> Option<String>;
+
+    /// `tls.crt` (PEM) of the generated Secret `ns/name`, if known.
+    fn secret_cert_pem(&self, _secret: &str) -> Option<String> {
+        None
+    }
+}
+
+/// The base64 bodies of the PEM blocks in `pem`, whitespace removed (a
+/// comparison key independent of line wrapping).
+pub fn pem_bodies(pem: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur: Option<String> = None;
+    for line in pem.lines().map(str::trim) {
+        if line.starts_with("-----BEGIN") {
+            cur = Some(String::new());
+        } else if line.starts_with("-----END") {
+            out.extend(cur.take());
+        } else if let Some(c) = cur.as_mut() {
+            c.push_str(line);
+        }
+    }
+    out
 }
 
 /// A parsed `Location`.
@@ -397,6 +420,28 @@ pub fn check_backend(
                 ));
             }
         }
+        if let Some(secret) = seen
+            .get("backend_tls_peer_certificate")
+            .and_then(|c| c["secret"].as_str())
+        {
+            let want = pods
+                .secret_cert_pem(secret)
+                .ok_or_else(|| format!("no generated Secret {secret}"))?;
+            let want = pem_bodies(&want);
+            let got: Vec<String> = echo["tls"]["peerCertificates"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .flat_map(pem_bodies)
+                .collect();
+            if want.first().is_none_or(|w| !got.contains(w)) {
+                return Err(format!(
+                    "backend did not see the client certificate of {secret} ({} peer certificate(s))",
+                    got.len()
+                ));
+            }
+        }
         if let Some(sni) = seen.get("backend_tls_sni").and_then(Value::as_str) {
             if echo["tls"]["serverName"].as_str() != Some(sni) {
                 return Err(format!(
@@ -409,9 +454,130 @@ pub fn check_backend(
     Ok(())
 }
 
+/// Checks a `tls-stream` result: the outcome kinds (`request_error`,
+/// `connection_rejected`), then the TCP echo's greeting and `TEST` report
+/// against `backend` (the answering pod's Deployment), `namespace` and
+/// `stream` (`backend_is_tls`, `backend_tls_sni`).
+pub fn check_stream(
+    expect: &Value,
+    result: &Result<StreamReport, ClientError>,
+    pods: &dyn PodDirectory,
+) -> Result<(), String> {
+    let report = match (expect["outcome"].as_str(), result) {
+        (Some("request_error"), Err(_)) => return Ok(()),
+        (Some("request_error"), Ok(r)) => {
+            return Err(format!(
+                "expected the stream to fail, the echo answered {}",
+                r.test
+            ))
+        }
+        (
+            Some("connection_rejected"),
+            Err(ClientError::TlsRejected(_) | ClientError::Connect(_)),
+        ) => return Ok(()),
+        (Some("connection_rejected"), Err(e)) => {
+            return Err(format!(
+                "expected the connection to be rejected (EOF/reset), got {e}"
+            ))
+        }
+        (Some("connection_rejected"), Ok(r)) => {
+            return Err(format!(
+                "expected the connection to be rejected, the echo answered {}",
+                r.test
+            ))
+        }
+        (Some(other), _) => return Err(format!("outcome {other:?} not supported for tls-stream")),
+        (None, Err(e)) => return Err(format!("stream failed: {e}")),
+        (None, Ok(r)) => r,
+    };
+    if report.greeting != super::tcp_echo::GREETING {
+        return Err(format!(
+            "unexpected greeting {:?} (not the TCP echo)",
+            report.greeting
+        ));
+    }
+    let echo = &report.test;
+    let pod = echo["pod"].as_str().unwrap_or_default();
+    if let Some(ns) = expect["namespace"].as_str() {
+        if echo["namespace"].as_str() != Some(ns) {
+            return Err(format!(
+                "expected namespace {ns}, echo reports {}",
+                echo["namespace"]
+            ));
+        }
+    }
+    if let Some(backend) = expect["backend"].as_str() {
+        let deployment = pods.deployment_of(pod);
+        if deployment.as_deref() != Some(backend) {
+            return Err(format!(
+                "expected backend {backend}, answered by pod {pod} ({deployment:?})"
+            ));
+        }
+    }
+    let stream = &expect["stream"];
+    if let Some(tls) = stream["backend_is_tls"].as_bool() {
+        if echo["isTLS"].as_bool() != Some(tls) {
+            return Err(format!(
+                "backend isTLS {}, expected {tls} (pod {pod})",
+                echo["isTLS"]
+            ));
+        }
+    }
+    if let Some(sni) = stream["backend_tls_sni"].as_str() {
+        if echo["tls"]["serverName"].as_str() != Some(sni) {
+            return Err(format!(
+                "backend TLS server name {}, expected {sni} (pod {pod})",
+                echo["tls"]["serverName"]
+            ));
+        }
+    }
+    if expect["client_cert_must_be_requested"].as_bool() == Some(true)
+        && !report.client_cert_requested
+    {
+        return Err("the server did not request a client certificate".into());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    struct Pods;
+    impl PodDirectory for Pods {
+        fn deployment_of(&self, pod: &str) -> Option<String> {
+            pod.starts_with("tcp-backend-")
+                .then(|| "tcp-backend".to_string())
+        }
+    }
+
+    fn report(tls: bool, sni: &str) -> Result<StreamReport, ClientError> {
+        Ok(StreamReport {
+            greeting: super::super::tcp_echo::GREETING.into(),
+            test: serde_json::json!({"namespace": "infra", "pod": "tcp-backend-x-0",
+                "isTLS": tls, "tls": {"serverName": sni}}),
+            client_cert_requested: false,
+        })
+    }
+
+    #[test]
+    fn stream_expectations_check_backend_tls_and_sni() {
+        let expect = serde_json::json!({"backend": "tcp-backend", "namespace": "infra",
+            "stream": {"backend_is_tls": true, "backend_tls_sni": "abc.example.com"}});
+        assert!(check_stream(&expect, &report(true, "abc.example.com"), &Pods).is_ok());
+        assert!(check_stream(&expect, &report(true, "other"), &Pods).is_err());
+        assert!(check_stream(&expect, &report(false, ""), &Pods).is_err());
+    }
+
+    #[test]
+    fn rejected_streams_need_eof_not_certificate_errors() {
+        let expect = serde_json::json!({"outcome": "connection_rejected"});
+        let eof = Err(ClientError::TlsRejected("eof".into()));
+        assert!(check_stream(&expect, &eof, &Pods).is_ok());
+        let cert = Err(ClientError::Tls("UnknownIssuer".into()));
+        assert!(check_stream(&expect, &cert, &Pods).is_err());
+        assert!(check_stream(&expect, &report(true, "x"), &Pods).is_err());
+    }
 
     #[test]
     fn absolute_locations_parse_into_parts() {

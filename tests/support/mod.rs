@@ -14,6 +14,7 @@ pub mod env;
 pub mod expect;
 pub mod pki;
 pub mod portcullis;
+pub mod scenarios;
 pub mod status_checks;
 pub mod tcp_echo;
 

@@ -5,6 +5,10 @@
 
 use serde_json::Value;
 
+mod tls;
+
+pub use tls::policy_conditions;
+
 type R = Result<(), String>;
 
 const INFRA: &str = "gateway-conformance-infra";
@@ -343,7 +347,7 @@ pub fn check(case: &str, st: &Value) -> Option<R> {
                 Some("NoMatchingParent"),
             )
         })(),
-        _ => return None,
+        _ => return tls::check(case, &s),
     })
 }
 

@@ -132,13 +132,20 @@ fn non_pem_secret_missing_secret_and_wrong_kind_are_invalid_certificate_refs() {
 
 #[test]
 fn unsupported_protocol_rejects_the_listener_and_a_gateway_without_valid_listeners() {
-    let only_tcp = format!(
+    let only_sctp = format!(
         "{CLASS}{}",
-        gateway(&[("tcp", 9000, None)], "").replace("protocol: HTTP", "protocol: TCP")
+        gateway(&[("sctp", 9000, None)], "").replace("protocol: HTTP", "protocol: SCTP")
     );
-    let c = run_yaml(&only_tcp);
+    let c = run_yaml(&only_sctp);
     assert_eq!(
-        listener_cond(&c, "Gateway", "infra", "gw", "tcp", ConditionType::Accepted),
+        listener_cond(
+            &c,
+            "Gateway",
+            "infra",
+            "gw",
+            "sctp",
+            ConditionType::Accepted
+        ),
         (false, Reason::UnsupportedProtocol)
     );
     assert_eq!(
@@ -146,7 +153,7 @@ fn unsupported_protocol_rejects_the_listener_and_a_gateway_without_valid_listene
         (false, Reason::ListenersNotValid)
     );
     let mixed = format!("{CLASS}{}", gateway(&[("http", 80, None)], ""))
-        + "  - {name: udp, port: 53, protocol: UDP}\n";
+        + "  - {name: sctp, port: 53, protocol: SCTP}\n";
     let c = run_yaml(&mixed);
     assert_eq!(
         object_cond(&c, "Gateway", "infra", "gw", ConditionType::Accepted),

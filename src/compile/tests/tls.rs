@@ -294,3 +294,193 @@ spec:
         (true, Reason::ResolvedRefs)
     );
 }
+
+/// An HTTPS Gateway `fv` in `infra` on 443 and 8443 with `frontend` as its
+/// `spec.tls.frontend`.
+fn frontend_gateway(frontend: &str) -> String {
+    format!(
+        "---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: fv, namespace: infra}}
+spec:
+  gatewayClassName: pc
+  tls:
+    frontend:
+{frontend}
+  listeners:
+  - {{name: a, port: 443, protocol: HTTPS, tls: {{certificateRefs: [{{name: cert}}]}}}}
+  - {{name: b, port: 8443, protocol: HTTPS, tls: {{certificateRefs: [{{name: cert}}]}}}}
+  - {{name: plain, port: 80, protocol: HTTP}}
+"
+    )
+}
+
+/// Server certificate of the frontend fixtures, shared so a test client
+/// can trust it.
+fn server_pair() -> &'static (String, String) {
+    static PAIR: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    PAIR.get_or_init(|| cert_pair("a.example.test"))
+}
+
+/// Runs a TLS handshake in memory against `server` with a client that has
+/// no certificate; the server's verdict.
+fn handshake_without_client_cert(
+    server: std::sync::Arc<rustls::ServerConfig>,
+) -> Result<(), rustls::Error> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(server_pair().0.as_bytes()) {
+        roots.add(c.expect("pem")).expect("root");
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("a.example.test").expect("name");
+    let mut c = rustls::ClientConnection::new(std::sync::Arc::new(client), name).expect("client");
+    let mut s = rustls::ServerConnection::new(server).expect("server");
+    for _ in 0..10 {
+        let mut buf = Vec::new();
+        while c.wants_write() {
+            c.write_tls(&mut buf).expect("client writes");
+        }
+        let mut rd = &buf[..];
+        while !rd.is_empty() {
+            s.read_tls(&mut rd).expect("server reads");
+        }
+        s.process_new_packets()?;
+        let mut buf = Vec::new();
+        while s.wants_write() {
+            s.write_tls(&mut buf).expect("server writes");
+        }
+        let mut rd = &buf[..];
+        while !rd.is_empty() {
+            c.read_tls(&mut rd).expect("client reads");
+        }
+        if c.process_new_packets().is_err() {
+            break;
+        }
+        if !c.is_handshaking() && !s.is_handshaking() {
+            return Ok(());
+        }
+    }
+    Err(rustls::Error::General("handshake did not complete".into()))
+}
+
+fn with_ca(yaml: &str, maps: &[&str]) -> Resources {
+    let (cert, key) = server_pair().clone();
+    let (ca, _) = cert_pair("ca.example.test");
+    let mut r = load(&format!("{CLASS}{yaml}"));
+    r.push(tls_secret("infra", "cert", &cert, &key));
+    for m in maps {
+        let mut data = std::collections::BTreeMap::new();
+        data.insert("ca.crt".to_string(), ca.clone());
+        r.push(Object::ConfigMap(crate::model::ConfigMap {
+            metadata: crate::model::ObjectMeta {
+                name: (*m).into(),
+                namespace: "infra".into(),
+                ..Default::default()
+            },
+            data,
+        }));
+    }
+    r
+}
+
+fn fv_cond(c: &Compiled, l: &str, t: ConditionType) -> (bool, Reason) {
+    listener_cond(c, "Gateway", "infra", "fv", l, t)
+}
+
+#[test]
+fn frontend_validation_default_and_per_port_give_each_listener_a_client_verifier() {
+    let yaml = frontend_gateway(
+        "      default: {validation: {caCertificateRefs: [{kind: ConfigMap, group: '', name: ca}]}}
+      perPort:
+      - {port: 8443, tls: {validation: {mode: AllowInsecureFallback, caCertificateRefs: [{kind: ConfigMap, group: '', name: ca2}]}}}",
+    );
+    let c = run(&with_ca(&yaml, &["ca", "ca2"]));
+    for l in ["a", "b", "plain"] {
+        assert_eq!(
+            fv_cond(&c, l, ConditionType::Accepted),
+            (true, Reason::Accepted),
+            "{l}"
+        );
+    }
+    let gw = crate::model::ObjectKey::new("infra", "fv");
+    let config = |name: &str| {
+        c.dataplane
+            .binds
+            .iter()
+            .flat_map(|b| b.listeners.iter())
+            .find(|l| l.key.gateway == gw && l.key.name == name)
+            .and_then(|l| l.tls.clone())
+            .expect("terminating listener has a TLS configuration")
+    };
+    assert!(
+        handshake_without_client_cert(config("a")).is_err(),
+        "AllowValidOnly refuses a client without certificate"
+    );
+    assert_eq!(
+        handshake_without_client_cert(config("b")),
+        Ok(()),
+        "AllowInsecureFallback lets it through"
+    );
+    assert_eq!(
+        object_cond(
+            &c,
+            "Gateway",
+            "infra",
+            "fv",
+            ConditionType::InsecureFrontendValidationMode
+        ),
+        (true, Reason::ConfigurationChanged)
+    );
+}
+
+#[test]
+fn frontend_validation_with_a_missing_ca_rejects_only_terminating_listeners() {
+    let yaml = frontend_gateway(
+        "      default: {validation: {caCertificateRefs: [{kind: ConfigMap, group: '', name: absent}]}}",
+    );
+    let c = run(&with_ca(&yaml, &[]));
+    assert_eq!(
+        fv_cond(&c, "a", ConditionType::ResolvedRefs),
+        (false, Reason::InvalidCACertificateRef)
+    );
+    assert_eq!(
+        fv_cond(&c, "a", ConditionType::Accepted),
+        (false, Reason::NoValidCACertificate)
+    );
+    assert!(!fv_cond(&c, "a", ConditionType::Programmed).0);
+    assert_eq!(
+        fv_cond(&c, "plain", ConditionType::Accepted),
+        (true, Reason::Accepted)
+    );
+}
+
+#[test]
+fn frontend_validation_with_a_secret_ca_is_invalid_ca_certificate_kind() {
+    let yaml = frontend_gateway(
+        "      default: {validation: {caCertificateRefs: [{kind: Secret, group: '', name: ca}]}}",
+    );
+    let c = run(&with_ca(&yaml, &["ca"]));
+    assert_eq!(
+        fv_cond(&c, "a", ConditionType::ResolvedRefs),
+        (false, Reason::InvalidCACertificateKind)
+    );
+}
+
+#[test]
+fn frontend_validation_across_namespaces_needs_a_reference_grant() {
+    let yaml = frontend_gateway(
+        "      default: {validation: {caCertificateRefs: [{kind: ConfigMap, group: '', name: ca, namespace: other}]}}",
+    );
+    let c = run(&with_ca(&yaml, &[]));
+    assert_eq!(
+        fv_cond(&c, "a", ConditionType::ResolvedRefs),
+        (false, Reason::RefNotPermitted)
+    );
+}
