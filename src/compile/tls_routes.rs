@@ -1,6 +1,7 @@
-//! TLSRoutes compiled for passthrough listeners: weighted Service backends
-//! (resolved like HTTPRoute backends, ReferenceGrants from kind `TLSRoute`),
-//! and the passthrough entries each accepted listener receives.
+//! TLSRoutes compiled for TLS listeners (Passthrough and Terminate): weighted
+//! Service backends (resolved like HTTPRoute backends, ReferenceGrants from
+//! kind `TLSRoute`), the PROXY protocol annotation, and the stream entries
+//! each accepted listener receives.
 
 use super::backends::{self, RouteRef};
 use super::{Ctx, Problem};
@@ -28,6 +29,9 @@ pub(crate) fn compile_tls(route: &TlsRoute, ctx: &mut Ctx<'_>) -> CompiledTls {
         invalid: None,
         unresolved: None,
     };
+    if let Err(p) = super::l4_routes::proxy_protocol(&route.metadata) {
+        out.invalid = Some(p);
+    }
     let from = RouteRef {
         kind: "TLSRoute",
         namespace: &route.metadata.namespace,

@@ -484,3 +484,17 @@ fn frontend_validation_across_namespaces_needs_a_reference_grant() {
         (false, Reason::RefNotPermitted)
     );
 }
+
+#[test]
+fn tls_route_with_an_unknown_proxy_protocol_version_is_not_accepted() {
+    let route = tls_route("r", "{name: gw, namespace: infra}", "[a.pt.example.test]").replacen(
+        "metadata: {name: r, namespace: app}",
+        "metadata: {name: r, namespace: app, annotations: {portcullis.dev/proxy-protocol: v9}}",
+        1,
+    );
+    let c = run(&resources(&route));
+    assert_eq!(
+        tls_route_cond(&c, "r", ConditionType::Accepted),
+        (false, Reason::UnsupportedValue)
+    );
+}
