@@ -17,7 +17,9 @@ http_port=$((80 + PORT_OFFSET))
 cat <<MSG
 portcullis is serving examples/quickstart. Try:
 
-  curl -k --resolve localhost:${https_port}:127.0.0.1 https://localhost:${https_port}/
+  ./target/release/portcullis ca export --state "$STATE_DIR" > /tmp/portcullis-root.pem
+  curl --cacert /tmp/portcullis-root.pem https://localhost:${https_port}/
+  ./target/release/portcullis certs --config examples/quickstart --state "$STATE_DIR"
   curl -i http://localhost:${http_port}/          # redirects to HTTPS
   curl http://${ADMIN_ADDR}/status                # conditions of every object
 

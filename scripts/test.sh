@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests need, as "command:package" pairs.
-TOOLS="curl:curl openssl:openssl"
+TOOLS="curl:curl openssl:openssl pebble:pebble named:bind9 promtool:prometheus amtool:prometheus-alertmanager prometheus-alertmanager:prometheus-alertmanager"
 
 missing=()
 for pair in $TOOLS; do

@@ -18,8 +18,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-/// Content type of the Prometheus text exposition format.
-pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4";
+/// Content type of `/metrics`: the OpenMetrics text exposition.
+pub const METRICS_CONTENT_TYPE: &str = crate::metrics::CONTENT_TYPE;
 
 /// How long to wait before accepting again after an accept error.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -37,7 +37,7 @@ pub fn respond(method: &Method, path: &str, shared: &Shared) -> Response<Full<By
         "/metrics" => with_type(
             StatusCode::OK,
             METRICS_CONTENT_TYPE,
-            Bytes::from_static(b"# portcullis metrics are added by a later issue\n"),
+            Bytes::from(shared.metrics.encode()),
         ),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
@@ -146,11 +146,14 @@ mod tests {
         }
     }
 
-    #[test]
-    fn metrics_use_the_prometheus_text_type_and_unknown_paths_404() {
+    #[tokio::test]
+    async fn metrics_are_openmetrics_text_and_unknown_paths_404() {
         let shared = Shared::new();
         let m = respond(&Method::GET, "/metrics", &shared);
         assert_eq!(m.headers()[header::CONTENT_TYPE], METRICS_CONTENT_TYPE);
+        let text = body(m).await;
+        assert!(text.contains("portcullis_build_info{version="), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
         assert_eq!(
             respond(&Method::GET, "/nope", &shared).status(),
             StatusCode::NOT_FOUND

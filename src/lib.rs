@@ -13,6 +13,7 @@
 //! | [`tls`] | certificate parsing, SNI certificate resolution |
 //! | [`store`] | certificate storage backends (state dir now, Secrets later), atomic writes |
 //! | [`issuer`] | certificate issuance: the built-in local CA for standalone mode |
+//! | [`metrics`] | Prometheus metrics: certificates served and managed, traffic, configuration, process |
 //! | [`proxy`] | the HTTP reverse proxy: server, filters at run time, upstream pool |
 //! | [`runtime`] | serve loop, reload pipeline, shared state, `check` and logging |
 //! | [`server`] | sockets: binding listeners per dataplane, accept loops, graceful shutdown |
@@ -32,6 +33,7 @@ pub mod compile;
 pub mod dataplane;
 pub mod hostname;
 pub mod issuer;
+pub mod metrics;
 pub mod model;
 pub mod proxy;
 pub mod runtime;

@@ -6,6 +6,8 @@
 //! - `portcullis check --config DIR`: print the status every object would get
 //!   and exit 1 if any is unhealthy or a file does not load.
 //! - `portcullis ca export [--state DIR]`: print the local CA's root certificate.
+//! - `portcullis certs --config DIR [--state DIR]`: print every managed
+//!   certificate's state as a table.
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -47,6 +49,22 @@ enum Command {
     /// Manage the built-in local CA.
     #[command(subcommand)]
     Ca(CaCommand),
+    /// Print every managed certificate: Secret, hostnames, issuer, expiry,
+    /// renewal time, status and last error.
+    Certs(CertsArgs),
+}
+
+#[derive(Debug, Args)]
+struct CertsArgs {
+    /// Directory of Gateway API manifests (read recursively).
+    #[arg(long, value_name = "DIR")]
+    config: PathBuf,
+    /// State directory (as given to `serve --state`).
+    #[arg(long, value_name = "DIR", default_value = "./portcullis-state")]
+    state: PathBuf,
+    /// GatewayClasses with this controllerName are served.
+    #[arg(long, default_value = DEFAULT_CONTROLLER_NAME)]
+    controller_name: String,
 }
 
 /// `portcullis ca ...`: the built-in local CA of standalone mode.
@@ -96,6 +114,10 @@ struct ServeArgs {
     /// the TLS handshake, before it is cut off.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     handshake_timeout: u64,
+    /// Also export certificate metrics under cert-manager's names and labels
+    /// (certmanager_certificate_*), for existing dashboards and alerts.
+    #[arg(long)]
+    metrics_cert_manager_compat: bool,
 }
 
 #[derive(Debug, Args)]
@@ -118,6 +140,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => run_serve(args),
         Command::Check(args) => run_check(args),
         Command::Ca(CaCommand::Export(args)) => run_ca_export(args),
+        Command::Certs(args) => run_certs(args),
     };
     result.unwrap_or_else(|error| {
         tracing::error!("{error:#}");
@@ -173,6 +196,7 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         max_connections: args.max_connections.max(1),
         handshake_timeout: std::time::Duration::from_secs(args.handshake_timeout.max(1)),
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
+        metrics_cert_manager_compat: args.metrics_cert_manager_compat,
     };
     runtime
         .block_on(serve(options))
@@ -202,6 +226,24 @@ fn run_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `portcullis certs`: prints the certificate table.
+fn run_certs(args: CertsArgs) -> anyhow::Result<ExitCode> {
+    if let Err(code) = require_dir(&args.config) {
+        return Ok(code);
+    }
+    let options = CompileOptions {
+        controller_name: args.controller_name,
+        ..CompileOptions::default()
+    };
+    let certs = portcullis::runtime::certs::certificates(&args.config, &args.state, &options)
+        .with_context(|| format!("cannot list certificates of {}", args.config.display()))?;
+    print!(
+        "{}",
+        portcullis::issuer::status::format_table(&certs, SystemTime::now())
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `portcullis ca export`: prints the root PEM, or exits 1 if no CA exists yet.

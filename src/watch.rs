@@ -15,11 +15,14 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 /// Quiet time after the last event before reloading: an editor's save comes
-/// as several events (write, rename, chmod).
-pub const DEBOUNCE: Duration = Duration::from_millis(100);
+/// as several events (write, rename, chmod) within a few milliseconds. Short,
+/// so a certificate change is served within tens of milliseconds; a file
+/// caught half-written keeps its last good content until the next event.
+pub const DEBOUNCE: Duration = Duration::from_millis(20);
 
-/// The longest a stream of events can postpone a reload.
-pub const MAX_DELAY: Duration = Duration::from_secs(1);
+/// The longest a stream of events can postpone a reload (a tool rewriting
+/// files every few milliseconds still gets reloads at this pace).
+pub const MAX_DELAY: Duration = Duration::from_millis(200);
 
 /// How often the directory is polled in case events are not delivered
 /// (network file systems, some container volume mounts).

@@ -13,7 +13,12 @@ use std::sync::Arc;
 /// entries into route tables.
 pub(crate) fn build(world: &mut World<'_>) -> Dataplane {
     // A UDP and a TCP socket may share an address.
-    let mut sockets: BTreeMap<(SocketAddr, bool), Bind> = BTreeMap::new();
+    type Socket = (
+        SocketAddr,
+        crate::dataplane::BindProtocol,
+        Vec<Arc<Listener>>,
+    );
+    let mut sockets: BTreeMap<(SocketAddr, bool), Socket> = BTreeMap::new();
     for l in &mut world.listeners {
         if !l.is_programmed() {
             continue;
@@ -39,21 +44,20 @@ pub(crate) fn build(world: &mut World<'_>) -> Dataplane {
         });
         sockets
             .entry((addr, protocol == crate::dataplane::BindProtocol::Udp))
-            .or_insert_with(|| Bind {
-                addr,
-                protocol,
-                listeners: Vec::new(),
-            })
-            .listeners
+            .or_insert_with(|| (addr, protocol, Vec::new()))
+            .2
             .push(listener);
     }
-    let mut binds: Vec<Bind> = sockets.into_values().collect();
-    for b in &mut binds {
-        b.listeners.sort_by(|a, b| {
-            by_specificity(a.hostname.as_deref(), b.hostname.as_deref())
-                .then_with(|| a.key.cmp(&b.key))
-        });
-    }
+    let binds = sockets
+        .into_values()
+        .map(|(addr, protocol, mut listeners)| {
+            listeners.sort_by(|a, b| {
+                by_specificity(a.hostname.as_deref(), b.hostname.as_deref())
+                    .then_with(|| a.key.cmp(&b.key))
+            });
+            Bind::new(addr, protocol, listeners)
+        })
+        .collect();
     Dataplane { binds }
 }
 

@@ -67,18 +67,30 @@ pub struct Bind {
     /// Listeners, most specific hostname first (exact, then longer wildcard
     /// suffixes, then the catch-all).
     pub listeners: Vec<Arc<Listener>>,
+    /// Hostname lookup into `listeners`, so selection does not scan them.
+    index: HostIndex,
 }
 
 impl Bind {
+    /// A bind serving `listeners`, given most specific hostname first; the
+    /// first listener of each hostname wins.
+    pub fn new(addr: SocketAddr, protocol: BindProtocol, listeners: Vec<Arc<Listener>>) -> Self {
+        let index = HostIndex::new(listeners.iter().map(|l| l.hostname.as_deref()));
+        Self {
+            addr,
+            protocol,
+            listeners,
+            index,
+        }
+    }
+
     /// The listener whose hostname best matches `host` (a normalised SNI or
     /// Host): exact beats wildcard, longer wildcard beats shorter, a listener
-    /// without hostname catches the rest.
+    /// without hostname catches the rest. Costs a hash lookup per label of
+    /// `host`, whatever the number of listeners.
     pub fn select(&self, host: Option<&str>) -> Option<&Arc<Listener>> {
         match host {
-            Some(h) => self.listeners.iter().find(|l| match &l.hostname {
-                Some(p) => crate::hostname::matches(p, h),
-                None => true,
-            }),
+            Some(h) => self.index.lookup(h).and_then(|i| self.listeners.get(i)),
             None => {
                 // No SNI / Host: only unambiguous when one listener serves here.
                 if self.listeners.len() == 1 {
@@ -88,6 +100,59 @@ impl Bind {
                 }
             }
         }
+    }
+}
+
+/// Hostname patterns indexed for lookup: exact names, wildcard suffixes
+/// (`*.example.com` is stored as `.example.com`) and the catch-all.
+#[derive(Debug, Default)]
+pub struct HostIndex {
+    exact: std::collections::HashMap<String, usize>,
+    wildcard: std::collections::HashMap<String, usize>,
+    catch_all: Option<usize>,
+}
+
+impl HostIndex {
+    /// An index over `patterns` (none = catch-all); for a pattern given
+    /// twice the first position is kept.
+    pub fn new<'a>(patterns: impl IntoIterator<Item = Option<&'a str>>) -> Self {
+        let mut index = HostIndex::default();
+        for (i, p) in patterns.into_iter().enumerate() {
+            match p {
+                Some(p) => match p.strip_prefix('*') {
+                    Some(suffix) => {
+                        index.wildcard.entry(suffix.to_string()).or_insert(i);
+                    }
+                    None => {
+                        index.exact.entry(p.to_string()).or_insert(i);
+                    }
+                },
+                None => {
+                    index.catch_all.get_or_insert(i);
+                }
+            }
+        }
+        index
+    }
+
+    /// The position of the pattern that best matches `host`: exact, then
+    /// the longest wildcard suffix (a wildcard needs at least one character
+    /// before its suffix), then the catch-all.
+    pub fn lookup(&self, host: &str) -> Option<usize> {
+        if let Some(&i) = self.exact.get(host) {
+            return Some(i);
+        }
+        if !self.wildcard.is_empty() {
+            for (dot, _) in host.match_indices('.') {
+                if dot == 0 {
+                    continue;
+                }
+                if let Some(&i) = self.wildcard.get(&host[dot..]) {
+                    return Some(i);
+                }
+            }
+        }
+        self.catch_all
     }
 }
 
@@ -400,4 +465,62 @@ pub struct StaticResponse {
     pub content_type: String,
     /// Body.
     pub body: bytes::Bytes,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HostIndex;
+
+    /// The rule the index replaces: the first matching pattern in
+    /// most-specific-first order.
+    fn linear(patterns: &[Option<&str>], host: &str) -> Option<usize> {
+        patterns.iter().position(|p| match p {
+            Some(p) => crate::hostname::matches(p, host),
+            None => true,
+        })
+    }
+
+    #[test]
+    fn host_index_agrees_with_the_ordered_scan() {
+        let patterns = [
+            Some("a.example.com"),
+            Some("example.com"),
+            Some("*.b.example.com"),
+            Some("*.example.com"),
+            Some("*.com"),
+            None,
+        ];
+        let index = HostIndex::new(patterns.iter().copied());
+        for host in [
+            "a.example.com",
+            "example.com",
+            "x.b.example.com",
+            "b.example.com",
+            "y.x.b.example.com",
+            "z.example.com",
+            "com",
+            "other.com",
+            "other.org",
+            ".example.com",
+            "",
+        ] {
+            assert_eq!(index.lookup(host), linear(&patterns, host), "{host}");
+        }
+    }
+
+    #[test]
+    fn without_catch_all_an_unmatched_host_selects_nothing() {
+        let patterns = [Some("*.example.com"), Some("a.test")];
+        let index = HostIndex::new(patterns.iter().copied());
+        assert_eq!(index.lookup("example.com"), None);
+        assert_eq!(index.lookup("b.test"), None);
+        assert_eq!(index.lookup("q.example.com"), Some(0));
+    }
+
+    #[test]
+    fn the_first_of_duplicate_patterns_wins() {
+        let index = HostIndex::new([Some("a.test"), Some("a.test"), None, None]);
+        assert_eq!(index.lookup("a.test"), Some(0));
+        assert_eq!(index.lookup("b.test"), Some(2));
+    }
 }

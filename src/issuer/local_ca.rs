@@ -122,26 +122,19 @@ impl LocalCa {
         validity: Duration,
         now: SystemTime,
     ) -> Result<StoredCert, Error> {
-        let Some(first) = dns_names.first() else {
-            return Err(Error::InvalidRequest("no names to certify".into()));
-        };
-        let mut params =
-            CertificateParams::new(dns_names.to_vec()).map_err(|source| Error::Generate {
-                what: "leaf certificate parameters",
-                source,
-            })?;
-        let mut dn = DistinguishedName::new();
-        // RFC 5280 upper bound for a CN; longer names are in the SAN only.
-        if first.len() <= 64 {
-            dn.push(DnType::CommonName, first.as_str());
-        }
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.use_authority_key_identifier_extension = true;
-        params.serial_number = Some(random_serial());
-        let start = unix(now)?.saturating_sub(BACKDATE);
+        self.issue_with_key(dns_names, validity, now, generate_key("leaf key")?)
+    }
+
+    /// Like [`issue`](Self::issue), for a key the caller chose (another
+    /// algorithm, or the previous key when keys are not rotated).
+    pub fn issue_with_key(
+        &self,
+        dns_names: &[String],
+        validity: Duration,
+        now: SystemTime,
+        key: KeyPair,
+    ) -> Result<StoredCert, Error> {
+        let start = unix(now)?.saturating_sub(backdate(validity));
         let end = unix(now)?.saturating_add(validity).min(Duration::from_secs(
             u64::try_from(self.root_not_after).unwrap_or(0),
         ));
@@ -150,9 +143,7 @@ impl LocalCa {
                 "validity ends before it starts (is the local CA expired?)".into(),
             ));
         }
-        set_validity(&mut params, start, end);
-
-        let key = generate_key("leaf key")?;
+        let params = leaf_params(dns_names, start, end)?;
         let cert = params
             .signed_by(&key, &self.issuer)
             .map_err(|source| Error::Generate {
@@ -192,6 +183,37 @@ impl LocalCa {
     }
 }
 
+/// The parameters of a server (leaf) certificate for `dns_names`, valid
+/// between two offsets since the Unix epoch: CN the first name when it fits,
+/// SANs all names, not a CA, digitalSignature, serverAuth, random serial.
+pub(super) fn leaf_params(
+    dns_names: &[String],
+    not_before: Duration,
+    not_after: Duration,
+) -> Result<CertificateParams, Error> {
+    let Some(first) = dns_names.first() else {
+        return Err(Error::InvalidRequest("no names to certify".into()));
+    };
+    let mut params =
+        CertificateParams::new(dns_names.to_vec()).map_err(|source| Error::Generate {
+            what: "leaf certificate parameters",
+            source,
+        })?;
+    let mut dn = DistinguishedName::new();
+    // RFC 5280 upper bound for a CN; longer names are in the SAN only.
+    if first.len() <= 64 {
+        dn.push(DnType::CommonName, first.as_str());
+    }
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.use_authority_key_identifier_extension = true;
+    params.serial_number = Some(random_serial());
+    set_validity(&mut params, not_before, not_after);
+    Ok(params)
+}
+
 /// A new self-signed root for `key`, PEM.
 fn self_sign_root(key: &KeyPair, now: SystemTime) -> Result<String, Error> {
     let mut params = CertificateParams::default();
@@ -225,8 +247,15 @@ fn set_validity(params: &mut CertificateParams, not_before: Duration, not_after:
     params.not_after = epoch + not_after;
 }
 
+/// How far before `now` a certificate valid for `validity` starts:
+/// [`BACKDATE`], but at most a tenth of the validity, so very short
+/// certificates are not mostly in the past.
+pub(super) fn backdate(validity: Duration) -> Duration {
+    BACKDATE.min(validity / 10)
+}
+
 /// `t` as an offset since the Unix epoch.
-fn unix(t: SystemTime) -> Result<Duration, Error> {
+pub(super) fn unix(t: SystemTime) -> Result<Duration, Error> {
     t.duration_since(UNIX_EPOCH)
         .map_err(|_| Error::InvalidRequest("time before 1970".into()))
 }

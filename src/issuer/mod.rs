@@ -1,13 +1,36 @@
-//! Certificate issuance. This first slice holds the built-in local CA
-//! ([`LocalCa`]) that standalone mode uses for HTTPS listeners with neither
-//! `certificateRefs` nor an issuer annotation, so a quickstart gets a
-//! certificate without any network. Deciding *when* to issue or renew and
-//! ACME belong here too, later; storing the results belongs to
-//! [`crate::store`].
+//! Certificate issuance: which certificates Gateways need, when to issue
+//! and renew them, and the issuers that sign them. Storing the results
+//! belongs to [`crate::store`].
+//!
+//! | module | owns | pure? |
+//! |---|---|---|
+//! | [`request`] | the shared vocabulary: [`CertRequest`], [`KeyAlgorithm`], [`Issued`], [`RenewalWindow`] | yes |
+//! | [`demand`] | Gateways + annotations + attached routes → one `Demand` per Secret | yes |
+//! | [`augment`](mod@augment) | stored certificates as Secrets, auto-filled certificateRefs, before compile | yes |
+//! | [`inventory`] | facts about a stored certificate (`Held`) | yes |
+//! | [`plan`] | issue / renew / retry / wait decisions with a fake-able clock | yes |
+//! | [`status`] | the per-certificate report and the `portcullis certs` table | yes |
+//! | [`manager`] | the loop: demand → inventory → plan → issue → store → recompile | I/O |
+//! | `local_ca`, [`self_signed`], [`ca_issuer`] | the local issuers | issue is pure given keys |
+//! | [`acme`], [`challenges`], [`dns`] | the ACME issuer and its challenge solvers | I/O |
 
+pub mod acme;
+pub mod augment;
+pub mod ca_issuer;
+pub mod challenges;
+pub mod demand;
+pub mod dns;
+pub mod inventory;
 mod local_ca;
+pub mod manager;
+pub mod plan;
+pub mod request;
+pub mod self_signed;
+pub mod status;
 
+pub use augment::augment;
 pub use local_ca::{LocalCa, DEFAULT_LEAF_VALIDITY};
+pub use request::{CertRequest, Issued, KeyAlgorithm, RenewalWindow};
 
 /// Why issuing a certificate failed.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +57,12 @@ pub enum Error {
         #[source]
         source: rcgen::Error,
     },
+    /// An issuer's configuration or Secret cannot be used.
+    #[error("{0}")]
+    IssuerConfig(String),
+    /// Generating a key outside rcgen (RSA) failed.
+    #[error("generating a key: {0}")]
+    KeyGeneration(String),
     /// The request cannot be issued as asked (no names, a time before 1970,
     /// a validity that ends before it starts).
     #[error("invalid certificate request: {0}")]

@@ -161,6 +161,8 @@ fn parse_object(
         ("", "Namespace") => Object::Namespace(de(value, &invalid)?),
         ("discovery.k8s.io", "EndpointSlice") => Object::EndpointSlice(de(value, &invalid)?),
         ("portcullis.dev", "StaticResponse") => Object::StaticResponse(de(value, &invalid)?),
+        ("portcullis.dev", "Issuer") => Object::Issuer(de(value, &invalid)?),
+        ("portcullis.dev", "ClusterIssuer") => Object::ClusterIssuer(de(value, &invalid)?),
         ("", "List") => {
             // kubectl's `kind: List`: each item is read as an object of its own.
             let items = value
@@ -184,7 +186,7 @@ fn parse_object(
 
 fn normalize(mut obj: Object) -> Object {
     let meta = match &mut obj {
-        Object::GatewayClass(_) | Object::Namespace(_) => return obj,
+        Object::GatewayClass(_) | Object::Namespace(_) | Object::ClusterIssuer(_) => return obj,
         Object::Gateway(o) => &mut o.metadata,
         Object::ListenerSet(o) => &mut o.metadata,
         Object::HttpRoute(o) => &mut o.metadata,
@@ -199,6 +201,7 @@ fn normalize(mut obj: Object) -> Object {
         Object::Service(o) => &mut o.metadata,
         Object::EndpointSlice(o) => &mut o.metadata,
         Object::StaticResponse(o) => &mut o.metadata,
+        Object::Issuer(o) => &mut o.metadata,
     };
     meta.normalize();
     obj

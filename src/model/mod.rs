@@ -5,6 +5,7 @@
 pub mod backend_tls_policy;
 pub mod core;
 pub mod gateway;
+pub mod issuer;
 pub mod l4_route;
 pub mod load;
 pub mod meta;
@@ -15,6 +16,7 @@ pub mod tls_route;
 pub use self::core::{ConfigMap, EndpointSlice, Namespace, Secret, Service};
 pub use backend_tls_policy::BackendTlsPolicy;
 pub use gateway::{Gateway, GatewayClass, ListenerSet, ReferenceGrant};
+pub use issuer::{ClusterIssuer, Issuer};
 pub use l4_route::{TcpRoute, UdpRoute};
 pub use meta::{ObjectKey, ObjectMeta};
 pub use portcullis::StaticResponse;
@@ -56,6 +58,10 @@ pub enum Object {
     EndpointSlice(EndpointSlice),
     /// portcullis.dev StaticResponse.
     StaticResponse(StaticResponse),
+    /// portcullis.dev Issuer.
+    Issuer(Issuer),
+    /// portcullis.dev ClusterIssuer.
+    ClusterIssuer(ClusterIssuer),
 }
 
 /// A snapshot of every object, grouped by kind, in load order.
@@ -93,6 +99,10 @@ pub struct Resources {
     pub endpoint_slices: Vec<EndpointSlice>,
     /// portcullis.dev StaticResponses.
     pub static_responses: Vec<StaticResponse>,
+    /// portcullis.dev Issuers.
+    pub issuers: Vec<Issuer>,
+    /// portcullis.dev ClusterIssuers.
+    pub cluster_issuers: Vec<ClusterIssuer>,
 }
 
 impl Resources {
@@ -115,6 +125,8 @@ impl Resources {
             Object::Namespace(o) => self.namespaces.push(o),
             Object::EndpointSlice(o) => self.endpoint_slices.push(o),
             Object::StaticResponse(o) => self.static_responses.push(o),
+            Object::Issuer(o) => self.issuers.push(o),
+            Object::ClusterIssuer(o) => self.cluster_issuers.push(o),
         }
     }
 

@@ -112,6 +112,27 @@ pub enum Error {
 }
 
 impl Error {
+    /// The `reason` label of `portcullis_upstream_errors_total` for a
+    /// failure toward a backend; `None` for answers the gateway chose.
+    pub fn upstream_reason(&self) -> Option<&'static str> {
+        match self {
+            Error::Connect { .. } => Some("connect"),
+            Error::BackendTimeout { .. } | Error::RequestTimeout { .. } => Some("timeout"),
+            Error::Reset { .. } => Some("reset"),
+            Error::Protocol { .. } => Some("protocol"),
+            Error::BackendTls { .. } => Some("tls"),
+            Error::NoEndpoints { .. } => Some("no_endpoints"),
+            Error::NoBind(_)
+            | Error::NoListener
+            | Error::Misdirected { .. }
+            | Error::NoRoute
+            | Error::NoBackend
+            | Error::InvalidBackend
+            | Error::BuildRequest(_)
+            | Error::RequestBody(_) => None,
+        }
+    }
+
     /// The status the client receives.
     pub fn status(&self) -> StatusCode {
         match self {

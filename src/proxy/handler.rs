@@ -39,11 +39,26 @@ impl Proxy {
         B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<BoxError>,
     {
+        if conn.tls.is_none() {
+            if let Some(resp) = http01_answer(&self.challenges, &req) {
+                return resp;
+            }
+        }
         let dp = self.dataplane.load_full();
         let method = req.method().clone();
         let uri = req.uri().clone();
         let grpc = errors::is_grpc(&req);
-        match self.serve(&dp, req, &conn).await {
+        let started = std::time::Instant::now();
+        let mut target = crate::metrics::RequestTarget::default();
+        let result = self.serve(&dp, req, &conn, &mut target).await;
+        let (status, upstream) = match &result {
+            Ok(resp) => (resp.status().as_u16(), None),
+            Err(error) => (error.status().as_u16(), error.upstream_reason()),
+        };
+        self.metrics
+            .traffic()
+            .request(&dp, &target, status, started.elapsed(), upstream);
+        match result {
             Ok(resp) => {
                 tracing::debug!(%method, %uri, client = %conn.remote, status = resp.status().as_u16(), "proxied");
                 resp
@@ -68,6 +83,7 @@ impl Proxy {
         dp: &Dataplane,
         mut req: Request<B>,
         conn: &ConnInfo,
+        target: &mut crate::metrics::RequestTarget,
     ) -> Result<Response<ProxyBody>, Error>
     where
         B: Body<Data = Bytes> + Send + Unpin + 'static,
@@ -77,6 +93,7 @@ impl Proxy {
         let raw_host = forwarded::request_host(req.uri(), req.headers()).map(str::to_owned);
         let host = raw_host.as_deref().and_then(normalize_host);
         let listener = select_listener(bind, host.as_deref(), conn.tls.as_ref())?;
+        target.listener = Some(listener.clone());
         let entry = {
             let view = RequestView {
                 method: req.method(),
@@ -90,6 +107,7 @@ impl Proxy {
                 .ok_or(Error::NoRoute)?
         };
         let rule: &Rule = &entry.rule;
+        target.rule = Some(entry.rule.clone());
 
         let is_websocket = forwarded::is_websocket_upgrade(req.version(), req.headers());
         let client_upgrade = is_websocket.then(|| hyper::upgrade::on(&mut req));
@@ -124,6 +142,7 @@ impl Proxy {
         }
         let sample = rand::random_range(0..rule.total_weight);
         let backend = pick_weighted(&rule.backends, sample).ok_or(Error::NoBackend)?;
+        target.backend = rule.backends.iter().position(|b| std::ptr::eq(b, backend));
         if let Some(resp) = ex.apply(&backend.filters, &redirect) {
             return Ok(resp);
         }
@@ -504,6 +523,25 @@ fn redirect_response(status: u16, location: &str) -> Response<ProxyBody> {
 }
 
 /// A `portcullis.dev/StaticResponse` answer.
+/// The answer to an ACME HTTP-01 validation request (RFC 8555 §8.3): the
+/// key authorization, when `req` is a GET for the token of a pending
+/// challenge. Other tokens, and every other path, go to the user's routes.
+fn http01_answer<B>(
+    board: &crate::issuer::challenges::ChallengeBoard,
+    req: &Request<B>,
+) -> Option<Response<ProxyBody>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return None;
+    }
+    let key_authorization = board.http01_for_path(req.uri().path())?;
+    let mut resp = Response::new(body::full(Bytes::from(key_authorization.to_string())));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    Some(resp)
+}
+
 fn static_response(fixed: &StaticResponse) -> Response<ProxyBody> {
     let mut resp = Response::new(body::full(fixed.body.clone()));
     *resp.status_mut() = StatusCode::from_u16(fixed.status).unwrap_or(StatusCode::OK);

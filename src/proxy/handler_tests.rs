@@ -153,11 +153,11 @@ fn listener(name: &str, hostname: Option<&str>, rules: Vec<(PathMatch, Rule)>) -
 
 fn proxy_for(rules: Vec<(PathMatch, Rule)>) -> Arc<Proxy> {
     let dp = Dataplane {
-        binds: vec![Bind {
-            addr: local(),
-            protocol: BindProtocol::Http,
-            listeners: vec![listener("http", None, rules)],
-        }],
+        binds: vec![Bind::new(
+            local(),
+            BindProtocol::Http,
+            vec![listener("http", None, rules)],
+        )],
     };
     Proxy::new(Arc::new(ArcSwap::from_pointee(dp)))
 }
@@ -434,15 +434,15 @@ async fn mirror_receives_a_copy() {
 }
 
 fn tls_bind() -> Bind {
-    Bind {
-        addr: local(),
-        protocol: BindProtocol::Https,
-        listeners: vec![
+    Bind::new(
+        local(),
+        BindProtocol::Https,
+        vec![
             listener("exact", Some("second.example"), vec![]),
             listener("wild", Some("*.wildcard.example"), vec![]),
             listener("any", None, vec![]),
         ],
-    }
+    )
 }
 
 fn tls(sni: Option<&str>, listener: &str) -> TlsInfo {
@@ -506,22 +506,22 @@ fn without_host_the_handshake_listener_serves() {
 
 #[test]
 fn plain_http_host_without_listener_is_404() {
-    let bind = Bind {
-        addr: local(),
-        protocol: BindProtocol::Http,
-        listeners: vec![listener("exact", Some("only.example"), vec![])],
-    };
+    let bind = Bind::new(
+        local(),
+        BindProtocol::Http,
+        vec![listener("exact", Some("only.example"), vec![])],
+    );
     assert_eq!(selected(&bind, Some("other.example"), None), Err(404));
 }
 
 #[test]
 fn wildcard_bind_serves_concrete_local_address() {
     let dp = Dataplane {
-        binds: vec![Bind {
-            addr: "0.0.0.0:18080".parse().expect("literal"),
-            protocol: BindProtocol::Http,
-            listeners: Vec::new(),
-        }],
+        binds: vec![Bind::new(
+            "0.0.0.0:18080".parse().expect("literal"),
+            BindProtocol::Http,
+            Vec::new(),
+        )],
     };
     assert!(find_bind(&dp, "10.0.0.5:18080".parse().expect("literal")).is_some());
     assert!(find_bind(&dp, "10.0.0.5:18081".parse().expect("literal")).is_none());
@@ -557,10 +557,10 @@ async fn websocket_is_spliced_to_backend() {
         .expect("bind loopback");
     let front_addr = front.local_addr().expect("bound socket has an address");
     let dp = Dataplane {
-        binds: vec![Bind {
-            addr: front_addr,
-            protocol: BindProtocol::Http,
-            listeners: vec![listener(
+        binds: vec![Bind::new(
+            front_addr,
+            BindProtocol::Http,
+            vec![listener(
                 "http",
                 None,
                 vec![(
@@ -571,7 +571,7 @@ async fn websocket_is_spliced_to_backend() {
                     ),
                 )],
             )],
-        }],
+        )],
     };
     let proxy = Proxy::new(Arc::new(ArcSwap::from_pointee(dp)));
     tokio::spawn(async move {

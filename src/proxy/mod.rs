@@ -74,6 +74,9 @@ pub struct TlsInfo {
 pub struct Proxy {
     dataplane: Arc<ArcSwap<Dataplane>>,
     upstreams: Arc<upstream::Upstreams>,
+    metrics: Arc<crate::metrics::Metrics>,
+    /// Pending ACME HTTP-01 challenges, answered before routing.
+    challenges: Arc<crate::issuer::challenges::ChallengeBoard>,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -85,9 +88,29 @@ impl std::fmt::Debug for Proxy {
 impl Proxy {
     /// A proxy serving whatever dataplane `dataplane` holds at request time.
     pub fn new(dataplane: Arc<ArcSwap<Dataplane>>) -> Arc<Proxy> {
+        Self::with_metrics(dataplane, Arc::new(crate::metrics::Metrics::new()))
+    }
+
+    /// A proxy that counts requests in `metrics`.
+    pub fn with_metrics(
+        dataplane: Arc<ArcSwap<Dataplane>>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Arc<Proxy> {
+        Self::with_challenges(dataplane, metrics, Arc::default())
+    }
+
+    /// A proxy that counts requests in `metrics` and answers the pending
+    /// ACME HTTP-01 challenges of `challenges` on cleartext listeners.
+    pub fn with_challenges(
+        dataplane: Arc<ArcSwap<Dataplane>>,
+        metrics: Arc<crate::metrics::Metrics>,
+        challenges: Arc<crate::issuer::challenges::ChallengeBoard>,
+    ) -> Arc<Proxy> {
         Arc::new(Proxy {
             dataplane,
             upstreams: Arc::new(upstream::Upstreams::new()),
+            metrics,
+            challenges,
         })
     }
 

@@ -33,7 +33,10 @@ impl Checked {
 /// Loads and compiles `dir` once.
 pub fn check(dir: &Path, options: &CompileOptions) -> Result<Checked, load::Error> {
     let loaded = DirLoader::new().load(dir)?;
-    let compiled = compile(&loaded.resources, options);
+    // Listeners the issuer fills count as resolved: `check` reports the
+    // configuration as `serve` runs it once certificates are issued.
+    let filled = crate::issuer::augment::placeholders(&loaded.resources);
+    let compiled = compile(&crate::issuer::augment(&loaded.resources, &filled), options);
     Ok(Checked {
         status: compiled.status,
         problems: loaded.problems.iter().map(ProblemReport::from).collect(),

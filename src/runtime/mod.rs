@@ -6,6 +6,7 @@
 //! Gateway API semantics are `crate::compile`'s; sockets are
 //! `crate::server`'s; this module wires them together.
 
+pub mod certs;
 pub mod check;
 pub mod logging;
 pub mod report;
@@ -56,6 +57,12 @@ pub enum Error {
     /// The reload task panicked.
     #[error("configuration reload task failed")]
     ReloadTask(#[source] tokio::task::JoinError),
+    /// The local CA could not be loaded or created.
+    #[error("cannot load the local CA")]
+    LocalCa(#[source] crate::issuer::Error),
+    /// The certificate manager could not start.
+    #[error("cannot start the certificate manager")]
+    Issuer(#[source] crate::issuer::manager::ManagerError),
 }
 
 /// What `portcullis serve` is told on the command line.
@@ -76,6 +83,8 @@ pub struct ServeOptions {
     /// How long a client may take to send its ClientHello, and then to
     /// finish the TLS handshake.
     pub handshake_timeout: Duration,
+    /// Also export certificates under cert-manager's metric names.
+    pub metrics_cert_manager_compat: bool,
 }
 
 /// State shared by the proxy, the TLS resolver and the admin endpoint.
@@ -85,6 +94,11 @@ pub struct Shared {
     pub dataplane: Arc<ArcSwap<Dataplane>>,
     /// What `/status` reports.
     pub report: ArcSwap<Report>,
+    /// Every metric `/metrics` serves.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Pending ACME challenges: written by the issuer, answered by the
+    /// proxy (HTTP-01) and the TLS front (TLS-ALPN-01).
+    pub challenges: Arc<crate::issuer::challenges::ChallengeBoard>,
     ready: AtomicBool,
 }
 
@@ -100,6 +114,8 @@ impl Shared {
         Self {
             dataplane: Arc::new(ArcSwap::from_pointee(Dataplane::default())),
             report: ArcSwap::from_pointee(Report::default()),
+            metrics: Arc::new(crate::metrics::Metrics::new()),
+            challenges: Arc::default(),
             ready: AtomicBool::new(false),
         }
     }
@@ -129,6 +145,11 @@ pub struct Reloaded {
     pub problems: Vec<LoadProblem>,
     /// Documents of kinds portcullis does not read.
     pub ignored: Vec<String>,
+    /// Which Secret holds each certificate, for the certificate metrics.
+    pub secrets: crate::metrics::SecretIndex,
+    /// The resources as loaded, before the issuer's certificates were
+    /// added (what the issuer's demand is computed from).
+    pub resources: Arc<crate::model::Resources>,
 }
 
 /// Reads and compiles the configuration directory, keeping the loader's
@@ -138,6 +159,8 @@ pub struct Reloader {
     loader: DirLoader,
     dir: PathBuf,
     options: CompileOptions,
+    /// Adds issued certificates before compiling, when set.
+    issuer: Option<Arc<crate::issuer::manager::Manager>>,
 }
 
 impl Reloader {
@@ -147,7 +170,15 @@ impl Reloader {
             loader: DirLoader::new(),
             dir,
             options,
+            issuer: None,
         }
+    }
+
+    /// Compiles with the certificates `issuer` keeps (see
+    /// [`crate::issuer::augment()`]).
+    pub fn with_issuer(mut self, issuer: Arc<crate::issuer::manager::Manager>) -> Self {
+        self.issuer = Some(issuer);
+        self
     }
 
     /// Loads the directory and compiles it with the current time.
@@ -155,10 +186,18 @@ impl Reloader {
         let loaded = self.loader.load(&self.dir)?;
         let mut options = self.options.clone();
         options.now = Some(i64::try_from(unix_now()).unwrap_or(i64::MAX));
+        let augmented = match &self.issuer {
+            Some(issuer) => {
+                crate::issuer::augment(&loaded.resources, &issuer.stored_for(&loaded.resources))
+            }
+            None => loaded.resources.clone(),
+        };
         Ok(Reloaded {
-            compiled: compile(&loaded.resources, &options),
+            secrets: crate::metrics::SecretIndex::of(&augmented),
+            compiled: compile(&augmented, &options),
             problems: loaded.problems,
             ignored: loaded.ignored,
+            resources: Arc::new(loaded.resources),
         })
     }
 }
@@ -179,6 +218,11 @@ struct Runtime {
     /// `None` only while a reload runs on the blocking pool.
     reloader: Option<Reloader>,
     generation: u64,
+    /// The certificate manager and the channel feeding it each reload.
+    issuer: Option<(
+        Arc<crate::issuer::manager::Manager>,
+        watch::Sender<Option<crate::issuer::manager::Input>>,
+    )>,
 }
 
 impl Runtime {
@@ -188,6 +232,7 @@ impl Runtime {
         let Some(mut reloader) = self.reloader.take() else {
             return Ok(());
         };
+        let started = std::time::Instant::now();
         let (reloader, result) = tokio::task::spawn_blocking(move || {
             let result = reloader.reload();
             (reloader, result)
@@ -206,6 +251,7 @@ impl Runtime {
         let Compiled { dataplane, status } = reloaded.compiled;
         let counts = Counts::of(&dataplane, &status);
         let dataplane = Arc::new(dataplane);
+        self.shared.metrics.publish(&dataplane, reloaded.secrets);
         self.shared.dataplane.store(dataplane.clone());
         let bind_errors = self.sockets.reconcile(&dataplane).await;
         self.generation += 1;
@@ -219,7 +265,25 @@ impl Runtime {
             bind_errors = bind_errors.len(),
             "configuration programmed"
         );
+        self.shared.metrics.reloaded(
+            started.elapsed(),
+            &status,
+            reloaded.problems.len(),
+            bind_errors.len(),
+            unix_now(),
+        );
+        if let Some((_, input)) = &self.issuer {
+            input.send_replace(Some(crate::issuer::manager::Input {
+                resources: reloaded.resources.clone(),
+                status: Arc::new(status.clone()),
+            }));
+        }
         self.shared.report.store(Arc::new(Report {
+            certificates: self
+                .issuer
+                .as_ref()
+                .map(|(m, _)| m.certificates())
+                .unwrap_or_default(),
             status,
             problems: reloaded.problems.iter().map(ProblemReport::from).collect(),
             ignored: reloaded.ignored,
@@ -242,6 +306,7 @@ impl Runtime {
         let report = self.shared.report.load_full();
         if bind_errors != report.bind_errors {
             tracing::info!(bind_errors = bind_errors.len(), "retried binding sockets");
+            self.shared.metrics.set_bind_errors(bind_errors.len());
             let mut report = Report::clone(&report);
             report.bind_errors = bind_errors;
             self.shared.report.store(Arc::new(report));
@@ -265,24 +330,47 @@ pub async fn serve(options: ServeOptions) -> Result<(), Error> {
         })?;
     tracing::info!(addr = %options.admin_addr, "admin listening");
     let shared = Arc::new(Shared::new());
+    shared
+        .metrics
+        .set_cert_manager_compat(options.metrics_cert_manager_compat);
+    shared.metrics.set_connection_limit(options.max_connections);
     let (admin_stop, admin_stop_rx) = watch::channel(());
     let admin_task = tokio::spawn(crate::admin::serve(admin, shared.clone(), admin_stop_rx));
 
-    let proxy = crate::proxy::Proxy::new(shared.dataplane.clone());
+    let proxy = crate::proxy::Proxy::with_challenges(
+        shared.dataplane.clone(),
+        shared.metrics.clone(),
+        shared.challenges.clone(),
+    );
     let mut ctx = ConnContext::new(shared.dataplane.clone(), proxy, options.max_connections);
     ctx.handshake_timeout = options.handshake_timeout;
+    ctx.metrics = shared.metrics.clone();
+    ctx.challenges = shared.challenges.clone();
+    let manager = start_issuer(&options, &shared)?;
+    let (issuer_input, issuer_input_rx) = watch::channel(None);
+    let mut stored_changes = manager.stored_changes();
+    let mut certificate_changes = manager.certificate_changes();
+    tokio::spawn(manager.clone().run(issuer_input_rx));
     let mut runtime = Runtime {
         shared: shared.clone(),
         sockets: Sockets::new(Arc::new(ctx)),
-        reloader: Some(Reloader::new(
-            options.config_dir.clone(),
-            options.compile.clone(),
-        )),
+        reloader: Some(
+            Reloader::new(options.config_dir.clone(), options.compile.clone())
+                .with_issuer(manager.clone()),
+        ),
         generation: 0,
+        issuer: Some((manager.clone(), issuer_input)),
     };
     // Watch before the first load so no change made during it is missed.
     let mut dir_watch = DirWatch::new(options.config_dir.clone());
     runtime.apply().await?;
+    // Give the issuer's first pass (local issuers answer in milliseconds) a
+    // moment, so listeners it fills are served from the start.
+    let _ = tokio::time::timeout(FIRST_ISSUE_WAIT, certificate_changes.changed()).await;
+    if stored_changes.has_changed().unwrap_or(false) {
+        stored_changes.mark_unchanged();
+        runtime.apply().await?;
+    }
     shared.mark_ready();
 
     let mut bind_retry = tokio::time::interval(BIND_RETRY);
@@ -295,12 +383,24 @@ pub async fn serve(options: ServeOptions) -> Result<(), Error> {
                 continue;
             }
             trigger = dir_watch.next() => tracing::debug!(?trigger, "configuration changed"),
+            _ = stored_changes.changed() => tracing::debug!("certificate stored; recompiling"),
+            _ = certificate_changes.changed() => {
+                let certificates = certificate_changes.borrow_and_update().clone();
+                shared.report.rcu(|r| {
+                    let mut r = Report::clone(r);
+                    r.certificates = certificates.clone();
+                    r
+                });
+                continue;
+            }
             event = signals.next() => match event {
                 Event::Stop(stop) => break stop,
                 Event::Reload => tracing::info!("SIGHUP: reloading configuration"),
             },
         }
+        let started = std::time::Instant::now();
         if let Err(error) = runtime.apply().await {
+            shared.metrics.reload_failed(started.elapsed());
             tracing::error!(error = %ErrorChain(&error), "reload failed; keeping the current configuration");
         }
     };
@@ -311,6 +411,31 @@ pub async fn serve(options: ServeOptions) -> Result<(), Error> {
     let _ = admin_task.await;
     tracing::info!(drained, "stopped");
     Ok(())
+}
+
+/// How long start-up waits for the issuer's first pass before serving.
+const FIRST_ISSUE_WAIT: Duration = Duration::from_secs(10);
+
+/// Loads the local CA and starts the certificate manager over the state
+/// directory's store.
+fn start_issuer(
+    options: &ServeOptions,
+    shared: &Arc<Shared>,
+) -> Result<Arc<crate::issuer::manager::Manager>, Error> {
+    let local_ca = crate::issuer::LocalCa::load_or_create(&options.state_dir, SystemTime::now())
+        .map_err(Error::LocalCa)?;
+    let store: Arc<dyn crate::store::Store> =
+        Arc::new(crate::store::DirStore::new(&options.state_dir));
+    let acme =
+        crate::issuer::acme::AcmeContext::new(options.state_dir.clone(), shared.challenges.clone());
+    let manager = crate::issuer::manager::Manager::new(
+        &options.state_dir,
+        store,
+        Arc::new(local_ca),
+        Some(Arc::new(acme)),
+    )
+    .map_err(Error::Issuer)?;
+    Ok(Arc::new(manager))
 }
 
 /// Displays an error with its sources, `a: b: c`.

@@ -25,6 +25,18 @@ pub struct Report {
     pub generation: u64,
     /// When the last reload finished, in Unix seconds.
     pub last_reload: u64,
+    /// Every managed certificate: Secret, names, issuer, validity, renewal
+    /// time, attempts and last error.
+    #[serde(serialize_with = "shared_list")]
+    pub certificates: std::sync::Arc<Vec<crate::issuer::status::CertStatus>>,
+}
+
+/// Serialises a shared list as the list itself.
+fn shared_list<S: serde::Serializer, T: Serialize>(
+    list: &std::sync::Arc<Vec<T>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    list.as_slice().serialize(s)
 }
 
 /// A manifest file that failed to load.
@@ -101,6 +113,7 @@ mod tests {
             }],
             generation: 3,
             last_reload: 1700000000,
+            certificates: Default::default(),
         };
         let v = serde_json::to_value(&report).expect("serialisable");
         assert_eq!(v["objects"][0]["kind"], "Gateway");
@@ -109,5 +122,6 @@ mod tests {
         assert_eq!(v["generation"], 3);
         assert_eq!(v["lastReload"], 1700000000);
         assert_eq!(v["ignored"][0], "apps/v1 Deployment d");
+        assert_eq!(v["certificates"], serde_json::json!([]));
     }
 }

@@ -10,7 +10,10 @@
 //! once per socket and resolves certificates from the current dataplane.
 
 use crate::dataplane::{BindProtocol, Dataplane, StreamMode};
+use crate::metrics::traffic::OpenConnection;
+use crate::metrics::HandshakeFailure;
 use crate::proxy::{ConnInfo, Proxy, TlsInfo};
+use crate::server::stream::StreamFailure;
 use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -49,6 +52,11 @@ pub struct ConnContext {
     /// Bound on reading the ClientHello, and again on the TLS handshake: a
     /// client that trickles bytes is cut off.
     pub handshake_timeout: Duration,
+    /// Pending ACME TLS-ALPN-01 challenges, answered before listener
+    /// selection.
+    pub challenges: Arc<crate::issuer::challenges::ChallengeBoard>,
+    /// Where connections and handshakes are counted.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for ConnContext {
@@ -79,6 +87,8 @@ impl ConnContext {
             drain,
             http,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            challenges: Arc::default(),
+            metrics: Arc::new(crate::metrics::Metrics::new()),
         }
     }
 }
@@ -93,6 +103,13 @@ pub async fn run(
     mut stop: watch::Receiver<()>,
 ) {
     loop {
+        if ctx.limit.available_permits() == 0 {
+            let dataplane = ctx.dataplane.load_full();
+            ctx.metrics
+                .traffic()
+                .socket(&dataplane, bind)
+                .limit_reached();
+        }
         let permit = tokio::select! {
             biased;
             _ = stop.changed() => break,
@@ -121,7 +138,14 @@ pub async fn run(
         // begins right after this accept still waits for the connection.
         let drain = ctx.drain.subscribe();
         let span = tracing::debug_span!("conn", %remote, local = %bind);
-        tokio::spawn(serve(ctx.clone(), bind, stream, remote, permit, drain).instrument(span));
+        let open = ctx
+            .metrics
+            .traffic()
+            .socket(&ctx.dataplane.load_full(), bind)
+            .opened();
+        tokio::spawn(
+            serve(ctx.clone(), bind, stream, remote, (permit, open), drain).instrument(span),
+        );
     }
     tracing::info!(%bind, "stopped accepting");
 }
@@ -131,7 +155,7 @@ async fn serve(
     bind: SocketAddr,
     stream: TcpStream,
     remote: SocketAddr,
-    _permit: OwnedSemaphorePermit,
+    (_permit, open): (OwnedSemaphorePermit, OpenConnection),
     drain: watch::Receiver<()>,
 ) {
     let protocol = ctx.dataplane.load().bind(bind).map(|b| b.protocol);
@@ -153,7 +177,7 @@ async fn serve(
                 .and_then(|l| Some((l, l.streams.as_ref()?)));
             match listener {
                 Some((listener, streams)) => {
-                    super::stream::forward(
+                    let failure = super::stream::forward(
                         stream,
                         Vec::new(),
                         &streams.table,
@@ -162,7 +186,8 @@ async fn serve(
                         peers,
                         Some(&listener.key.gateway),
                     )
-                    .await
+                    .await;
+                    record(&ctx, failure);
                 }
                 None => tracing::debug!("TCP socket without route; closing"),
             }
@@ -186,15 +211,34 @@ async fn serve(
                 Ok(Err(error)) => {
                     tracing::debug!(%error, "no usable ClientHello");
                     if matches!(error, super::hello::Error::Parse(_)) {
+                        open.socket().handshake_failed(HandshakeFailure::Protocol);
                         super::hello::refuse(&mut stream).await;
+                    } else {
+                        open.socket()
+                            .handshake_failed(HandshakeFailure::ClientClosed);
                     }
                     return;
                 }
                 Err(_) => {
                     tracing::debug!("ClientHello timed out");
+                    open.socket().handshake_failed(HandshakeFailure::Timeout);
                     return;
                 }
             };
+            // RFC 8737: a validation handshake offers only `acme-tls/1`;
+            // for a name with a pending challenge it gets the challenge
+            // certificate and the connection ends there.
+            let sni_ref = hello.server_name.as_deref();
+            if let Some(challenge) = ctx.challenges.tls_alpn01_for_hello(&hello.alpn, sni_ref) {
+                crate::issuer::challenges::answer_tls_alpn01(
+                    ctx.handshake_timeout,
+                    stream,
+                    bytes,
+                    &challenge,
+                )
+                .await;
+                return;
+            }
             let sni = hello.server_name;
             let dataplane = ctx.dataplane.load();
             let listener = crate::tls::resolver::select_listener(&dataplane, bind, sni.as_deref());
@@ -214,18 +258,21 @@ async fn serve(
                     passthrough_only,
                     "no listener for SNI"
                 );
+                open.socket().handshake_failed(HandshakeFailure::NoListener);
                 if !passthrough_only {
                     super::hello::refuse(&mut stream).await;
                 }
                 return;
             };
+            let handshakes = ctx.metrics.traffic().listener(&dataplane, &listener);
             drop(dataplane);
             if let Some(streams) = listener
                 .streams
                 .as_ref()
                 .filter(|s| s.mode == StreamMode::Passthrough)
             {
-                super::stream::forward(
+                handshakes.passed_through();
+                let failure = super::stream::forward(
                     stream,
                     bytes,
                     &streams.table,
@@ -235,6 +282,7 @@ async fn serve(
                     Some(&listener.key.gateway),
                 )
                 .await;
+                record(&ctx, failure);
                 return;
             }
             let Some(config) = listener.tls.clone() else {
@@ -246,13 +294,20 @@ async fn serve(
             let acceptor = TlsAcceptor::from(config);
             let stream =
                 match tokio::time::timeout(ctx.handshake_timeout, acceptor.accept(stream)).await {
-                    Ok(Ok(s)) => s,
+                    Ok(Ok(s)) => {
+                        handshakes.terminated(s.get_ref().1.protocol_version());
+                        s
+                    }
                     Ok(Err(error)) => {
                         tracing::debug!(%error, "TLS handshake failed");
+                        handshakes.failed();
+                        open.socket().handshake_failed(HandshakeFailure::Protocol);
                         return;
                     }
                     Err(_) => {
                         tracing::debug!("TLS handshake timed out");
+                        handshakes.failed();
+                        open.socket().handshake_failed(HandshakeFailure::Timeout);
                         return;
                     }
                 };
@@ -260,7 +315,7 @@ async fn serve(
             if let Some(streams) = &listener.streams {
                 // A TLS listener in Terminate mode: the decrypted bytes go
                 // to the TLSRoute backend as a plain (or re-encrypted) stream.
-                super::stream::forward(
+                let failure = super::stream::forward(
                     stream,
                     Vec::new(),
                     &streams.table,
@@ -270,6 +325,7 @@ async fn serve(
                     Some(&listener.key.gateway),
                 )
                 .await;
+                record(&ctx, failure);
                 return;
             }
             let client_cert = match (
@@ -290,6 +346,13 @@ async fn serve(
             });
             serve_http(&ctx, stream, info, drain).await;
         }
+    }
+}
+
+/// Counts a stream whose backend failed.
+fn record(ctx: &ConnContext, failure: Option<StreamFailure>) {
+    if let Some(f) = failure {
+        ctx.metrics.traffic().stream_failed(&f.upstream, f.reason);
     }
 }
 

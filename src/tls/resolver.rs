@@ -144,11 +144,7 @@ mod tests {
     fn dataplane(listeners: Vec<Arc<Listener>>) -> (Dataplane, SocketAddr) {
         let addr: SocketAddr = "0.0.0.0:443".parse().expect("literal address");
         let dp = Dataplane {
-            binds: vec![Bind {
-                addr,
-                protocol: BindProtocol::Https,
-                listeners,
-            }],
+            binds: vec![Bind::new(addr, BindProtocol::Https, listeners)],
         };
         (dp, addr)
     }

@@ -9,36 +9,32 @@ async fn quickstart_serves_static_body_over_https_and_redirects_http() {
     let gw = Gateway::start_dir(&dir).await;
     let https = gw.port(443);
 
-    // The command the README prints.
-    let out = curl(&[
-        "-k",
-        "--resolve",
-        &resolve("localhost", https),
-        &format!("https://localhost:{https}/"),
-    ])
-    .await;
-    assert!(out.ok(), "curl failed: {out:?}");
-    assert_eq!(out.stdout, "hello from portcullis\n");
+    // The quickstart ships no certificate: the local CA issues one. Trust
+    // what `portcullis ca export --state` prints, as the README says.
+    let root = ca_export(&state_dir_of(&gw)).await;
+    let ca = gw.scratch("local-ca.pem", root.as_bytes());
+    for (host, addr) in [("localhost", "localhost"), ("127.0.0.1", "127.0.0.1")] {
+        let out = curl(&[
+            "--cacert",
+            ca.to_str().expect("utf-8 path"),
+            "--resolve",
+            &resolve(host, https),
+            &format!("https://{addr}:{https}/any/path"),
+        ])
+        .await;
+        assert!(out.ok(), "curl --cacert to {host} failed: {out:?}");
+        assert_eq!(out.stdout, "hello from portcullis\n");
+    }
 
-    // And verified against the shipped certificate instead of -k.
-    let secret: serde_yaml::Value = serde_yaml::from_str(
-        &std::fs::read_to_string(dir.join("tls-secret.yaml")).expect("read tls-secret.yaml"),
-    )
-    .expect("tls-secret.yaml parses");
-    let crt = secret["stringData"]["tls.crt"]
-        .as_str()
-        .expect("tls.crt in stringData");
-    let ca = gw.scratch("quickstart.pem", crt.as_bytes());
-    let out = curl(&[
-        "--cacert",
-        ca.to_str().expect("utf-8 path"),
-        "--resolve",
-        &resolve("localhost", https),
-        &format!("https://localhost:{https}/any/path"),
-    ])
-    .await;
-    assert!(out.ok(), "curl --cacert failed: {out:?}");
-    assert_eq!(out.stdout, "hello from portcullis\n");
+    // /status shows the effective certificateRefs and the certificate.
+    let status = gw.status().await;
+    let refs = listener(&status, "quickstart", "https").expect("https listener")["certificateRefs"]
+        .clone();
+    assert_eq!(refs, serde_json::json!(["default/quickstart-https-tls"]));
+    let cert = &status["certificates"][0];
+    assert_eq!(cert["secret"], "default/quickstart-https-tls");
+    assert_eq!(cert["issuerKind"], "local-ca");
+    assert_eq!(cert["status"], "Ready");
 
     let http = gw.port(80);
     let out = curl(&[
@@ -345,4 +341,27 @@ async fn p384_and_ed25519_certificates_are_served() {
         assert_eq!(cn_and_serial(&resp.leaf).0, cn);
         assert_eq!(&resp.body[..], b"keys");
     }
+}
+
+/// The `--state` directory of a running gateway, read from its command line.
+fn state_dir_of(gw: &Gateway) -> std::path::PathBuf {
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", gw.pid())).expect("read cmdline");
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let at = args
+        .iter()
+        .position(|a| *a == b"--state")
+        .expect("--state on the command line");
+    std::path::PathBuf::from(String::from_utf8_lossy(args[at + 1]).into_owned())
+}
+
+/// `portcullis ca export --state DIR`, which must succeed.
+async fn ca_export(state: &Path) -> String {
+    let out = tokio::process::Command::new(crate::e2e::gateway::BIN)
+        .args(["ca", "export", "--state"])
+        .arg(state)
+        .output()
+        .await
+        .expect("run portcullis ca export");
+    assert!(out.status.success(), "ca export: {out:?}");
+    String::from_utf8(out.stdout).expect("PEM is UTF-8")
 }

@@ -1,0 +1,571 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark of portcullis, HAProxy and NGINX on loopback.
+
+One shared backend (an NGINX instance answering a small body with keep-alive,
+plus a TLS server with a large file for the passthrough figure), three proxies
+with equivalent configuration, each terminating TLS for the same ECDSA P-256
+certificate with X25519 and proxying with upstream keep-alive, one worker each
+pinned to CPU 0; the load generators (wrk, h2load, bench/loadgen.rs) and the
+backend run on CPU 1. Session resumption is off on every server (no tickets, no
+session cache), so "new connection per request" rounds are full handshakes.
+
+For each proxy and figure, the median of --rounds rounds is reported, with the
+proxy's own CPU time (user+system from /proc) divided by the work done, and the
+ratios portcullis/HAProxy and portcullis/NGINX. Prints a markdown table and
+writes JSON (--json, default target/bench.json).
+
+    python3 bench/run.py [--seconds 8] [--rounds 3] [--only keepalive,handshake,...]
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROXY_CPU = "0"
+CLIENT_CPU = "1"
+HOST = "bench.example.test"
+BACKEND_PORT = 18080
+BACKEND_TLS_PORT = 18443
+PORTS = {"portcullis": 20443, "haproxy": 21443, "nginx": 22443, "direct": None}
+PASSTHROUGH_PORTS = {"portcullis": 20444, "haproxy": 21444}
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+FIGURES = ["keepalive", "handshake", "h2", "latency", "passthrough", "memory", "reload"]
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
+
+
+def cpu_seconds(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except FileNotFoundError:
+            pass
+    return total / CLK_TCK
+
+
+def rss_kib(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                m = re.search(r"VmRSS:\s+(\d+)", f.read())
+                total += int(m.group(1)) if m else 0
+        except FileNotFoundError:
+            pass
+    return total
+
+
+def children(pid):
+    try:
+        out = run(["pgrep", "-P", str(pid)]).stdout.split()
+        return [int(p) for p in out]
+    except subprocess.CalledProcessError:
+        return []
+
+
+def wait_port(port, timeout=15):
+    import socket
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+class Env:
+    def __init__(self, tmp, release_bin, loadgen):
+        self.tmp = tmp
+        self.bin = release_bin
+        self.loadgen = loadgen
+        self.procs = {}
+
+    def pem(self):
+        """An ECDSA P-256 CA and a leaf for HOST (and 127.0.0.1)."""
+        t = self.tmp
+        run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+             "-nodes", "-keyout", f"{t}/ca.key", "-out", f"{t}/ca.crt", "-days", "30",
+             "-subj", "/CN=bench-ca"])
+        run(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-keyout", f"{t}/leaf.key", "-out", f"{t}/leaf.csr", "-subj", f"/CN={HOST}"])
+        with open(f"{t}/ext.cnf", "w") as f:
+            f.write(f"subjectAltName=DNS:{HOST},IP:127.0.0.1\n")
+        run(["openssl", "x509", "-req", "-in", f"{t}/leaf.csr", "-CA", f"{t}/ca.crt", "-CAkey",
+             f"{t}/ca.key", "-CAcreateserial", "-out", f"{t}/leaf.crt", "-days", "30",
+             "-extfile", f"{t}/ext.cnf"])
+        # PKCS#8 key for portcullis, combined PEM for HAProxy.
+        run(["openssl", "pkcs8", "-topk8", "-nocrypt", "-in", f"{t}/leaf.key", "-out",
+             f"{t}/leaf.pk8"])
+        with open(f"{t}/combined.pem", "w") as f:
+            f.write(open(f"{t}/leaf.crt").read() + open(f"{t}/leaf.pk8").read())
+        with open(f"{t}/big.bin", "wb") as f:
+            f.write(os.urandom(8 << 20))
+
+    def start(self, name, cmd, cpu, ports):
+        proc = subprocess.Popen(["taskset", "-c", cpu] + cmd, stdout=subprocess.DEVNULL,
+                                stderr=open(f"{self.tmp}/{name}.log", "w"),
+                                start_new_session=True)
+        self.procs[name] = proc
+        for p in ports:
+            wait_port(p)
+        return proc
+
+    def pids(self, name):
+        """The processes doing the work: the process and its children."""
+        proc = self.procs[name]
+        return [proc.pid] + children(proc.pid)
+
+    def stop_all(self):
+        for proc in self.procs.values():
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+    def backend(self):
+        t = self.tmp
+        conf = f"""
+worker_processes 1;
+daemon off;
+pid {t}/backend.pid;
+error_log {t}/backend.err warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  server {{
+    listen 127.0.0.1:{BACKEND_PORT};
+    location / {{ return 200 "hello from the backend\\n"; }}
+  }}
+  server {{
+    listen 127.0.0.1:{BACKEND_TLS_PORT} ssl;
+    ssl_certificate {t}/leaf.crt;
+    ssl_certificate_key {t}/leaf.key;
+    root {t};
+    location / {{ }}
+  }}
+}}
+"""
+        path = f"{t}/backend.conf"
+        open(path, "w").write(conf)
+        self.start("backend", ["nginx", "-c", path, "-p", t, "-e", f"{t}/backend.err"],
+                   CLIENT_CPU, [BACKEND_PORT, BACKEND_TLS_PORT])
+
+    def portcullis(self, threads=1):
+        t = self.tmp
+        cfg = f"{t}/portcullis"
+        os.makedirs(cfg, exist_ok=True)
+        manifests = f"""apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: portcullis}}
+spec: {{controllerName: portcullis.dev/gateway-controller}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: bench, namespace: default}}
+spec:
+  gatewayClassName: portcullis
+  listeners:
+    - {{name: https, protocol: HTTPS, port: {PORTS['portcullis']}, tls: {{certificateRefs: [{{name: bench-tls}}]}}}}
+    - {{name: pt, protocol: TLS, port: {PASSTHROUGH_PORTS['portcullis']}, tls: {{mode: Passthrough}}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: bench, namespace: default}}
+spec:
+  parentRefs: [{{name: bench, sectionName: https}}]
+  rules: [{{backendRefs: [{{name: backend, port: 80}}]}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata: {{name: pt, namespace: default}}
+spec:
+  parentRefs: [{{name: bench, sectionName: pt}}]
+  rules: [{{backendRefs: [{{name: backend-tls, port: 443}}]}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: backend, namespace: default}}
+spec: {{ports: [{{name: http, port: 80}}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: backend-1, namespace: default, labels: {{kubernetes.io/service-name: backend}}}}
+addressType: IPv4
+endpoints: [{{addresses: [127.0.0.1]}}]
+ports: [{{name: http, port: {BACKEND_PORT}}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: backend-tls, namespace: default}}
+spec: {{ports: [{{name: https, port: 443}}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: backend-tls-1, namespace: default, labels: {{kubernetes.io/service-name: backend-tls}}}}
+addressType: IPv4
+endpoints: [{{addresses: [127.0.0.1]}}]
+ports: [{{name: https, port: {BACKEND_TLS_PORT}}}]
+"""
+        open(f"{cfg}/bench.yaml", "w").write(manifests)
+        open(f"{cfg}/secret.yaml", "w").write(
+            secret_yaml(open(f"{t}/leaf.crt").read(), open(f"{t}/leaf.pk8").read()))
+        self.start("portcullis",
+                   [self.bin, "serve", "--config", cfg, "--state", f"{t}/state", "--listen-address",
+                    "127.0.0.1", "--admin-addr", "127.0.0.1:29901", "--worker-threads", str(threads)],
+                   PROXY_CPU, [PORTS["portcullis"], PASSTHROUGH_PORTS["portcullis"]])
+
+    def haproxy(self):
+        t = self.tmp
+        conf = f"""
+global
+  nbthread 1
+  tune.ssl.cachesize 0
+  ssl-default-bind-curves X25519
+  ssl-default-bind-options no-tls-tickets
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:{PORTS['haproxy']} ssl crt {t}/combined.pem alpn h2,http/1.1
+  default_backend be
+backend be
+  server s1 127.0.0.1:{BACKEND_PORT}
+frontend pt
+  mode tcp
+  bind 127.0.0.1:{PASSTHROUGH_PORTS['haproxy']}
+  default_backend pt_be
+backend pt_be
+  mode tcp
+  server s1 127.0.0.1:{BACKEND_TLS_PORT}
+"""
+        path = f"{t}/haproxy.cfg"
+        open(path, "w").write(conf)
+        self.start("haproxy", ["haproxy", "-db", "-f", path], PROXY_CPU,
+                   [PORTS["haproxy"], PASSTHROUGH_PORTS["haproxy"]])
+
+    def nginx(self):
+        t = self.tmp
+        os.makedirs(f"{t}/nginx", exist_ok=True)
+        conf = f"""
+worker_processes 1;
+daemon off;
+pid {t}/nginx.pid;
+error_log {t}/nginx.err warn;
+events {{ worker_connections 8192; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  upstream be {{ server 127.0.0.1:{BACKEND_PORT}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{PORTS['nginx']} ssl http2;
+    ssl_certificate {t}/leaf.crt;
+    ssl_certificate_key {t}/leaf.key;
+    ssl_ecdh_curve X25519;
+    ssl_session_cache off;
+    ssl_session_tickets off;
+    location / {{
+      proxy_pass http://be;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }}
+  }}
+}}
+"""
+        path = f"{t}/nginx.conf"
+        open(path, "w").write(conf)
+        self.start("nginx", ["nginx", "-c", path, "-p", f"{t}/nginx", "-e", f"{t}/nginx.err"],
+                   PROXY_CPU, [PORTS["nginx"]])
+
+
+def client(cmd):
+    return run(["taskset", "-c", CLIENT_CPU] + cmd).stdout
+
+
+def wrk(url, seconds, connections, extra=()):
+    out = client(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", *extra, url])
+    m = re.search(r"(\d+) requests in", out)
+    requests = int(m.group(1)) if m else 0
+    errors = sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    tr = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", out)
+    unit = {"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30}
+    bytes_s = float(tr.group(1)) * unit.get(tr.group(2), 1) if tr else 0.0
+    return {"requests": requests, "errors": errors + (int(non2xx.group(1)) if non2xx else 0),
+            "bytes_per_s": bytes_s, "raw": out}
+
+
+def h2load(url, seconds, connections):
+    out = client(["h2load", "-c", str(connections), "-m", "10", "-D", str(seconds), url])
+    m = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed",
+                  out)
+    done, ok, failed = (int(x) for x in m.groups()) if m else (0, 0, 0)
+    return {"requests": ok, "errors": failed, "raw": out}
+
+
+def measure(env, name, fn):
+    pids = env.pids(name) if name != "direct" else []
+    before = cpu_seconds(pids)
+    rss_before = rss_kib(pids)
+    t0 = time.time()
+    result = fn()
+    result["wall_s"] = time.time() - t0
+    result["cpu_s"] = cpu_seconds(pids) - before
+    result["rss_kib"] = max(rss_before, rss_kib(pids))
+    return result
+
+
+def figures_for(env, name, args):
+    port = PORTS[name] if name != "direct" else None
+    url = f"https://127.0.0.1:{port}/" if port else f"http://127.0.0.1:{BACKEND_PORT}/"
+    out = {}
+    s = args.seconds
+    if "keepalive" in args.only:
+        r = measure(env, name, lambda: wrk(url, s, 32))
+        out["keepalive_rps"] = r["requests"] / s
+        out["keepalive_cpu_us_per_req"] = r["cpu_s"] * 1e6 / max(r["requests"], 1)
+        out["keepalive_errors"] = r["errors"]
+        out["rss_under_load_kib"] = r["rss_kib"]
+    if "handshake" in args.only and port:
+        r = measure(env, name, lambda: wrk(url, s, 32, ["-H", "Connection: close"]))
+        out["handshake_cps"] = r["requests"] / s
+        out["handshake_cpu_us"] = r["cpu_s"] * 1e6 / max(r["requests"], 1)
+        out["handshake_errors"] = r["errors"]
+    if "h2" in args.only and port:
+        r = measure(env, name, lambda: h2load(url, s, 32))
+        out["h2_rps"] = r["requests"] / s
+        out["h2_cpu_us_per_req"] = r["cpu_s"] * 1e6 / max(r["requests"], 1)
+        out["h2_errors"] = r["errors"]
+    if "latency" in args.only and port:
+        lg = json.loads(client([env.loadgen, "--url", f"https://127.0.0.1:{port}/", "--sni", HOST,
+                                "--cacert", f"{env.tmp}/ca.crt", "--rate", str(args.rate),
+                                "--seconds", str(s), "--connections", "32"]))
+        out["latency_p50_us"] = lg["p50_us"]
+        out["latency_p99_us"] = lg["p99_us"]
+        out["latency_errors"] = lg["errors"]
+    if "passthrough" in args.only and name in PASSTHROUGH_PORTS:
+        pt = f"https://127.0.0.1:{PASSTHROUGH_PORTS[name]}/big.bin"
+        r = measure(env, name, lambda: wrk(pt, s, 4, ["--timeout", "30s"]))
+        gib = r["bytes_per_s"] * s / (1 << 30)
+        out["passthrough_gib_per_s"] = r["bytes_per_s"] / (1 << 30)
+        out["passthrough_cpu_s_per_gib"] = r["cpu_s"] / max(gib, 1e-9)
+        out["passthrough_errors"] = r["errors"]
+    return out
+
+
+def leaf_for_serial(tmp, serial):
+    """A leaf for HOST with a given serial, signed by the bench CA (PEM)."""
+    run(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", f"{tmp}/s{serial}.key", "-out", f"{tmp}/s{serial}.csr", "-subj", f"/CN={HOST}"])
+    run(["openssl", "x509", "-req", "-in", f"{tmp}/s{serial}.csr", "-CA", f"{tmp}/ca.crt", "-CAkey",
+         f"{tmp}/ca.key", "-set_serial", str(serial), "-out", f"{tmp}/s{serial}.crt", "-days", "30",
+         "-extfile", f"{tmp}/ext.cnf"])
+    run(["openssl", "pkcs8", "-topk8", "-nocrypt", "-in", f"{tmp}/s{serial}.key", "-out",
+         f"{tmp}/s{serial}.pk8"])
+    return open(f"{tmp}/s{serial}.crt").read(), open(f"{tmp}/s{serial}.pk8").read()
+
+
+def secret_yaml(crt, key):
+    ind = lambda t: "".join("    " + l + "\n" for l in t.splitlines())
+    return (f"apiVersion: v1\nkind: Secret\nmetadata: {{name: bench-tls, namespace: default}}\n"
+            f"type: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{ind(crt)}  tls.key: |\n{ind(key)}")
+
+
+def served_serial(port, cafile):
+    import socket
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=cafile)
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+        with ctx.wrap_socket(sock, server_hostname=HOST) as tls:
+            return int(tls.getpeercert()["serialNumber"], 16)
+
+
+def reload_figure(env, seconds):
+    """Under keep-alive load: every 100 ms add or remove 100 HTTPRoutes, and
+    every second replace the served certificate; count failed requests and
+    measure, by polling the served serial, how long each new certificate
+    takes to be served after its file is written."""
+    import threading
+
+    cfg = f"{env.tmp}/portcullis"
+    serials = list(range(1000, 1000 + seconds + 1))
+    leaves = {s: leaf_for_serial(env.tmp, s) for s in serials}
+    port = PORTS["portcullis"]
+    stop = threading.Event()
+    delays = []
+
+    def write_atomic(path, content):
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(content)
+        os.replace(tmp, path)
+
+    def churn():
+        i = 0
+        while not stop.is_set():
+            path = f"{cfg}/churn.yaml"
+            if i % 2 == 0:
+                routes = "".join(
+                    f"---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: churn-{k}, namespace: default}}\n"
+                    f"spec:\n  parentRefs: [{{name: bench, sectionName: https}}]\n  hostnames: [c{k}.{HOST}]\n"
+                    f"  rules: [{{backendRefs: [{{name: backend, port: 80}}]}}]\n" for k in range(100))
+                write_atomic(path, routes)
+            elif os.path.exists(path):
+                os.remove(path)
+            i += 1
+            time.sleep(0.1)
+
+    def certs():
+        for serial in serials[1:]:
+            if stop.is_set():
+                return
+            crt, key = leaves[serial]
+            written = time.time()
+            write_atomic(f"{cfg}/secret.yaml", secret_yaml(crt, key))
+            while time.time() - written < 0.9:
+                try:
+                    if served_serial(port, f"{env.tmp}/ca.crt") == serial:
+                        delays.append(time.time() - written)
+                        break
+                except OSError:
+                    pass
+            time.sleep(max(0.0, 1.0 - (time.time() - written)))
+
+    crt, key = leaves[serials[0]]
+    write_atomic(f"{cfg}/secret.yaml", secret_yaml(crt, key))
+    time.sleep(1)
+    threads = [threading.Thread(target=churn), threading.Thread(target=certs)]
+    for t in threads:
+        t.start()
+    try:
+        r = wrk(f"https://127.0.0.1:{port}/", seconds, 16)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    return {
+        "reload_requests": r["requests"],
+        "reload_failed_requests": r["errors"],
+        "reload_cert_changes_seen": len(delays),
+        "reload_cert_changes_made": len(serials) - 1,
+        "reload_cert_served_median_ms": statistics.median(delays) * 1000 if delays else float("nan"),
+        "reload_cert_served_max_ms": max(delays) * 1000 if delays else float("nan"),
+    }
+
+
+def median_rounds(rounds):
+    keys = set().union(*rounds)
+    return {k: statistics.median([r[k] for r in rounds if k in r]) for k in keys}
+
+
+LOWER_IS_BETTER = ("cpu", "latency", "rss", "errors")
+
+
+def table(results):
+    names = [n for n in ["portcullis", "haproxy", "nginx", "direct"] if n in results]
+    keys = sorted(set().union(*[results[n].keys() for n in names]))
+    lines = ["| figure | " + " | ".join(names) + " | portcullis/HAProxy | portcullis/NGINX |",
+             "|---" * (len(names) + 3) + "|"]
+    for k in keys:
+        row = [f"{results[n][k]:.4g}" if k in results[n] else "–" for n in names]
+        ratios = []
+        for other in ["haproxy", "nginx"]:
+            a, b = results.get("portcullis", {}).get(k), results.get(other, {}).get(k)
+            ratios.append(f"{a / b:.2f}" if a is not None and b else "–")
+        lines.append(f"| {k} | " + " | ".join(row) + " | " + " | ".join(ratios) + " |")
+    return "\n".join(lines)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--seconds", type=int, default=8)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rate", type=int, default=2000, help="fixed request rate for latency")
+    p.add_argument("--reload-seconds", type=int, default=30)
+    p.add_argument("--only", default=",".join(FIGURES))
+    p.add_argument("--json", default=os.path.join(ROOT, "target", "bench.json"))
+    p.add_argument("--skip-build", action="store_true")
+    args = p.parse_args()
+    args.only = set(args.only.split(","))
+    for tool in ["wrk", "h2load", "haproxy", "nginx", "taskset", "openssl"]:
+        if not shutil.which(tool):
+            sys.exit(f"missing {tool}: bash bench/setup.sh installs the benchmark tools")
+    if not args.skip_build:
+        subprocess.run(["cargo", "build", "--release", "--bin", "portcullis", "--example",
+                        "loadgen"], cwd=ROOT, check=True)
+    release = os.path.join(ROOT, "target", "release")
+    tmp = tempfile.mkdtemp(prefix="portcullis-bench-")
+    os.chmod(tmp, 0o755)  # NGINX workers (user nobody) serve big.bin from here
+    env = Env(tmp, os.path.join(release, "portcullis"),
+              os.path.join(release, "examples", "loadgen"))
+    results = {}
+    try:
+        env.pem()
+        env.backend()
+        env.portcullis()
+        env.haproxy()
+        env.nginx()
+        time.sleep(1)
+        if "memory" in args.only:
+            for name in ["portcullis", "haproxy", "nginx"]:
+                results.setdefault(name, {})["idle_rss_kib"] = rss_kib(env.pids(name))
+        rounds = {n: [] for n in ["portcullis", "haproxy", "nginx", "direct"]}
+        for i in range(args.rounds):
+            for name in rounds:
+                print(f"round {i + 1}/{args.rounds}: {name}", file=sys.stderr)
+                rounds[name].append(figures_for(env, name, args))
+        for name, rs in rounds.items():
+            results.setdefault(name, {}).update(median_rounds(rs))
+        if "reload" in args.only:
+            print("reload under load: portcullis", file=sys.stderr)
+            results["portcullis"].update(reload_figure(env, args.reload_seconds))
+    finally:
+        env.stop_all()
+    machine = {
+        "cpus": os.cpu_count(),
+        "cpu_model": next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
+                           if l.startswith("model name")), "unknown"),
+        "kernel": os.uname().release,
+        "haproxy": run(["haproxy", "-v"]).stdout.splitlines()[0],
+        "nginx": subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip(),
+        "seconds": args.seconds,
+        "rounds": args.rounds,
+    }
+    os.makedirs(os.path.dirname(args.json), exist_ok=True)
+    with open(args.json, "w") as f:
+        json.dump({"machine": machine, "results": results}, f, indent=2)
+    print(f"\n{machine['cpu_model']}, {machine['cpus']} CPUs, {machine['haproxy']}, "
+          f"{machine['nginx']}; median of {args.rounds} rounds of {args.seconds}s\n")
+    print(table(results))
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+//! The HTTPS client instant-acme talks to the CA through: hyper with rustls
+//! (ring), trusting either the issuer's `caBundle` (a private ACME server
+//! such as Pebble) or the system's roots. It also remembers the last
+//! `Retry-After` the CA sent with a 429 or 503, which instant-acme does not
+//! surface with its problem documents, so rate limits back off as asked.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::StatusCode;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use instant_acme::{BodyWrapper, BytesResponse, HttpClient};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+
+use super::Error;
+
+/// How long one request to the CA may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The last Retry-After a rate-limited or unavailable answer carried.
+pub type RetryAfterSlot = Arc<Mutex<Option<SystemTime>>>;
+
+/// An instant-acme HTTP client over hyper and rustls.
+pub struct AcmeHttp {
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, BodyWrapper<Bytes>>,
+    retry_after: RetryAfterSlot,
+}
+
+impl AcmeHttp {
+    /// A client trusting the PEM certificates in `ca_bundle_pem`, or the
+    /// system's roots when `None`.
+    pub fn new(ca_bundle_pem: Option<&str>, retry_after: RetryAfterSlot) -> Result<Self, Error> {
+        let mut roots = rustls::RootCertStore::empty();
+        match ca_bundle_pem {
+            Some(pem) => {
+                for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+                    let cert = cert.map_err(|e| Error::InvalidIssuer {
+                        reason: format!("caBundle: {e}"),
+                    })?;
+                    roots.add(cert).map_err(|e| Error::InvalidIssuer {
+                        reason: format!("caBundle: {e}"),
+                    })?;
+                }
+                if roots.is_empty() {
+                    return Err(Error::InvalidIssuer {
+                        reason: "caBundle holds no certificate".into(),
+                    });
+                }
+            }
+            None => {
+                let native = rustls_native_certs::load_native_certs();
+                for cert in native.certs {
+                    // A system root rustls cannot parse is skipped, as
+                    // browsers do.
+                    let _ = roots.add(cert);
+                }
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::InvalidIssuer {
+                reason: format!("TLS client configuration: {e}"),
+            })?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_only()
+            .enable_http1()
+            .enable_http2()
+            .build();
+        Ok(Self {
+            client: Client::builder(TokioExecutor::new()).build(connector),
+            retry_after,
+        })
+    }
+}
+
+impl HttpClient for AcmeHttp {
+    fn request(
+        &self,
+        req: http::Request<BodyWrapper<Bytes>>,
+    ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>> {
+        let fut = self.client.request(req);
+        let slot = self.retry_after.clone();
+        Box::pin(async move {
+            let rsp = tokio::time::timeout(REQUEST_TIMEOUT, fut)
+                .await
+                .map_err(|_| {
+                    instant_acme::Error::Other("request to the ACME server timed out".into())
+                })?
+                .map_err(|e| instant_acme::Error::Other(Box::new(e)))?;
+            if matches!(
+                rsp.status(),
+                StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+            ) {
+                let when = rsp
+                    .headers()
+                    .get(http::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| parse_retry_after(v, SystemTime::now()));
+                if let Ok(mut slot) = slot.lock() {
+                    *slot = when;
+                }
+            }
+            Ok(BytesResponse::from(rsp))
+        })
+    }
+}
+
+/// Parses a `Retry-After` value (RFC 9110 §10.2.3): delay seconds or an
+/// HTTP date.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<SystemTime> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(now + Duration::from_secs(secs));
+    }
+    httpdate::parse_http_date(value).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(now + Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Thu, 01 Jan 1970 00:20:00 GMT", now),
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_200))
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn ca_bundle_without_certificates_is_refused() {
+        assert!(AcmeHttp::new(Some("not pem"), RetryAfterSlot::default()).is_err());
+    }
+}

@@ -1,0 +1,441 @@
+//! One ACME order, start to finish (RFC 8555 §7.4): new order (with
+//! `profile` and `replaces` when the CA supports them), present a challenge
+//! for every pending authorization with the solver its name selects, tell
+//! the CA to validate, wait for the order to be ready (bounded polling,
+//! Retry-After honoured by instant-acme), finalize with a CSR from the
+//! requested key, download the chain, then read its renewal window (RFC
+//! 9773). Challenges are withdrawn and DNS records deleted afterwards, on
+//! failure too.
+
+use std::time::{Duration, SystemTime};
+
+use tracing::Instrument;
+
+use instant_acme::{
+    Account, AuthorizationStatus, ChallengeType, Identifier, NewOrder, Order, OrderStatus,
+    RetryPolicy,
+};
+
+use super::config::{choose_solver, AcmeIssuer, SolverKind};
+use super::http::RetryAfterSlot;
+use super::{ari, AcmeContext, Error, Phase};
+use crate::issuer::challenges::Published;
+use crate::issuer::dns;
+use crate::issuer::request::{CertRequest, Issued, RenewalWindow};
+use crate::store::StoredCert;
+
+/// A DNS-01 record added for this order, deleted when it ends.
+struct DnsRecord {
+    server: dns::Rfc2136,
+    zone: String,
+    name: String,
+    value: String,
+}
+
+/// What an order put in place for its challenges.
+#[derive(Default)]
+struct Presented {
+    /// Board entries; dropping them withdraws them.
+    board: Vec<Published>,
+    /// DNS records to delete.
+    dns: Vec<DnsRecord>,
+}
+
+impl Presented {
+    /// Withdraws everything (DNS deletions are best effort and logged).
+    async fn clean_up(self) {
+        drop(self.board);
+        for r in self.dns {
+            if let Err(error) = r.server.remove_txt(&r.zone, &r.name, &r.value).await {
+                tracing::warn!(name = %r.name, %error, "could not delete DNS-01 record");
+            }
+        }
+    }
+}
+
+/// Obtains the certificate `req` asks for from the ACME CA of `issuer`.
+///
+/// Blocks (asynchronously) until the certificate is issued or the order
+/// fails; bounded by `ctx.timeouts`. The key is generated here with
+/// `req.key`; nothing is stored (the caller stores [`Issued::cert`]).
+pub async fn issue(
+    issuer: &AcmeIssuer,
+    ctx: &AcmeContext,
+    req: &CertRequest,
+) -> Result<Issued, Error> {
+    issue_with_key(issuer, ctx, req, None).await
+}
+
+/// [`issue`] with the certificate key given (`Some`: the stored key, when
+/// the key is not rotated on renewal) instead of a new one of `req.key`.
+pub async fn issue_with_key(
+    issuer: &AcmeIssuer,
+    ctx: &AcmeContext,
+    req: &CertRequest,
+    key: Option<rcgen::KeyPair>,
+) -> Result<Issued, Error> {
+    let mut key = key;
+    let span = tracing::info_span!("acme_order", secret = %req.secret, server = %issuer.server);
+    async {
+        let retry_after = RetryAfterSlot::default();
+        let account = ctx
+            .accounts
+            .get(&ctx.state_dir, issuer, &retry_after)
+            .await
+            .map_err(|e| with_retry_after(e, &retry_after))?;
+        let mut result = issue_with(issuer, ctx, req, &account, &mut key).await;
+        if result.as_ref().err().is_some_and(is_account_unknown) {
+            // The CA forgot the account (a restarted CA, a reset staging
+            // server): present the stored key again, which registers it
+            // anew, and try once more.
+            tracing::info!("the ACME server does not know the account; registering it again");
+            ctx.accounts.forget(&ctx.state_dir, issuer).await;
+            let account = ctx
+                .accounts
+                .get(&ctx.state_dir, issuer, &retry_after)
+                .await
+                .map_err(|e| with_retry_after(e, &retry_after))?;
+            result = issue_with(issuer, ctx, req, &account, &mut key).await;
+        }
+        result.map_err(|e| with_retry_after(e, &retry_after))
+    }
+    .instrument(span)
+    .await
+}
+
+/// The renewal window the CA suggests for the leaf of `chain_pem`, or
+/// `None` when the CA does not offer ARI (RFC 9773 §4.2). The manager calls
+/// it again when the window's `Retry-After` has passed.
+pub async fn renewal_window(
+    issuer: &AcmeIssuer,
+    ctx: &AcmeContext,
+    chain_pem: &str,
+) -> Result<Option<RenewalWindow>, Error> {
+    let retry_after = RetryAfterSlot::default();
+    let account = ctx
+        .accounts
+        .get(&ctx.state_dir, issuer, &retry_after)
+        .await?;
+    renewal_info(&account, chain_pem).await
+}
+
+/// Whether the CA answered as if it did not know the account.
+fn is_account_unknown(error: &Error) -> bool {
+    let problem = match error {
+        Error::Rejected { problem, .. } => Some(problem.as_str()),
+        Error::Protocol {
+            source: instant_acme::Error::Api(p),
+            ..
+        } => p.r#type.as_deref(),
+        _ => None,
+    };
+    problem.is_some_and(|p| p.ends_with(":accountDoesNotExist"))
+}
+
+/// Adds the Retry-After the HTTP client saw to a rate-limit error.
+fn with_retry_after(error: Error, slot: &RetryAfterSlot) -> Error {
+    match error {
+        Error::RateLimited {
+            retry_after: None,
+            phase,
+            detail,
+        } => Error::RateLimited {
+            retry_after: slot.lock().ok().and_then(|s| *s),
+            phase,
+            detail,
+        },
+        other => other,
+    }
+}
+
+async fn issue_with(
+    issuer: &AcmeIssuer,
+    ctx: &AcmeContext,
+    req: &CertRequest,
+    account: &Account,
+    key: &mut Option<rcgen::KeyPair>,
+) -> Result<Issued, Error> {
+    if req.dns_names.is_empty() {
+        return Err(Error::InvalidIssuer {
+            reason: "certificate request without names".into(),
+        });
+    }
+    let mut order = new_order(issuer, req, account).await?;
+    tracing::info!(url = order.url(), names = ?req.dns_names, "ACME order created");
+
+    let mut presented = Presented::default();
+    let outcome = async {
+        authorize(issuer, ctx, &mut order, &mut presented).await?;
+        wait_ready(ctx, &mut order).await
+    }
+    .await;
+    presented.clean_up().await;
+    outcome?;
+
+    // Taken only here, so an attempt that failed earlier leaves it for the
+    // next one.
+    let key = match key.take() {
+        Some(key) => key,
+        None => req.key.generate().map_err(Error::Key)?,
+    };
+    let mut params = rcgen::CertificateParams::new(req.dns_names.clone()).map_err(|source| {
+        Error::Key(crate::issuer::Error::Generate {
+            what: "CSR",
+            source,
+        })
+    })?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    let csr = params.serialize_request(&key).map_err(|source| {
+        Error::Key(crate::issuer::Error::Generate {
+            what: "CSR",
+            source,
+        })
+    })?;
+    order
+        .finalize_csr(csr.der())
+        .await
+        .map_err(|e| Error::from_acme(Phase::Finalize, e))?;
+    let policy = RetryPolicy::new()
+        .initial_delay(Duration::from_millis(250))
+        .backoff(1.5)
+        .timeout(ctx.timeouts.certificate);
+    let chain = order
+        .poll_certificate(&policy)
+        .await
+        .map_err(|e| timeout_or(Phase::Download, ctx.timeouts.certificate, e))?;
+    tracing::info!(names = ?req.dns_names, "ACME certificate issued");
+    let renewal_window = match renewal_info(account, &chain).await {
+        Ok(window) => window,
+        Err(error) => {
+            tracing::warn!(%error, "no renewal information; renewing by lifetime");
+            None
+        }
+    };
+    Ok(Issued {
+        cert: StoredCert {
+            cert_chain_pem: chain,
+            key_pem: key.serialize_pem(),
+        },
+        renewal_window,
+    })
+}
+
+/// Submits the order; `replaces` is sent when asked and dropped when the CA
+/// refuses it (409 `alreadyReplaced`/conflict, or no ARI support).
+async fn new_order(
+    issuer: &AcmeIssuer,
+    req: &CertRequest,
+    account: &Account,
+) -> Result<Order, Error> {
+    let identifiers: Vec<Identifier> = req
+        .dns_names
+        .iter()
+        .map(|n| Identifier::Dns(n.clone()))
+        .collect();
+    let wanted_profile = req.profile.as_deref().or(issuer.profile.as_deref());
+    let profile = wanted_profile.filter(|p| account.profiles().any(|m| m.name == *p));
+    if let (Some(p), None) = (wanted_profile, profile) {
+        tracing::debug!(
+            profile = p,
+            "the ACME server does not offer this profile; ordering without"
+        );
+    }
+    let base = || {
+        let order = NewOrder::new(&identifiers);
+        match profile {
+            Some(p) => order.profile(p),
+            None => order,
+        }
+    };
+    let replaces = req.replaces.as_deref().and_then(ari::parse_cert_id);
+    if let Some(id) = replaces {
+        match account.new_order(&base().replaces(id)).await {
+            Ok(order) => return Ok(order),
+            Err(instant_acme::Error::Unsupported(_)) => {}
+            Err(instant_acme::Error::Api(p))
+                if p.status == Some(409)
+                    || p.r#type.as_deref()
+                        == Some("urn:ietf:params:acme:error:alreadyReplaced") =>
+            {
+                tracing::info!(problem = %p, "the CA refused `replaces`; ordering without it");
+            }
+            Err(e) => return Err(Error::from_acme(Phase::NewOrder, e)),
+        }
+    }
+    account
+        .new_order(&base())
+        .await
+        .map_err(|e| Error::from_acme(Phase::NewOrder, e))
+}
+
+/// Presents a challenge for every pending authorization, then tells the CA
+/// to validate each (DNS records are first checked on the nameserver).
+async fn authorize(
+    issuer: &AcmeIssuer,
+    ctx: &AcmeContext,
+    order: &mut Order,
+    presented: &mut Presented,
+) -> Result<(), Error> {
+    let acme = |e| Error::from_acme(Phase::Authorize, e);
+    let mut to_validate: Vec<(String, ChallengeType)> = Vec::new();
+    let mut authorizations = order.authorizations();
+    while let Some(authz) = authorizations.next().await {
+        let mut authz = authz.map_err(acme)?;
+        let name = authz.identifier().to_string();
+        match authz.status {
+            AuthorizationStatus::Valid => continue,
+            AuthorizationStatus::Pending => {}
+            other => {
+                return Err(Error::ChallengeFailed {
+                    name,
+                    detail: format!("authorization is {other:?}"),
+                })
+            }
+        }
+        let offered: Vec<ChallengeType> =
+            authz.challenges.iter().map(|c| c.r#type.clone()).collect();
+        let solver =
+            choose_solver(&issuer.solvers, &name, &offered).ok_or_else(|| Error::NoSolver {
+                name: name.clone(),
+                offered: offered
+                    .iter()
+                    .map(|t| format!("{t:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
+        let kind = solver.kind.challenge_type();
+        let challenge = authz
+            .challenge(kind.clone())
+            .ok_or_else(|| Error::NoSolver {
+                name: name.clone(),
+                offered: String::new(),
+            })?;
+        let key_auth = challenge.key_authorization();
+        let bare = name.strip_prefix("*.").unwrap_or(&name).to_owned();
+        match &solver.kind {
+            SolverKind::Http01 => {
+                presented.board.push(
+                    ctx.challenges
+                        .publish_http01(&challenge.token, key_auth.as_str()),
+                );
+            }
+            SolverKind::TlsAlpn01 => {
+                let published = ctx
+                    .challenges
+                    .publish_tls_alpn01(&bare, key_auth.as_str())
+                    .map_err(Error::Challenge)?;
+                presented.board.push(published);
+            }
+            SolverKind::Dns01(server) => {
+                let record = dns::challenge_name(&name);
+                let value = key_auth.dns_value();
+                let dns_err = |source| Error::Dns {
+                    name: record.clone(),
+                    source,
+                };
+                let zone = server.find_zone(&record).await.map_err(dns_err)?;
+                server
+                    .add_txt(&zone, &record, &value)
+                    .await
+                    .map_err(dns_err)?;
+                presented.dns.push(DnsRecord {
+                    server: server.clone(),
+                    zone,
+                    name: record,
+                    value,
+                });
+            }
+        }
+        tracing::debug!(name = %name, challenge = ?kind, "challenge presented");
+        to_validate.push((name, kind));
+    }
+    for r in &presented.dns {
+        r.server
+            .wait_visible(&r.name, &r.value, ctx.timeouts.dns_propagation)
+            .await
+            .map_err(|source| Error::Dns {
+                name: r.name.clone(),
+                source,
+            })?;
+    }
+    let mut authorizations = order.authorizations();
+    while let Some(authz) = authorizations.next().await {
+        let mut authz = authz.map_err(acme)?;
+        let name = authz.identifier().to_string();
+        let Some((_, kind)) = to_validate.iter().find(|(n, _)| *n == name) else {
+            continue;
+        };
+        if let Some(mut challenge) = authz.challenge(kind.clone()) {
+            challenge.set_ready().await.map_err(acme)?;
+        }
+    }
+    Ok(())
+}
+
+/// Waits until the CA has validated every authorization; on failure, finds
+/// the challenge error to report.
+async fn wait_ready(ctx: &AcmeContext, order: &mut Order) -> Result<(), Error> {
+    let policy = RetryPolicy::new()
+        .initial_delay(Duration::from_millis(250))
+        .backoff(1.5)
+        .timeout(ctx.timeouts.validation);
+    let status = order.poll_ready(&policy).await;
+    match status {
+        Ok(OrderStatus::Ready) => Ok(()),
+        Ok(_) | Err(instant_acme::Error::Api(_)) => Err(challenge_error(order, status.err()).await),
+        Err(e) => Err(timeout_or(Phase::Validate, ctx.timeouts.validation, e)),
+    }
+}
+
+/// The most telling error of an order that became invalid: a challenge's
+/// own error when the CA gave one.
+async fn challenge_error(order: &mut Order, fallback: Option<instant_acme::Error>) -> Error {
+    let mut authorizations = order.authorizations();
+    while let Some(Ok(mut authz)) = authorizations.next().await {
+        let name = authz.identifier().to_string();
+        if authz.refresh().await.is_err() {
+            continue;
+        }
+        if let Some(problem) = authz.challenges.iter().find_map(|c| c.error.as_ref()) {
+            return Error::ChallengeFailed {
+                name,
+                detail: problem.to_string(),
+            };
+        }
+    }
+    match fallback {
+        Some(e) => Error::from_acme(Phase::Validate, e),
+        None => Error::ChallengeFailed {
+            name: String::from("order"),
+            detail: "the order became invalid".into(),
+        },
+    }
+}
+
+/// Maps a polling failure: instant-acme's timeout becomes ours with the
+/// bound we set.
+fn timeout_or(phase: Phase, bound: Duration, e: instant_acme::Error) -> Error {
+    match e {
+        instant_acme::Error::Timeout(_) => Error::Timeout {
+            phase,
+            waited: bound,
+        },
+        other => Error::from_acme(phase, other),
+    }
+}
+
+/// The renewal window the CA suggests for the leaf of `chain_pem` (RFC 9773
+/// §4.2); `None` when the CA does not offer ARI.
+async fn renewal_info(account: &Account, chain_pem: &str) -> Result<Option<RenewalWindow>, Error> {
+    let Some(id) = ari::cert_id(chain_pem).and_then(|id| ari::parse_cert_id(&id)) else {
+        return Ok(None);
+    };
+    match account.renewal_info(&id).await {
+        Ok((info, _next_poll)) => Ok(Some(RenewalWindow {
+            start: SystemTime::from(info.suggested_window.start),
+            end: SystemTime::from(info.suggested_window.end),
+        })),
+        Err(instant_acme::Error::Unsupported(_)) => Ok(None),
+        Err(e) => Err(Error::from_acme(Phase::RenewalInfo, e)),
+    }
+}

@@ -1,0 +1,315 @@
+//! Table tests of [`demand`] over YAML fixtures, compiled by the real compile
+//! step so route attachment is the real one.
+
+use super::*;
+use crate::compile::{compile, CompileOptions};
+use crate::model::load::parse_documents;
+
+const CLASS: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: pc}
+spec: {controllerName: portcullis.dev/gateway-controller}
+"#;
+
+const ISSUERS: &str = r#"
+apiVersion: portcullis.dev/v1alpha1
+kind: Issuer
+metadata: {name: le-http, namespace: default}
+spec:
+  acme:
+    server: https://acme.test/dir
+    privateKeySecretRef: {name: acct}
+    profile: shortlived
+    solvers: [{http01: {}}]
+---
+apiVersion: portcullis.dev/v1alpha1
+kind: ClusterIssuer
+metadata: {name: le-dns}
+spec:
+  acme:
+    server: https://acme.test/dir
+    privateKeySecretRef: {name: acct}
+    solvers:
+      - selector: {dnsZones: [example.com]}
+        dns01: {rfc2136: {nameserver: 127.0.0.1, tsigKeyName: k, tsigSecretSecretRef: {name: t}}}
+---
+apiVersion: portcullis.dev/v1alpha1
+kind: Issuer
+metadata: {name: self, namespace: default}
+spec: {selfSigned: {}}
+"#;
+
+fn run(yaml: &str) -> Demands {
+    let text = format!("{CLASS}\n---\n{ISSUERS}\n---\n{yaml}");
+    let parsed = parse_documents(&text, "fixture.yaml").expect("fixture parses");
+    let resources = Resources::from_objects(parsed.objects);
+    let compiled = compile(&resources, &CompileOptions::default());
+    demand(&resources, &compiled.status)
+}
+
+fn gateway(annotations: &str, listeners: &str) -> String {
+    format!(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata:
+  name: gw
+  namespace: default
+  annotations: {{{annotations}}}
+spec:
+  gatewayClassName: pc
+  listeners:
+{listeners}
+"#
+    )
+}
+
+fn route(name: &str, section: &str, hostnames: &str) -> String {
+    format!(
+        r#"
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: {name}, namespace: default}}
+spec:
+  parentRefs: [{{name: gw, sectionName: {section}}}]
+  hostnames: [{hostnames}]
+  rules: [{{backendRefs: [{{group: portcullis.dev, kind: StaticResponse, name: s}}]}}]
+"#
+    )
+}
+
+fn names(d: &Demand) -> Vec<&str> {
+    d.dns_names.iter().map(String::as_str).collect()
+}
+
+fn secret(d: &Demand) -> String {
+    d.secret.to_string()
+}
+
+#[test]
+fn listener_without_refs_or_annotation_gets_local_ca_auto_filled_secret() {
+    let d = run(&gateway(
+        "",
+        "  - {name: web, protocol: HTTPS, port: 443, hostname: app.test}",
+    ));
+    assert_eq!(d.certificates.len(), 1, "{d:?}");
+    let c = &d.certificates[0];
+    assert_eq!(c.issuer, IssuerRef::LocalCa);
+    assert_eq!(secret(c), "default/gw-web-tls");
+    assert!(c.auto_filled);
+    assert_eq!(names(c), ["app.test"]);
+    assert_eq!(c.key, KeyAlgorithm::EcdsaP256);
+    assert!(c.rotate_key);
+}
+
+#[test]
+fn listener_with_refs_and_no_annotation_is_left_to_the_user() {
+    let d = run(&gateway(
+        "",
+        "  - {name: web, protocol: HTTPS, port: 443, hostname: app.test, tls: {certificateRefs: [{name: mine}]}}",
+    ));
+    assert!(d.certificates.is_empty(), "{d:?}");
+}
+
+#[test]
+fn annotated_listener_with_refs_is_issued_into_that_secret() {
+    for annotation in [
+        "portcullis.dev/issuer: self",
+        "cert-manager.io/issuer: self",
+    ] {
+        let d = run(&gateway(
+            annotation,
+            "  - {name: web, protocol: HTTPS, port: 443, hostname: app.test, tls: {certificateRefs: [{name: mine}]}}",
+        ));
+        let c = &d.certificates[0];
+        assert_eq!(secret(c), "default/mine", "{annotation}");
+        assert!(!c.auto_filled);
+        assert_eq!(
+            c.issuer,
+            IssuerRef::Issuer {
+                namespace: "default".into(),
+                name: "self".into()
+            }
+        );
+    }
+}
+
+#[test]
+fn cluster_issuer_annotations_name_a_cluster_issuer() {
+    for annotation in [
+        "portcullis.dev/cluster-issuer: le-dns",
+        "cert-manager.io/cluster-issuer: le-dns",
+    ] {
+        let d = run(&gateway(
+            annotation,
+            "  - {name: web, protocol: HTTPS, port: 443, hostname: app.example.com}",
+        ));
+        assert_eq!(
+            d.certificates[0].issuer,
+            IssuerRef::ClusterIssuer {
+                name: "le-dns".into()
+            }
+        );
+    }
+}
+
+#[test]
+fn listeners_sharing_a_secret_share_one_certificate_with_all_names() {
+    let d = run(&gateway(
+        "portcullis.dev/issuer: self",
+        "  - {name: a, protocol: HTTPS, port: 443, hostname: b.test, tls: {certificateRefs: [{name: shared}]}}
+  - {name: b, protocol: HTTPS, port: 443, hostname: a.test, tls: {certificateRefs: [{name: shared}]}}
+  - {name: c, protocol: HTTPS, port: 443, hostname: c.test}",
+    ));
+    assert_eq!(d.certificates.len(), 2, "{d:?}");
+    let shared = &d.certificates[1];
+    assert_eq!(secret(shared), "default/shared");
+    assert_eq!(names(shared), ["a.test", "b.test"]);
+    assert_eq!(shared.listeners.len(), 2);
+    assert_eq!(secret(&d.certificates[0]), "default/gw-c-tls");
+}
+
+#[test]
+fn wildcard_with_dns01_solver_is_kept() {
+    let d = run(&gateway(
+        "portcullis.dev/cluster-issuer: le-dns",
+        "  - {name: web, protocol: HTTPS, port: 443, hostname: '*.example.com'}",
+    ));
+    assert_eq!(names(&d.certificates[0]), ["*.example.com"]);
+    assert!(d.problems.is_empty(), "{:?}", d.problems);
+}
+
+#[test]
+fn wildcard_without_dns01_uses_attached_route_hostnames_and_says_so() {
+    let yaml = gateway(
+        "portcullis.dev/issuer: le-http",
+        "  - {name: web, protocol: HTTPS, port: 443, hostname: '*.example.com'}",
+    ) + &route("r1", "web", "a.example.com, '*.example.com', other.org")
+        + &route("r2", "web", "b.example.com");
+    let d = run(&yaml);
+    let c = &d.certificates[0];
+    // Never widened, never a name outside the listener's.
+    assert_eq!(names(c), ["a.example.com", "b.example.com"]);
+    assert_eq!(c.profile.as_deref(), Some("shortlived"));
+    assert!(
+        d.problems
+            .iter()
+            .any(|p| p.message.contains("needs a DNS-01 solver")),
+        "{:?}",
+        d.problems
+    );
+}
+
+#[test]
+fn wildcard_without_dns01_and_no_routes_gets_no_certificate() {
+    let d = run(&gateway(
+        "portcullis.dev/issuer: le-http",
+        "  - {name: web, protocol: HTTPS, port: 443, hostname: '*.example.com'}",
+    ));
+    assert!(d.certificates.is_empty());
+    assert!(d
+        .problems
+        .iter()
+        .any(|p| p.message.contains("no hostname to certify")));
+}
+
+#[test]
+fn catch_all_listener_gets_the_hostnames_of_attached_routes_only() {
+    let yaml = gateway(
+        "portcullis.dev/issuer: le-http",
+        "  - {name: web, protocol: HTTPS, port: 443}
+  - {name: other, protocol: HTTPS, port: 443, hostname: x.test}",
+    ) + &route("r1", "web", "one.test, two.test")
+        + &route("r2", "other", "x.test");
+    let d = run(&yaml);
+    let web = d
+        .certificates
+        .iter()
+        .find(|c| secret(c) == "default/gw-web-tls")
+        .expect("web demand");
+    assert_eq!(names(web), ["one.test", "two.test"]);
+}
+
+#[test]
+fn catch_all_local_ca_listener_without_route_hosts_gets_localhost() {
+    let d = run(&gateway("", "  - {name: web, protocol: HTTPS, port: 443}"));
+    assert_eq!(names(&d.certificates[0]), ["127.0.0.1", "localhost"]);
+}
+
+#[test]
+fn tls_terminate_listeners_are_managed_and_passthrough_and_http_are_not() {
+    let d = run(&gateway(
+        "",
+        "  - {name: t, protocol: TLS, port: 443, hostname: t.test, tls: {mode: Terminate}}
+  - {name: p, protocol: TLS, port: 443, hostname: p.test, tls: {mode: Passthrough}}
+  - {name: h, protocol: HTTP, port: 80, hostname: h.test}",
+    ));
+    let secrets: Vec<String> = d.certificates.iter().map(secret).collect();
+    assert_eq!(secrets, ["default/gw-t-tls"]);
+}
+
+#[test]
+fn annotations_set_lifetime_renewal_and_key() {
+    let d = run(&gateway(
+        "portcullis.dev/duration: 2m, portcullis.dev/renew-before-percentage: '50', cert-manager.io/private-key-algorithm: RSA, cert-manager.io/private-key-size: '3072', portcullis.dev/private-key-rotation: Never, cert-manager.io/renew-before: 1h30m",
+        "  - {name: web, protocol: HTTPS, port: 443, hostname: app.test}",
+    ));
+    let c = &d.certificates[0];
+    assert_eq!(c.duration, Some(Duration::from_secs(120)));
+    assert_eq!(c.renew_before, Some(Duration::from_secs(5400)));
+    assert_eq!(c.renew_before_percentage, Some(50));
+    assert_eq!(c.key, KeyAlgorithm::Rsa3072);
+    assert!(!c.rotate_key);
+    assert!(d.problems.is_empty(), "{:?}", d.problems);
+}
+
+#[test]
+fn invalid_annotations_are_reported_and_defaults_used() {
+    let d = run(&gateway(
+        "portcullis.dev/duration: soon, portcullis.dev/private-key-algorithm: DSA",
+        "  - {name: web, protocol: HTTPS, port: 443, hostname: app.test}",
+    ));
+    let c = &d.certificates[0];
+    assert_eq!(c.duration, None);
+    assert_eq!(c.key, KeyAlgorithm::EcdsaP256);
+    assert_eq!(d.problems.len(), 2, "{:?}", d.problems);
+}
+
+#[test]
+fn missing_issuer_is_a_problem_not_a_local_ca_certificate() {
+    let d = run(&gateway(
+        "portcullis.dev/issuer: nope",
+        "  - {name: web, protocol: HTTPS, port: 443, hostname: app.test}",
+    ));
+    assert!(d.certificates.is_empty());
+    assert_eq!(d.problems[0].message, "Issuer default/nope not found");
+}
+
+#[test]
+fn gateways_of_other_classes_are_not_managed() {
+    let yaml = gateway(
+        "",
+        "  - {name: web, protocol: HTTPS, port: 443, hostname: app.test}",
+    )
+    .replace("gatewayClassName: pc", "gatewayClassName: someone-else");
+    assert!(run(&yaml).certificates.is_empty());
+}
+
+#[test]
+fn go_durations_and_days_parse() {
+    let cases = [
+        ("2160h", Some(2160 * 3600)),
+        ("1h30m", Some(5400)),
+        ("90d", Some(90 * 86_400)),
+        ("45s", Some(45)),
+        ("1.5h", Some(5400)),
+        ("", None),
+        ("10", None),
+        ("5y", None),
+    ];
+    for (text, want) in cases {
+        assert_eq!(parse_duration(text).map(|d| d.as_secs()), want, "{text:?}");
+    }
+}

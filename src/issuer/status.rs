@@ -1,0 +1,292 @@
+//! What is reported about each managed certificate ([`CertStatus`]): built
+//! purely from the demands, what is held, the records and the plan, and
+//! shown by `/status` (`certificates`), `portcullis certs` ([`format_table`])
+//! and the certificate metrics.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use super::demand::Demands;
+use super::inventory::Held;
+use super::plan::{Action, Record, Step, Why};
+use crate::store::StoreKey;
+
+/// The state of one managed certificate.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertStatus {
+    /// The Secret, `namespace/name`.
+    pub secret: String,
+    /// The names it is (to be) issued for.
+    pub dns_names: Vec<String>,
+    /// `local-ca`, `Issuer` or `ClusterIssuer`.
+    pub issuer_kind: String,
+    /// The issuer's name (`namespace/name` for an `Issuer`).
+    pub issuer_name: String,
+    /// The listeners it serves, `namespace/gateway/listener`.
+    pub listeners: Vec<String>,
+    /// notBefore of the held certificate, Unix seconds.
+    pub not_before: Option<u64>,
+    /// notAfter of the held certificate, Unix seconds.
+    pub not_after: Option<u64>,
+    /// Serial of the held certificate, hex.
+    pub serial: Option<String>,
+    /// When the held certificate is due for renewal, Unix seconds.
+    pub renewal_time: Option<u64>,
+    /// Whether a valid certificate matching the demand is held.
+    pub ready: bool,
+    /// `Ready`, `Issuing`, `Renewing`, `Waiting` (failed, retrying later) or
+    /// `Failed` (config problem).
+    pub status: String,
+    /// Why the last decision was taken (`notDue`, `missing`, `changed`…).
+    pub reason: Why,
+    /// Consecutive failed attempts.
+    pub attempts: u32,
+    /// The last failure.
+    pub last_error: Option<String>,
+    /// When the next attempt may start, Unix seconds (failures only).
+    pub next_attempt: Option<u64>,
+    /// Problems with the listeners it serves (wildcards, annotations).
+    pub problems: Vec<String>,
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// One status per demand (and one per listener problem that has no demand),
+/// in Secret order. `in_flight` are Secrets with an order running.
+pub fn certificate_statuses(
+    demands: &Demands,
+    held: &BTreeMap<StoreKey, Held>,
+    records: &BTreeMap<StoreKey, Record>,
+    actions: &[Action],
+    in_flight: &BTreeSet<StoreKey>,
+    now: SystemTime,
+) -> Vec<CertStatus> {
+    let mut out = Vec::new();
+    for (d, a) in demands.certificates.iter().zip(actions) {
+        let h = held.get(&d.secret);
+        let r = records.get(&d.secret).cloned().unwrap_or_default();
+        let valid = h.is_some_and(|h| h.is_valid_at(now));
+        let reason = match &a.step {
+            Step::Issue { why, .. } | Step::WaitUntil { why, .. } => *why,
+        };
+        let (status, next) = match &a.step {
+            _ if in_flight.contains(&d.secret) => {
+                (if valid { "Renewing" } else { "Issuing" }, None)
+            }
+            Step::WaitUntil {
+                why: Why::NotDue, ..
+            } => ("Ready", None),
+            Step::WaitUntil { at, .. } => ("Waiting", Some(unix(*at))),
+            Step::Issue { .. } => (if valid { "Renewing" } else { "Issuing" }, None),
+        };
+        let issuer_name = match &d.issuer {
+            super::demand::IssuerRef::Issuer { namespace, name } => format!("{namespace}/{name}"),
+            other => other.name().to_string(),
+        };
+        out.push(CertStatus {
+            secret: d.secret.to_string(),
+            dns_names: d.dns_names.clone(),
+            issuer_kind: d.issuer.kind().to_string(),
+            issuer_name,
+            listeners: d.listeners.clone(),
+            not_before: h.map(|h| unix(h.not_before)),
+            not_after: h.map(|h| unix(h.not_after)),
+            serial: h.map(|h| h.serial.clone()),
+            renewal_time: a.renew_at.map(unix),
+            ready: valid && reason != Why::Changed,
+            status: status.to_string(),
+            reason,
+            attempts: r.attempts,
+            last_error: r.last_error.clone(),
+            next_attempt: next,
+            problems: demands
+                .problems
+                .iter()
+                .filter(|p| p.secret.as_ref() == Some(&d.secret))
+                .map(|p| format!("{}: {}", p.listener, p.message))
+                .collect(),
+        });
+    }
+    // Listeners that got no demand at all still show up, as failures.
+    let demanded: BTreeSet<&StoreKey> = demands.certificates.iter().map(|d| &d.secret).collect();
+    let mut orphan: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for p in &demands.problems {
+        match &p.secret {
+            Some(s) if demanded.contains(s) => {}
+            Some(s) => orphan
+                .entry(s.to_string())
+                .or_default()
+                .push(format!("{}: {}", p.listener, p.message)),
+            None => orphan
+                .entry(String::new())
+                .or_default()
+                .push(format!("{}: {}", p.listener, p.message)),
+        }
+    }
+    for (secret, problems) in orphan {
+        out.push(CertStatus {
+            secret,
+            dns_names: vec![],
+            issuer_kind: String::new(),
+            issuer_name: String::new(),
+            listeners: vec![],
+            not_before: None,
+            not_after: None,
+            serial: None,
+            renewal_time: None,
+            ready: false,
+            status: "Failed".into(),
+            reason: Why::Missing,
+            attempts: 0,
+            last_error: problems.first().cloned(),
+            next_attempt: None,
+            problems,
+        });
+    }
+    out.sort_by(|a, b| a.secret.cmp(&b.secret));
+    out
+}
+
+/// `YYYY-MM-DD HH:MM` (UTC) of Unix seconds.
+fn date(secs: u64) -> String {
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
+        rem / 3600,
+        (rem % 3600) / 60
+    )
+}
+
+/// The `portcullis certs` table: Secret, hostnames, issuer, not after, days
+/// left, renewal due, status and last error, one row per certificate.
+pub fn format_table(certs: &[CertStatus], now: SystemTime) -> String {
+    let now = unix(now);
+    let header = [
+        "SECRET",
+        "HOSTNAMES",
+        "ISSUER",
+        "NOT AFTER",
+        "DAYS LEFT",
+        "RENEWAL DUE",
+        "STATUS",
+        "LAST ERROR",
+    ];
+    let mut rows: Vec<[String; 8]> = vec![header.map(String::from)];
+    for c in certs {
+        let issuer = match c.issuer_kind.as_str() {
+            "" => "-".to_string(),
+            "local-ca" => "local-ca".to_string(),
+            kind => format!("{kind} {}", c.issuer_name),
+        };
+        let days_left = c.not_after.map_or("-".to_string(), |na| {
+            format!("{:.1}", (na as f64 - now as f64) / 86_400.0)
+        });
+        rows.push([
+            if c.secret.is_empty() {
+                "-".into()
+            } else {
+                c.secret.clone()
+            },
+            if c.dns_names.is_empty() {
+                "-".into()
+            } else {
+                c.dns_names.join(",")
+            },
+            issuer,
+            c.not_after.map_or("-".into(), date),
+            days_left,
+            c.renewal_time.map_or("-".into(), date),
+            c.status.clone(),
+            c.last_error
+                .as_deref()
+                .map_or("-".into(), |e| e.replace('\n', " ")),
+        ]);
+    }
+    let mut widths = [0usize; 8];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_utc_calendar_dates() {
+        assert_eq!(date(0), "1970-01-01 00:00");
+        assert_eq!(date(1_767_225_600), "2026-01-01 00:00");
+        assert_eq!(date(951_782_400 + 3661), "2000-02-29 01:01");
+    }
+
+    #[test]
+    fn table_has_one_aligned_row_per_certificate() {
+        let c = CertStatus {
+            secret: "default/gw-web-tls".into(),
+            dns_names: vec!["a.test".into(), "b.test".into()],
+            issuer_kind: "ClusterIssuer".into(),
+            issuer_name: "le".into(),
+            listeners: vec![],
+            not_before: Some(1_767_225_600),
+            not_after: Some(1_767_225_600 + 90 * 86_400),
+            serial: Some("01".into()),
+            renewal_time: Some(1_767_225_600 + 60 * 86_400),
+            ready: true,
+            status: "Ready".into(),
+            reason: Why::NotDue,
+            attempts: 0,
+            last_error: None,
+            next_attempt: None,
+            problems: vec![],
+        };
+        let now = UNIX_EPOCH + std::time::Duration::from_secs(1_767_225_600 + 30 * 86_400);
+        let table = format_table(&[c], now);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].starts_with("SECRET"));
+        assert!(lines[1].starts_with("default/gw-web-tls"));
+        for cell in [
+            "a.test,b.test",
+            "ClusterIssuer le",
+            "2026-04-01 00:00",
+            "60.0",
+            "2026-03-02 00:00",
+            "Ready",
+        ] {
+            assert!(lines[1].contains(cell), "{cell} in {}", lines[1]);
+        }
+        assert_eq!(lines[0].find("STATUS"), lines[1].find("Ready"));
+    }
+}
