@@ -221,6 +221,38 @@ async fn listener_without_refs_is_served_a_local_ca_certificate_clients_verify()
     assert_eq!(cert["ready"], true);
     let text = status.to_string();
     assert!(text.contains("default/gw-web-tls"), "{text}");
+    // The managed certificate's series: renewal time and readiness from the
+    // issuer, and the served certificate marked as managed.
+    let metrics = served.process.metrics().await?;
+    let renewal = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("portcullis_certificate_renewal_timestamp_seconds{")
+                && l.contains("secret=\"gw-web-tls\"")
+        })
+        .unwrap_or_else(|| panic!("no renewal series in:\n{metrics}"));
+    let at: f64 = renewal
+        .rsplit(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("unparsable sample {renewal}"));
+    assert_eq!(Some(at as u64), cert["renewalTime"].as_u64(), "{renewal}");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("portcullis_certificate_ready_status{")
+                && l.contains("secret=\"gw-web-tls\"")
+                && l.contains("condition=\"True\"")
+                && l.ends_with(" 1")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.lines().any(|l| l
+            .starts_with("portcullis_certificate_expiration_timestamp_seconds{")
+            && l.contains("secret=\"gw-web-tls\"")
+            && l.contains("managed=\"true\"")),
+        "{metrics}"
+    );
 
     // `portcullis certs` prints the same, as a table.
     let table = run(

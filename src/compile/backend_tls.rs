@@ -184,7 +184,6 @@ fn gateway_client_cert(
         ));
     }
     let secret = ctx
-        .resources
         .secret(ns, &r.name)
         .ok_or_else(|| invalid(format!("Secret {ns}/{} not found", r.name)))?;
     let (Some(cert), Some(key)) = (secret.data.get("tls.crt"), secret.data.get("tls.key")) else {

@@ -52,6 +52,9 @@ pub(crate) struct World<'a> {
     pub sets: Vec<ListenerSetState<'a>>,
     /// Listeners of accepted Gateways and admitted ListenerSets.
     pub listeners: Vec<ListenerState<'a>>,
+    /// Per Gateway (same order as `gateways`), its own listeners by
+    /// hostname; filled before routes attach.
+    pub gateway_hosts: Vec<super::listener_hosts::ListenerHosts>,
 }
 
 impl World<'_> {
@@ -125,6 +128,7 @@ pub(crate) fn collect<'a>(ctx: &Ctx<'a>, classes: &Classes) -> World<'a> {
         gateways: Vec::new(),
         sets: Vec::new(),
         listeners: Vec::new(),
+        gateway_hosts: Vec::new(),
     };
     for gw in &ctx.resources.gateways {
         let class = &gw.spec.gateway_class_name;

@@ -392,7 +392,6 @@ fn load_certificate(
         ));
     }
     let secret = ctx
-        .resources
         .secret(ns, &r.name)
         .ok_or_else(|| invalid(format!("Secret {name} not found")))?;
     if !secret.kind.is_empty() && secret.kind != "kubernetes.io/tls" {
@@ -437,36 +436,49 @@ pub(crate) fn resolve_conflicts(world: &mut World<'_>) {
             .precedence
             .cmp(&world.listeners[b].precedence)
     });
-    let mut winners: HashMap<(SocketAddr, bool), Vec<usize>> = HashMap::new();
+    let mut winners: HashMap<(SocketAddr, bool), Claims> = HashMap::new();
     for i in order {
         let l = &world.listeners[i];
         let Some(socket) = l.socket else { continue };
         let key = (socket, l.family == Family::Udp);
         let claimed = winners.entry(key).or_default();
         let conflict = conflict_with(&world.listeners, claimed, i);
-        let l = &mut world.listeners[i];
+        let l = &world.listeners[i];
         match conflict {
-            Some(p) => l.conflicted = Some(p),
-            None if l.rejected.is_none() => claimed.push(i),
+            Some(p) => world.listeners[i].conflicted = Some(p),
+            None if l.rejected.is_none() => {
+                claimed.group.get_or_insert((l.family.group(), i));
+                claimed
+                    .hostnames
+                    .insert(l.hostname().map(str::to_string), i);
+            }
             None => {}
         }
     }
 }
 
-fn conflict_with(all: &[ListenerState<'_>], winners: &[usize], i: usize) -> Option<Problem> {
+/// What the winners on one socket hold: their protocol group (all winners
+/// share one, or they would conflict) and their hostnames. Lookups instead
+/// of scans keep 10,000 listeners on one port linear.
+#[derive(Default)]
+struct Claims {
+    /// The group and the first listener that claimed it.
+    group: Option<(u8, usize)>,
+    /// Hostname (none = catch-all) → the listener that holds it.
+    hostnames: HashMap<Option<String>, usize>,
+}
+
+fn conflict_with(all: &[ListenerState<'_>], claims: &Claims, i: usize) -> Option<Problem> {
     let l = &all[i];
-    if let Some(&w) = winners
-        .iter()
-        .find(|&&w| all[w].family.group() != l.family.group())
-    {
+    if let Some((_, w)) = claims.group.filter(|(g, _)| *g != l.family.group()) {
         return Some(Problem::new(
             Reason::ProtocolConflict,
             format!("listener {} uses another protocol on this port", all[w].key),
         ));
     }
-    winners
-        .iter()
-        .find(|&&w| all[w].hostname() == l.hostname())
+    claims
+        .hostnames
+        .get(&l.hostname().map(str::to_string))
         .map(|&w| {
             Problem::new(
                 Reason::HostnameConflict,

@@ -18,6 +18,7 @@ mod filters;
 mod frontend_tls;
 mod gateway;
 mod l4_routes;
+mod listener_hosts;
 mod listeners;
 mod matches;
 mod refs;
@@ -129,9 +130,19 @@ pub(crate) struct Ctx<'a> {
     pub statics: HashMap<ObjectKey, Arc<StaticResponse>>,
     /// BackendTLSPolicies and Gateway backend client certificates.
     pub backend_tls: backend_tls::BackendTls,
+    /// Secrets by `(namespace, name)`: listeners look theirs up by key, not
+    /// by scanning (10,000 listeners × 10,000 Secrets would be 10^8
+    /// comparisons).
+    secrets: HashMap<(&'a str, &'a str), &'a crate::model::Secret>,
 }
 
 impl<'a> Ctx<'a> {
+    /// The Secret `namespace/name` (the first loaded, as
+    /// `Resources::secret` finds it).
+    pub(crate) fn secret(&self, namespace: &str, name: &str) -> Option<&'a crate::model::Secret> {
+        self.secrets.get(&(namespace, name)).copied()
+    }
+
     fn new(resources: &'a Resources, options: &'a CompileOptions) -> Self {
         Self {
             resources,
@@ -139,6 +150,12 @@ impl<'a> Ctx<'a> {
             upstreams: HashMap::new(),
             statics: HashMap::new(),
             backend_tls: backend_tls::BackendTls::default(),
+            secrets: resources
+                .secrets
+                .iter()
+                .rev()
+                .map(|s| ((s.metadata.namespace.as_str(), s.metadata.name.as_str()), s))
+                .collect(),
         }
     }
 }

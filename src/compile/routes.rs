@@ -6,6 +6,7 @@
 
 use super::gateway::World;
 use super::l4_routes::{self, CompiledL4};
+use super::listener_hosts::ListenerHosts;
 use super::refs::{self, GATEWAY_GROUP};
 use super::rules::{self, CompiledRoute};
 use super::tls_routes::{self, CompiledTls};
@@ -69,6 +70,17 @@ impl Compiled<'_> {
 /// status of every route with at least one parent of ours.
 pub(crate) fn attach_all(world: &mut World<'_>, ctx: &mut Ctx<'_>) -> Vec<ObjectStatus> {
     let resources = ctx.resources;
+    world.gateway_hosts = world
+        .gateways
+        .iter()
+        .map(|g| {
+            ListenerHosts::new(
+                g.listeners
+                    .iter()
+                    .map(|&i| (i, world.listeners[i].hostname())),
+            )
+        })
+        .collect();
     let mut out = Vec::new();
     for route in &resources.http_routes {
         let view = RouteView {
@@ -239,7 +251,7 @@ fn attach(
                 Reason::NoMatchingParent,
                 "the parent does not exist",
             )),
-            Parent::Gateway(i) => select(world, resources, view, p, &world.gateways[i].listeners),
+            Parent::Gateway(i) => select_indexed(world, resources, view, p, i),
             Parent::ListenerSet(i) => select(world, resources, view, p, &world.sets[i].listeners),
         };
         let result = result.and_then(|ls| match compiled.invalid() {
@@ -304,6 +316,30 @@ fn attach(
         });
     }
     (!status.parents.is_empty()).then_some(status)
+}
+
+/// [`select`] over the listeners of Gateway `gateway`, first among those
+/// the route's hostnames can select ([`ListenerHosts`]); the full scan runs
+/// only when that finds none (to name the precise reason) or the route has
+/// wildcard or no hostnames.
+fn select_indexed(
+    world: &World<'_>,
+    resources: &Resources,
+    view: &RouteView<'_>,
+    p: &ParentReference,
+    gateway: usize,
+) -> Result<Vec<usize>, Problem> {
+    let all = &world.gateways[gateway].listeners;
+    let candidates = world
+        .gateway_hosts
+        .get(gateway)
+        .and_then(|h| h.candidates(view.hostnames));
+    if let Some(candidates) = candidates {
+        if let Ok(found) = select(world, resources, view, p, &candidates) {
+            return Ok(found);
+        }
+    }
+    select(world, resources, view, p, all)
 }
 
 /// The listeners (indices) among `candidates` that accept the route through

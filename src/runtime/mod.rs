@@ -278,12 +278,16 @@ impl Runtime {
                 status: Arc::new(status.clone()),
             }));
         }
+        let certificates = self
+            .issuer
+            .as_ref()
+            .map(|(m, _)| m.certificates())
+            .unwrap_or_default();
+        self.shared
+            .metrics
+            .set_managed(managed_metrics(&certificates));
         self.shared.report.store(Arc::new(Report {
-            certificates: self
-                .issuer
-                .as_ref()
-                .map(|(m, _)| m.certificates())
-                .unwrap_or_default(),
+            certificates,
             status,
             problems: reloaded.problems.iter().map(ProblemReport::from).collect(),
             ignored: reloaded.ignored,
@@ -386,6 +390,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), Error> {
             _ = stored_changes.changed() => tracing::debug!("certificate stored; recompiling"),
             _ = certificate_changes.changed() => {
                 let certificates = certificate_changes.borrow_and_update().clone();
+                shared.metrics.set_managed(managed_metrics(&certificates));
                 shared.report.rcu(|r| {
                     let mut r = Report::clone(r);
                     r.certificates = certificates.clone();
@@ -451,4 +456,32 @@ impl std::fmt::Display for ErrorChain<'_> {
         }
         Ok(())
     }
+}
+
+/// The managed-certificate series of the metrics, from the issuer's view of
+/// each certificate (Unix seconds throughout).
+fn managed_metrics(
+    certificates: &[crate::issuer::status::CertStatus],
+) -> Vec<crate::metrics::ManagedCertificate> {
+    let secs = |t: Option<u64>| t.and_then(|t| i64::try_from(t).ok());
+    certificates
+        .iter()
+        .map(|c| {
+            let (namespace, secret) = c.secret.split_once('/').unwrap_or(("", c.secret.as_str()));
+            crate::metrics::ManagedCertificate {
+                namespace: namespace.to_string(),
+                secret: secret.to_string(),
+                issuer_kind: c.issuer_kind.clone(),
+                issuer_name: c.issuer_name.clone(),
+                not_before: secs(c.not_before),
+                not_after: secs(c.not_after),
+                renewal_time: secs(c.renewal_time),
+                ready: Some(c.ready),
+                ari_window: None,
+                profile: None,
+                failed_attempts: c.attempts,
+                next_retry: secs(c.next_attempt),
+            }
+        })
+        .collect()
 }

@@ -120,6 +120,15 @@ impl Portcullis {
         serde_json::from_slice(&body).context("/status is not JSON")
     }
 
+    /// `GET /metrics` as text.
+    pub async fn metrics(&self) -> Result<String> {
+        let (code, body) = admin_get(self.admin, "/metrics").await?;
+        if code != 200 {
+            bail!("/metrics answered {code}");
+        }
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    }
+
     /// The last `lines` lines of the process's output.
     pub fn log_tail(&self, lines: usize) -> String {
         let text = std::fs::read_to_string(&self.log_file).unwrap_or_default();
