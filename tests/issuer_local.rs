@@ -243,7 +243,7 @@ async fn listener_without_refs_is_served_a_local_ca_certificate_clients_verify()
             .any(|l| l.starts_with("portcullis_certificate_ready_status{")
                 && l.contains("secret=\"gw-web-tls\"")
                 && l.contains("condition=\"True\"")
-                && l.ends_with(" 1")),
+                && (l.ends_with(" 1") || l.ends_with(" 1.0"))),
         "{metrics}"
     );
     assert!(
