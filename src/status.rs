@@ -29,6 +29,10 @@ pub enum ConditionType {
     /// Frontend client-certificate validation lets clients without a
     /// valid certificate through (`AllowInsecureFallback`).
     InsecureFrontendValidationMode,
+    /// A listener's managed certificate is issued and current (portcullis's
+    /// own condition, set by the issuer).
+    #[serde(rename = "portcullis.dev/CertificateReady")]
+    CertificateReady,
 }
 
 /// Condition reasons.
@@ -114,6 +118,11 @@ pub enum Reason {
     Conflicted,
     /// A setting weakens security as the user asked (insecure fallback).
     ConfigurationChanged,
+    /// A certificate is being issued or waits for a retry.
+    Issuing,
+    /// The listener cannot get the certificate it asks for as configured
+    /// (a wildcard without a DNS-01 solver, a bad annotation, no name).
+    CertificateConfiguration,
 }
 
 /// `True`, `False` or `Unknown`.

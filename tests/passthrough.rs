@@ -110,8 +110,28 @@ async fn setup() -> Setup {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passthrough_and_terminate_share_a_port_by_sni() {
-    let Setup { gw, .. } = setup().await;
+    let Setup { gw, backend_ca } = setup().await;
     let port = gw.port(443);
+
+    // curl verifies the backend's certificate (signed by the backend's own
+    // CA, which the gateway never sees) through the gateway. The backend
+    // echoes bytes rather than answering HTTP, so only the handshake counts.
+    let ca = gw.scratch("backend-ca.pem", backend_ca.cert_pem.as_bytes());
+    let out = e2e::clients::curl(&[
+        "-v",
+        "--http1.1",
+        "--cacert",
+        ca.to_str().expect("utf-8 path"),
+        "--resolve",
+        &format!("a.pt.example.test:{port}:127.0.0.1"),
+        &format!("https://a.pt.example.test:{port}/"),
+    ])
+    .await;
+    assert!(
+        out.stderr.contains("CN=backend") && out.stderr.contains("SSL certificate verify ok"),
+        "curl must verify the backend's certificate through the gateway: {}",
+        out.stderr
+    );
 
     let out = s_client(
         port,

@@ -240,6 +240,77 @@ pub fn format_table(certs: &[CertStatus], now: SystemTime) -> String {
     out
 }
 
+/// Sets the `portcullis.dev/CertificateReady` condition on every listener a
+/// managed certificate serves (listeners named `namespace/gateway/listener`
+/// in [`CertStatus::listeners`]): True when a current certificate is held
+/// and nothing is wrong, False with the problem (a wildcard hostname without
+/// a DNS-01 solver, a bad annotation), or with the issuing state and last
+/// error. Conditions set by an earlier call are replaced, so this can run
+/// on every certificate change.
+pub fn annotate_listeners(status: &mut crate::status::Status, certificates: &[CertStatus]) {
+    use crate::status::{Condition, ConditionType, Reason};
+    for object in status.objects.iter_mut().filter(|o| o.kind == "Gateway") {
+        for l in &mut object.listeners {
+            l.conditions
+                .retain(|c| c.kind != ConditionType::CertificateReady);
+        }
+    }
+    for cert in certificates {
+        let (ok, reason, message) = if !cert.problems.is_empty() {
+            (
+                false,
+                Reason::CertificateConfiguration,
+                cert.problems.join("; "),
+            )
+        } else if cert.ready {
+            (true, Reason::Ready, format!("{} is current", cert.secret))
+        } else {
+            let why = cert
+                .last_error
+                .clone()
+                .unwrap_or_else(|| cert.status.clone());
+            (false, Reason::Issuing, format!("{}: {why}", cert.secret))
+        };
+        for name in &cert.listeners {
+            let mut parts = name.splitn(3, '/');
+            let (Some(ns), Some(gw), Some(listener)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let Some(object) = status
+                .objects
+                .iter_mut()
+                .find(|o| o.kind == "Gateway" && o.namespace == ns && o.name == gw)
+            else {
+                continue;
+            };
+            let Some(l) = object.listeners.iter_mut().find(|l| l.name == listener) else {
+                continue;
+            };
+            let generation = l.conditions.first().map_or(0, |c| c.observed_generation);
+            // A listener served by several Secrets keeps the worst news.
+            if let Some(existing) = l
+                .conditions
+                .iter()
+                .find(|c| c.kind == ConditionType::CertificateReady)
+            {
+                if existing.status == crate::status::ConditionStatus::False || ok {
+                    continue;
+                }
+                l.conditions
+                    .retain(|c| c.kind != ConditionType::CertificateReady);
+            }
+            l.conditions.push(Condition::new(
+                ConditionType::CertificateReady,
+                ok,
+                reason,
+                message.clone(),
+                generation,
+            ));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,5 +359,75 @@ mod tests {
             assert!(lines[1].contains(cell), "{cell} in {}", lines[1]);
         }
         assert_eq!(lines[0].find("STATUS"), lines[1].find("Ready"));
+    }
+
+    fn listener_status(name: &str) -> crate::status::ListenerStatus {
+        crate::status::ListenerStatus {
+            name: name.into(),
+            attached_routes: 0,
+            supported_kinds: vec![],
+            conditions: vec![],
+            certificate_refs: vec![],
+        }
+    }
+
+    #[test]
+    fn certificate_problems_and_states_reach_the_listeners_they_serve() {
+        use crate::status::{ConditionStatus, ConditionType, ObjectStatus, Reason, Status};
+        let mut gw = ObjectStatus::new("Gateway", "default", "gw");
+        gw.listeners = vec![listener_status("wild"), listener_status("web")];
+        let mut status = Status { objects: vec![gw] };
+        let cert = |secret: &str, listener: &str, ready: bool, problems: Vec<String>| CertStatus {
+            secret: secret.into(),
+            dns_names: vec![],
+            issuer_kind: "Issuer".into(),
+            issuer_name: "default/le".into(),
+            listeners: vec![format!("default/gw/{listener}")],
+            not_before: None,
+            not_after: None,
+            serial: None,
+            renewal_time: None,
+            ready,
+            status: if ready {
+                "Ready".into()
+            } else {
+                "Waiting".into()
+            },
+            reason: Why::NotDue,
+            attempts: 0,
+            last_error: None,
+            next_attempt: None,
+            problems,
+        };
+        let certs = vec![
+            cert(
+                "default/gw-wild-tls",
+                "wild",
+                true,
+                vec!["wildcard hostname *.a.test needs a DNS-01 solver".into()],
+            ),
+            cert("default/gw-web-tls", "web", true, vec![]),
+        ];
+        annotate_listeners(&mut status, &certs);
+        annotate_listeners(&mut status, &certs);
+        let cond = |status: &Status, l: usize| {
+            let c: Vec<_> = status.objects[0].listeners[l]
+                .conditions
+                .iter()
+                .filter(|c| c.kind == ConditionType::CertificateReady)
+                .collect();
+            assert_eq!(c.len(), 1, "one condition after two calls");
+            (c[0].status, c[0].reason, c[0].message.clone())
+        };
+        let (st, reason, message) = cond(&status, 0);
+        assert_eq!(
+            (st, reason),
+            (ConditionStatus::False, Reason::CertificateConfiguration)
+        );
+        assert!(message.contains("DNS-01"), "{message}");
+        assert_eq!(cond(&status, 1).0, ConditionStatus::True);
+        let waiting = vec![cert("default/gw-web-tls", "web", false, vec![])];
+        annotate_listeners(&mut status, &waiting);
+        assert_eq!(cond(&status, 1).1, Reason::Issuing);
     }
 }

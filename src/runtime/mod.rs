@@ -286,6 +286,8 @@ impl Runtime {
         self.shared
             .metrics
             .set_managed(managed_metrics(&certificates));
+        let mut status = status;
+        crate::issuer::status::annotate_listeners(&mut status, &certificates);
         self.shared.report.store(Arc::new(Report {
             certificates,
             status,
@@ -394,6 +396,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), Error> {
                 shared.report.rcu(|r| {
                     let mut r = Report::clone(r);
                     r.certificates = certificates.clone();
+                    crate::issuer::status::annotate_listeners(&mut r.status, &certificates);
                     r
                 });
                 continue;
