@@ -10,7 +10,7 @@ TOOLS="curl:curl openssl:openssl pebble:pebble named:bind9 promtool:prometheus a
 
 missing=()
 for pair in $TOOLS; do
-    command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+    PATH="$PATH:/usr/sbin:/sbin" command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 if [ ! -e /etc/ssl/certs/ca-certificates.crt ]; then
     missing+=(ca-certificates)
