@@ -454,6 +454,28 @@ async fn gateway_binary_obtains_and_serves_a_pebble_certificate() -> Result<()> 
         .await?
         .context("certificate in /status")?;
     ensure!(cert["ready"] == true, "{cert}");
+    // The ACME client's own series: requests by endpoint and status, and
+    // the order counted valid.
+    let metrics = gw.metrics().await?;
+    let sample = |prefix: &str, labels: &[&str]| {
+        metrics.lines().any(|l| {
+            l.starts_with(prefix)
+                && labels.iter().all(|x| l.contains(x))
+                && !l.ends_with(" 0")
+                && !l.ends_with(" 0.0")
+        })
+    };
+    ensure!(
+        sample(
+            "portcullis_acme_requests_total{",
+            &["endpoint=\"newOrder\"", "status=\"201\""]
+        ),
+        "no newOrder request counted:\n{metrics}"
+    );
+    ensure!(
+        sample("portcullis_acme_orders_total{", &["outcome=\"valid\""]),
+        "no valid order counted:\n{metrics}"
+    );
     Ok(())
 }
 

@@ -50,6 +50,13 @@ pub struct CertStatus {
     pub next_attempt: Option<u64>,
     /// Problems with the listeners it serves (wildcards, annotations).
     pub problems: Vec<String>,
+    /// The ACME Renewal Information window (RFC 9773) of the held
+    /// certificate, start and end, Unix seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ari_window: Option<(u64, u64)>,
+    /// The ACME profile ordered, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
 }
 
 fn unix(t: SystemTime) -> u64 {
@@ -110,6 +117,8 @@ pub fn certificate_statuses(
                 .filter(|p| p.secret.as_ref() == Some(&d.secret))
                 .map(|p| format!("{}: {}", p.listener, p.message))
                 .collect(),
+            ari_window: r.renewal_window.map(|w| (unix(w.start), unix(w.end))),
+            profile: d.profile.clone(),
         });
     }
     // Listeners that got no demand at all still show up, as failures.
@@ -146,6 +155,8 @@ pub fn certificate_statuses(
             last_error: problems.first().cloned(),
             next_attempt: None,
             problems,
+            ari_window: None,
+            profile: None,
         });
     }
     out.sort_by(|a, b| a.secret.cmp(&b.secret));
@@ -341,6 +352,8 @@ mod tests {
             last_error: None,
             next_attempt: None,
             problems: vec![],
+            ari_window: None,
+            profile: None,
         };
         let now = UNIX_EPOCH + std::time::Duration::from_secs(1_767_225_600 + 30 * 86_400);
         let table = format_table(&[c], now);
@@ -398,6 +411,8 @@ mod tests {
             last_error: None,
             next_attempt: None,
             problems,
+            ari_window: None,
+            profile: None,
         };
         let certs = vec![
             cert(

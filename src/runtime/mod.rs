@@ -434,8 +434,9 @@ fn start_issuer(
         .map_err(Error::LocalCa)?;
     let store: Arc<dyn crate::store::Store> =
         Arc::new(crate::store::DirStore::new(&options.state_dir));
-    let acme =
+    let mut acme =
         crate::issuer::acme::AcmeContext::new(options.state_dir.clone(), shared.challenges.clone());
+    acme.metrics = Some(shared.metrics.clone());
     let manager = crate::issuer::manager::Manager::new(
         &options.state_dir,
         store,
@@ -480,11 +481,58 @@ fn managed_metrics(
                 not_after: secs(c.not_after),
                 renewal_time: secs(c.renewal_time),
                 ready: Some(c.ready),
-                ari_window: None,
-                profile: None,
+                ari_window: c.ari_window.and_then(|(start, end)| {
+                    Some((i64::try_from(start).ok()?, i64::try_from(end).ok()?))
+                }),
+                profile: c.profile.clone(),
                 failed_attempts: c.attempts,
                 next_retry: secs(c.next_attempt),
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::managed_metrics;
+    use crate::issuer::status::CertStatus;
+
+    #[test]
+    fn managed_metrics_carry_the_issuer_state_of_each_certificate() {
+        let cert = CertStatus {
+            secret: "apps/web-tls".into(),
+            dns_names: vec!["a.test".into()],
+            issuer_kind: "Issuer".into(),
+            issuer_name: "apps/le".into(),
+            listeners: vec![],
+            not_before: Some(100),
+            not_after: Some(1_000),
+            serial: Some("0a".into()),
+            renewal_time: Some(700),
+            ready: false,
+            status: "Waiting".into(),
+            reason: crate::issuer::plan::Why::NotDue,
+            attempts: 3,
+            last_error: Some("rate limited".into()),
+            next_attempt: Some(800),
+            problems: vec![],
+            ari_window: Some((650, 750)),
+            profile: Some("shortlived".into()),
+        };
+        let m = managed_metrics(&[cert]);
+        assert_eq!(m.len(), 1);
+        let m = &m[0];
+        assert_eq!(
+            (m.namespace.as_str(), m.secret.as_str()),
+            ("apps", "web-tls")
+        );
+        assert_eq!(
+            (m.not_before, m.not_after, m.renewal_time),
+            (Some(100), Some(1_000), Some(700))
+        );
+        assert_eq!(m.ready, Some(false));
+        assert_eq!(m.ari_window, Some((650, 750)));
+        assert_eq!(m.profile.as_deref(), Some("shortlived"));
+        assert_eq!((m.failed_attempts, m.next_retry), (3, Some(800)));
+    }
 }

@@ -107,6 +107,19 @@ impl Gateway {
         Ok(serde_json::from_slice(&out.stdout)?)
     }
 
+    /// `GET /metrics` as text.
+    pub async fn metrics(&self) -> Result<String> {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "3"])
+            .arg(format!("http://{}/metrics", self.admin))
+            .output()
+            .await?;
+        if !out.status.success() {
+            bail!("metrics: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// The `/status` entry of the certificate kept in Secret `secret`
     /// (`namespace/name`).
     pub async fn certificate(&self, secret: &str) -> Result<Option<serde_json::Value>> {

@@ -73,6 +73,7 @@ impl Accounts {
         state_dir: &Path,
         issuer: &AcmeIssuer,
         retry_after: &RetryAfterSlot,
+        metrics: Option<&std::sync::Arc<crate::metrics::Metrics>>,
     ) -> Result<Account, Error> {
         let path = key_path(state_dir, issuer);
         // Held across creation: two orders of one issuer never create two
@@ -81,7 +82,7 @@ impl Accounts {
         if let Some(account) = cache.get(&path) {
             return Ok(account.clone());
         }
-        let account = open_or_create(&path, issuer, retry_after).await?;
+        let account = open_or_create(&path, issuer, retry_after, metrics).await?;
         cache.insert(path, account.clone());
         Ok(account)
     }
@@ -96,11 +97,13 @@ async fn open_or_create(
     path: &Path,
     issuer: &AcmeIssuer,
     retry_after: &RetryAfterSlot,
+    metrics: Option<&std::sync::Arc<crate::metrics::Metrics>>,
 ) -> Result<Account, Error> {
     let http = || -> Result<Box<AcmeHttp>, Error> {
         Ok(Box::new(AcmeHttp::new(
             issuer.ca_bundle_pem.as_deref(),
             retry_after.clone(),
+            metrics.cloned(),
         )?))
     };
     let stored = match &issuer.account_key_pem {

@@ -30,12 +30,17 @@ pub type RetryAfterSlot = Arc<Mutex<Option<SystemTime>>>;
 pub struct AcmeHttp {
     client: Client<hyper_rustls::HttpsConnector<HttpConnector>, BodyWrapper<Bytes>>,
     retry_after: RetryAfterSlot,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl AcmeHttp {
     /// A client trusting the PEM certificates in `ca_bundle_pem`, or the
     /// system's roots when `None`.
-    pub fn new(ca_bundle_pem: Option<&str>, retry_after: RetryAfterSlot) -> Result<Self, Error> {
+    pub fn new(
+        ca_bundle_pem: Option<&str>,
+        retry_after: RetryAfterSlot,
+        metrics: Option<Arc<crate::metrics::Metrics>>,
+    ) -> Result<Self, Error> {
         let mut roots = rustls::RootCertStore::empty();
         match ca_bundle_pem {
             Some(pem) => {
@@ -79,6 +84,7 @@ impl AcmeHttp {
         Ok(Self {
             client: Client::builder(TokioExecutor::new()).build(connector),
             retry_after,
+            metrics,
         })
     }
 }
@@ -88,11 +94,21 @@ impl HttpClient for AcmeHttp {
         &self,
         req: http::Request<BodyWrapper<Bytes>>,
     ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>> {
+        let endpoint = endpoint_of(req.uri().path());
         let fut = self.client.request(req);
         let slot = self.retry_after.clone();
+        let metrics = self.metrics.clone();
         Box::pin(async move {
-            let rsp = tokio::time::timeout(REQUEST_TIMEOUT, fut)
-                .await
+            let started = std::time::Instant::now();
+            let rsp = tokio::time::timeout(REQUEST_TIMEOUT, fut).await;
+            if let Some(m) = &metrics {
+                let status = match &rsp {
+                    Ok(Ok(r)) => Some(r.status().as_u16()),
+                    _ => None,
+                };
+                m.acme().request(endpoint, status, started.elapsed());
+            }
+            let rsp = rsp
                 .map_err(|_| {
                     instant_acme::Error::Other("request to the ACME server timed out".into())
                 })?
@@ -115,6 +131,39 @@ impl HttpClient for AcmeHttp {
     }
 }
 
+/// The ACME resource a request URL path names, for metrics labels: a small
+/// fixed set, recognised from the paths Let's Encrypt (Boulder) and Pebble
+/// use (`/acme/new-order`, `/order-plz`, `/chalZ/…`), `other` otherwise.
+pub fn endpoint_of(path: &str) -> &'static str {
+    let p = path.to_ascii_lowercase();
+    let has = |s: &str| p.contains(s);
+    if has("nonce") {
+        "newNonce"
+    } else if has("renewal-info") || has("renewalinfo") {
+        "renewalInfo"
+    } else if has("new-acct") || has("newaccount") || has("sign-me-up") {
+        "newAccount"
+    } else if has("new-order") || has("neworder") || has("order-plz") {
+        "newOrder"
+    } else if has("finalize") {
+        "finalize"
+    } else if has("authz") {
+        "authz"
+    } else if has("chal") {
+        "challenge"
+    } else if has("cert") {
+        "certificate"
+    } else if has("order") {
+        "order"
+    } else if has("acct") || has("account") || has("reg") {
+        "account"
+    } else if p == "/dir" || p.ends_with("/directory") {
+        "directory"
+    } else {
+        "other"
+    }
+}
+
 /// Parses a `Retry-After` value (RFC 9110 §10.2.3): delay seconds or an
 /// HTTP date.
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<SystemTime> {
@@ -128,6 +177,34 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<SystemTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn endpoints_of_boulder_and_pebble_paths_are_named() {
+        for (path, want) in [
+            ("/directory", "directory"),
+            ("/dir", "directory"),
+            ("/acme/new-nonce", "newNonce"),
+            ("/nonce-plz", "newNonce"),
+            ("/acme/new-acct", "newAccount"),
+            ("/sign-me-up", "newAccount"),
+            ("/acme/new-order", "newOrder"),
+            ("/order-plz", "newOrder"),
+            ("/acme/authz/abc", "authz"),
+            ("/authZ/abc", "authz"),
+            ("/acme/chall/abc/def", "challenge"),
+            ("/chalZ/abc", "challenge"),
+            ("/acme/finalize/1/2", "finalize"),
+            ("/finalize-order/abc", "finalize"),
+            ("/acme/cert/abc", "certificate"),
+            ("/certZ/abc", "certificate"),
+            ("/acme/order/1/2", "order"),
+            ("/my-order/abc", "order"),
+            ("/acme/renewal-info/abc.def", "renewalInfo"),
+            ("/something/else", "other"),
+        ] {
+            assert_eq!(endpoint_of(path), want, "{path}");
+        }
+    }
 
     #[test]
     fn retry_after_reads_seconds_and_http_dates() {
@@ -145,6 +222,6 @@ mod tests {
 
     #[test]
     fn ca_bundle_without_certificates_is_refused() {
-        assert!(AcmeHttp::new(Some("not pem"), RetryAfterSlot::default()).is_err());
+        assert!(AcmeHttp::new(Some("not pem"), RetryAfterSlot::default(), None).is_err());
     }
 }

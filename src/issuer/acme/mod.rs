@@ -285,6 +285,9 @@ pub struct AcmeContext {
     pub challenges: Arc<ChallengeBoard>,
     /// Bounds on waiting.
     pub timeouts: Timeouts,
+    /// Where requests, orders and failures are counted (none in tests that
+    /// do not look).
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
     accounts: account::Accounts,
 }
 
@@ -296,6 +299,7 @@ impl AcmeContext {
             state_dir: state_dir.into(),
             challenges,
             timeouts: Timeouts::default(),
+            metrics: None,
             accounts: account::Accounts::default(),
         }
     }

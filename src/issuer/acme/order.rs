@@ -80,7 +80,7 @@ pub async fn issue_with_key(
         let retry_after = RetryAfterSlot::default();
         let account = ctx
             .accounts
-            .get(&ctx.state_dir, issuer, &retry_after)
+            .get(&ctx.state_dir, issuer, &retry_after, ctx.metrics.as_ref())
             .await
             .map_err(|e| with_retry_after(e, &retry_after))?;
         let mut result = issue_with(issuer, ctx, req, &account, &mut key).await;
@@ -92,10 +92,22 @@ pub async fn issue_with_key(
             ctx.accounts.forget(&ctx.state_dir, issuer).await;
             let account = ctx
                 .accounts
-                .get(&ctx.state_dir, issuer, &retry_after)
+                .get(&ctx.state_dir, issuer, &retry_after, ctx.metrics.as_ref())
                 .await
                 .map_err(|e| with_retry_after(e, &retry_after))?;
             result = issue_with(issuer, ctx, req, &account, &mut key).await;
+        }
+        if let Some(m) = &ctx.metrics {
+            match &result {
+                Ok(_) => m.acme().order("valid"),
+                Err(e) => {
+                    m.acme().order("error");
+                    m.acme().issuance_failed(e.reason());
+                    if matches!(e, Error::RateLimited { .. }) {
+                        m.acme().rate_limited("order");
+                    }
+                }
+            }
         }
         result.map_err(|e| with_retry_after(e, &retry_after))
     }
@@ -114,7 +126,7 @@ pub async fn renewal_window(
     let retry_after = RetryAfterSlot::default();
     let account = ctx
         .accounts
-        .get(&ctx.state_dir, issuer, &retry_after)
+        .get(&ctx.state_dir, issuer, &retry_after, ctx.metrics.as_ref())
         .await?;
     renewal_info(&account, chain_pem).await
 }
