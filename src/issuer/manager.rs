@@ -337,7 +337,9 @@ impl Manager {
                 (_, Err(e)) => Err((e, None)),
                 (Some(ctx), Ok(issuer)) => {
                     let _permit = self.orders.clone().acquire_owned().await;
-                    match acme::issue(&issuer, ctx, &req).await {
+                    // `private-key-rotation: Never` keeps the stored key.
+                    let key = (!d.rotate_key).then(|| self.key_for(&d).ok()).flatten();
+                    match acme::issue_with_key(&issuer, ctx, &req, key).await {
                         Ok(issued) => {
                             let store = self.store.clone();
                             let secret = d.secret.clone();
