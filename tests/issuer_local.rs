@@ -237,6 +237,15 @@ async fn listener_without_refs_is_served_a_local_ca_certificate_clients_verify()
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("unparsable sample {renewal}"));
     assert_eq!(Some(at as u64), cert["renewalTime"].as_u64(), "{renewal}");
+    // The curl above is counted on the listener its SNI selected.
+    assert!(
+        metrics.lines().any(|l| {
+            l.starts_with("portcullis_listener_connections_accepted_total{")
+                && l.contains("listener=\"web\"")
+                && !l.ends_with(" 0")
+        }),
+        "{metrics}"
+    );
     assert!(
         metrics
             .lines()

@@ -41,6 +41,10 @@ pub const UPSTREAM_ERRORS: &str = "portcullis_upstream_errors";
 pub const CONNECTIONS_ACCEPTED: &str = "portcullis_connections_accepted";
 /// Connections open per socket.
 pub const CONNECTIONS_ACTIVE: &str = "portcullis_connections_active";
+/// Connections accepted per listener (when the listener is known).
+pub const LISTENER_CONNECTIONS_ACCEPTED: &str = "portcullis_listener_connections_accepted";
+/// Connections open per listener (when the listener is known).
+pub const LISTENER_CONNECTIONS_ACTIVE: &str = "portcullis_listener_connections_active";
 /// Times a socket stopped accepting at `--max-connections`.
 pub const CONNECTION_LIMIT_REACHED: &str = "portcullis_connection_limit_reached";
 /// The `--max-connections` setting.
@@ -96,6 +100,7 @@ pub fn all() -> Vec<String> {
         REQUESTS,
         UPSTREAM_ERRORS,
         CONNECTIONS_ACCEPTED,
+        LISTENER_CONNECTIONS_ACCEPTED,
         CONNECTION_LIMIT_REACHED,
         TLS_HANDSHAKES,
         TLS_HANDSHAKE_FAILURES,
@@ -122,6 +127,7 @@ pub fn all() -> Vec<String> {
         CM_RENEWAL,
         CM_READY,
         CONNECTIONS_ACTIVE,
+        LISTENER_CONNECTIONS_ACTIVE,
         CONNECTION_LIMIT,
         RELOAD_LAST_SUCCESS,
         CONFIG_PROBLEMS,

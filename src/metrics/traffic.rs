@@ -75,6 +75,13 @@ struct HandshakeLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ListenerLabels {
+    gateway_namespace: String,
+    gateway: String,
+    listener: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct FailureLabels {
     address: String,
     reason: &'static str,
@@ -182,9 +189,11 @@ impl Drop for OpenConnection {
     }
 }
 
-/// Handshake counters of one TLS listener.
+/// Connection and handshake counters of one listener.
 #[derive(Debug)]
 pub struct ListenerHandles {
+    accepted: Counter,
+    active: Gauge,
     tls12: Counter,
     tls13: Counter,
     other: Counter,
@@ -193,6 +202,16 @@ pub struct ListenerHandles {
 }
 
 impl ListenerHandles {
+    /// Counts a connection that belongs to this listener; the returned guard
+    /// keeps it counted as open until dropped.
+    pub fn connection(self: &Arc<Self>) -> ListenerConnection {
+        self.accepted.inc();
+        self.active.inc();
+        ListenerConnection {
+            listener: self.clone(),
+        }
+    }
+
     /// Counts a handshake completed here with `version`.
     pub fn terminated(&self, version: Option<rustls::ProtocolVersion>) {
         match version {
@@ -211,6 +230,18 @@ impl ListenerHandles {
     /// backend's).
     pub fn passed_through(&self) {
         self.passthrough.inc();
+    }
+}
+
+/// A connection counted as open on a listener while alive.
+#[derive(Debug)]
+pub struct ListenerConnection {
+    listener: Arc<ListenerHandles>,
+}
+
+impl Drop for ListenerConnection {
+    fn drop(&mut self) {
+        self.listener.active.dec();
     }
 }
 
@@ -275,6 +306,8 @@ pub struct Traffic {
     limit_reached: Family<SocketLabels, Counter>,
     handshakes: Family<HandshakeLabels, Counter>,
     failures: Family<FailureLabels, Counter>,
+    listener_accepted: Family<ListenerLabels, Counter>,
+    listener_active: Family<ListenerLabels, Gauge>,
     snapshot: ArcSwap<Snapshot>,
 }
 
@@ -291,8 +324,20 @@ impl Traffic {
             limit_reached: Family::default(),
             handshakes: Family::default(),
             failures: Family::default(),
+            listener_accepted: Family::default(),
+            listener_active: Family::default(),
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
         };
+        registry.register(
+            n::LISTENER_CONNECTIONS_ACCEPTED,
+            "Client connections accepted, per listener (TLS connections by the listener their SNI selected; plain sockets with a single listener)",
+            t.listener_accepted.clone(),
+        );
+        registry.register(
+            n::LISTENER_CONNECTIONS_ACTIVE,
+            "Client connections open, per listener (as for the accepted count)",
+            t.listener_active.clone(),
+        );
         registry.register(
             n::REQUESTS,
             "HTTP requests by gateway, listener, route, backend and status class",
@@ -426,7 +471,14 @@ impl Traffic {
             .streams
             .as_ref()
             .is_some_and(|s| s.mode == StreamMode::Passthrough);
+        let labels = ListenerLabels {
+            gateway_namespace: gateway_namespace.clone(),
+            gateway: gateway.clone(),
+            listener: name.clone(),
+        };
         ListenerHandles {
+            accepted: self.listener_accepted.get_or_create_owned(&labels),
+            active: self.listener_active.get_or_create_owned(&labels),
             tls12: handle("terminate", "TLSv1.2", "success"),
             tls13: handle("terminate", "TLSv1.3", "success"),
             other: handle("terminate", "other", "success"),

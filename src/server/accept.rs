@@ -177,6 +177,11 @@ async fn serve(
                 .and_then(|l| Some((l, l.streams.as_ref()?)));
             match listener {
                 Some((listener, streams)) => {
+                    let _counted = ctx
+                        .metrics
+                        .traffic()
+                        .listener(&dataplane, listener)
+                        .connection();
                     let failure = super::stream::forward(
                         stream,
                         Vec::new(),
@@ -193,6 +198,15 @@ async fn serve(
             }
         }
         Some(BindProtocol::Http) => {
+            // A plain socket's connection belongs to a listener only when the
+            // socket has one (otherwise each request's Host decides).
+            let dataplane = ctx.dataplane.load_full();
+            let _counted = dataplane
+                .bind(bind)
+                .filter(|b| b.listeners.len() == 1)
+                .and_then(|b| b.listeners.first())
+                .map(|l| ctx.metrics.traffic().listener(&dataplane, l).connection());
+            drop(dataplane);
             let info = Arc::new(ConnInfo {
                 local: bind,
                 remote,
@@ -265,6 +279,7 @@ async fn serve(
                 return;
             };
             let handshakes = ctx.metrics.traffic().listener(&dataplane, &listener);
+            let _counted = handshakes.connection();
             drop(dataplane);
             if let Some(streams) = listener
                 .streams
