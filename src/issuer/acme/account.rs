@@ -57,7 +57,9 @@ fn pkcs8_pem(der: &[u8]) -> String {
 /// Accounts in use, by key file.
 #[derive(Default)]
 pub struct Accounts {
-    cache: tokio::sync::Mutex<HashMap<PathBuf, Account>>,
+    /// Each account with the Retry-After slot its HTTP client writes (the
+    /// client lives as long as the account, so the slot must too).
+    cache: tokio::sync::Mutex<HashMap<PathBuf, (Account, RetryAfterSlot)>>,
 }
 
 impl std::fmt::Debug for Accounts {
@@ -67,24 +69,27 @@ impl std::fmt::Debug for Accounts {
 }
 
 impl Accounts {
-    /// The account of `issuer`, from the cache, the stored key, or created.
+    /// The account of `issuer`, from the cache, the stored key, or created,
+    /// with the slot where its HTTP client records the CA's Retry-After.
     pub async fn get(
         &self,
         state_dir: &Path,
         issuer: &AcmeIssuer,
-        retry_after: &RetryAfterSlot,
         metrics: Option<&std::sync::Arc<crate::metrics::Metrics>>,
-    ) -> Result<Account, Error> {
+    ) -> Result<(Account, RetryAfterSlot), Error> {
         let path = key_path(state_dir, issuer);
         // Held across creation: two orders of one issuer never create two
         // accounts or race on the key file.
         let mut cache = self.cache.lock().await;
-        if let Some(account) = cache.get(&path) {
-            return Ok(account.clone());
+        if let Some((account, slot)) = cache.get(&path) {
+            return Ok((account.clone(), slot.clone()));
         }
-        let account = open_or_create(&path, issuer, retry_after, metrics).await?;
-        cache.insert(path, account.clone());
-        Ok(account)
+        let slot = RetryAfterSlot::default();
+        let account = open_or_create(&path, issuer, &slot, metrics)
+            .await
+            .map_err(|e| super::order::with_retry_after(e, &slot))?;
+        cache.insert(path, (account.clone(), slot.clone()));
+        Ok((account, slot))
     }
 
     /// Forgets the cached account of `issuer` (the CA no longer knows it).

@@ -77,12 +77,14 @@ pub async fn issue_with_key(
     let mut key = key;
     let span = tracing::info_span!("acme_order", secret = %req.secret, server = %issuer.server);
     async {
-        let retry_after = RetryAfterSlot::default();
-        let account = ctx
+        let (account, retry_after) = ctx
             .accounts
-            .get(&ctx.state_dir, issuer, &retry_after, ctx.metrics.as_ref())
-            .await
-            .map_err(|e| with_retry_after(e, &retry_after))?;
+            .get(&ctx.state_dir, issuer, ctx.metrics.as_ref())
+            .await?;
+        // What an earlier order saw is not this order's answer.
+        if let Ok(mut slot) = retry_after.lock() {
+            *slot = None;
+        }
         let mut result = issue_with(issuer, ctx, req, &account, &mut key).await;
         if result.as_ref().err().is_some_and(is_account_unknown) {
             // The CA forgot the account (a restarted CA, a reset staging
@@ -90,11 +92,10 @@ pub async fn issue_with_key(
             // anew, and try once more.
             tracing::info!("the ACME server does not know the account; registering it again");
             ctx.accounts.forget(&ctx.state_dir, issuer).await;
-            let account = ctx
+            let (account, _) = ctx
                 .accounts
-                .get(&ctx.state_dir, issuer, &retry_after, ctx.metrics.as_ref())
-                .await
-                .map_err(|e| with_retry_after(e, &retry_after))?;
+                .get(&ctx.state_dir, issuer, ctx.metrics.as_ref())
+                .await?;
             result = issue_with(issuer, ctx, req, &account, &mut key).await;
         }
         if let Some(m) = &ctx.metrics {
@@ -123,10 +124,9 @@ pub async fn renewal_window(
     ctx: &AcmeContext,
     chain_pem: &str,
 ) -> Result<Option<RenewalWindow>, Error> {
-    let retry_after = RetryAfterSlot::default();
-    let account = ctx
+    let (account, _) = ctx
         .accounts
-        .get(&ctx.state_dir, issuer, &retry_after, ctx.metrics.as_ref())
+        .get(&ctx.state_dir, issuer, ctx.metrics.as_ref())
         .await?;
     renewal_info(&account, chain_pem).await
 }
@@ -145,7 +145,7 @@ fn is_account_unknown(error: &Error) -> bool {
 }
 
 /// Adds the Retry-After the HTTP client saw to a rate-limit error.
-fn with_retry_after(error: Error, slot: &RetryAfterSlot) -> Error {
+pub(super) fn with_retry_after(error: Error, slot: &RetryAfterSlot) -> Error {
     match error {
         Error::RateLimited {
             retry_after: None,
