@@ -79,6 +79,43 @@ pub(crate) fn resolve(
     upstream(ctx, service, port)
 }
 
+/// A weighted backendRef of a stream route (TLSRoute, TCPRoute, UDPRoute):
+/// `(weight, target)`, where only core Services are valid targets and an
+/// unresolved one becomes `Invalid` with its problem recorded in
+/// `unresolved`; `Err` when the weight is negative (the route is invalid).
+pub(crate) fn stream_backend(
+    ctx: &mut Ctx<'_>,
+    route: RouteRef<'_>,
+    weight: Option<i64>,
+    backend: &BackendObjectReference,
+    unresolved: &mut Option<Problem>,
+) -> Result<(u32, BackendTarget), Problem> {
+    let weight = u32::try_from(weight.unwrap_or(1)).map_err(|_| {
+        Problem::new(
+            Reason::UnsupportedValue,
+            "backend weight must not be negative",
+        )
+    })?;
+    let group = backend.group.as_deref().unwrap_or("");
+    let kind = backend.kind.as_deref().unwrap_or("Service");
+    let target = if !group.is_empty() || kind != "Service" {
+        Err(Problem::new(
+            Reason::InvalidKind,
+            format!(
+                "backend kind {group}/{kind} is not supported on a {}",
+                route.kind
+            ),
+        ))
+    } else {
+        resolve(ctx, route, backend)
+    };
+    let target = target.unwrap_or_else(|p| {
+        unresolved.get_or_insert(p);
+        BackendTarget::Invalid
+    });
+    Ok((weight, target))
+}
+
 fn static_response(
     ctx: &mut Ctx<'_>,
     ns: &str,

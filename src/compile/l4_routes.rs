@@ -87,31 +87,12 @@ pub(crate) fn compile_l4(
     };
     for rule in &spec.rules {
         for b in &rule.backend_refs {
-            let Ok(weight) = u32::try_from(b.weight.unwrap_or(1)) else {
-                out.invalid.get_or_insert(Problem::new(
-                    Reason::UnsupportedValue,
-                    "backend weight must not be negative",
-                ));
-                continue;
-            };
-            let group = b.backend.group.as_deref().unwrap_or("");
-            let backend_kind = b.backend.kind.as_deref().unwrap_or("Service");
-            let target = if !group.is_empty() || backend_kind != "Service" {
-                Err(Problem::new(
-                    Reason::InvalidKind,
-                    format!(
-                        "backend kind {group}/{backend_kind} is not supported on a {}",
-                        kind.name()
-                    ),
-                ))
-            } else {
-                backends::resolve(ctx, from, &b.backend)
-            };
-            let target = target.unwrap_or_else(|p| {
-                out.unresolved.get_or_insert(p);
-                BackendTarget::Invalid
-            });
-            out.backends.push((weight, target));
+            match backends::stream_backend(ctx, from, b.weight, &b.backend, &mut out.unresolved) {
+                Ok(backend) => out.backends.push(backend),
+                Err(p) => {
+                    out.invalid.get_or_insert(p);
+                }
+            }
         }
     }
     out

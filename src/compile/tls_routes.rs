@@ -7,7 +7,6 @@ use super::backends::{self, RouteRef};
 use super::{Ctx, Problem};
 use crate::dataplane::{BackendTarget, StreamEntry, WeightedBackend};
 use crate::model::{ObjectMeta, TlsRoute};
-use crate::status::Reason;
 
 /// A TLSRoute after backend resolution.
 #[derive(Debug)]
@@ -38,28 +37,12 @@ pub(crate) fn compile_tls(route: &TlsRoute, ctx: &mut Ctx<'_>) -> CompiledTls {
     };
     for rule in &route.spec.rules {
         for b in &rule.backend_refs {
-            let Ok(weight) = u32::try_from(b.weight.unwrap_or(1)) else {
-                out.invalid.get_or_insert(Problem::new(
-                    Reason::UnsupportedValue,
-                    "backend weight must not be negative",
-                ));
-                continue;
-            };
-            let group = b.backend.group.as_deref().unwrap_or("");
-            let kind = b.backend.kind.as_deref().unwrap_or("Service");
-            let target = if !group.is_empty() || kind != "Service" {
-                Err(Problem::new(
-                    Reason::InvalidKind,
-                    format!("backend kind {group}/{kind} is not supported on a TLSRoute"),
-                ))
-            } else {
-                backends::resolve(ctx, from, &b.backend)
-            };
-            let target = target.unwrap_or_else(|p| {
-                out.unresolved.get_or_insert(p);
-                BackendTarget::Invalid
-            });
-            out.backends.push((weight, target));
+            match backends::stream_backend(ctx, from, b.weight, &b.backend, &mut out.unresolved) {
+                Ok(backend) => out.backends.push(backend),
+                Err(p) => {
+                    out.invalid.get_or_insert(p);
+                }
+            }
         }
     }
     out
