@@ -15,8 +15,6 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use instant_acme::{BodyWrapper, BytesResponse, HttpClient};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::CertificateDer;
 
 use super::Error;
 
@@ -41,32 +39,17 @@ impl AcmeHttp {
         retry_after: RetryAfterSlot,
         metrics: Option<Arc<crate::metrics::Metrics>>,
     ) -> Result<Self, Error> {
-        let mut roots = rustls::RootCertStore::empty();
-        match ca_bundle_pem {
-            Some(pem) => {
-                for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-                    let cert = cert.map_err(|e| Error::InvalidIssuer {
-                        reason: format!("caBundle: {e}"),
-                    })?;
-                    roots.add(cert).map_err(|e| Error::InvalidIssuer {
-                        reason: format!("caBundle: {e}"),
-                    })?;
-                }
-                if roots.is_empty() {
-                    return Err(Error::InvalidIssuer {
-                        reason: "caBundle holds no certificate".into(),
-                    });
-                }
-            }
-            None => {
-                let native = rustls_native_certs::load_native_certs();
-                for cert in native.certs {
-                    // A system root rustls cannot parse is skipped, as
-                    // browsers do.
-                    let _ = roots.add(cert);
-                }
-            }
-        }
+        // The same trust rules as backend TLS: a bundle must hold at least one
+        // certificate; the system store is read once per process.
+        let roots: Arc<rustls::RootCertStore> = match ca_bundle_pem {
+            Some(pem) => Arc::new(crate::tls::backend::roots_from_pem(pem.as_bytes()).map_err(
+                |e| Error::InvalidIssuer {
+                    reason: format!("caBundle: {e}"),
+                },
+            )?),
+            None => crate::tls::backend::system_roots()
+                .unwrap_or_else(|| Arc::new(rustls::RootCertStore::empty())),
+        };
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
