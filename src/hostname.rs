@@ -18,6 +18,16 @@ pub fn matches(pattern: &str, host: &str) -> bool {
     }
 }
 
+/// The suffixes of `host` a wildcard pattern can stand for, longest first:
+/// for `a.b.example.com`, `.b.example.com`, `.example.com`, `.com` (a
+/// wildcard `*.x` is stored as `.x` and needs at least one character before
+/// it, so `host` itself is never yielded).
+pub fn wildcard_suffixes(host: &str) -> impl Iterator<Item = &str> {
+    host.match_indices('.')
+        .filter(|(dot, _)| *dot > 0)
+        .map(move |(dot, _)| &host[dot..])
+}
+
 /// Whether `pattern` is a wildcard hostname.
 pub fn is_wildcard(pattern: &str) -> bool {
     pattern.starts_with("*.")
@@ -160,5 +170,16 @@ mod tests {
         assert!(!is_valid("-a.com"));
         assert!(!is_valid("A.com"));
         assert!(!is_valid(""));
+    }
+
+    #[test]
+    fn wildcard_suffixes_run_longest_first_and_skip_the_host_itself() {
+        let all: Vec<&str> = wildcard_suffixes("a.b.example.com").collect();
+        assert_eq!(all, vec![".b.example.com", ".example.com", ".com"]);
+        assert_eq!(
+            wildcard_suffixes(".example.com").collect::<Vec<_>>(),
+            vec![".com"]
+        );
+        assert_eq!(wildcard_suffixes("localhost").count(), 0);
     }
 }

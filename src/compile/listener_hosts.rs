@@ -52,11 +52,8 @@ impl ListenerHosts {
             if let Some(v) = self.exact.get(&h) {
                 out.extend(v);
             }
-            for (dot, _) in h.match_indices('.') {
-                if dot == 0 {
-                    continue;
-                }
-                if let Some(v) = self.wildcard.get(&h[dot..]) {
+            for suffix in crate::hostname::wildcard_suffixes(&h) {
+                if let Some(v) = self.wildcard.get(suffix) {
                     out.extend(v);
                 }
             }

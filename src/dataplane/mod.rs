@@ -143,13 +143,10 @@ impl HostIndex {
             return Some(i);
         }
         if !self.wildcard.is_empty() {
-            for (dot, _) in host.match_indices('.') {
-                if dot == 0 {
-                    continue;
-                }
-                if let Some(&i) = self.wildcard.get(&host[dot..]) {
-                    return Some(i);
-                }
+            if let Some(i) = crate::hostname::wildcard_suffixes(host)
+                .find_map(|suffix| self.wildcard.get(suffix).copied())
+            {
+                return Some(i);
             }
         }
         self.catch_all
