@@ -421,11 +421,8 @@ async fn tcp_route_with_proxy_protocol_v2_tells_the_backend_the_client_address()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_backend_closes_the_client_with_a_log_line() {
-    // A port nothing listens on: bind, note it, close.
-    let dead = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("address")
-    };
+    // A port nothing listens on and nothing else can take meanwhile.
+    let (dead, _dead_guard) = e2e::refused_addr();
     let gw = Gateway::start(&[
         (
             "gateway.yaml",

@@ -471,7 +471,7 @@ async fn expiry_alert_pages_before_not_after_with_real_prometheus_and_alertmanag
     let not_after = now + 120;
     let (cert, key) = short_certificate("short.example.test", now - 60, not_after)?;
     let port = free_port()?;
-    let dead_port = free_port()?;
+    let (dead_port, _dead_guard) = stack::refused_port()?;
     let config = root.join("config");
     std::fs::create_dir_all(&config)?;
     std::fs::write(

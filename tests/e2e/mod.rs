@@ -31,6 +31,17 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
     h
 }
 
+/// An address on 127.0.0.1 that refuses connections while the returned
+/// socket lives: bound without `SO_REUSEADDR` and never listening, so a later
+/// `bind(0)` (a test server, the gateway) cannot be handed the same port.
+pub fn refused_addr() -> (std::net::SocketAddr, tokio::net::TcpSocket) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+        .expect("bind");
+    (socket.local_addr().expect("address"), socket)
+}
+
 /// The deterministic byte pattern the backend's `/download/N` serves.
 pub fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8).collect()

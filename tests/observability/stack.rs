@@ -77,6 +77,17 @@ pub fn free_port() -> Result<u16> {
         .port())
 }
 
+/// A port on 127.0.0.1 that refuses every connection for as long as the
+/// returned socket lives: bound (without `SO_REUSEADDR`) but never listening,
+/// so no other process or test server can take it and connects get a reset.
+/// A port merely bound and released can be handed to the next `bind(0)`,
+/// which turned a "dead backend" into a live one.
+pub fn refused_port() -> Result<(u16, tokio::net::TcpSocket)> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    Ok((socket.local_addr()?.port(), socket))
+}
+
 /// `curl` GET (with `--data-urlencode` pairs); (HTTP status, body).
 pub fn curl_get(url: &str, query: &[(&str, &str)]) -> Result<(u16, String)> {
     let mut cmd = Command::new("curl");
