@@ -3,7 +3,8 @@
 //! listener without certificateRefs is served a local-CA certificate; a
 //! short-lived certificate is renewed while a client polls without a failed
 //! handshake; `kill -9` loses nothing; `ca` and `selfSigned` issuers issue;
-//! `portcullis certs` prints the table.
+//! `portcullis certs` prints the table; a ListenerSet's listener without
+//! certificateRefs gets its own local-CA certificate, served by SNI.
 
 mod support;
 
@@ -430,5 +431,142 @@ spec: {{selfSigned: {{}}}}
         text.contains("secp384r1") || text.contains("P-384"),
         "{text}"
     );
+    Ok(())
+}
+
+/// The `portcullis.dev/CertificateReady` condition of listener `listener`
+/// of `kind` `namespace/name` in `/status`, and its certificateRefs.
+fn listener_report(
+    status: &serde_json::Value,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+    listener: &str,
+) -> Option<(serde_json::Value, serde_json::Value)> {
+    let object = status["objects"]
+        .as_array()?
+        .iter()
+        .find(|o| o["kind"] == kind && o["namespace"] == namespace && o["name"] == name)?;
+    let l = object["listeners"]
+        .as_array()?
+        .iter()
+        .find(|l| l["name"] == listener)?;
+    let ready = l["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "portcullis.dev/CertificateReady")?;
+    Some((ready.clone(), l["certificateRefs"].clone()))
+}
+
+#[tokio::test]
+async fn listener_set_listener_without_refs_is_served_its_own_local_ca_certificate() -> Result<()> {
+    // The Gateway's own `web` listener serves app.test; ListenerSet `extra`
+    // in namespace `apps` adds a listener named `web` too, on the same
+    // port, for extra.test, with no certificateRefs and no annotation.
+    let manifests = format!(
+        "{CLASS}{}---
+apiVersion: portcullis.dev/v1alpha1
+kind: StaticResponse
+metadata: {{name: extra, namespace: apps}}
+spec: {{body: extra}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: ListenerSet
+metadata: {{name: extra, namespace: apps}}
+spec:
+  parentRef: {{name: gw, namespace: default}}
+  listeners:
+    - {{name: web, protocol: HTTPS, port: 443, hostname: extra.test}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: r, namespace: apps}}
+spec:
+  parentRefs: [{{kind: ListenerSet, name: extra, sectionName: web}}]
+  rules: [{{backendRefs: [{{group: portcullis.dev, kind: StaticResponse, name: extra}}]}}]
+",
+        gateway("", "{}").replace(
+            "  gatewayClassName: pc\n",
+            "  gatewayClassName: pc\n  allowedListeners: {namespaces: {from: All}}\n",
+        )
+    );
+    let served = serve(&manifests).await?;
+    let root = export_root(&served)?;
+    let port = served.https_port();
+    // curl checks the chain against the exported root and the name against
+    // extra.test: only the ListenerSet's certificate passes both, so SNI
+    // picked it.
+    let extra = run(
+        "curl",
+        &[
+            "-sS",
+            "--fail",
+            "--cacert",
+            path(&root),
+            "--resolve",
+            &format!("extra.test:{port}:127.0.0.1"),
+            &format!("https://extra.test:{port}/"),
+        ],
+    )?;
+    assert_eq!(extra, "extra");
+    assert_eq!(curl(port, &root)?, "hello");
+    // Issued into `<listenerset>-<listener>-tls` in the ListenerSet's
+    // namespace, for its hostname only.
+    let stored = served.state().join("secrets/apps/extra-web-tls/tls.crt");
+    run(
+        "openssl",
+        &["verify", "-CAfile", path(&root), path(&stored)],
+    )?;
+    let text = run(
+        "openssl",
+        &[
+            "x509",
+            "-noout",
+            "-ext",
+            "subjectAltName",
+            "-in",
+            path(&stored),
+        ],
+    )?;
+    assert!(text.contains("DNS:extra.test"), "{text}");
+    assert!(!text.contains("app.test"), "{text}");
+    // /status: the auto-filled ref and the CertificateReady condition on the
+    // ListenerSet's listener (the status is re-annotated as certificates
+    // change, so give it a moment).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (ready, refs) = loop {
+        let status = served.process.status().await?;
+        let report = listener_report(&status, "ListenerSet", "apps", "extra", "web");
+        match report {
+            Some((ready, refs)) if ready["status"] == "True" => break (ready, refs),
+            _ if Instant::now() > deadline => {
+                bail!("no CertificateReady=True on the ListenerSet listener: {status:#}")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    };
+    assert_eq!(refs, serde_json::json!(["apps/extra-web-tls"]));
+    assert!(
+        ready["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("apps/extra-web-tls")),
+        "{ready}"
+    );
+    let status = served.process.status().await?;
+    let cert = status["certificates"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["secret"] == "apps/extra-web-tls"))
+        .with_context(|| format!("no certificate for apps/extra-web-tls in {status:#}"))?;
+    assert_eq!(
+        cert["listeners"],
+        serde_json::json!(["ListenerSet apps/extra/web"])
+    );
+    assert_eq!(cert["issuerKind"], "local-ca");
+    // The Gateway's own `web` listener keeps its own certificate and
+    // condition.
+    let (gw_ready, gw_refs) = listener_report(&status, "Gateway", "default", "gw", "web")
+        .context("Gateway listener report")?;
+    assert_eq!(gw_refs, serde_json::json!(["default/gw-web-tls"]));
+    assert_eq!(gw_ready["status"], "True");
     Ok(())
 }

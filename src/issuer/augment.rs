@@ -1,14 +1,15 @@
 //! [`augment`]: the resources compile sees once the issuer is taken into
 //! account. Pure. Stored certificates become `kubernetes.io/tls` Secrets,
 //! and listeners the issuer fills get `certificateRefs` naming
-//! `<gateway>-<listener>-tls`, so the compiled model and `/status` show the
-//! effective references.
+//! `<gateway>-<listener>-tls` (a ListenerSet's listeners:
+//! `<listenerset>-<listener>-tls`), so the compiled model and `/status` show
+//! the effective references.
 
 use std::collections::BTreeMap;
 
-use super::demand::managed_listeners;
-use crate::model::gateway::{ListenerTls, SecretObjectReference};
-use crate::model::{ObjectMeta, Resources, Secret};
+use super::demand::{managed_listeners, OwnerKind};
+use crate::model::gateway::{Listener, ListenerTls, SecretObjectReference};
+use crate::model::{ObjectKey, ObjectMeta, Resources, Secret};
 use crate::store::{StoreKey, StoredCert};
 
 /// Returns `resources` with `stored` certificates as Secrets and the
@@ -21,12 +22,14 @@ use crate::store::{StoreKey, StoredCert};
 pub fn augment(resources: &Resources, stored: &BTreeMap<StoreKey, StoredCert>) -> Resources {
     let managed = managed_listeners(resources);
     let owned: Vec<StoreKey> = managed.iter().map(|m| m.secret.clone()).collect();
-    let auto: Vec<(crate::model::ObjectKey, String, String)> = managed
+    // (declared by, listener, Secret name) of each auto-filled listener.
+    let auto: Vec<(OwnerKind, ObjectKey, String, String)> = managed
         .iter()
         .filter(|m| m.auto_filled)
         .map(|m| {
             (
-                m.gateway.metadata.key(),
+                m.owner_kind(),
+                m.owner().key(),
                 m.listener.name.clone(),
                 m.secret.name().to_string(),
             )
@@ -61,21 +64,38 @@ pub fn augment(resources: &Resources, stored: &BTreeMap<StoreKey, StoredCert>) -
     }
     for gw in &mut out.gateways {
         let key = gw.metadata.key();
-        for l in &mut gw.spec.listeners {
-            let Some((_, _, secret)) = auto.iter().find(|(g, n, _)| *g == key && *n == l.name)
-            else {
-                continue;
-            };
-            let tls = l.tls.get_or_insert_with(ListenerTls::default);
-            tls.certificate_refs = vec![SecretObjectReference {
-                group: None,
-                kind: Some("Secret".into()),
-                name: secret.clone(),
-                namespace: None,
-            }];
-        }
+        fill(&auto, OwnerKind::Gateway, &key, &mut gw.spec.listeners);
+    }
+    for set in &mut out.listener_sets {
+        let key = set.metadata.key();
+        fill(&auto, OwnerKind::ListenerSet, &key, &mut set.spec.listeners);
     }
     out
+}
+
+/// Points each of `listeners` (declared by `kind` `owner`) that `auto`
+/// lists at its auto-filled Secret, in the owner's namespace.
+fn fill(
+    auto: &[(OwnerKind, ObjectKey, String, String)],
+    kind: OwnerKind,
+    owner: &ObjectKey,
+    listeners: &mut [Listener],
+) {
+    for l in listeners {
+        let Some((.., secret)) = auto
+            .iter()
+            .find(|(k, o, n, _)| *k == kind && o == owner && *n == l.name)
+        else {
+            continue;
+        };
+        let tls = l.tls.get_or_insert_with(ListenerTls::default);
+        tls.certificate_refs = vec![SecretObjectReference {
+            group: None,
+            kind: Some("Secret".into()),
+            name: secret.clone(),
+            namespace: None,
+        }];
+    }
 }
 
 /// Throwaway self-signed certificates for every managed Secret that
@@ -204,6 +224,65 @@ stringData: {tls.crt: user-cert, tls.key: user-key}
         assert_eq!(
             own.tls.as_ref().expect("tls").certificate_refs[0].name,
             "mine"
+        );
+    }
+
+    #[test]
+    fn auto_filled_listener_set_listener_points_at_its_secret_in_its_namespace() {
+        let yaml = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: pc}
+spec: {controllerName: portcullis.dev/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: pc
+  allowedListeners: {namespaces: {from: All}}
+  listeners:
+    - {name: web, protocol: HTTPS, port: 443, hostname: app.test}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: ListenerSet
+metadata: {name: extra, namespace: apps}
+spec:
+  parentRef: {name: gw, namespace: default}
+  listeners:
+    - {name: web, protocol: HTTPS, port: 443, hostname: extra.test}
+"#;
+        let r = Resources::from_objects(parse_documents(yaml, "t.yaml").expect("parses").objects);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = LocalCa::load_or_create(dir.path(), SystemTime::now()).expect("CA");
+        let cert = ca
+            .issue(
+                &["extra.test".into()],
+                Duration::from_secs(3600),
+                SystemTime::now(),
+            )
+            .expect("issue");
+        let key = StoreKey::new("apps", "extra-web-tls").expect("valid");
+        let out = augment(&r, &BTreeMap::from([(key, cert)]));
+        // The Gateway's listener of the same name keeps its own Secret.
+        let gw_ref = &out.gateways[0].spec.listeners[0]
+            .tls
+            .as_ref()
+            .expect("tls filled")
+            .certificate_refs[0];
+        assert_eq!(gw_ref.name, "gw-web-tls");
+        let status = compile(&out, &CompileOptions::default()).status;
+        let set = status
+            .find("ListenerSet", "apps", "extra")
+            .expect("listener set status");
+        assert_eq!(set.listeners[0].certificate_refs, ["apps/extra-web-tls"]);
+        assert!(
+            set.listeners[0]
+                .conditions
+                .iter()
+                .all(|c| c.status == crate::status::ConditionStatus::True
+                    || c.kind == crate::status::ConditionType::Conflicted),
+            "{set:?}"
         );
     }
 }

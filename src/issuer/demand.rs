@@ -1,26 +1,38 @@
 //! Which certificates must exist: a pure function from the loaded
-//! [`Resources`] and the compile's [`Status`] (for route attachment) to one
-//! [`Demand`] per Secret, plus the [`Problem`]s that keep a listener from
-//! getting one.
+//! [`Resources`] and the compile's [`Status`] (for route attachment and
+//! ListenerSet acceptance) to one [`Demand`] per Secret, plus the
+//! [`Problem`]s that keep a listener from getting one.
 //!
 //! Rules (issue 4, "Which certificates"):
 //! - A Gateway annotated `portcullis.dev/issuer`, `portcullis.dev/cluster-issuer`,
 //!   `cert-manager.io/issuer` or `cert-manager.io/cluster-issuer` gets
 //!   certificates from that issuer for its HTTPS and TLS-Terminate listeners.
+//! - A ListenerSet's terminating listeners are managed the same way, by the
+//!   ListenerSet's own issuer annotation or, failing that, by its parent
+//!   Gateway's. A namespaced `Issuer` is looked up in the ListenerSet's
+//!   namespace either way (where its Secrets live, as cert-manager looks up
+//!   an Issuer beside its Certificate). The knob annotations (duration,
+//!   renew-before, key algorithm, rotation) follow the same precedence, one
+//!   knob at a time. Only ListenerSets the parent admits are managed (their
+//!   status is `Accepted`, or not yet only because their listeners lack the
+//!   certificate this module asks for).
 //! - Standalone default: a terminating listener with neither certificateRefs
-//!   nor an issuer annotation gets one from the built-in local CA.
+//!   nor an issuer annotation (on its Gateway, or on its ListenerSet and its
+//!   parent) gets one from the built-in local CA.
 //! - A listener naming a Secret gets its certificate issued into that Secret
 //!   (the first same-namespace reference); one without gets
-//!   `<gateway>-<listener>-tls` ([`auto_filled_secret`]).
+//!   `<gateway>-<listener>-tls`, or `<listenerset>-<listener>-tls` in the
+//!   ListenerSet's namespace ([`auto_filled_secret`]).
 //! - Listeners sharing a Secret share one certificate with all their names.
 //! - A wildcard hostname is kept as is when the issuer can sign it (local
 //!   CA, `ca`, `selfSigned`, or ACME with a DNS-01 solver for it); otherwise,
 //!   like a listener without hostname, the certificate covers the concrete
-//!   hostnames of the routes attached to the listener, intersected with the
-//!   listener's. A hostname is never widened.
+//!   hostnames of the routes attached to the listener (through its Gateway,
+//!   or through its ListenerSet for a ListenerSet's listener), intersected
+//!   with the listener's. A hostname is never widened.
 //!
-//! ListenerSet listeners are not managed yet (their Gateway's annotations do
-//! not reach them).
+//! Listeners are named by [`ListenerId`]; [`super::status`] uses it to put
+//! the `CertificateReady` condition on the right Gateway or ListenerSet.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -29,9 +41,14 @@ use std::time::Duration;
 use super::request::{CertRequest, KeyAlgorithm};
 use crate::model::gateway::Listener;
 use crate::model::issuer::IssuerSpec;
-use crate::model::{Gateway, ObjectKey, Resources};
-use crate::status::{ConditionStatus, ConditionType, Status};
+use crate::model::{Gateway, ListenerSet, ObjectKey, ObjectMeta, Resources};
+use crate::status::{ConditionStatus, ConditionType, Reason, Status};
 use crate::store::StoreKey;
+
+#[path = "demand_settings.rs"]
+mod settings;
+pub use settings::parse_duration;
+use settings::settings;
 
 /// Annotations naming a namespaced `Issuer`.
 pub const ISSUER_ANNOTATIONS: [&str; 2] = ["portcullis.dev/issuer", "cert-manager.io/issuer"];
@@ -79,7 +96,7 @@ pub enum IssuerRef {
     LocalCa,
     /// A namespaced `Issuer`.
     Issuer {
-        /// Its namespace (the Gateway's).
+        /// Its namespace (that of the Gateway or ListenerSet).
         namespace: String,
         /// Its name.
         name: String,
@@ -169,7 +186,7 @@ pub struct Demand {
     pub rotate_key: bool,
     /// ACME profile from the issuer.
     pub profile: Option<String>,
-    /// The listeners served by it, `namespace/gateway/listener`.
+    /// The listeners served by it, as [`ListenerId`] text.
     pub listeners: Vec<String>,
     /// Whether the Secret name was made up for listeners naming none.
     pub auto_filled: bool,
@@ -207,7 +224,7 @@ impl Demand {
 /// narrower one than its hostname).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
-    /// The listener, `namespace/gateway/listener`.
+    /// The listener, as [`ListenerId`] text.
     pub listener: String,
     /// The Secret concerned, if known.
     pub secret: Option<StoreKey>,
@@ -224,16 +241,85 @@ pub struct Demands {
     pub problems: Vec<Problem>,
 }
 
-/// The Secret name given to a listener with no certificateRefs.
-pub fn auto_filled_secret(gateway: &str, listener: &str) -> String {
-    format!("{gateway}-{listener}-tls")
+/// The Secret name given to a listener with no certificateRefs: `owner` is
+/// the Gateway, or the ListenerSet that declares the listener.
+pub fn auto_filled_secret(owner: &str, listener: &str) -> String {
+    format!("{owner}-{listener}-tls")
+}
+
+/// The kind of object that declares a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum OwnerKind {
+    /// A Gateway's own listener.
+    Gateway,
+    /// A listener a ListenerSet attaches to its parent Gateway.
+    ListenerSet,
+}
+
+impl OwnerKind {
+    /// The kind as in manifests and status (`Gateway`, `ListenerSet`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Gateway => "Gateway",
+            Self::ListenerSet => "ListenerSet",
+        }
+    }
+}
+
+/// Names a listener in [`Demand::listeners`] and [`Problem::listener`]:
+/// `namespace/gateway/listener` for a Gateway's own listener (the form
+/// `/status` has always shown) and `ListenerSet namespace/set/listener` for a
+/// ListenerSet's ([`ListenerId::parse`] reads both back).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ListenerId {
+    /// Gateway or ListenerSet.
+    pub kind: OwnerKind,
+    /// Namespace of the owner.
+    pub namespace: String,
+    /// Name of the owner.
+    pub owner: String,
+    /// The listener's section name.
+    pub listener: String,
+}
+
+impl ListenerId {
+    /// Reads the text [`fmt::Display`] writes; `None` for anything else.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (kind, rest) = match text.strip_prefix("ListenerSet ") {
+            Some(rest) => (OwnerKind::ListenerSet, rest),
+            None => (OwnerKind::Gateway, text),
+        };
+        let mut parts = rest.splitn(3, '/');
+        let (Some(namespace), Some(owner), Some(listener)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            return None;
+        };
+        Some(Self {
+            kind,
+            namespace: namespace.to_string(),
+            owner: owner.to_string(),
+            listener: listener.to_string(),
+        })
+    }
+}
+
+impl fmt::Display for ListenerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.kind == OwnerKind::ListenerSet {
+            f.write_str("ListenerSet ")?;
+        }
+        write!(f, "{}/{}/{}", self.namespace, self.owner, self.listener)
+    }
 }
 
 /// A terminating listener whose certificate portcullis manages.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ManagedListener<'a> {
-    /// The Gateway.
+    /// The Gateway: the listener's own, or its ListenerSet's parent.
     pub gateway: &'a Gateway,
+    /// The ListenerSet declaring the listener, if it is not the Gateway's.
+    pub listener_set: Option<&'a ListenerSet>,
     /// The listener.
     pub listener: &'a Listener,
     /// Who signs its certificate.
@@ -244,9 +330,61 @@ pub struct ManagedListener<'a> {
     pub auto_filled: bool,
 }
 
+impl ManagedListener<'_> {
+    /// The kind of object declaring the listener.
+    pub fn owner_kind(&self) -> OwnerKind {
+        match self.listener_set {
+            Some(_) => OwnerKind::ListenerSet,
+            None => OwnerKind::Gateway,
+        }
+    }
+
+    /// Metadata of the object declaring the listener.
+    pub fn owner(&self) -> &ObjectMeta {
+        match self.listener_set {
+            Some(set) => &set.metadata,
+            None => &self.gateway.metadata,
+        }
+    }
+
+    /// The listener's name in reports.
+    pub fn id(&self) -> ListenerId {
+        let owner = self.owner();
+        ListenerId {
+            kind: self.owner_kind(),
+            namespace: owner.namespace.clone(),
+            owner: owner.name.clone(),
+            listener: self.listener.name.clone(),
+        }
+    }
+
+    /// Annotation maps to read knobs from, first match wins: the
+    /// ListenerSet's own, then its parent Gateway's.
+    fn annotation_layers(&self) -> Vec<&BTreeMap<String, String>> {
+        let mut layers = Vec::with_capacity(2);
+        if let Some(set) = self.listener_set {
+            layers.push(&set.metadata.annotations);
+        }
+        layers.push(&self.gateway.metadata.annotations);
+        layers
+    }
+}
+
 /// The issuer a Gateway's annotations name, if any.
 pub fn annotated_issuer(gateway: &Gateway) -> Option<IssuerRef> {
-    let ann = &gateway.metadata.annotations;
+    issuer_in(&gateway.metadata.annotations, &gateway.metadata.namespace)
+}
+
+/// The issuer a ListenerSet's listeners get: the one its own annotations
+/// name or, failing that, the one its parent Gateway's name. A namespaced
+/// `Issuer` is the ListenerSet's namespace's either way.
+pub fn listener_set_issuer(set: &ListenerSet, parent: &Gateway) -> Option<IssuerRef> {
+    let ns = &set.metadata.namespace;
+    issuer_in(&set.metadata.annotations, ns).or_else(|| issuer_in(&parent.metadata.annotations, ns))
+}
+
+/// The issuer `ann` names, a namespaced one taken from `namespace`.
+fn issuer_in(ann: &BTreeMap<String, String>, namespace: &str) -> Option<IssuerRef> {
     let first = |keys: &[&str]| {
         keys.iter()
             .find_map(|k| ann.get(*k).map(|v| v.trim().to_string()))
@@ -254,7 +392,7 @@ pub fn annotated_issuer(gateway: &Gateway) -> Option<IssuerRef> {
     };
     if let Some(name) = first(&ISSUER_ANNOTATIONS) {
         return Some(IssuerRef::Issuer {
-            namespace: gateway.metadata.namespace.clone(),
+            namespace: namespace.to_string(),
             name,
         });
     }
@@ -271,163 +409,98 @@ fn terminates(l: &Listener) -> bool {
     }
 }
 
-/// The terminating listeners of every Gateway whose certificate portcullis
-/// manages, with their issuer and Secret. Needs no compile: `augment` uses
-/// it to fill certificateRefs before compiling.
+/// The Gateway a ListenerSet's `parentRef` names, if it exists.
+fn parent_of<'a>(resources: &'a Resources, set: &ListenerSet) -> Option<&'a Gateway> {
+    let parent = &set.spec.parent_ref;
+    let group_ok = parent
+        .group
+        .as_deref()
+        .is_none_or(|g| g == "gateway.networking.k8s.io");
+    let kind_ok = parent.kind.as_deref().is_none_or(|k| k == "Gateway");
+    if !group_ok || !kind_ok {
+        return None;
+    }
+    let ns = parent
+        .namespace
+        .as_deref()
+        .unwrap_or(&set.metadata.namespace);
+    resources
+        .gateways
+        .iter()
+        .find(|g| g.metadata.namespace == ns && g.metadata.name == parent.name)
+}
+
+/// The terminating listeners of every Gateway and ListenerSet whose
+/// certificate portcullis manages, with their issuer and Secret. Needs no
+/// compile: `augment` uses it to fill certificateRefs before compiling, so
+/// ListenerSets are listed whether or not their parent admits them
+/// ([`demand`] keeps only admitted ones).
 pub fn managed_listeners(resources: &Resources) -> Vec<ManagedListener<'_>> {
     let mut out = Vec::new();
     for gw in &resources.gateways {
-        let annotated = annotated_issuer(gw);
-        for l in gw.spec.listeners.iter().filter(|l| terminates(l)) {
-            let refs = l
-                .tls
-                .as_ref()
-                .map(|t| t.certificate_refs.as_slice())
-                .unwrap_or_default();
-            let (issuer, named) = match (&annotated, refs.is_empty()) {
-                (Some(issuer), _) => (issuer.clone(), refs.first()),
-                (None, true) => (IssuerRef::LocalCa, None),
-                // The user brings the certificate.
-                (None, false) => continue,
-            };
-            let ns = &gw.metadata.namespace;
-            let (secret, auto_filled) = match named {
-                Some(r) => (
-                    StoreKey::new(r.namespace.clone().unwrap_or_else(|| ns.clone()), &r.name),
-                    false,
-                ),
-                None => (
-                    StoreKey::new(ns.clone(), auto_filled_secret(&gw.metadata.name, &l.name)),
-                    true,
-                ),
-            };
-            // A name that cannot name a Secret is reported by compile.
-            let Ok(secret) = secret else { continue };
-            out.push(ManagedListener {
-                gateway: gw,
-                listener: l,
-                issuer,
-                secret,
-                auto_filled,
-            });
-        }
+        let issuer = annotated_issuer(gw);
+        push_managed(&mut out, gw, None, &gw.spec.listeners, issuer.as_ref());
+    }
+    for set in &resources.listener_sets {
+        let Some(gw) = parent_of(resources, set) else {
+            continue;
+        };
+        let issuer = listener_set_issuer(set, gw);
+        push_managed(
+            &mut out,
+            gw,
+            Some(set),
+            &set.spec.listeners,
+            issuer.as_ref(),
+        );
     }
     out
 }
 
-/// Per-Gateway settings read from annotations, with the problems found.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-struct Settings {
-    duration: Option<Duration>,
-    renew_before: Option<Duration>,
-    renew_before_percentage: Option<u32>,
-    key: KeyAlgorithm,
-    rotate_key: bool,
-    problems: Vec<String>,
-}
-
-fn settings(gw: &Gateway) -> Settings {
-    let ann = &gw.metadata.annotations;
-    let get = |keys: &[&'static str]| annotation(ann, keys);
-    let mut s = Settings {
-        rotate_key: true,
-        ..Settings::default()
-    };
-    let mut bad = |key: &str, value: &str, why: &str| {
-        s.problems.push(format!(
-            "annotation {key}: {value:?} {why}; using the default"
-        ))
-    };
-    let duration = |keys: &[&'static str], bad: &mut dyn FnMut(&str, &str, &str)| {
-        get(keys).and_then(|(k, v)| {
-            let d = parse_duration(v).filter(|d| !d.is_zero());
-            if d.is_none() {
-                bad(k, v, "is not a duration such as 2160h, 90d or 10m");
-            }
-            d
-        })
-    };
-    let d = duration(&DURATION_ANNOTATIONS, &mut bad);
-    let rb = duration(&RENEW_BEFORE_ANNOTATIONS, &mut bad);
-    let pct = get(&RENEW_BEFORE_PERCENTAGE_ANNOTATIONS).and_then(|(k, v)| {
-        let p = v.parse::<u32>().ok().filter(|p| (1..=99).contains(p));
-        if p.is_none() {
-            bad(k, v, "is not a percentage from 1 to 99");
-        }
-        p
-    });
-    let size = get(&KEY_SIZE_ANNOTATIONS).and_then(|(k, v)| {
-        let n = v.parse::<u32>().ok();
-        if n.is_none() {
-            bad(k, v, "is not a number");
-        }
-        n
-    });
-    let key = match get(&KEY_ALGORITHM_ANNOTATIONS) {
-        Some((k, v)) => KeyAlgorithm::parse(v, size).unwrap_or_else(|| {
-            bad(k, v, "is not a supported key algorithm");
-            KeyAlgorithm::default()
-        }),
-        None => match size {
-            Some(384) => KeyAlgorithm::EcdsaP384,
-            _ => KeyAlgorithm::default(),
-        },
-    };
-    let rotate = match get(&KEY_ROTATION_ANNOTATIONS) {
-        None => true,
-        Some((_, v)) if v.eq_ignore_ascii_case("always") => true,
-        Some((_, v)) if v.eq_ignore_ascii_case("never") => false,
-        Some((k, v)) => {
-            bad(k, v, "is neither Always nor Never");
-            true
-        }
-    };
-    s.duration = d;
-    s.renew_before = rb;
-    s.renew_before_percentage = pct;
-    s.key = key;
-    s.rotate_key = rotate;
-    s
-}
-
-/// The first of `keys` present in `ann`, with its trimmed value.
-fn annotation<'a>(
-    ann: &'a BTreeMap<String, String>,
-    keys: &[&'static str],
-) -> Option<(&'static str, &'a str)> {
-    keys.iter()
-        .find_map(|k| ann.get(*k).map(|v| (*k, v.trim())))
-}
-
-/// Parses a Go-style duration (`2160h`, `1h30m`, `90s`, `500ms`) or whole
-/// days (`90d`).
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    if text.is_empty() {
-        return None;
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.')?;
-        let (number, tail) = rest.split_at(digits);
-        let value: f64 = number.parse().ok()?;
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_len);
-        let seconds = match unit {
-            "ms" => 0.001,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            "d" => 86_400.0,
-            _ => return None,
+/// Adds the managed ones of `listeners`, declared by `set` if given or else
+/// by `gw`, annotated with `annotated`.
+fn push_managed<'a>(
+    out: &mut Vec<ManagedListener<'a>>,
+    gw: &'a Gateway,
+    set: Option<&'a ListenerSet>,
+    listeners: &'a [Listener],
+    annotated: Option<&IssuerRef>,
+) {
+    let owner = set.map_or(&gw.metadata, |s| &s.metadata);
+    for l in listeners.iter().filter(|l| terminates(l)) {
+        let refs = l
+            .tls
+            .as_ref()
+            .map(|t| t.certificate_refs.as_slice())
+            .unwrap_or_default();
+        let (issuer, named) = match (annotated, refs.is_empty()) {
+            (Some(issuer), _) => (issuer.clone(), refs.first()),
+            (None, true) => (IssuerRef::LocalCa, None),
+            // The user brings the certificate.
+            (None, false) => continue,
         };
-        total = total.checked_add(Duration::try_from_secs_f64(value * seconds).ok()?)?;
-        rest = tail;
+        let ns = &owner.namespace;
+        let (secret, auto_filled) = match named {
+            Some(r) => (
+                StoreKey::new(r.namespace.clone().unwrap_or_else(|| ns.clone()), &r.name),
+                false,
+            ),
+            None => (
+                StoreKey::new(ns.clone(), auto_filled_secret(&owner.name, &l.name)),
+                true,
+            ),
+        };
+        // A name that cannot name a Secret is reported by compile.
+        let Ok(secret) = secret else { continue };
+        out.push(ManagedListener {
+            gateway: gw,
+            listener_set: set,
+            listener: l,
+            issuer,
+            secret,
+            auto_filled,
+        });
     }
-    Some(total)
 }
 
 /// Decides which certificates must exist. `status` is the compile of the
@@ -436,15 +509,10 @@ pub fn demand(resources: &Resources, status: &Status) -> Demands {
     let mut by_secret: BTreeMap<StoreKey, Demand> = BTreeMap::new();
     let mut problems = Vec::new();
     for m in managed_listeners(resources) {
-        // Only Gateways of our classes have a status.
-        let gw_meta = &m.gateway.metadata;
-        if status
-            .find("Gateway", &gw_meta.namespace, &gw_meta.name)
-            .is_none()
-        {
+        if !is_ours(status, &m) {
             continue;
         }
-        let listener_id = format!("{}/{}/{}", gw_meta.namespace, gw_meta.name, m.listener.name);
+        let listener_id = m.id().to_string();
         let mut problem = |message: String| {
             problems.push(Problem {
                 listener: listener_id.clone(),
@@ -469,7 +537,7 @@ pub fn demand(resources: &Resources, status: &Status) -> Demands {
                 Some(Some(_)) => {}
             }
         }
-        let settings = settings(m.gateway);
+        let settings = settings(&m.annotation_layers());
         for p in &settings.problems {
             problem(p.clone());
         }
@@ -478,7 +546,7 @@ pub fn demand(resources: &Resources, status: &Status) -> Demands {
             Some(h) if !crate::hostname::is_wildcard(h) => vec![h.to_string()],
             Some(h) if acme.is_none_or(|a| a.has_dns01_for(h)) => vec![h.to_string()],
             hostname => {
-                let routes = route_hostnames(resources, status, m.gateway, m.listener);
+                let routes = route_hostnames(resources, status, &m);
                 if let Some(h) = hostname {
                     problem(format!(
                         "wildcard hostname {h} needs a DNS-01 solver; issuing for the hostnames of attached routes instead"
@@ -540,16 +608,34 @@ pub fn demand(resources: &Resources, status: &Status) -> Demands {
     }
 }
 
-/// The concrete hostnames routes attached to `listener` serve there: each
-/// accepted route's hostnames intersected with the listener's, wildcards
-/// dropped. HTTPRoutes and GRPCRoutes on HTTPS listeners, TLSRoutes on TLS.
-fn route_hostnames(
-    resources: &Resources,
-    status: &Status,
-    gw: &Gateway,
-    listener: &Listener,
-) -> Vec<String> {
-    let mut routes: Vec<(&str, &crate::model::ObjectMeta, &[String])> = Vec::new();
+/// Whether `status` says `m` is ours to manage: its Gateway is of our
+/// classes, and a ListenerSet is admitted by that Gateway.
+fn is_ours(status: &Status, m: &ManagedListener<'_>) -> bool {
+    let owner = m.owner();
+    let Some(st) = status.find(m.owner_kind().as_str(), &owner.namespace, &owner.name) else {
+        // Only Gateways of our classes (and ListenerSets whose parent is
+        // one) have a status.
+        return false;
+    };
+    if m.listener_set.is_none() {
+        return true;
+    }
+    // A ListenerSet whose listeners are all unprogrammed is still admitted:
+    // they may be waiting for the very certificate demanded here.
+    st.conditions.iter().any(|c| {
+        c.kind == ConditionType::Accepted
+            && (c.status == ConditionStatus::True || c.reason == Reason::ListenersNotValid)
+    })
+}
+
+/// The concrete hostnames routes attached to `m`'s listener serve there:
+/// each accepted route's hostnames intersected with the listener's,
+/// wildcards dropped. HTTPRoutes and GRPCRoutes on HTTPS listeners, TLSRoutes
+/// on TLS. Routes reach a ListenerSet's listener only through a ListenerSet
+/// parentRef, and a Gateway's own listener only through a Gateway one.
+fn route_hostnames(resources: &Resources, status: &Status, m: &ManagedListener<'_>) -> Vec<String> {
+    let listener = m.listener;
+    let mut routes: Vec<(&str, &ObjectMeta, &[String])> = Vec::new();
     if listener.protocol == "HTTPS" {
         for r in &resources.http_routes {
             routes.push(("HTTPRoute", &r.metadata, &r.spec.hostnames));
@@ -562,18 +648,19 @@ fn route_hostnames(
             routes.push(("TLSRoute", &r.metadata, &r.spec.hostnames));
         }
     }
-    let gw_key = gw.metadata.key();
+    let owner = m.owner();
+    let (owner_kind, owner_key) = (m.owner_kind().as_str(), owner.key());
     let mut out = Vec::new();
     for (kind, meta, hostnames) in routes {
-        if !namespace_allowed(resources, gw, listener, &meta.namespace) {
+        if !namespace_allowed(resources, &owner.namespace, listener, &meta.namespace) {
             continue;
         }
         let Some(st) = status.find(kind, &meta.namespace, &meta.name) else {
             continue;
         };
         let attached = st.parents.iter().any(|p| {
-            p.parent_ref.kind == "Gateway"
-                && ObjectKey::new(&p.parent_ref.namespace, &p.parent_ref.name) == gw_key
+            p.parent_ref.kind == owner_kind
+                && ObjectKey::new(&p.parent_ref.namespace, &p.parent_ref.name) == owner_key
                 && p.parent_ref
                     .section_name
                     .as_ref()
@@ -600,14 +687,15 @@ fn route_hostnames(
     out
 }
 
-/// `allowedRoutes.namespaces` of `listener` admits routes from `namespace`.
-fn namespace_allowed(resources: &Resources, gw: &Gateway, listener: &Listener, ns: &str) -> bool {
+/// `allowedRoutes.namespaces` of `listener`, declared in `owner_ns`, admits
+/// routes from `ns`.
+fn namespace_allowed(resources: &Resources, owner_ns: &str, listener: &Listener, ns: &str) -> bool {
     let from = listener
         .allowed_routes
         .as_ref()
         .and_then(|a| a.namespaces.as_ref());
     match from.and_then(|f| f.from.as_deref()) {
-        None | Some("Same") => ns == gw.metadata.namespace,
+        None | Some("Same") => ns == owner_ns,
         Some("All") => true,
         Some("Selector") => {
             let selector = from.and_then(|f| f.selector.as_ref());

@@ -313,3 +313,227 @@ fn go_durations_and_days_parse() {
         assert_eq!(parse_duration(text).map(|d| d.as_secs()), want, "{text:?}");
     }
 }
+
+/// Gateway `gw` (namespace `default`, admitting ListenerSets from every
+/// namespace) with `gateway_annotations`, and ListenerSet `extra` in `apps`
+/// with `set_annotations` and `listeners`.
+fn listener_set(gateway_annotations: &str, set_annotations: &str, listeners: &str) -> String {
+    format!(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata:
+  name: gw
+  namespace: default
+  annotations: {{{gateway_annotations}}}
+spec:
+  gatewayClassName: pc
+  allowedListeners: {{namespaces: {{from: All}}}}
+  listeners:
+  - {{name: http, protocol: HTTP, port: 80}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: ListenerSet
+metadata:
+  name: extra
+  namespace: apps
+  annotations: {{{set_annotations}}}
+spec:
+  parentRef: {{name: gw, namespace: default}}
+  listeners:
+{listeners}
+"#
+    )
+}
+
+const APPS_ISSUER: &str = r#"
+---
+apiVersion: portcullis.dev/v1alpha1
+kind: Issuer
+metadata: {name: self, namespace: apps}
+spec: {selfSigned: {}}
+"#;
+
+const SET_WEB: &str = "  - {name: web, protocol: HTTPS, port: 443, hostname: app.test}";
+
+#[test]
+fn listener_set_listener_without_refs_gets_local_ca_secret_named_after_the_set() {
+    let d = run(&listener_set("", "", SET_WEB));
+    assert_eq!(d.certificates.len(), 1, "{d:?}");
+    let c = &d.certificates[0];
+    assert_eq!(c.issuer, IssuerRef::LocalCa);
+    // In the ListenerSet's namespace, named after the ListenerSet.
+    assert_eq!(secret(c), "apps/extra-web-tls");
+    assert!(c.auto_filled);
+    assert_eq!(names(c), ["app.test"]);
+    assert_eq!(c.listeners, ["ListenerSet apps/extra/web"]);
+}
+
+#[test]
+fn listener_set_with_refs_and_no_annotation_anywhere_is_left_to_the_user() {
+    let d = run(&listener_set(
+        "",
+        "",
+        "  - {name: web, protocol: HTTPS, port: 443, hostname: app.test, tls: {certificateRefs: [{name: mine}]}}",
+    ));
+    assert!(d.certificates.is_empty(), "{d:?}");
+}
+
+#[test]
+fn listener_set_inherits_the_parent_issuer_looked_up_in_its_own_namespace() {
+    let yaml = listener_set("portcullis.dev/issuer: self", "", SET_WEB);
+    // The Gateway's namespace has an Issuer `self`; the ListenerSet's has none.
+    let d = run(&yaml);
+    assert!(d.certificates.is_empty(), "{d:?}");
+    assert_eq!(d.problems[0].message, "Issuer apps/self not found");
+    assert_eq!(d.problems[0].listener, "ListenerSet apps/extra/web");
+    let d = run(&format!("{yaml}{APPS_ISSUER}"));
+    let c = &d.certificates[0];
+    assert_eq!(
+        c.issuer,
+        IssuerRef::Issuer {
+            namespace: "apps".into(),
+            name: "self".into()
+        }
+    );
+    assert_eq!(secret(c), "apps/extra-web-tls");
+}
+
+#[test]
+fn listener_set_inherits_a_parent_cluster_issuer_for_named_secrets() {
+    let d = run(&listener_set(
+        "cert-manager.io/cluster-issuer: le-dns",
+        "",
+        "  - {name: web, protocol: HTTPS, port: 443, hostname: app.example.com, tls: {certificateRefs: [{name: mine}]}}",
+    ));
+    let c = &d.certificates[0];
+    assert_eq!(
+        c.issuer,
+        IssuerRef::ClusterIssuer {
+            name: "le-dns".into()
+        }
+    );
+    assert_eq!(secret(c), "apps/mine");
+    assert!(!c.auto_filled);
+}
+
+#[test]
+fn listener_set_issuer_annotation_wins_over_the_parent_gateway() {
+    let d = run(&format!(
+        "{}{APPS_ISSUER}",
+        listener_set(
+            "cert-manager.io/cluster-issuer: le-dns",
+            "portcullis.dev/issuer: self",
+            SET_WEB
+        )
+    ));
+    assert_eq!(
+        d.certificates[0].issuer,
+        IssuerRef::Issuer {
+            namespace: "apps".into(),
+            name: "self".into()
+        }
+    );
+    // A ClusterIssuer on the ListenerSet beats an Issuer on the Gateway.
+    let d = run(&listener_set(
+        "portcullis.dev/issuer: self",
+        "cert-manager.io/cluster-issuer: le-dns",
+        "  - {name: web, protocol: HTTPS, port: 443, hostname: app.example.com}",
+    ));
+    assert_eq!(
+        d.certificates[0].issuer,
+        IssuerRef::ClusterIssuer {
+            name: "le-dns".into()
+        }
+    );
+}
+
+#[test]
+fn listener_set_knobs_win_over_the_parent_gateway_one_knob_at_a_time() {
+    let d = run(&listener_set(
+        "portcullis.dev/duration: 2m, portcullis.dev/private-key-algorithm: RSA, portcullis.dev/private-key-rotation: Never",
+        "cert-manager.io/duration: 10m, portcullis.dev/private-key-rotation: Always",
+        SET_WEB,
+    ));
+    let c = &d.certificates[0];
+    // Its own annotations win, whichever prefix they use...
+    assert_eq!(c.duration, Some(Duration::from_secs(600)));
+    assert!(c.rotate_key);
+    // ...and the knobs it leaves unset come from the parent.
+    assert_eq!(c.key, KeyAlgorithm::Rsa2048);
+    assert!(d.problems.is_empty(), "{:?}", d.problems);
+}
+
+#[test]
+fn listener_set_not_admitted_by_its_parent_is_not_managed() {
+    // No allowedListeners: the Gateway admits no ListenerSet.
+    let refused = listener_set("portcullis.dev/issuer: self", "", SET_WEB)
+        .replace("  allowedListeners: {namespaces: {from: All}}\n", "");
+    let d = run(&format!("{refused}{APPS_ISSUER}"));
+    assert!(d.certificates.is_empty(), "{d:?}");
+    assert!(d.problems.is_empty(), "{:?}", d.problems);
+    // Same namespace only: `apps` is refused too.
+    let same = listener_set("", "", SET_WEB).replace("from: All", "from: Same");
+    assert!(run(&same).certificates.is_empty());
+    // A parent that does not exist admits nothing.
+    let orphan =
+        listener_set("", "", SET_WEB).replace("name: gw, namespace", "name: nope, namespace");
+    assert!(run(&orphan).certificates.is_empty());
+}
+
+#[test]
+fn listener_set_catch_all_listener_uses_routes_attached_to_that_listener() {
+    let route_to = |name: &str, parent: &str, hostnames: &str| {
+        format!(
+            r#"
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: {name}, namespace: apps}}
+spec:
+  parentRefs: [{parent}]
+  hostnames: [{hostnames}]
+  rules: [{{backendRefs: [{{group: portcullis.dev, kind: StaticResponse, name: s}}]}}]
+"#
+        )
+    };
+    let yaml = listener_set(
+        "",
+        "",
+        "  - {name: web, protocol: HTTPS, port: 443}
+  - {name: other, protocol: HTTPS, port: 8443}",
+    ) + &route_to(
+        "mine",
+        "{kind: ListenerSet, name: extra, sectionName: web}",
+        "one.test, two.test",
+    ) + &route_to(
+        "next-door",
+        "{kind: ListenerSet, name: extra, sectionName: other}",
+        "other.test",
+    ) + &route_to(
+        "via-gateway",
+        "{name: gw, namespace: default}",
+        "gateway.test",
+    );
+    let d = run(&yaml);
+    let web = d
+        .certificates
+        .iter()
+        .find(|c| secret(c) == "apps/extra-web-tls")
+        .expect("web demand");
+    assert_eq!(names(web), ["one.test", "two.test"]);
+}
+
+#[test]
+fn listener_ids_name_gateway_and_listener_set_listeners_reversibly() {
+    for text in ["default/gw/web", "ListenerSet apps/extra/web"] {
+        let id = ListenerId::parse(text).expect("parses");
+        assert_eq!(id.to_string(), text);
+    }
+    let id = ListenerId::parse("ListenerSet apps/extra/web").expect("parses");
+    assert_eq!(
+        (id.kind, id.namespace.as_str(), id.owner.as_str()),
+        (OwnerKind::ListenerSet, "apps", "extra")
+    );
+    assert_eq!(ListenerId::parse("default/gw"), None);
+}

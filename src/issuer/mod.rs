@@ -5,7 +5,7 @@
 //! | module | owns | pure? |
 //! |---|---|---|
 //! | [`request`] | the shared vocabulary: [`CertRequest`], [`KeyAlgorithm`], [`Issued`], [`RenewalWindow`] | yes |
-//! | [`demand`] | Gateways + annotations + attached routes → one `Demand` per Secret | yes |
+//! | [`demand`] | Gateways and ListenerSets + annotations + attached routes → one `Demand` per Secret | yes |
 //! | [`augment`](mod@augment) | stored certificates as Secrets, auto-filled certificateRefs, before compile | yes |
 //! | [`inventory`] | facts about a stored certificate (`Held`) | yes |
 //! | [`plan`] | issue / renew / retry / wait decisions with a fake-able clock | yes |

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use super::demand::Demands;
+use super::demand::{Demands, ListenerId};
 use super::inventory::Held;
 use super::plan::{Action, Record, Step, Why};
 use crate::store::StoreKey;
@@ -25,7 +25,8 @@ pub struct CertStatus {
     pub issuer_kind: String,
     /// The issuer's name (`namespace/name` for an `Issuer`).
     pub issuer_name: String,
-    /// The listeners it serves, `namespace/gateway/listener`.
+    /// The listeners it serves ([`ListenerId`]s: `namespace/gateway/listener`,
+    /// `ListenerSet namespace/listenerset/listener`).
     pub listeners: Vec<String>,
     /// notBefore of the held certificate, Unix seconds.
     pub not_before: Option<u64>,
@@ -252,15 +253,19 @@ pub fn format_table(certs: &[CertStatus], now: SystemTime) -> String {
 }
 
 /// Sets the `portcullis.dev/CertificateReady` condition on every listener a
-/// managed certificate serves (listeners named `namespace/gateway/listener`
-/// in [`CertStatus::listeners`]): True when a current certificate is held
+/// managed certificate serves (the Gateway and ListenerSet listeners named
+/// by [`ListenerId`]s in [`CertStatus::listeners`]): True when a current certificate is held
 /// and nothing is wrong, False with the problem (a wildcard hostname without
 /// a DNS-01 solver, a bad annotation), or with the issuing state and last
 /// error. Conditions set by an earlier call are replaced, so this can run
 /// on every certificate change.
 pub fn annotate_listeners(status: &mut crate::status::Status, certificates: &[CertStatus]) {
     use crate::status::{Condition, ConditionType, Reason};
-    for object in status.objects.iter_mut().filter(|o| o.kind == "Gateway") {
+    for object in status
+        .objects
+        .iter_mut()
+        .filter(|o| o.kind == "Gateway" || o.kind == "ListenerSet")
+    {
         for l in &mut object.listeners {
             l.conditions
                 .retain(|c| c.kind != ConditionType::CertificateReady);
@@ -283,19 +288,15 @@ pub fn annotate_listeners(status: &mut crate::status::Status, certificates: &[Ce
             (false, Reason::Issuing, format!("{}: {why}", cert.secret))
         };
         for name in &cert.listeners {
-            let mut parts = name.splitn(3, '/');
-            let (Some(ns), Some(gw), Some(listener)) = (parts.next(), parts.next(), parts.next())
-            else {
+            let Some(id) = ListenerId::parse(name) else {
                 continue;
             };
-            let Some(object) = status
-                .objects
-                .iter_mut()
-                .find(|o| o.kind == "Gateway" && o.namespace == ns && o.name == gw)
-            else {
+            let Some(object) = status.objects.iter_mut().find(|o| {
+                o.kind == id.kind.as_str() && o.namespace == id.namespace && o.name == id.owner
+            }) else {
                 continue;
             };
-            let Some(l) = object.listeners.iter_mut().find(|l| l.name == listener) else {
+            let Some(l) = object.listeners.iter_mut().find(|l| l.name == id.listener) else {
                 continue;
             };
             let generation = l.conditions.first().map_or(0, |c| c.observed_generation);
@@ -444,5 +445,54 @@ mod tests {
         let waiting = vec![cert("default/gw-web-tls", "web", false, vec![])];
         annotate_listeners(&mut status, &waiting);
         assert_eq!(cond(&status, 1).1, Reason::Issuing);
+    }
+
+    #[test]
+    fn certificate_state_reaches_listener_set_listeners_not_same_named_gateway_ones() {
+        use crate::status::{ConditionStatus, ConditionType, ObjectStatus, Status};
+        let mut gw = ObjectStatus::new("Gateway", "apps", "extra");
+        gw.listeners = vec![listener_status("web")];
+        let mut set = ObjectStatus::new("ListenerSet", "apps", "extra");
+        set.listeners = vec![listener_status("web")];
+        let mut status = Status {
+            objects: vec![gw, set],
+        };
+        let cert = CertStatus {
+            secret: "apps/extra-web-tls".into(),
+            dns_names: vec!["extra.test".into()],
+            issuer_kind: "local-ca".into(),
+            issuer_name: "local-ca".into(),
+            listeners: vec!["ListenerSet apps/extra/web".into()],
+            not_before: None,
+            not_after: None,
+            serial: None,
+            renewal_time: None,
+            ready: true,
+            status: "Ready".into(),
+            reason: Why::NotDue,
+            attempts: 0,
+            last_error: None,
+            next_attempt: None,
+            problems: vec![],
+            ari_window: None,
+            profile: None,
+        };
+        annotate_listeners(&mut status, &[cert]);
+        let ready = |status: &Status, o: usize| {
+            status.objects[o].listeners[0]
+                .conditions
+                .iter()
+                .find(|c| c.kind == ConditionType::CertificateReady)
+                .map(|c| c.status)
+        };
+        assert_eq!(ready(&status, 1), Some(ConditionStatus::True));
+        assert_eq!(
+            ready(&status, 0),
+            None,
+            "a Gateway of the same name is untouched"
+        );
+        // A later report without the certificate clears the condition.
+        annotate_listeners(&mut status, &[]);
+        assert_eq!(ready(&status, 1), None);
     }
 }
