@@ -5,6 +5,8 @@
 //! and a profile), nonces, accounts, orders (answering `replaces` with 409
 //! when told to, or echoing it), finalize (signing the CSR with its CA),
 //! certificate download, and `renewalInfo/<id>` with a configurable window.
+//! It can also refuse chosen newOrders with `rateLimited` (status and
+//! `Retry-After` header as told), as a CA enforcing a rate limit does.
 //! JWS signatures are not checked: this is a double, not a CA.
 
 use anyhow::Result;
@@ -14,6 +16,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -25,6 +28,29 @@ pub struct Behaviour {
     pub window: (SystemTime, SystemTime),
     /// Whether a newOrder carrying `replaces` gets 409 Conflict.
     pub conflict_on_replaces: bool,
+    /// newOrders (numbered from 1, in arrival order) refused with a
+    /// `rateLimited` problem.
+    pub rate_limited: BTreeMap<usize, RateLimit>,
+}
+
+impl Behaviour {
+    /// Suggests `window`, accepts `replaces`, never rate-limits.
+    pub fn window(window: (SystemTime, SystemTime)) -> Behaviour {
+        Behaviour {
+            window,
+            conflict_on_replaces: false,
+            rate_limited: BTreeMap::new(),
+        }
+    }
+}
+
+/// How one newOrder is refused with `urn:ietf:params:acme:error:rateLimited`.
+#[derive(Debug, Clone)]
+pub struct RateLimit {
+    /// The HTTP status (429 is what RFC 8555 §6.6 suggests).
+    pub status: u16,
+    /// The `Retry-After` header value, if one is sent.
+    pub retry_after: Option<String>,
 }
 
 /// What the double saw.
@@ -36,6 +62,15 @@ pub struct Seen {
     pub order_profiles: Vec<Option<String>>,
     /// Certificate ids asked for at `renewalInfo`.
     pub renewal_info_ids: Vec<String>,
+    /// How many newAccount requests arrived.
+    pub new_accounts: usize,
+}
+
+impl Seen {
+    /// How many newOrder requests arrived (refused ones included).
+    pub fn new_orders(&self) -> usize {
+        self.order_replaces.len()
+    }
 }
 
 struct State {
@@ -181,10 +216,15 @@ fn json(
     body: serde_json::Value,
     location: Option<&str>,
 ) -> http::Response<Full<Bytes>> {
+    let content_type = if status >= 400 {
+        "application/problem+json"
+    } else {
+        "application/json"
+    };
     let mut b = http::Response::builder()
         .status(status)
         .header("Replay-Nonce", nonce())
-        .header("Content-Type", "application/json");
+        .header("Content-Type", content_type);
     if let Some(l) = location {
         b = b.header("Location", l);
     }
@@ -232,24 +272,51 @@ async fn handle(
             None,
         ),
         "/nonce" => json(200, serde_json::Value::Null, None),
-        "/account" => json(
-            201,
-            serde_json::json!({"status": "valid"}),
-            Some(&format!("{base}/account/1")),
-        ),
+        "/account" => {
+            if let Ok(mut seen) = state.seen.lock() {
+                seen.new_accounts += 1;
+            }
+            json(
+                201,
+                serde_json::json!({"status": "valid"}),
+                Some(&format!("{base}/account/1")),
+            )
+        }
         "/order" => {
             let p = payload(&body);
             let replaces = p["replaces"].as_str().map(str::to_owned);
             let profile = p["profile"].as_str().map(str::to_owned);
-            if let Ok(mut seen) = state.seen.lock() {
-                seen.order_replaces.push(replaces.clone());
-                seen.order_profiles.push(profile.clone());
-            }
-            let conflict = state
+            let number = match state.seen.lock() {
+                Ok(mut seen) => {
+                    seen.order_replaces.push(replaces.clone());
+                    seen.order_profiles.push(profile.clone());
+                    seen.order_replaces.len()
+                }
+                Err(_) => 0,
+            };
+            let (conflict, limit) = state
                 .behaviour
                 .lock()
-                .map(|b| b.conflict_on_replaces)
-                .unwrap_or(false);
+                .map(|b| (b.conflict_on_replaces, b.rate_limited.get(&number).cloned()))
+                .unwrap_or((false, None));
+            if let Some(limit) = limit {
+                let mut resp = json(
+                    limit.status,
+                    serde_json::json!({
+                        "type": "urn:ietf:params:acme:error:rateLimited",
+                        "detail": format!("too many new orders (order {number})"),
+                        "status": limit.status,
+                    }),
+                    None,
+                );
+                if let Some(value) = limit
+                    .retry_after
+                    .and_then(|v| http::HeaderValue::from_str(&v).ok())
+                {
+                    resp.headers_mut().insert("Retry-After", value);
+                }
+                return resp;
+            }
             if replaces.is_some() && conflict {
                 return json(
                     409,

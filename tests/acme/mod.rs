@@ -1,13 +1,16 @@
 //! Support for the ACME tests: a real BIND ([`bind`]) and a real Pebble
 //! ([`pebble`]) on loopback, the portcullis data plane serving manifests
 //! ([`DataPlane`], the library's own sockets, proxy and TLS front in this
-//! process), and checks with curl and openssl.
+//! process), the shared Pebble rig ([`rig`]), and checks with curl and
+//! openssl.
 #![allow(dead_code)]
 
 pub mod ari_double;
 pub mod binary;
 pub mod bind;
+pub mod double_client;
 pub mod pebble;
+pub mod rig;
 
 use anyhow::{ensure, Context, Result};
 use arc_swap::ArcSwap;
@@ -192,4 +195,54 @@ pub fn openssl_sans(chain_pem: &str) -> Result<String> {
         .context("run openssl")?;
     ensure!(out.status.success(), "openssl x509 failed");
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The leaf certificate a TLS server presented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leaf {
+    /// Its serial, hex.
+    pub serial: String,
+    /// Its DER SubjectPublicKeyInfo (the public key).
+    pub spki: Vec<u8>,
+}
+
+/// The leaf `openssl s_client` is served by 127.0.0.1:`port` for SNI
+/// `host` (no verification: the caller checks trust with curl).
+pub async fn served_leaf(host: &str, port: u16) -> Result<Leaf> {
+    let out = tokio::process::Command::new("openssl")
+        .args(["s_client", "-connect"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["-servername", host])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .context("run openssl s_client")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let begin = text.find("-----BEGIN CERTIFICATE-----").with_context(|| {
+        format!(
+            "no certificate served: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    let end_marker = "-----END CERTIFICATE-----";
+    let end = text[begin..]
+        .find(end_marker)
+        .context("truncated certificate")?
+        + begin
+        + end_marker.len();
+    leaf_of(&text[begin..end])
+}
+
+/// Serial and public key of the first certificate of `pem`.
+pub fn leaf_of(pem: &str) -> Result<Leaf> {
+    use rustls_pki_types::pem::PemObject;
+    let der = rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
+        .next()
+        .context("no certificate in PEM")??;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
+        .map_err(|e| anyhow::anyhow!("parse certificate: {e}"))?;
+    Ok(Leaf {
+        serial: cert.tbs_certificate.raw_serial_as_string(),
+        spki: cert.tbs_certificate.subject_pki.raw.to_vec(),
+    })
 }

@@ -21,6 +21,9 @@ pub struct PebbleOptions {
     pub dns_server: SocketAddr,
     /// `PEBBLE_WFE_NONCEREJECT`: percentage of nonces rejected.
     pub nonce_reject_percent: u8,
+    /// Lifetime of the certificates it issues (Pebble's default: five
+    /// years).
+    pub cert_validity: Option<Duration>,
 }
 
 /// The files and ports of one Pebble, kept across restarts.
@@ -126,7 +129,7 @@ impl Pebble {
 
     fn write_config(&self) -> Result<()> {
         let d = self.dir.path();
-        let config = serde_json::json!({
+        let mut config = serde_json::json!({
             "pebble": {
                 "listenAddress": self.api.to_string(),
                 "managementListenAddress": self.management.to_string(),
@@ -138,6 +141,9 @@ impl Pebble {
                 "externalAccountBindingRequired": false
             }
         });
+        if let Some(validity) = self.options.cert_validity {
+            config["pebble"]["certificateValidityPeriod"] = validity.as_secs().into();
+        }
         std::fs::write(d.join("pebble.json"), serde_json::to_vec_pretty(&config)?)?;
         Ok(())
     }

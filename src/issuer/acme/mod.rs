@@ -9,6 +9,7 @@
 //! | `account` | account creation, key storage in the state dir, reuse |
 //! | `http` | the HTTPS client (caBundle trust, Retry-After capture) |
 //! | `order` | one order: new order, authorizations, finalize, download |
+//! | `pending` | the URL of an order in progress, kept so a restart resumes it |
 //! | `ari` | certificate ids and renewal windows |
 //!
 //! When to issue, where to store the result and how to back off are the
@@ -20,6 +21,7 @@ mod ari;
 mod config;
 mod http;
 mod order;
+mod pending;
 
 pub use ari::{cert_id, parse_cert_id};
 pub use config::{choose_solver, AcmeIssuer, Eab, Solver, SolverKind};

@@ -5,19 +5,21 @@
 //! Retry-After honoured by instant-acme), finalize with a CSR from the
 //! requested key, download the chain, then read its renewal window (RFC
 //! 9773). Challenges are withdrawn and DNS records deleted afterwards, on
-//! failure too.
+//! failure too. The order URL is recorded ([`super::pending`]) so that a
+//! restart resumes a pending or ready order instead of placing another.
 
 use std::time::{Duration, SystemTime};
 
 use tracing::Instrument;
 
 use instant_acme::{
-    Account, AuthorizationStatus, ChallengeType, Identifier, NewOrder, Order, OrderStatus,
-    RetryPolicy,
+    Account, AuthorizationStatus, ChallengeStatus, ChallengeType, Identifier, NewOrder, Order,
+    OrderStatus, RetryPolicy,
 };
 
 use super::config::{choose_solver, AcmeIssuer, SolverKind};
 use super::http::RetryAfterSlot;
+use super::pending::{self, PendingOrder};
 use super::{ari, AcmeContext, Error, Phase};
 use crate::issuer::challenges::Published;
 use crate::issuer::dns;
@@ -172,8 +174,26 @@ async fn issue_with(
             reason: "certificate request without names".into(),
         });
     }
-    let mut order = new_order(issuer, req, account).await?;
-    tracing::info!(url = order.url(), names = ?req.dns_names, "ACME order created");
+    let pending_path = pending::path(&ctx.state_dir, &req.secret);
+    let profile = wanted_profile(issuer, req, account);
+    let mut order = match resume(issuer, req, profile, account, &pending_path).await {
+        Some(order) => order,
+        None => {
+            let order = new_order(req, profile, account).await?;
+            // Recorded before anything else can happen to this process.
+            pending::write(
+                &pending_path,
+                &PendingOrder {
+                    url: order.url().to_owned(),
+                    server: issuer.server.clone(),
+                    names: req.dns_names.clone(),
+                    profile: profile.map(str::to_owned),
+                },
+            );
+            tracing::info!(url = order.url(), names = ?req.dns_names, "ACME order created");
+            order
+        }
+    };
 
     let mut presented = Presented::default();
     let outcome = async {
@@ -216,6 +236,7 @@ async fn issue_with(
         .await
         .map_err(|e| timeout_or(Phase::Download, ctx.timeouts.certificate, e))?;
     tracing::info!(names = ?req.dns_names, "ACME certificate issued");
+    pending::remove(&pending_path);
     let renewal_window = match renewal_info(account, &chain).await {
         Ok(window) => window,
         Err(error) => {
@@ -232,11 +253,61 @@ async fn issue_with(
     })
 }
 
+/// The profile to order: the request's or the issuer's, when the CA offers
+/// it.
+fn wanted_profile<'a>(
+    issuer: &'a AcmeIssuer,
+    req: &'a CertRequest,
+    account: &Account,
+) -> Option<&'a str> {
+    let wanted = req.profile.as_deref().or(issuer.profile.as_deref());
+    let profile = wanted.filter(|p| account.profiles().any(|m| m.name == *p));
+    if let (Some(p), None) = (wanted, profile) {
+        tracing::debug!(
+            profile = p,
+            "the ACME server does not offer this profile; ordering without"
+        );
+    }
+    profile
+}
+
+/// The order recorded at `path` for this certificate, when the CA still has
+/// it pending or ready (so it can still be finalized with a key of ours);
+/// otherwise the record is dropped and `None` returned.
+async fn resume(
+    issuer: &AcmeIssuer,
+    req: &CertRequest,
+    profile: Option<&str>,
+    account: &Account,
+    path: &std::path::Path,
+) -> Option<Order> {
+    let recorded = pending::read(path)?;
+    if !recorded.serves(&issuer.server, &req.dns_names, profile) {
+        pending::remove(path);
+        return None;
+    }
+    match account.order(recorded.url.clone()).await {
+        Ok(mut order) => {
+            let status = order.state().status;
+            if matches!(status, OrderStatus::Pending | OrderStatus::Ready) {
+                tracing::info!(url = order.url(), ?status, names = ?req.dns_names, "ACME order resumed");
+                return Some(order);
+            }
+            tracing::info!(url = %recorded.url, ?status, "the recorded ACME order cannot be resumed; ordering anew");
+        }
+        Err(error) => {
+            tracing::info!(url = %recorded.url, %error, "the recorded ACME order is gone; ordering anew");
+        }
+    }
+    pending::remove(path);
+    None
+}
+
 /// Submits the order; `replaces` is sent when asked and dropped when the CA
 /// refuses it (409 `alreadyReplaced`/conflict, or no ARI support).
 async fn new_order(
-    issuer: &AcmeIssuer,
     req: &CertRequest,
+    profile: Option<&str>,
     account: &Account,
 ) -> Result<Order, Error> {
     let identifiers: Vec<Identifier> = req
@@ -244,14 +315,6 @@ async fn new_order(
         .iter()
         .map(|n| Identifier::Dns(n.clone()))
         .collect();
-    let wanted_profile = req.profile.as_deref().or(issuer.profile.as_deref());
-    let profile = wanted_profile.filter(|p| account.profiles().any(|m| m.name == *p));
-    if let (Some(p), None) = (wanted_profile, profile) {
-        tracing::debug!(
-            profile = p,
-            "the ACME server does not offer this profile; ordering without"
-        );
-    }
     let base = || {
         let order = NewOrder::new(&identifiers);
         match profile {
@@ -378,7 +441,11 @@ async fn authorize(
             continue;
         };
         if let Some(mut challenge) = authz.challenge(kind.clone()) {
-            challenge.set_ready().await.map_err(acme)?;
+            // A resumed order may have asked already: the CA refuses to be
+            // asked twice, and validates what we present now.
+            if challenge.status == ChallengeStatus::Pending {
+                challenge.set_ready().await.map_err(acme)?;
+            }
         }
     }
     Ok(())
