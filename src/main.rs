@@ -101,7 +101,8 @@ struct ServeArgs {
     /// GatewayClasses with this controllerName are served.
     #[arg(long, default_value = DEFAULT_CONTROLLER_NAME)]
     controller_name: String,
-    /// Tokio worker threads (default: one per core).
+    /// Tokio worker threads (default: one per core; 1 runs everything on
+    /// the main thread).
     #[arg(long, value_name = "N")]
     worker_threads: Option<usize>,
     /// Seconds in-flight connections get to finish at shutdown.
@@ -166,10 +167,15 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Err(code) = require_dir(&args.config) {
         return Ok(code);
     }
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // One worker: a current-thread runtime does the same work without the
+    // work-stealing scheduler's cross-thread bookkeeping (measured in bench/).
+    let mut builder = match args.worker_threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
     builder.enable_all();
-    if let Some(n) = args.worker_threads {
-        builder.worker_threads(n.max(1));
+    if let Some(n) = args.worker_threads.filter(|n| *n > 1) {
+        builder.worker_threads(n);
     }
     let runtime = builder.build().context("cannot start the tokio runtime")?;
     // The built-in local CA exists from the first start, so `portcullis ca
