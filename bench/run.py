@@ -36,10 +36,16 @@ CLIENT_CPU = "1"
 HOST = "bench.example.test"
 BACKEND_PORT = 18080
 BACKEND_TLS_PORT = 18443
-PORTS = {"portcullis": 20443, "haproxy": 21443, "nginx": 22443, "direct": None}
-PASSTHROUGH_PORTS = {"portcullis": 20444, "haproxy": 21444}
+PORTS = {"portcullis": 20443, "portcullis-aws-lc": 23443, "haproxy": 21443, "nginx": 22443,
+         "direct": None}
+PASSTHROUGH_PORTS = {"portcullis": 20444, "portcullis-aws-lc": 23444, "haproxy": 21444}
+# portcullis built with each crypto provider (cargo feature), as proxy names.
+PROVIDERS = {"ring": "portcullis", "aws-lc-rs": "portcullis-aws-lc"}
+ADMIN_PORTS = {"portcullis": 29901, "portcullis-aws-lc": 29902}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-FIGURES = ["keepalive", "handshake", "h2", "latency", "passthrough", "memory", "reload"]
+FIGURES = ["keepalive", "handshake", "h2", "latency", "passthrough", "memory", "idleconns",
+           "reload"]
+IDLE_CONNECTIONS = 1000
 
 
 def run(cmd, **kw):
@@ -174,9 +180,9 @@ http {{
         self.start("backend", ["nginx", "-c", path, "-p", t, "-e", f"{t}/backend.err"],
                    CLIENT_CPU, [BACKEND_PORT, BACKEND_TLS_PORT])
 
-    def portcullis(self, threads=1):
+    def portcullis(self, name="portcullis", binary=None, threads=1):
         t = self.tmp
-        cfg = f"{t}/portcullis"
+        cfg = f"{t}/{name}"
         os.makedirs(cfg, exist_ok=True)
         manifests = f"""apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
@@ -189,8 +195,8 @@ metadata: {{name: bench, namespace: default}}
 spec:
   gatewayClassName: portcullis
   listeners:
-    - {{name: https, protocol: HTTPS, port: {PORTS['portcullis']}, tls: {{certificateRefs: [{{name: bench-tls}}]}}}}
-    - {{name: pt, protocol: TLS, port: {PASSTHROUGH_PORTS['portcullis']}, tls: {{mode: Passthrough}}}}
+    - {{name: https, protocol: HTTPS, port: {PORTS[name]}, tls: {{certificateRefs: [{{name: bench-tls}}]}}}}
+    - {{name: pt, protocol: TLS, port: {PASSTHROUGH_PORTS[name]}, tls: {{mode: Passthrough}}}}
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -233,10 +239,11 @@ ports: [{{name: https, port: {BACKEND_TLS_PORT}}}]
         open(f"{cfg}/bench.yaml", "w").write(manifests)
         open(f"{cfg}/secret.yaml", "w").write(
             secret_yaml(open(f"{t}/leaf.crt").read(), open(f"{t}/leaf.pk8").read()))
-        self.start("portcullis",
-                   [self.bin, "serve", "--config", cfg, "--state", f"{t}/state", "--listen-address",
-                    "127.0.0.1", "--admin-addr", "127.0.0.1:29901", "--worker-threads", str(threads)],
-                   PROXY_CPU, [PORTS["portcullis"], PASSTHROUGH_PORTS["portcullis"]])
+        self.start(name,
+                   [binary or self.bin, "serve", "--config", cfg, "--state", f"{t}/state-{name}",
+                    "--listen-address", "127.0.0.1", "--admin-addr",
+                    f"127.0.0.1:{ADMIN_PORTS[name]}", "--worker-threads", str(threads)],
+                   PROXY_CPU, [PORTS[name], PASSTHROUGH_PORTS[name]])
 
     def haproxy(self):
         t = self.tmp
@@ -480,6 +487,41 @@ def reload_figure(env, seconds):
     }
 
 
+def idle_connections_figure(env, name, n=IDLE_CONNECTIONS):
+    """Memory per idle TLS connection: open n connections (full handshake and
+    one keep-alive request each, so every buffer a served connection keeps is
+    allocated), then hold them idle and divide the RSS growth by n."""
+    import resource
+    import socket
+    import ssl
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, n + 256)), hard))
+    ctx = ssl.create_default_context(cafile=f"{env.tmp}/ca.crt")
+    ctx.set_alpn_protocols(["http/1.1"])
+    port = PORTS[name]
+    pids = env.pids(name)
+    before = rss_kib(pids)
+    conns = []
+    try:
+        for _ in range(n):
+            raw = socket.create_connection(("127.0.0.1", port))
+            tls = ctx.wrap_socket(raw, server_hostname=HOST)
+            tls.sendall(f"GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+            got = b""
+            while b"hello from the backend" not in got:
+                chunk = tls.recv(4096)
+                if not chunk:
+                    raise RuntimeError(f"{name} closed an idle-figure connection")
+                got += chunk
+            conns.append(tls)
+        time.sleep(1)
+        after = rss_kib(pids)
+    finally:
+        for c in conns:
+            c.close()
+    return {"idle_conn_kib": (after - before) / n}
+
+
 def median_rounds(rounds):
     keys = set().union(*rounds)
     return {k: statistics.median([r[k] for r in rounds if k in r]) for k in keys}
@@ -489,17 +531,20 @@ LOWER_IS_BETTER = ("cpu", "latency", "rss", "errors")
 
 
 def table(results):
-    names = [n for n in ["portcullis", "haproxy", "nginx", "direct"] if n in results]
+    names = [n for n in ["portcullis", "portcullis-aws-lc", "haproxy", "nginx", "direct"]
+             if n in results]
+    ours = [n for n in PROVIDERS.values() if n in results]
     keys = sorted(set().union(*[results[n].keys() for n in names]))
-    lines = ["| figure | " + " | ".join(names) + " | portcullis/HAProxy | portcullis/NGINX |",
-             "|---" * (len(names) + 3) + "|"]
+    heads = [f"{o}/{other}" for o in ours for other in ["HAProxy", "NGINX"]]
+    lines = ["| figure | " + " | ".join(names + heads) + " |",
+             "|---" * (len(names) + len(heads) + 1) + "|"]
     for k in keys:
         row = [f"{results[n][k]:.4g}" if k in results[n] else "–" for n in names]
-        ratios = []
-        for other in ["haproxy", "nginx"]:
-            a, b = results.get("portcullis", {}).get(k), results.get(other, {}).get(k)
-            ratios.append(f"{a / b:.2f}" if a is not None and b else "–")
-        lines.append(f"| {k} | " + " | ".join(row) + " | " + " | ".join(ratios) + " |")
+        for o in ours:
+            for other in ["haproxy", "nginx"]:
+                a, b = results.get(o, {}).get(k), results.get(other, {}).get(k)
+                row.append(f"{a / b:.2f}" if a is not None and b else "–")
+        lines.append(f"| {k} | " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 
@@ -512,15 +557,29 @@ def main():
     p.add_argument("--only", default=",".join(FIGURES))
     p.add_argument("--json", default=os.path.join(ROOT, "target", "bench.json"))
     p.add_argument("--skip-build", action="store_true")
+    p.add_argument("--providers", default="ring,aws-lc-rs",
+                   help="crypto providers portcullis is built and measured with")
     args = p.parse_args()
     args.only = set(args.only.split(","))
+    providers = [x for x in args.providers.split(",") if x]
+    for x in providers:
+        if x not in PROVIDERS:
+            sys.exit(f"unknown provider {x}: one of {', '.join(PROVIDERS)}")
     for tool in ["wrk", "h2load", "haproxy", "nginx", "taskset", "openssl"]:
         if not shutil.which(tool):
             sys.exit(f"missing {tool}: bash bench/setup.sh installs the benchmark tools")
-    if not args.skip_build:
-        subprocess.run(["cargo", "build", "--release", "--bin", "portcullis", "--example",
-                        "loadgen"], cwd=ROOT, check=True)
     release = os.path.join(ROOT, "target", "release")
+    if not args.skip_build:
+        # One binary per provider, copied aside (the feature switches rustls'
+        # provider, so each is a separate build of the same sources).
+        for x in providers:
+            features = ["--features", "aws-lc-rs"] if x == "aws-lc-rs" else []
+            subprocess.run(["cargo", "build", "--release", "--bin", "portcullis", *features],
+                           cwd=ROOT, check=True)
+            shutil.copy2(os.path.join(release, "portcullis"),
+                         os.path.join(release, f"portcullis-{x}"))
+        subprocess.run(["cargo", "build", "--release", "--example", "loadgen"], cwd=ROOT,
+                       check=True)
     tmp = tempfile.mkdtemp(prefix="portcullis-bench-")
     os.chmod(tmp, 0o755)  # NGINX workers (user nobody) serve big.bin from here
     env = Env(tmp, os.path.join(release, "portcullis"),
@@ -529,21 +588,27 @@ def main():
     try:
         env.pem()
         env.backend()
-        env.portcullis()
+        for x in providers:
+            env.portcullis(PROVIDERS[x], os.path.join(release, f"portcullis-{x}"))
         env.haproxy()
         env.nginx()
         time.sleep(1)
+        ours = [PROVIDERS[x] for x in providers]
         if "memory" in args.only:
-            for name in ["portcullis", "haproxy", "nginx"]:
+            for name in ours + ["haproxy", "nginx"]:
                 results.setdefault(name, {})["idle_rss_kib"] = rss_kib(env.pids(name))
-        rounds = {n: [] for n in ["portcullis", "haproxy", "nginx", "direct"]}
+        rounds = {n: [] for n in ours + ["haproxy", "nginx", "direct"]}
         for i in range(args.rounds):
             for name in rounds:
                 print(f"round {i + 1}/{args.rounds}: {name}", file=sys.stderr)
                 rounds[name].append(figures_for(env, name, args))
         for name, rs in rounds.items():
             results.setdefault(name, {}).update(median_rounds(rs))
-        if "reload" in args.only:
+        if "idleconns" in args.only:
+            for name in ours + ["haproxy", "nginx"]:
+                print(f"{IDLE_CONNECTIONS} idle TLS connections: {name}", file=sys.stderr)
+                results[name].update(idle_connections_figure(env, name))
+        if "reload" in args.only and "ring" in providers:
             print("reload under load: portcullis", file=sys.stderr)
             results["portcullis"].update(reload_figure(env, args.reload_seconds))
     finally:

@@ -230,7 +230,7 @@ pub fn tls_alpn01_certificate(
     let cert = params.self_signed(&key).map_err(Error::Certificate)?;
     let key_der = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
     let signing_key =
-        rustls::crypto::ring::sign::any_supported_type(&key_der).map_err(Error::Tls)?;
+        crate::tls::provider::signing_key(&key_der).map_err(Error::Tls)?;
     Ok(CertifiedKey::new(vec![cert.der().clone()], signing_key))
 }
 
@@ -239,7 +239,7 @@ pub fn tls_alpn01_certificate(
 pub fn tls_alpn01_config(
     certified_key: Arc<CertifiedKey>,
 ) -> Result<Arc<rustls::ServerConfig>, Error> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = crate::tls::provider::provider();
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(Error::Tls)?

@@ -104,7 +104,7 @@ pub fn client_config(
     settings: &ClientSettings,
     client_cert: Option<Arc<rustls::sign::CertifiedKey>>,
 ) -> Result<Arc<rustls::ClientConfig>, Error> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = crate::tls::provider::provider();
     let verifier = Arc::new(BackendVerifier {
         roots: settings.roots.clone(),
         names: settings.names.clone(),
@@ -292,7 +292,7 @@ mod tests {
         let v = BackendVerifier {
             roots,
             names,
-            provider: Arc::new(rustls::crypto::ring::default_provider()),
+            provider: crate::tls::provider::provider(),
         };
         v.verify_server_cert(
             &p.leaf_der,

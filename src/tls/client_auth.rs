@@ -56,7 +56,7 @@ impl ClientAuth {
         if roots.is_empty() {
             return Err(Error::NoCertificate);
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = crate::tls::provider::provider();
         let strict = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
             .build()
             .map_err(|e| Error::Verifier(e.to_string()))?;

@@ -2,7 +2,8 @@
 //! ([`client_hello`]), listener selection and certificate choice
 //! ([`resolver`]), the rustls server configuration of each terminating
 //! listener ([`listener_config`]) with client-certificate validation
-//! ([`client_auth`]), and TLS toward backends ([`backend`]).
+//! ([`client_auth`]), TLS toward backends ([`backend`]) and the crypto
+//! provider all of them use ([`provider`]).
 //!
 //! Sockets and handshakes themselves live in `crate::server`.
 
@@ -10,6 +11,7 @@ pub mod backend;
 pub mod certs;
 pub mod client_auth;
 pub mod client_hello;
+pub mod provider;
 pub mod resolver;
 
 use std::sync::Arc;
@@ -44,7 +46,7 @@ pub fn listener_config(
     client_verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
     alpn: &[&[u8]],
 ) -> Result<Arc<rustls::ServerConfig>, Error> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = crate::tls::provider::provider();
     let builder = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(Error::Config)?;

@@ -72,7 +72,7 @@ mod tests {
             .expect("valid SAN")
             .self_signed(&key)
             .expect("self-signing succeeds");
-        let provider = rustls::crypto::ring::default_provider();
+        let provider = (*crate::tls::provider::provider()).clone();
         let der = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der())
             .expect("rcgen emits PKCS#8");
         let signing = provider

@@ -333,7 +333,7 @@ fn handshake_without_client_cert(
     for c in rustls::pki_types::CertificateDer::pem_slice_iter(server_pair().0.as_bytes()) {
         roots.add(c.expect("pem")).expect("root");
     }
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let provider = crate::tls::provider::provider();
     let client = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("versions")

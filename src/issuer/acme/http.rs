@@ -50,7 +50,7 @@ impl AcmeHttp {
             None => crate::tls::backend::system_roots()
                 .unwrap_or_else(|| Arc::new(rustls::RootCertStore::empty())),
         };
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = crate::tls::provider::provider();
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| Error::InvalidIssuer {

@@ -38,7 +38,7 @@ fn verify(root_pem: &str, chain_pem: &str, name: &str, at: SystemTime) -> Result
     }
     let verifier = WebPkiServerVerifier::builder_with_provider(
         Arc::new(roots),
-        Arc::new(rustls::crypto::ring::default_provider()),
+        crate::tls::provider::provider(),
     )
     .build()
     .expect("verifier builds");

@@ -15,7 +15,7 @@ fn rustls_hello(
     versions: &[&'static rustls::SupportedProtocolVersion],
     adjust: impl FnOnce(&mut rustls::ClientConfig),
 ) -> Vec<u8> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = crate::tls::provider::provider();
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)
         .expect("ring supports TLS 1.2 and 1.3")
