@@ -29,6 +29,11 @@ echo "==> cargo clippy"
 cargo clippy --quiet --all-targets -- -D warnings
 echo "==> cargo test"
 cargo test --all-targets 2>&1
+# The AWS-LC crypto provider (a build feature): lint it and run the TLS
+# unit tests (handshakes, certificate loading, verifiers) with it.
+echo "==> cargo clippy + tls tests --features aws-lc-rs"
+cargo clippy --quiet --lib --features aws-lc-rs -- -D warnings
+cargo test --quiet --lib --features aws-lc-rs tls:: 2>&1 | tail -n 3
 
 # Fuzz the parsers of untrusted bytes for a bounded time (cargo-fuzz needs
 # nightly features; RUSTC_BOOTSTRAP enables them on the machine's one stable
