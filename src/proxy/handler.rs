@@ -171,8 +171,8 @@ impl Proxy {
             self.send_mirrors(&mirrors, gateway, &head, &body);
             match client_upgrade {
                 Some(client) if upstream.protocol != UpstreamProtocol::H2c => {
-                    self.upgrade(rule, upstream, gateway, head, body, client)
-                        .await
+                    // Boxed: rare, and large enough to grow every request's future.
+                    Box::pin(self.upgrade(rule, upstream, gateway, head, body, client)).await
                 }
                 _ => self.attempts(rule, upstream, gateway, head, body).await,
             }

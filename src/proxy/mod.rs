@@ -116,11 +116,17 @@ impl Proxy {
 
     /// Serves one request received by the server. Never fails: every error
     /// becomes a response.
-    pub async fn handle(
+    ///
+    /// The request's future is boxed: hyper keeps a slot of the service
+    /// future's size in every connection, idle or not, so an unboxed future
+    /// of several KiB would be paid per idle connection and moved into that
+    /// slot per request.
+    pub fn handle(
         self: Arc<Self>,
         req: http::Request<hyper::body::Incoming>,
         conn: Arc<ConnInfo>,
-    ) -> http::Response<ProxyBody> {
-        self.handle_request(req, conn).await
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = http::Response<ProxyBody>> + Send>>
+    {
+        Box::pin(self.handle_request(req, conn))
     }
 }

@@ -74,7 +74,10 @@ impl Upstreams {
     ) -> Result<Response<Incoming>, Error> {
         let name = upstream.name.as_str();
         if let Some(tls) = &upstream.tls {
-            return self.tls.send(name, tls, gateway, addr, req).await;
+            // Boxed: the TLS leg (handshakes, an HTTP/2 connect) is a large
+            // future, and every request's future would otherwise reserve
+            // its size (see `Proxy::handle`).
+            return Box::pin(self.tls.send(name, tls, gateway, addr, req)).await;
         }
         match upstream.protocol {
             UpstreamProtocol::Http1 | UpstreamProtocol::WebSocket => {

@@ -385,7 +385,8 @@ async fn serve_http<S>(
     let service = service_fn(move |req| {
         let proxy = proxy.clone();
         let info = info.clone();
-        async move { Ok::<_, Infallible>(proxy.handle(req, info).await) }
+        let response = proxy.handle(req, info);
+        async move { Ok::<_, Infallible>(response.await) }
     });
     let conn = ctx
         .http
