@@ -150,6 +150,9 @@ pub async fn run(
     tracing::info!(%bind, "stopped accepting");
 }
 
+/// One connection's task. Its future's size is reserved for the whole
+/// connection, so the stream relays (the largest legs) are boxed and an
+/// HTTP connection does not pay for them.
 async fn serve(
     ctx: Arc<ConnContext>,
     bind: SocketAddr,
@@ -182,7 +185,7 @@ async fn serve(
                         .traffic()
                         .listener(&dataplane, listener)
                         .connection();
-                    let failure = super::stream::forward(
+                    let failure = Box::pin(super::stream::forward(
                         stream,
                         Vec::new(),
                         &streams.table,
@@ -190,7 +193,7 @@ async fn serve(
                         StreamMode::Plain,
                         peers,
                         Some(&listener.key.gateway),
-                    )
+                    ))
                     .await;
                     record(&ctx, failure);
                 }
@@ -287,7 +290,7 @@ async fn serve(
                 .filter(|s| s.mode == StreamMode::Passthrough)
             {
                 handshakes.passed_through();
-                let failure = super::stream::forward(
+                let failure = Box::pin(super::stream::forward(
                     stream,
                     bytes,
                     &streams.table,
@@ -295,7 +298,7 @@ async fn serve(
                     StreamMode::Passthrough,
                     peers,
                     Some(&listener.key.gateway),
-                )
+                ))
                 .await;
                 record(&ctx, failure);
                 return;
@@ -330,7 +333,7 @@ async fn serve(
             if let Some(streams) = &listener.streams {
                 // A TLS listener in Terminate mode: the decrypted bytes go
                 // to the TLSRoute backend as a plain (or re-encrypted) stream.
-                let failure = super::stream::forward(
+                let failure = Box::pin(super::stream::forward(
                     stream,
                     Vec::new(),
                     &streams.table,
@@ -338,7 +341,7 @@ async fn serve(
                     streams.mode,
                     peers,
                     Some(&listener.key.gateway),
-                )
+                ))
                 .await;
                 record(&ctx, failure);
                 return;
