@@ -229,8 +229,7 @@ pub fn tls_alpn01_certificate(
         .push(acme_identifier_extension(key_authorization));
     let cert = params.self_signed(&key).map_err(Error::Certificate)?;
     let key_der = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
-    let signing_key =
-        crate::tls::provider::signing_key(&key_der).map_err(Error::Tls)?;
+    let signing_key = crate::tls::provider::signing_key(&key_der).map_err(Error::Tls)?;
     Ok(CertifiedKey::new(vec![cert.der().clone()], signing_key))
 }
 
