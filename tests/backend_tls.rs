@@ -9,24 +9,10 @@ use e2e::certs::{Ca, Leaf, LeafSpec};
 use e2e::clients::{curl, echo};
 use e2e::gateway::{find_object, has_condition, Gateway};
 use e2e::manifests::{
-    backend_ref, docs, gateway, http_listener, http_route, service, tls_secret_raw, CLASS,
+    backend_ref, ca_config_map, docs, gateway, http_listener, http_route, service, tls_secret_raw,
+    CLASS,
 };
 use e2e::tls_backend::TlsBackend;
-
-/// A ConfigMap `name` with `ca.crt`.
-fn ca_config_map(name: &str, pem: &str) -> String {
-    let indented: String = pem.lines().map(|l| format!("    {l}\n")).collect();
-    format!(
-        "apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: {name}
-  namespace: default
-data:
-  ca.crt: |
-{indented}"
-    )
-}
 
 /// A BackendTLSPolicy `name` for Service `backend` (port `http`).
 fn policy(name: &str, ca_map: &str, hostname: &str) -> String {

@@ -11,7 +11,8 @@ use e2e::certs::{Ca, Leaf, LeafSpec};
 use e2e::clients::{curl, echo, s_client};
 use e2e::gateway::Gateway;
 use e2e::manifests::{
-    backend_ref, docs, gateway, http_route, https_listener, service, tls_secret, CLASS,
+    backend_ref, ca_config_map, docs, gateway, http_route, https_listener, service, tls_secret,
+    CLASS,
 };
 
 struct Setup {
@@ -19,13 +20,6 @@ struct Setup {
     backend: Backend,
     gateway_ca: Ca,
     client_ca: Ca,
-}
-
-fn ca_config_map(name: &str, pem: &str) -> String {
-    let indented: String = pem.lines().map(|l| format!("    {l}\n")).collect();
-    format!(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: default\ndata:\n  ca.crt: |\n{indented}"
-    )
 }
 
 /// An HTTPS Gateway on 443 validating clients against `client-ca` (`mode`

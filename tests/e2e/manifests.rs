@@ -198,6 +198,15 @@ spec:
     )
 }
 
+/// A ConfigMap `name` in `default` holding `pem` under `ca.crt` (the shape
+/// BackendTLSPolicy and frontend validation read trust anchors from).
+pub fn ca_config_map(name: &str, pem: &str) -> String {
+    let indented: String = pem.lines().map(|l| format!("    {l}\n")).collect();
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: default\ndata:\n  ca.crt: |\n{indented}"
+    )
+}
+
 /// Joins manifests into one multi-document file.
 pub fn docs(parts: &[String]) -> String {
     parts.join("---\n")
