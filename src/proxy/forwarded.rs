@@ -82,6 +82,33 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 /// `X-Forwarded-Host` to the host the client asked for unless an earlier
 /// proxy already recorded it.
 pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &str, host: Option<&str>) {
+    set_forwarded_for(headers, client);
+    let proto = match proto {
+        "https" => Ok(HeaderValue::from_static("https")),
+        "http" => Ok(HeaderValue::from_static("http")),
+        other => HeaderValue::from_str(other),
+    };
+    if let Ok(proto) = proto {
+        headers.insert(X_FORWARDED_PROTO, proto);
+    }
+    if let Some(host) = host {
+        if !headers.contains_key(&X_FORWARDED_HOST) {
+            if let Ok(value) = HeaderValue::from_str(host) {
+                headers.insert(X_FORWARDED_HOST, value);
+            }
+        }
+    }
+}
+
+/// Appends `client` to `X-Forwarded-For`; the common first hop (no header
+/// yet) formats the address once without building a chain.
+fn set_forwarded_for(headers: &mut HeaderMap, client: IpAddr) {
+    if !headers.contains_key(&X_FORWARDED_FOR) {
+        if let Ok(value) = HeaderValue::from_str(&client.to_string()) {
+            headers.insert(X_FORWARDED_FOR, value);
+        }
+        return;
+    }
     let mut chain: Vec<String> = headers
         .get_all(&X_FORWARDED_FOR)
         .iter()
@@ -92,16 +119,6 @@ pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &str, host:
     chain.push(client.to_string());
     if let Ok(value) = HeaderValue::from_str(&chain.join(", ")) {
         headers.insert(X_FORWARDED_FOR, value);
-    }
-    if let Ok(value) = HeaderValue::from_str(proto) {
-        headers.insert(X_FORWARDED_PROTO, value);
-    }
-    if let Some(host) = host {
-        if !headers.contains_key(&X_FORWARDED_HOST) {
-            if let Ok(value) = HeaderValue::from_str(host) {
-                headers.insert(X_FORWARDED_HOST, value);
-            }
-        }
     }
 }
 
