@@ -11,7 +11,7 @@
 //! | module | owns |
 //! |---|---|
 //! | `handler` | the per-request flow: listener, route, filters, backend, retries, timeouts |
-//! | `upstream` | connections to backends: pooled HTTP/1.1, multiplexed h2c |
+//! | `upstream`, `upstream_h1`, `upstream_tls` | connections to backends: pooled HTTP/1.1 (no task per request), multiplexed h2c, TLS |
 //! | `mirror` | fire-and-forget copies for `RequestMirror` |
 //! | `websocket` | WebSocket upgrades spliced between client and backend |
 //! | `forwarded` | hop-by-hop headers, `X-Forwarded-*`, request host |
@@ -26,6 +26,7 @@ mod handler;
 mod mirror;
 mod retry;
 mod upstream;
+mod upstream_h1;
 mod upstream_tls;
 
 pub use upstream_tls::handshake as backend_tls_handshake;

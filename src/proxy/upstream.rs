@@ -1,5 +1,5 @@
-//! Connections to backends: pooled HTTP/1.1 keep-alive connections through
-//! hyper-util's client (which pools per endpoint authority), and one
+//! Connections to backends: pooled HTTP/1.1 keep-alive connections
+//! ([`super::upstream_h1`]), and one
 //! multiplexed cleartext HTTP/2 (h2c, prior knowledge) connection per endpoint,
 //! cached in a copy-on-write map so the request path takes no lock.
 //!
@@ -17,21 +17,17 @@ use arc_swap::ArcSwap;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::http2;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// How long an idle pooled HTTP/1.1 connection is kept.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Bound on establishing a TCP connection to an endpoint.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The client side of the proxy: every connection to every backend.
 pub struct Upstreams {
-    http1: Client<HttpConnector, ProxyBody>,
+    http1: super::upstream_h1::H1Pool,
     h2c: ArcSwap<HashMap<SocketAddr, http2::SendRequest<ProxyBody>>>,
     tls: super::upstream_tls::TlsPool,
 }
@@ -45,25 +41,16 @@ impl Default for Upstreams {
 impl Upstreams {
     /// Empty pools.
     pub fn new() -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        let http1 = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_timer(hyper_util::rt::TokioTimer::new())
-            .set_host(false)
-            .build(connector);
         Upstreams {
-            http1,
+            http1: super::upstream_h1::H1Pool::default(),
             h2c: ArcSwap::from_pointee(HashMap::new()),
             tls: super::upstream_tls::TlsPool::default(),
         }
     }
 
     /// Sends `req` to the endpoint `addr` of `upstream`, addressed as
-    /// [`Addressing::for_upstream`] says: for pooled HTTP/1.1 the request URI
-    /// must be absolute with the endpoint as authority and the Host header
-    /// already set; for HTTP/2 the URI authority is sent as `:authority`.
+    /// [`Addressing::for_upstream`] says: for HTTP/1.1 the request URI
+    /// is origin-form with the Host header already set; for HTTP/2 the URI authority is sent as `:authority`.
     /// `gateway` picks the client certificate presented to TLS backends.
     pub async fn send(
         &self,
@@ -81,16 +68,7 @@ impl Upstreams {
         }
         match upstream.protocol {
             UpstreamProtocol::Http1 | UpstreamProtocol::WebSocket => {
-                self.http1.request(req).await.map_err(|e| {
-                    let kind = if e.is_connect() {
-                        FailureKind::Connect
-                    } else {
-                        std::error::Error::source(&e)
-                            .and_then(|s| s.downcast_ref::<hyper::Error>())
-                            .map_or(FailureKind::Reset, classify)
-                    };
-                    kind.into_error(name, addr, e.into())
-                })
+                self.http1.send(name, addr, req).await
             }
             UpstreamProtocol::H2c => self.send_h2c(name, addr, req).await,
         }
@@ -162,10 +140,8 @@ impl Upstreams {
 /// How an outbound request is addressed on its connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Addressing {
-    /// Pooled HTTP/1.1: absolute URI naming the endpoint (the pool key, which
-    /// the client turns into origin-form on the wire) and a Host header.
-    PooledHttp1,
-    /// A dedicated HTTP/1.1 connection (WebSocket): origin-form URI and Host.
+    /// HTTP/1.1 (pooled, TLS or not, and WebSocket): origin-form URI and a
+    /// Host header.
     DirectHttp1,
     /// HTTP/2: absolute URI whose authority is the host (`:authority`), no
     /// Host header.
@@ -173,17 +149,11 @@ pub enum Addressing {
 }
 
 impl Addressing {
-    /// The addressing used for an upstream on the pooled path (TLS
-    /// upstreams pool their own HTTP/1.1 connections, in origin-form).
+    /// The addressing an upstream's requests use.
     pub fn for_upstream(upstream: &Upstream) -> Self {
-        match (upstream.protocol, upstream.tls.is_some()) {
-            (UpstreamProtocol::H2c, _) => Addressing::Http2,
-            (UpstreamProtocol::Http1 | UpstreamProtocol::WebSocket, false) => {
-                Addressing::PooledHttp1
-            }
-            (UpstreamProtocol::Http1 | UpstreamProtocol::WebSocket, true) => {
-                Addressing::DirectHttp1
-            }
+        match upstream.protocol {
+            UpstreamProtocol::H2c => Addressing::Http2,
+            UpstreamProtocol::Http1 | UpstreamProtocol::WebSocket => Addressing::DirectHttp1,
         }
     }
 }
@@ -231,7 +201,6 @@ impl OutboundHead {
             format!("/{}", self.path_and_query)
         };
         let (uri, version) = match addressing {
-            Addressing::PooledHttp1 => (format!("http://{addr}{pq}"), http::Version::HTTP_11),
             Addressing::DirectHttp1 => (pq, http::Version::HTTP_11),
             Addressing::Http2 => {
                 // A host that is not a valid authority falls back to the endpoint.
@@ -349,11 +318,11 @@ mod tests {
     }
 
     #[test]
-    fn pooled_http1_targets_endpoint_and_keeps_host() {
+    fn http1_uses_origin_form_and_keeps_host() {
         let req = head()
-            .into_request(Addressing::PooledHttp1, addr(), body::empty())
+            .into_request(Addressing::DirectHttp1, addr(), body::empty())
             .expect("valid head");
-        assert_eq!(req.uri(), "http://10.1.2.3:3000/p?q=1");
+        assert_eq!(req.uri(), "/p?q=1");
         assert_eq!(req.headers()["host"], "example.org:8080");
         assert_eq!(req.headers()["x-a"], "1");
         assert_eq!(req.version(), http::Version::HTTP_11);
