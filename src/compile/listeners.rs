@@ -2,6 +2,7 @@
 //! allowed route kinds validation, certificate resolution for HTTPS, conflicts
 //! between listeners sharing a socket, and the listener status conditions.
 
+use super::cert_cache::{CertCache, Outcome};
 use super::gateway::World;
 use super::refs::{self, Referrer, Target, GATEWAY_GROUP};
 use super::{Ctx, Problem};
@@ -228,13 +229,44 @@ impl<'a> ListenerState<'a> {
 }
 
 /// Validates every listener: protocol, port, hostname, kinds and certificates.
-pub(crate) fn validate_all(world: &mut World<'_>, ctx: &Ctx<'_>) {
-    for l in &mut world.listeners {
-        validate(l, ctx);
+/// The certificates of all listeners are parsed in one batch through `certs`
+/// (in parallel, reusing the previous compile's parses); each listener's
+/// outcome is the same as if it were validated alone.
+pub(crate) fn validate_all(world: &mut World<'_>, ctx: &Ctx<'_>, certs: &mut CertCache) {
+    let terminating: Vec<usize> = (0..world.listeners.len())
+        .filter(|&i| validate(&mut world.listeners[i], ctx))
+        .collect();
+    let mut pairs: Vec<Pair<'_>> = Vec::new();
+    let located: Vec<(usize, Vec<Located>)> = terminating
+        .into_iter()
+        .map(|i| {
+            (
+                i,
+                locate_certificates(&mut world.listeners[i], ctx, &mut pairs),
+            )
+        })
+        .collect();
+    let parsed = certs.resolve(&pairs);
+    for (i, refs) in located {
+        let l = &mut world.listeners[i];
+        for r in refs {
+            match r.and_then(|(name, pair)| finish_certificate(name, &parsed[pair], ctx)) {
+                Ok((key, name)) => {
+                    l.certificates.push(key);
+                    l.certificate_refs.push(name);
+                }
+                Err(p) => {
+                    l.unresolved.get_or_insert(p);
+                }
+            }
+        }
+        super::frontend_tls::resolve(l, ctx);
     }
 }
 
-fn validate(l: &mut ListenerState<'_>, ctx: &Ctx<'_>) {
+/// Validates everything but certificates; true when the listener goes on to
+/// certificate and frontend TLS resolution (it terminates TLS).
+fn validate(l: &mut ListenerState<'_>, ctx: &Ctx<'_>) -> bool {
     let port = u16::try_from(l.spec.port)
         .ok()
         .filter(|p| *p > 0)
@@ -250,7 +282,7 @@ fn validate(l: &mut ListenerState<'_>, ctx: &Ctx<'_>) {
                     l.spec.port, ctx.options.port_offset
                 ),
             ));
-            return;
+            return false;
         }
     }
     if l.family.bind_protocol().is_none() {
@@ -258,7 +290,7 @@ fn validate(l: &mut ListenerState<'_>, ctx: &Ctx<'_>) {
             Reason::UnsupportedProtocol,
             format!("protocol {} is not supported", l.spec.protocol),
         ));
-        return;
+        return false;
     }
     if let Some(h) = l.hostname() {
         if !crate::hostname::is_valid(h) {
@@ -266,7 +298,7 @@ fn validate(l: &mut ListenerState<'_>, ctx: &Ctx<'_>) {
                 Reason::UnsupportedValue,
                 format!("invalid hostname {h}"),
             ));
-            return;
+            return false;
         }
     }
     if l.family == Family::Tls {
@@ -276,14 +308,11 @@ fn validate(l: &mut ListenerState<'_>, ctx: &Ctx<'_>) {
                 Reason::UnsupportedValue,
                 format!("unknown TLS mode {}", mode.unwrap_or_default()),
             ));
-            return;
+            return false;
         }
     }
     resolve_kinds(l);
-    if l.terminates_tls() {
-        resolve_certificates(l, ctx);
-        super::frontend_tls::resolve(l, ctx);
-    }
+    l.terminates_tls()
 }
 
 /// `allowedRoutes.kinds`: HTTPRoute and GRPCRoute are supported on HTTP and
@@ -322,7 +351,22 @@ fn resolve_kinds(l: &mut ListenerState<'_>) {
     }
 }
 
-fn resolve_certificates(l: &mut ListenerState<'_>, ctx: &Ctx<'_>) {
+/// A certificateRef that names a readable Secret: its `namespace/name` and
+/// the index of its `(tls.crt, tls.key)` in the batch being parsed; or why
+/// it does not.
+type Located = Result<(String, usize), Problem>;
+
+/// The `tls.crt` and `tls.key` bytes of a Secret.
+type Pair<'a> = (&'a [u8], &'a [u8]);
+
+/// Checks the TLS settings and certificateRefs of a terminating listener,
+/// appending the bytes of each readable Secret to `pairs`. Problems that
+/// concern the listener as a whole are recorded on it at once.
+fn locate_certificates<'a>(
+    l: &mut ListenerState<'_>,
+    ctx: &Ctx<'a>,
+    pairs: &mut Vec<Pair<'a>>,
+) -> Vec<Located> {
     let tls = l.spec.tls.as_ref();
     if tls
         .and_then(|t| t.mode.as_deref())
@@ -332,7 +376,7 @@ fn resolve_certificates(l: &mut ListenerState<'_>, ctx: &Ctx<'_>) {
             Reason::UnsupportedValue,
             "HTTPS listeners terminate TLS",
         ));
-        return;
+        return Vec::new();
     }
     let refs = tls
         .map(|t| t.certificate_refs.as_slice())
@@ -342,33 +386,32 @@ fn resolve_certificates(l: &mut ListenerState<'_>, ctx: &Ctx<'_>) {
             Reason::InvalidCertificateRef,
             "an HTTPS listener needs tls.certificateRefs",
         ));
-        return;
+        return Vec::new();
     }
-    for r in refs {
-        match load_certificate(l, r, ctx) {
-            Ok((key, name)) => {
-                l.certificates.push(Arc::new(key));
-                l.certificate_refs.push(name);
-            }
-            Err(p) => {
-                l.unresolved.get_or_insert(p);
-            }
-        }
-    }
+    refs.iter()
+        .map(|r| {
+            let (name, pair) = locate_certificate(l, r, ctx)?;
+            pairs.push(pair);
+            Ok((name, pairs.len() - 1))
+        })
+        .collect()
 }
 
-type Loaded = (rustls::sign::CertifiedKey, String);
+fn invalid_ref(message: String) -> Problem {
+    Problem::new(Reason::InvalidCertificateRef, message)
+}
 
-fn load_certificate(
+/// The Secret a certificateRef names, if the reference is permitted and the
+/// Secret holds a certificate and key: its `namespace/name` and bytes.
+fn locate_certificate<'a>(
     l: &ListenerState<'_>,
     r: &SecretObjectReference,
-    ctx: &Ctx<'_>,
-) -> Result<Loaded, Problem> {
-    let invalid = |m: String| Problem::new(Reason::InvalidCertificateRef, m);
+    ctx: &Ctx<'a>,
+) -> Result<(String, Pair<'a>), Problem> {
     let group = r.group.as_deref().unwrap_or("");
     let kind = r.kind.as_deref().unwrap_or("Secret");
     if !group.is_empty() || kind != "Secret" {
-        return Err(invalid(format!(
+        return Err(invalid_ref(format!(
             "unsupported certificateRef {group}/{kind}"
         )));
     }
@@ -393,32 +436,42 @@ fn load_certificate(
     }
     let secret = ctx
         .secret(ns, &r.name)
-        .ok_or_else(|| invalid(format!("Secret {name} not found")))?;
+        .ok_or_else(|| invalid_ref(format!("Secret {name} not found")))?;
     if !secret.kind.is_empty() && secret.kind != "kubernetes.io/tls" {
-        return Err(invalid(format!(
+        return Err(invalid_ref(format!(
             "Secret {name} is of type {}, not kubernetes.io/tls",
             secret.kind
         )));
     }
     let (Some(cert), Some(key)) = (secret.data.get("tls.crt"), secret.data.get("tls.key")) else {
-        return Err(invalid(format!("Secret {name} lacks tls.crt or tls.key")));
+        return Err(invalid_ref(format!(
+            "Secret {name} lacks tls.crt or tls.key"
+        )));
     };
-    let certified = crate::tls::certs::load_certified_key(cert, key)
-        .map_err(|e| invalid(format!("Secret {name}: {e}")))?;
+    Ok((name, (cert.as_slice(), key.as_slice())))
+}
+
+/// The certificate of Secret `name` once parsed, or why it cannot be served.
+fn finish_certificate(
+    name: String,
+    parsed: &Outcome,
+    ctx: &Ctx<'_>,
+) -> Result<(Arc<rustls::sign::CertifiedKey>, String), Problem> {
+    let parsed = parsed
+        .as_ref()
+        .map_err(|e| invalid_ref(format!("Secret {name}: {e}")))?;
     // An expired (or not yet valid) certificate is a broken reference: clients
     // reject it anyway, and saying so in status is what gets it fixed.
-    if let Some(now) = ctx.options.now {
-        let info = certified
-            .cert
-            .first()
-            .and_then(|leaf| crate::tls::certs::inspect(leaf).ok());
-        if info.is_some_and(|i| i.is_expired_at(now)) {
-            return Err(invalid(format!(
-                "certificate in Secret {name} is outside its validity period"
-            )));
-        }
+    if ctx
+        .options
+        .now
+        .is_some_and(|now| parsed.leaf.is_expired_at(now))
+    {
+        return Err(invalid_ref(format!(
+            "certificate in Secret {name} is outside its validity period"
+        )));
     }
-    Ok((certified, name))
+    Ok((parsed.key.clone(), name))
 }
 
 /// Marks listeners that lose a conflict on a shared socket. Listeners are

@@ -8,12 +8,14 @@
 //!
 //! No I/O and no clock: time, when needed for certificate expiry messages, is
 //! passed in [`CompileOptions::now`]. Certificates are parsed by
-//! `crate::tls::certs`; route precedence sorting is left to
+//! `crate::tls::certs`, in parallel and kept across compiles by [`CertCache`]
+//! (`cert_cache`); route precedence sorting is left to
 //! [`crate::dataplane::RouteTable`].
 
 mod backend_tls;
 mod backends;
 mod binds;
+mod cert_cache;
 mod filters;
 mod frontend_tls;
 mod gateway;
@@ -36,6 +38,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
+pub use cert_cache::CertCache;
 pub use l4_routes::PROXY_PROTOCOL_ANNOTATION;
 
 /// The controller name portcullis answers to unless told otherwise.
@@ -79,10 +82,21 @@ pub struct Compiled {
 /// Compiles a snapshot into a data plane and status. Pure: the same input
 /// always yields the same output.
 pub fn compile(resources: &Resources, options: &CompileOptions) -> Compiled {
+    compile_cached(resources, options, &mut CertCache::new())
+}
+
+/// [`compile`], parsing only the Secrets whose certificate or key changed
+/// since the previous compile with the same `certs` (a reloader keeps one).
+/// The output is the same as [`compile`]'s.
+pub fn compile_cached(
+    resources: &Resources,
+    options: &CompileOptions,
+    certs: &mut CertCache,
+) -> Compiled {
     let mut ctx = Ctx::new(resources, options);
     let (mut objects, classes) = gateway::compile_classes(resources, options);
     let mut world = gateway::collect(&ctx, &classes);
-    listeners::validate_all(&mut world, &ctx);
+    listeners::validate_all(&mut world, &ctx, certs);
     listeners::resolve_conflicts(&mut world);
     let ours: Vec<&crate::model::Gateway> = world.gateways.iter().map(|g| g.gateway).collect();
     ctx.backend_tls = backend_tls::resolve(&ctx, &ours);

@@ -11,7 +11,7 @@ pub mod check;
 pub mod logging;
 pub mod report;
 
-use crate::compile::{compile, CompileOptions, Compiled};
+use crate::compile::{compile_cached, CertCache, CompileOptions, Compiled};
 use crate::dataplane::Dataplane;
 use crate::model::load::{self, DirLoader, LoadProblem};
 use crate::server::shutdown::{Event, Signals};
@@ -161,6 +161,8 @@ pub struct Reloader {
     options: CompileOptions,
     /// Adds issued certificates before compiling, when set.
     issuer: Option<Arc<crate::issuer::manager::Manager>>,
+    /// Certificates parsed by the previous compile, reused when unchanged.
+    certs: CertCache,
 }
 
 impl Reloader {
@@ -171,6 +173,7 @@ impl Reloader {
             dir,
             options,
             issuer: None,
+            certs: CertCache::new(),
         }
     }
 
@@ -194,7 +197,7 @@ impl Reloader {
         };
         Ok(Reloaded {
             secrets: crate::metrics::SecretIndex::of(&augmented),
-            compiled: compile(&augmented, &options),
+            compiled: compile_cached(&augmented, &options, &mut self.certs),
             problems: loaded.problems,
             ignored: loaded.ignored,
             resources: Arc::new(loaded.resources),
@@ -252,7 +255,10 @@ impl Runtime {
         let counts = Counts::of(&dataplane, &status);
         let dataplane = Arc::new(dataplane);
         self.shared.metrics.publish(&dataplane, reloaded.secrets);
-        self.shared.dataplane.store(dataplane.clone());
+        // The previous snapshot is freed off the async workers: at 10k
+        // listeners dropping it takes tens of milliseconds.
+        let previous = self.shared.dataplane.swap(dataplane.clone());
+        tokio::task::spawn_blocking(move || drop(previous));
         let bind_errors = self.sockets.reconcile(&dataplane).await;
         self.generation += 1;
         tracing::info!(

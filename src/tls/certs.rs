@@ -69,23 +69,43 @@ pub fn parse_chain(cert_pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, Erro
     Ok(chain)
 }
 
+/// A usable certificate and key, with the facts about its leaf.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The chain and signing key, ready for rustls.
+    pub key: CertifiedKey,
+    /// Subject, SANs, validity and serial of the leaf certificate.
+    pub leaf: CertInfo,
+}
+
 /// Builds a [`CertifiedKey`] from a PEM chain and a PEM private key (PKCS#1,
 /// PKCS#8 or SEC1), checking that the key matches the leaf certificate and that
 /// every certificate of the chain is well-formed X.509.
 pub fn load_certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, Error> {
+    load_certified(cert_pem, key_pem).map(|l| l.key)
+}
+
+/// [`load_certified_key`], also returning the leaf's [`CertInfo`] read by
+/// the same X.509 parse (callers checking validity need not parse again).
+pub fn load_certified(cert_pem: &[u8], key_pem: &[u8]) -> Result<Loaded, Error> {
     let chain = parse_chain(cert_pem)?;
+    let mut leaf = None;
     for cert in &chain {
-        inspect(cert)?;
+        let info = inspect(cert)?;
+        leaf.get_or_insert(info);
     }
+    let leaf = leaf.ok_or(Error::NoCertificate)?;
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| Error::KeyPem(e.to_string()))?;
-    let signing_key = rustls::crypto::ring::sign::any_supported_type(&key)
+    let signing_key = crate::tls::provider::signing_key(&key)
         .map_err(|e| Error::UnsupportedKey(e.to_string()))?;
-    let certified = CertifiedKey::new(chain, signing_key);
-    match certified.keys_match() {
-        Ok(()) => Ok(certified),
+    let key = CertifiedKey::new(chain, signing_key);
+    match key.keys_match() {
+        Ok(()) => Ok(Loaded { key, leaf }),
         // rustls cannot derive the public key of every key type; do not
         // refuse what it cannot check.
-        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => Ok(certified),
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {
+            Ok(Loaded { key, leaf })
+        }
         Err(_) => Err(Error::KeyMismatch),
     }
 }
@@ -182,6 +202,16 @@ mod tests {
             load_certified_key(cert.as_bytes(), b"garbage"),
             Err(Error::KeyPem(_))
         ));
+    }
+
+    #[test]
+    fn load_certified_reports_the_leaf_of_the_chain() {
+        let (leaf, key) = self_signed(&["leaf.example.com"]);
+        let (other, _) = self_signed(&["intermediate.example.com"]);
+        let chain = format!("{leaf}{other}");
+        let loaded = load_certified(chain.as_bytes(), key.as_bytes()).expect("loads");
+        assert_eq!(loaded.key.cert.len(), 2);
+        assert_eq!(loaded.leaf.sans, vec!["leaf.example.com"]);
     }
 
     #[test]
