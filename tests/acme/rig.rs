@@ -13,6 +13,24 @@ use portcullis::issuer::{CertRequest, KeyAlgorithm};
 use portcullis::store::StoreKey;
 use std::time::Duration;
 
+/// The user route both rigs serve on Gateway `gw`: a static `user route`
+/// answer (what HTTP-01 tokens must not shadow).
+const USER_ROUTE: &str = r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: user, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+    - backendRefs: [{group: portcullis.dev, kind: StaticResponse, name: user}]
+---
+apiVersion: portcullis.dev/v1alpha1
+kind: StaticResponse
+metadata: {name: user, namespace: default}
+spec: {status: 200, contentType: text/plain, body: "user route\n"}
+---
+"#;
+
 /// The gateway every Pebble test serves: HTTP on 80, HTTPS on 443 with the
 /// Secret `site-tls`, and a user route answering `user route` on both.
 pub fn gateway_yaml(chain_pem: &str, key_pem: &str) -> String {
@@ -33,21 +51,7 @@ spec:
       protocol: HTTPS
       port: 443
       tls: {{mode: Terminate, certificateRefs: [{{kind: Secret, name: site-tls}}]}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: user, namespace: default}}
-spec:
-  parentRefs: [{{name: gw}}]
-  rules:
-    - backendRefs: [{{group: portcullis.dev, kind: StaticResponse, name: user}}]
----
-apiVersion: portcullis.dev/v1alpha1
-kind: StaticResponse
-metadata: {{name: user, namespace: default}}
-spec: {{status: 200, contentType: text/plain, body: "user route\n"}}
----
-{}"#,
+{USER_ROUTE}{}"#,
         super::tls_secret("site-tls", chain_pem, key_pem)
     )
 }
@@ -245,21 +249,7 @@ spec:
   listeners:
     - {{name: http, protocol: HTTP, port: 80}}
     - {{name: https, protocol: HTTPS, port: 443, hostname: "{host}"}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: user, namespace: default}}
-spec:
-  parentRefs: [{{name: gw}}]
-  rules:
-    - backendRefs: [{{group: portcullis.dev, kind: StaticResponse, name: user}}]
----
-apiVersion: portcullis.dev/v1alpha1
-kind: StaticResponse
-metadata: {{name: user, namespace: default}}
-spec: {{status: 200, contentType: text/plain, body: "user route\n"}}
----
-apiVersion: portcullis.dev/v1alpha1
+{USER_ROUTE}apiVersion: portcullis.dev/v1alpha1
 kind: Issuer
 metadata: {{name: pebble, namespace: default}}
 spec:
