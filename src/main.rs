@@ -185,6 +185,10 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     portcullis::issuer::LocalCa::load_or_create(&args.state, SystemTime::now())
         .with_context(|| format!("cannot load the local CA in {}", args.state.display()))?;
     tracing::info!(
+        provider = portcullis::tls::provider::NAME,
+        "TLS crypto provider"
+    );
+    tracing::info!(
         state = %args.state.display(),
         "local CA ready; `portcullis ca export --state {}` prints its root",
         args.state.display()
