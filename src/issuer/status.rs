@@ -327,6 +327,31 @@ pub fn annotate_listeners(status: &mut crate::status::Status, certificates: &[Ce
 mod tests {
     use super::*;
 
+    /// A ready certificate for `secret` from `issuer` (kind, name) serving
+    /// `listeners`, with nothing else known; tests override what they check.
+    fn ready_cert(secret: &str, issuer: (&str, &str), listeners: &[&str]) -> CertStatus {
+        CertStatus {
+            secret: secret.into(),
+            dns_names: vec![],
+            issuer_kind: issuer.0.into(),
+            issuer_name: issuer.1.into(),
+            listeners: listeners.iter().map(|l| l.to_string()).collect(),
+            not_before: None,
+            not_after: None,
+            serial: None,
+            renewal_time: None,
+            ready: true,
+            status: "Ready".into(),
+            reason: Why::NotDue,
+            attempts: 0,
+            last_error: None,
+            next_attempt: None,
+            problems: vec![],
+            ari_window: None,
+            profile: None,
+        }
+    }
+
     #[test]
     fn dates_are_utc_calendar_dates() {
         assert_eq!(date(0), "1970-01-01 00:00");
@@ -337,24 +362,12 @@ mod tests {
     #[test]
     fn table_has_one_aligned_row_per_certificate() {
         let c = CertStatus {
-            secret: "default/gw-web-tls".into(),
             dns_names: vec!["a.test".into(), "b.test".into()],
-            issuer_kind: "ClusterIssuer".into(),
-            issuer_name: "le".into(),
-            listeners: vec![],
             not_before: Some(1_767_225_600),
             not_after: Some(1_767_225_600 + 90 * 86_400),
             serial: Some("01".into()),
             renewal_time: Some(1_767_225_600 + 60 * 86_400),
-            ready: true,
-            status: "Ready".into(),
-            reason: Why::NotDue,
-            attempts: 0,
-            last_error: None,
-            next_attempt: None,
-            problems: vec![],
-            ari_window: None,
-            profile: None,
+            ..ready_cert("default/gw-web-tls", ("ClusterIssuer", "le"), &[])
         };
         let now = UNIX_EPOCH + std::time::Duration::from_secs(1_767_225_600 + 30 * 86_400);
         let table = format_table(&[c], now);
@@ -392,28 +405,18 @@ mod tests {
         gw.listeners = vec![listener_status("wild"), listener_status("web")];
         let mut status = Status { objects: vec![gw] };
         let cert = |secret: &str, listener: &str, ready: bool, problems: Vec<String>| CertStatus {
-            secret: secret.into(),
-            dns_names: vec![],
-            issuer_kind: "Issuer".into(),
-            issuer_name: "default/le".into(),
-            listeners: vec![format!("default/gw/{listener}")],
-            not_before: None,
-            not_after: None,
-            serial: None,
-            renewal_time: None,
             ready,
             status: if ready {
                 "Ready".into()
             } else {
                 "Waiting".into()
             },
-            reason: Why::NotDue,
-            attempts: 0,
-            last_error: None,
-            next_attempt: None,
             problems,
-            ari_window: None,
-            profile: None,
+            ..ready_cert(
+                secret,
+                ("Issuer", "default/le"),
+                &[&format!("default/gw/{listener}")],
+            )
         };
         let certs = vec![
             cert(
@@ -458,24 +461,12 @@ mod tests {
             objects: vec![gw, set],
         };
         let cert = CertStatus {
-            secret: "apps/extra-web-tls".into(),
             dns_names: vec!["extra.test".into()],
-            issuer_kind: "local-ca".into(),
-            issuer_name: "local-ca".into(),
-            listeners: vec!["ListenerSet apps/extra/web".into()],
-            not_before: None,
-            not_after: None,
-            serial: None,
-            renewal_time: None,
-            ready: true,
-            status: "Ready".into(),
-            reason: Why::NotDue,
-            attempts: 0,
-            last_error: None,
-            next_attempt: None,
-            problems: vec![],
-            ari_window: None,
-            profile: None,
+            ..ready_cert(
+                "apps/extra-web-tls",
+                ("local-ca", "local-ca"),
+                &["ListenerSet apps/extra/web"],
+            )
         };
         annotate_listeners(&mut status, &[cert]);
         let ready = |status: &Status, o: usize| {
