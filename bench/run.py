@@ -46,6 +46,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 FIGURES = ["keepalive", "handshake", "h2", "latency", "passthrough", "memory", "idleconns",
            "reload"]
 IDLE_CONNECTIONS = 1000
+IDLE_SETTLE_SECONDS = 3
 
 
 def run(cmd, **kw):
@@ -514,7 +515,10 @@ def idle_connections_figure(env, name, n=IDLE_CONNECTIONS):
                     raise RuntimeError(f"{name} closed an idle-figure connection")
                 got += chunk
             conns.append(tls)
-        time.sleep(1)
+        # Idle means idle: portcullis releases an HTTP/1.1 connection's
+        # buffers after one to two seconds without traffic (HAProxy and
+        # NGINX as soon as a response is written).
+        time.sleep(IDLE_SETTLE_SECONDS)
         after = rss_kib(pids)
     finally:
         for c in conns:

@@ -110,7 +110,7 @@ impl Proxy {
         target.rule = Some(entry.rule.clone());
 
         let is_websocket = forwarded::is_websocket_upgrade(req.version(), req.headers());
-        let client_upgrade = is_websocket.then(|| hyper::upgrade::on(&mut req));
+        let client_upgrade = is_websocket.then(|| websocket::ClientUpgrade::take(&mut req));
         let (parts, client_body) = req.into_parts();
         let scheme = if conn.tls.is_some() { "https" } else { "http" };
 
@@ -274,7 +274,7 @@ impl Proxy {
         gateway: &ObjectKey,
         head: OutboundHead,
         mut body: RequestBody<B>,
-        client: hyper::upgrade::OnUpgrade,
+        client: websocket::ClientUpgrade,
     ) -> Result<Response<ProxyBody>, Error>
     where
         B: Body<Data = Bytes> + Send + Unpin + 'static,

@@ -32,6 +32,8 @@ mod upstream_tls;
 pub use upstream_tls::handshake as backend_tls_handshake;
 mod websocket;
 
+pub use websocket::{ClientStream, Handoff};
+
 pub use errors::{error_response, Error};
 pub use forwarded::{is_websocket_upgrade, set_forwarded, strip_hop_by_hop};
 pub use retry::{should_retry, Outcome};

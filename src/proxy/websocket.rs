@@ -5,6 +5,11 @@
 //!
 //! WebSocket over HTTP/2 (RFC 8441 extended CONNECT) is not supported: such a
 //! request is proxied as an ordinary request.
+//!
+//! The client's upgraded stream comes either from hyper (a connection served
+//! with upgrades) or, when the server runs its own HTTP/1.1 connection loop
+//! (`crate::server::http_conn`), through a [`Handoff`] the server put in the
+//! request's extensions and fulfils once the `101` response is written.
 
 use super::errors::Error;
 use super::upstream::{classify, CONNECT_TIMEOUT};
@@ -15,9 +20,69 @@ use http::{Request, Response, StatusCode};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
 
-/// A backend byte stream, cleartext or TLS.
-trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+/// A client byte stream after `101 Switching Protocols` (any bytes the
+/// client sent after its handshake are replayed first).
+pub type ClientStream = Box<dyn Stream + 'static>;
+
+/// Request extension: the client's stream will be sent here by the
+/// connection server after it writes the `101` response. Dropping it (when
+/// the backend refuses the upgrade) tells the server the connection goes on
+/// as HTTP.
+#[derive(Clone)]
+pub struct Handoff(Arc<Mutex<Option<oneshot::Receiver<ClientStream>>>>);
+
+impl std::fmt::Debug for Handoff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handoff").finish_non_exhaustive()
+    }
+}
+
+impl Handoff {
+    /// A hand-off and the sender the connection server keeps.
+    pub fn new() -> (Self, oneshot::Sender<ClientStream>) {
+        let (tx, rx) = oneshot::channel();
+        (Self(Arc::new(Mutex::new(Some(rx)))), tx)
+    }
+
+    fn take(&self) -> Option<oneshot::Receiver<ClientStream>> {
+        // Poisoning would need a panic while holding this lock, which only
+        // moves an Option out; treat it as taken.
+        self.0.lock().ok()?.take()
+    }
+}
+
+/// Where the client's upgraded stream will come from.
+pub enum ClientUpgrade {
+    /// hyper upgrades the connection itself.
+    Hyper(OnUpgrade),
+    /// The connection server hands the stream over.
+    Handoff(oneshot::Receiver<ClientStream>),
+}
+
+impl ClientUpgrade {
+    /// Takes the upgrade of `req`: the server's hand-off when it put one in
+    /// the extensions, otherwise hyper's.
+    pub fn take<B>(req: &mut Request<B>) -> Self {
+        match req.extensions_mut().remove::<Handoff>().and_then(|h| h.take()) {
+            Some(rx) => Self::Handoff(rx),
+            None => Self::Hyper(hyper::upgrade::on(req)),
+        }
+    }
+
+    /// Waits for the upgraded stream.
+    async fn stream(self) -> Result<ClientStream, super::BoxError> {
+        match self {
+            Self::Hyper(on) => Ok(Box::new(TokioIo::new(on.await?))),
+            Self::Handoff(rx) => Ok(rx.await?),
+        }
+    }
+}
+
+/// A byte stream: a backend's (cleartext or TLS) or an upgraded client's.
+pub trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 
 impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for S {}
 
@@ -29,7 +94,7 @@ pub async fn forward(
     gateway: Option<&ObjectKey>,
     addr: SocketAddr,
     req: Request<ProxyBody>,
-    client: OnUpgrade,
+    client: ClientUpgrade,
 ) -> Result<Response<ProxyBody>, Error> {
     let upstream = target.name.as_str();
     let connect_error = |source: super::BoxError| Error::Connect {
@@ -91,14 +156,14 @@ pub async fn forward(
     let backend = hyper::upgrade::on(&mut resp);
     let name = upstream.to_string();
     tokio::spawn(async move {
-        let (client, backend) = match tokio::try_join!(client, backend) {
+        let backend = async { Ok::<_, super::BoxError>(backend.await?) };
+        let (mut client, backend) = match tokio::try_join!(client.stream(), backend) {
             Ok(pair) => pair,
             Err(error) => {
                 tracing::debug!(upstream = %name, %addr, %error, "websocket upgrade failed");
                 return;
             }
         };
-        let mut client = TokioIo::new(client);
         let mut backend = TokioIo::new(backend);
         match tokio::io::copy_bidirectional(&mut client, &mut backend).await {
             Ok((up, down)) => {

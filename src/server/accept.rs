@@ -15,14 +15,9 @@ use crate::metrics::HandshakeFailure;
 use crate::proxy::{ConnInfo, Proxy, TlsInfo};
 use crate::server::stream::StreamFailure;
 use arc_swap::ArcSwap;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
@@ -48,7 +43,7 @@ pub struct ConnContext {
     /// ends, so `closed()` on this sender waits for the last connection.
     pub drain: watch::Sender<()>,
     /// HTTP/1.1 + HTTP/2 connection settings.
-    pub http: auto::Builder<TokioExecutor>,
+    pub http: super::http_conn::HttpSettings,
     /// Bound on reading the ClientHello, and again on the TLS handshake: a
     /// client that trickles bytes is cut off.
     pub handshake_timeout: Duration,
@@ -74,18 +69,13 @@ impl ConnContext {
         proxy: Arc<Proxy>,
         max_connections: usize,
     ) -> Self {
-        let mut http = auto::Builder::new(TokioExecutor::new());
-        http.http1().timer(TokioTimer::new());
-        // Extended CONNECT (RFC 8441) is not advertised: the proxy carries
-        // WebSocket over HTTP/1.1 only, so clients must not try it over h2.
-        http.http2().timer(TokioTimer::new());
         let (drain, _) = watch::channel(());
         Self {
             dataplane,
             proxy,
             limit: Arc::new(Semaphore::new(max_connections)),
             drain,
-            http,
+            http: Default::default(),
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             challenges: Arc::default(),
             metrics: Arc::new(crate::metrics::Metrics::new()),
@@ -185,7 +175,7 @@ async fn serve(
                         .traffic()
                         .listener(&dataplane, listener)
                         .connection();
-                    let failure = Box::pin(super::stream::forward(
+                    let relay = Box::pin(super::stream::forward(
                         stream,
                         Vec::new(),
                         &streams.table,
@@ -193,8 +183,8 @@ async fn serve(
                         StreamMode::Plain,
                         peers,
                         Some(&listener.key.gateway),
-                    ))
-                    .await;
+                    ));
+                    let failure = relay.await;
                     record(&ctx, failure);
                 }
                 None => tracing::debug!("TCP socket without route; closing"),
@@ -215,14 +205,17 @@ async fn serve(
                 remote,
                 tls: None,
             });
-            serve_http(&ctx, stream, info, drain).await;
+            super::http_conn::serve(&ctx.http, ctx.proxy.clone(), stream, info, false, drain).await;
         }
         Some(BindProtocol::Https) => {
             let mut stream = stream;
             // The front reads the ClientHello itself and decides on its SNI
             // before rustls sees it: no listener means a handshake_failure
             // alert, and a client that never finishes its hello is cut off.
-            let read = tokio::time::timeout(ctx.handshake_timeout, super::hello::read(&mut stream));
+            let read = Box::pin(tokio::time::timeout(
+                ctx.handshake_timeout,
+                super::hello::read(&mut stream),
+            ));
             let (bytes, hello) = match read.await {
                 Ok(Ok(h)) => h,
                 Ok(Err(error)) => {
@@ -247,13 +240,13 @@ async fn serve(
             // certificate and the connection ends there.
             let sni_ref = hello.server_name.as_deref();
             if let Some(challenge) = ctx.challenges.tls_alpn01_for_hello(&hello.alpn, sni_ref) {
-                crate::issuer::challenges::answer_tls_alpn01(
+                let answer = Box::pin(crate::issuer::challenges::answer_tls_alpn01(
                     ctx.handshake_timeout,
                     stream,
                     bytes,
                     &challenge,
-                )
-                .await;
+                ));
+                answer.await;
                 return;
             }
             let sni = hello.server_name;
@@ -290,7 +283,7 @@ async fn serve(
                 .filter(|s| s.mode == StreamMode::Passthrough)
             {
                 handshakes.passed_through();
-                let failure = Box::pin(super::stream::forward(
+                let relay = Box::pin(super::stream::forward(
                     stream,
                     bytes,
                     &streams.table,
@@ -298,8 +291,8 @@ async fn serve(
                     StreamMode::Passthrough,
                     peers,
                     Some(&listener.key.gateway),
-                ))
-                .await;
+                ));
+                let failure = relay.await;
                 record(&ctx, failure);
                 return;
             }
@@ -310,30 +303,38 @@ async fn serve(
             };
             let stream = super::hello::Prefixed::new(bytes, stream);
             let acceptor = TlsAcceptor::from(config);
-            let stream =
-                match tokio::time::timeout(ctx.handshake_timeout, acceptor.accept(stream)).await {
-                    Ok(Ok(s)) => {
-                        handshakes.terminated(s.get_ref().1.protocol_version());
-                        s
-                    }
-                    Ok(Err(error)) => {
-                        tracing::debug!(%error, "TLS handshake failed");
-                        handshakes.failed();
-                        open.socket().handshake_failed(HandshakeFailure::Protocol);
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!("TLS handshake timed out");
-                        handshakes.failed();
-                        open.socket().handshake_failed(HandshakeFailure::Timeout);
-                        return;
-                    }
-                };
+            // Boxed (and bound first, so no temporary keeps the unboxed
+            // future's storage across the await): the handshake state would
+            // otherwise size the task for the connection's whole life.
+            let handshake = Box::pin(tokio::time::timeout(
+                ctx.handshake_timeout,
+                acceptor.accept(stream),
+            ));
+            // The established stream is boxed at once: a local holding it
+            // would keep its 1.2 KiB in the task across every later await.
+            let stream = match handshake.await {
+                Ok(Ok(s)) => {
+                    handshakes.terminated(s.get_ref().1.protocol_version());
+                    Box::new(s)
+                }
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, "TLS handshake failed");
+                    handshakes.failed();
+                    open.socket().handshake_failed(HandshakeFailure::Protocol);
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!("TLS handshake timed out");
+                    handshakes.failed();
+                    open.socket().handshake_failed(HandshakeFailure::Timeout);
+                    return;
+                }
+            };
             tracing::debug!(sni = sni.as_deref().unwrap_or("-"), listener = %listener.key, "TLS established");
             if let Some(streams) = &listener.streams {
                 // A TLS listener in Terminate mode: the decrypted bytes go
                 // to the TLSRoute backend as a plain (or re-encrypted) stream.
-                let failure = Box::pin(super::stream::forward(
+                let relay = Box::pin(super::stream::forward(
                     stream,
                     Vec::new(),
                     &streams.table,
@@ -341,8 +342,8 @@ async fn serve(
                     streams.mode,
                     peers,
                     Some(&listener.key.gateway),
-                ))
-                .await;
+                ));
+                let failure = relay.await;
                 record(&ctx, failure);
                 return;
             }
@@ -362,7 +363,8 @@ async fn serve(
                     client_cert,
                 }),
             });
-            serve_http(&ctx, stream, info, drain).await;
+            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+            super::http_conn::serve(&ctx.http, ctx.proxy.clone(), stream, info, h2, drain).await;
         }
     }
 }
@@ -374,35 +376,39 @@ fn record(ctx: &ConnContext, failure: Option<StreamFailure>) {
     }
 }
 
-/// Serves HTTP on an established stream until the client is done, or, once
-/// shutdown starts, until in-flight requests finish.
-async fn serve_http<S>(
-    ctx: &ConnContext,
-    stream: S,
-    info: Arc<ConnInfo>,
-    mut drain: watch::Receiver<()>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let proxy = ctx.proxy.clone();
-    let service = service_fn(move |req| {
-        let proxy = proxy.clone();
-        let info = info.clone();
-        let response = proxy.handle(req, info);
-        async move { Ok::<_, Infallible>(response.await) }
-    });
-    let conn = ctx
-        .http
-        .serve_connection_with_upgrades(TokioIo::new(stream), service);
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = drain.changed() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-    };
-    if let Err(error) = result {
-        tracing::debug!(%error, "connection ended with an error");
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection's task is allocated once at the size of its largest
+    /// state and kept for the connection's life, idle or not. The handshake,
+    /// the TLS stream, HTTP/2 and stream relays are boxed so that this stays
+    /// small; an unboxed TLS stream laid out in nested futures made it
+    /// 12.8 KiB.
+    #[tokio::test]
+    async fn a_connection_task_stays_small() {
+        let dataplane = Arc::new(ArcSwap::from_pointee(Dataplane::default()));
+        let proxy = Proxy::new(dataplane.clone());
+        let ctx = Arc::new(ConnContext::new(dataplane.clone(), proxy, 1));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let _client = TcpStream::connect(addr).await.expect("connect");
+        let (stream, remote) = listener.accept().await.expect("accept");
+        let permit = ctx.limit.clone().acquire_owned().await.expect("permit");
+        let open = ctx
+            .metrics
+            .traffic()
+            .socket(&dataplane.load_full(), addr)
+            .opened();
+        let task = serve(
+            ctx.clone(),
+            addr,
+            stream,
+            remote,
+            (permit, open),
+            ctx.drain.subscribe(),
+        );
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 3 * 1024, "connection future is {size} bytes");
     }
 }

@@ -4,6 +4,7 @@
 //! are replayed to the TLS acceptor through [`Prefixed`].
 
 use crate::tls::client_hello::{self, ClientHello, Parse};
+use bytes::Bytes;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -59,19 +60,27 @@ pub async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S) {
 /// straight to `inner`.
 #[derive(Debug)]
 pub struct Prefixed<S> {
-    prefix: Vec<u8>,
-    offset: usize,
+    prefix: Bytes,
     inner: S,
 }
 
 impl<S> Prefixed<S> {
     /// Wraps `inner`, replaying `prefix` first.
-    pub fn new(prefix: Vec<u8>, inner: S) -> Self {
+    pub fn new(prefix: impl Into<Bytes>, inner: S) -> Self {
         Self {
-            prefix,
-            offset: 0,
+            prefix: prefix.into(),
             inner,
         }
+    }
+
+    /// The bytes not yet replayed.
+    pub fn prefix(&self) -> &[u8] {
+        &self.prefix
+    }
+
+    /// The bytes not yet replayed, and the stream.
+    pub fn into_parts(self) -> (Bytes, S) {
+        (self.prefix, self.inner)
     }
 }
 
@@ -82,15 +91,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.offset < this.prefix.len() {
-            let rest = &this.prefix[this.offset..];
-            let n = rest.len().min(buf.remaining());
-            buf.put_slice(&rest[..n]);
-            this.offset += n;
-            if this.offset == this.prefix.len() {
-                this.prefix = Vec::new();
-                this.offset = 0;
-            }
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix.split_to(n));
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut this.inner).poll_read(cx, buf)

@@ -365,3 +365,68 @@ async fn ca_export(state: &Path) -> String {
     assert!(out.status.success(), "ca export: {out:?}");
     String::from_utf8(out.stdout).expect("PEM is UTF-8")
 }
+
+/// An HTTP/1.1 keep-alive connection idle past the parking period gives its
+/// HTTP state back; its next request, over the same TLS session, must be
+/// served as if nothing happened, and so must a request whose head arrives
+/// in two parts across another idle period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keep_alive_connection_is_parked_and_serves_its_next_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ca = Ca::new("park-ca");
+    let gw = sni_gateway(&ca).await;
+    let tcp = tokio::net::TcpStream::connect(gw.addr(443))
+        .await
+        .expect("connect");
+    let name = rustls_pki_types::ServerName::try_from("a.example.test").expect("DNS name");
+    let mut tls = tokio_rustls::TlsConnector::from(tls_config(&ca.cert_pem, &["http/1.1"]))
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake");
+    let request = b"GET / HTTP/1.1\r\nHost: a.example.test\r\n\r\n";
+    // Each response is `hi` with a Content-Length; read exactly one.
+    async fn one_response<S: tokio::io::AsyncRead + Unpin>(tls: &mut S) -> String {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !(got.windows(4).any(|w| w == b"\r\n\r\n") && got.ends_with(b"hi")) {
+            let n = tokio::time::timeout(e2e::WAIT, tls.read(&mut buf))
+                .await
+                .expect("response in time")
+                .expect("read");
+            assert!(n > 0, "the gateway closed the idle connection");
+            got.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    }
+    tls.write_all(request).await.expect("first request");
+    let first = one_response(&mut tls).await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+
+    // Parking happens one to two seconds after the last exchange.
+    let idle = portcullis::server::http_conn::PARK_AFTER * 3;
+    tokio::time::sleep(idle).await;
+    tls.write_all(request).await.expect("request after idling");
+    let second = one_response(&mut tls).await;
+    assert!(second.starts_with("HTTP/1.1 200"), "{second}");
+    assert!(
+        !second.to_ascii_lowercase().contains("connection: close"),
+        "keep-alive survives parking: {second}"
+    );
+
+    let (start, rest) = request.split_at(20);
+    tls.write_all(start).await.expect("half a request head");
+    tokio::time::sleep(idle).await;
+    tls.write_all(rest).await.expect("the rest of the head");
+    let third = one_response(&mut tls).await;
+    assert!(third.starts_with("HTTP/1.1 200"), "{third}");
+    // Parked after the first exchange, and again with half a head read.
+    let log = gw.log_text();
+    assert!(
+        log.contains("idle HTTP/1.1 connection parked buffered=0"),
+        "{log}"
+    );
+    assert!(
+        log.contains("idle HTTP/1.1 connection parked buffered=20"),
+        "{log}"
+    );
+}

@@ -1,0 +1,851 @@
+//! Serving HTTP on one established connection (cleartext, or after TLS):
+//! HTTP/2 when ALPN chose it or the client opens with the HTTP/2 preface,
+//! HTTP/1.1 otherwise, until the client is done or shutdown drains it.
+//!
+//! An HTTP/1.1 connection that has answered its requests and then waits
+//! [`PARK_AFTER`] for the next one (no bytes, nothing in flight, nothing
+//! unflushed) is *parked*: hyper's connection state and its read and write
+//! buffers (8 KiB each) are dropped, and only the stream waits for the
+//! client's next bytes, which start a fresh hyper connection. An idle
+//! keep-alive connection then costs its TLS state and little else, as in
+//! HAProxy and NGINX, which hold no buffers for an idle connection either.
+//! The short delay keeps a busy connection (a request every few
+//! milliseconds) in one hyper connection; the check costs a timer at most
+//! once per period, and none while a request is in flight.
+//!
+//! Because the loop owns the stream between hyper connections, it also hands
+//! the stream of a WebSocket handshake to the proxy after the `101`
+//! ([`crate::proxy::Handoff`]).
+
+use crate::proxy::{ClientStream, ConnInfo, Handoff, Proxy, ProxyBody};
+use crate::server::hello::Prefixed;
+use bytes::{Bytes, BytesMut};
+use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::future::{poll_fn, Future};
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::sync::{oneshot, watch};
+
+/// How long an HTTP/1.1 connection waits for its next request before it is
+/// parked (one to two periods after its last bytes).
+pub const PARK_AFTER: Duration = Duration::from_millis(10);
+
+/// How long a connection may wait for a request (its first, or the next
+/// one on a keep-alive connection) before it is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long closing a connection (TLS close_notify, FIN) may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The most bytes read by a parked connection before hyper takes over (the
+/// rest stays in the socket or TLS buffer for hyper to read).
+const WAKE_READ: usize = 2048;
+
+/// The HTTP/2 connection preface (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// HTTP settings shared by every connection.
+#[derive(Clone, Debug)]
+pub struct HttpSettings {
+    /// HTTP/1.1 connections (header read timeout on the Tokio timer).
+    pub http1: http1::Builder,
+    /// HTTP/2 connections.
+    pub http2: http2::Builder<TokioExecutor>,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        let mut http1 = http1::Builder::new();
+        http1.timer(TokioTimer::new());
+        // Extended CONNECT (RFC 8441) is not advertised: the proxy carries
+        // WebSocket over HTTP/1.1 only, so clients must not try it over h2.
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2.timer(TokioTimer::new());
+        Self { http1, http2 }
+    }
+}
+
+/// What one connection's exchanges share with its serving loop; the
+/// counters are written by the service, bodies and stream wrapper (some on
+/// other tasks) and read at each idle check.
+#[derive(Default)]
+struct Activity {
+    /// Requests whose response has not been completely handed to hyper.
+    in_flight: AtomicUsize,
+    /// Requests started on this connection.
+    requests: AtomicU64,
+    /// Bytes were read since the last idle check.
+    read: AtomicBool,
+    /// The last read found no bytes.
+    waiting: AtomicBool,
+    /// Something was written and not yet flushed.
+    unflushed: AtomicBool,
+    /// Where the stream of a WebSocket handshake in flight goes.
+    upgrade: Mutex<Option<oneshot::Sender<ClientStream>>>,
+}
+
+impl Activity {
+    /// Whether the connection waits for the client with nothing under way:
+    /// no request in flight, everything flushed, and the last read found
+    /// no bytes.
+    fn waiting(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed)
+            && self.in_flight.load(Ordering::Acquire) == 0
+            && !self.unflushed.load(Ordering::Relaxed)
+    }
+
+    /// Whether bytes were read since the last call.
+    fn read_since_last_check(&self) -> bool {
+        self.read.swap(false, Ordering::Relaxed)
+    }
+
+    /// The sender of a WebSocket hand-off whose receiver is still waiting.
+    fn take_upgrade(&self) -> Option<oneshot::Sender<ClientStream>> {
+        let tx = self.upgrade.lock().ok()?.take()?;
+        (!tx.is_closed()).then_some(tx)
+    }
+}
+
+/// Marks one request as in flight until dropped.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn start(activity: &Arc<Activity>) -> Self {
+        activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        activity.requests.fetch_add(1, Ordering::Relaxed);
+        Self(activity.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that keeps its request in flight until hyper drops it
+/// (after writing its last frame, or on a broken connection).
+struct TrackedBody {
+    inner: ProxyBody,
+    _in_flight: InFlight,
+}
+
+impl Body for TrackedBody {
+    type Data = Bytes;
+    type Error = crate::proxy::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The future of one request: the proxy's boxed future, then the response
+/// with its body tracked.
+struct Exchange {
+    response: Pin<Box<dyn Future<Output = Response<ProxyBody>> + Send>>,
+    in_flight: Option<InFlight>,
+}
+
+impl Future for Exchange {
+    type Output = Result<Response<TrackedBody>, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let response = std::task::ready!(self.response.as_mut().poll(cx));
+        let in_flight = self
+            .in_flight
+            .take()
+            .expect("a future is not polled after it completed");
+        Poll::Ready(Ok(response.map(|inner| TrackedBody {
+            inner,
+            _in_flight: in_flight,
+        })))
+    }
+}
+
+/// The hyper service of one connection: every request goes to the proxy.
+#[derive(Clone)]
+struct ConnService {
+    proxy: Arc<Proxy>,
+    info: Arc<ConnInfo>,
+    activity: Arc<Activity>,
+    /// Whether WebSocket handshakes get a [`Handoff`] (HTTP/1.1 connections
+    /// served by this loop; hyper never sees the upgrade).
+    handoff: bool,
+}
+
+impl hyper::service::Service<Request<Incoming>> for ConnService {
+    type Response = Response<TrackedBody>;
+    type Error = Infallible;
+    type Future = Exchange;
+
+    fn call(&self, mut req: Request<Incoming>) -> Exchange {
+        let in_flight = InFlight::start(&self.activity);
+        if self.handoff && crate::proxy::is_websocket_upgrade(req.version(), req.headers()) {
+            let (handoff, tx) = Handoff::new();
+            req.extensions_mut().insert(handoff);
+            if let Ok(mut slot) = self.activity.upgrade.lock() {
+                *slot = Some(tx);
+            }
+        }
+        Exchange {
+            response: self.proxy.clone().handle(req, self.info.clone()),
+            in_flight: Some(in_flight),
+        }
+    }
+}
+
+/// A stream that records reads and unflushed writes in [`Activity`].
+struct Watched<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if polled.is_pending() {
+            self.activity.waiting.store(true, Ordering::Relaxed);
+        } else if buf.filled().len() > before {
+            self.activity.waiting.store(false, Ordering::Relaxed);
+            self.activity.read.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        // Marked before the write: hyper may hold bytes it could not write.
+        self.activity.unflushed.store(true, Ordering::Relaxed);
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.activity.unflushed.store(true, Ordering::Relaxed);
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let flushed = Pin::new(&mut self.inner).poll_flush(cx);
+        if matches!(flushed, Poll::Ready(Ok(()))) {
+            self.activity.unflushed.store(false, Ordering::Relaxed);
+        }
+        flushed
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// How an HTTP/1.1 serving phase ended.
+enum Ended<S> {
+    /// Idle: the stream waits for the client's next bytes (`prefix` holds
+    /// any hyper had read already).
+    Parked(Prefixed<S>),
+    /// The exchange is over for good: close the stream.
+    Close(Prefixed<S>),
+    /// The stream went to a WebSocket relay, or broke.
+    Gone,
+}
+
+/// Serves HTTP on `stream` until the client is done, or, once shutdown
+/// starts, until in-flight requests finish. `h2` is ALPN's choice; without
+/// it the client's first bytes decide between HTTP/2 (prior knowledge) and
+/// HTTP/1.1.
+pub async fn serve<S>(
+    settings: &HttpSettings,
+    proxy: Arc<Proxy>,
+    stream: S,
+    info: Arc<ConnInfo>,
+    h2: bool,
+    mut drain: watch::Receiver<()>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let activity = Arc::new(Activity::default());
+    let mut service = ConnService {
+        proxy,
+        info,
+        activity,
+        handoff: !h2,
+    };
+    // HTTP/2 connections are boxed, so their state does not size the task
+    // of every connection (parked HTTP/1.1 ones included). Bound first: a
+    // temporary would keep its storage, the whole future, across the await.
+    if h2 {
+        let h2 = Box::pin(serve_h2(
+            settings,
+            Prefixed::new(Bytes::new(), stream),
+            service,
+            drain,
+        ));
+        h2.await;
+        return;
+    }
+    let mut stream = stream;
+    let Some(first) = first_bytes(&mut stream, &mut drain).await else {
+        close(stream).await;
+        return;
+    };
+    let mut io = Prefixed::new(first, stream);
+    if io_starts_with_preface(&io) {
+        service.handoff = false;
+        let h2 = Box::pin(serve_h2(settings, io, service, drain));
+        h2.await;
+        return;
+    }
+    loop {
+        let phase = Box::pin(serve_h1(settings, io, service.clone(), &mut drain));
+        match phase.await {
+            Ended::Gone => return,
+            Ended::Close(io) => {
+                close(io).await;
+                return;
+            }
+            Ended::Parked(parked) => {
+                let (prefix, mut stream) = parked.into_parts();
+                if !prefix.is_empty() {
+                    // Part of the next request head had arrived: serve it
+                    // at once (hyper's header read timeout starts again, so
+                    // a client trickling a head gets at most two).
+                    io = Prefixed::new(prefix, stream);
+                    continue;
+                }
+                match next_bytes(&mut stream, &mut drain).await {
+                    Some(bytes) => io = Prefixed::new(bytes, stream),
+                    None => {
+                        close(stream).await;
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The first bytes of a connection, enough to tell the HTTP/2 preface from
+/// HTTP/1.1; `None` when the client closed, stayed silent for
+/// [`IDLE_TIMEOUT`] or shutdown began.
+async fn first_bytes<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    drain: &mut watch::Receiver<()>,
+) -> Option<Bytes> {
+    let mut got = next_bytes(stream, drain).await?;
+    while got.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(&got) {
+        let more = next_bytes(stream, drain).await?;
+        let mut joined = BytesMut::with_capacity(got.len() + more.len());
+        joined.extend_from_slice(&got);
+        joined.extend_from_slice(&more);
+        got = joined.freeze();
+    }
+    Some(got)
+}
+
+/// Whether the replayed bytes open with the HTTP/2 preface.
+fn io_starts_with_preface<S>(io: &Prefixed<S>) -> bool {
+    io.prefix().starts_with(H2_PREFACE)
+}
+
+/// Waits for a quiet connection's next bytes: `None` when the client closed
+/// or failed, stayed silent for [`IDLE_TIMEOUT`], or shutdown began.
+async fn next_bytes<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    drain: &mut watch::Receiver<()>,
+) -> Option<Bytes> {
+    let read = poll_fn(|cx| {
+        // A stack buffer, so a waiting connection holds none.
+        let mut buf = [0u8; WAKE_READ];
+        let mut filled = ReadBuf::new(&mut buf);
+        match Pin::new(&mut *stream).poll_read(cx, &mut filled) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(Bytes::copy_from_slice(filled.filled()))),
+            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+        }
+    });
+    tokio::select! {
+        biased;
+        _ = drain.changed() => None,
+        read = tokio::time::timeout(IDLE_TIMEOUT, read) => match read {
+            Ok(Ok(bytes)) if !bytes.is_empty() => Some(bytes),
+            Ok(Ok(_)) => None,
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "reading from an idle connection failed");
+                None
+            }
+            Err(_) => {
+                tracing::debug!("idle connection timed out");
+                None
+            }
+        },
+    }
+}
+
+/// Closes a stream the way hyper would: flush, TLS close_notify, FIN.
+async fn close<S: AsyncWrite + Unpin>(mut stream: S) {
+    if let Ok(Err(error)) = tokio::time::timeout(CLOSE_TIMEOUT, stream.shutdown()).await {
+        tracing::debug!(%error, "closing the connection failed");
+    }
+}
+
+/// Serves HTTP/2 until the client is done or shutdown drains it.
+async fn serve_h2<S>(
+    settings: &HttpSettings,
+    io: Prefixed<S>,
+    service: ConnService,
+    mut drain: watch::Receiver<()>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = settings.http2.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = drain.changed() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(%error, "HTTP/2 connection ended with an error");
+    }
+}
+
+/// What a serving phase is doing about its end.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// Serving.
+    No,
+    /// Shutdown began: hyper finishes the exchange in flight and stops.
+    Drain,
+    /// Parking was asked while hyper was mid-exchange: it closes after it.
+    Closing,
+    /// Parked.
+    Parked,
+}
+
+/// One HTTP/1.1 serving phase on `io`: a hyper connection until the client
+/// or shutdown ends it, an upgrade takes the stream, or, once it has served
+/// a request (hyper parks only between exchanges), it has been idle for a
+/// whole [`PARK_AFTER`] period.
+async fn serve_h1<S>(
+    settings: &HttpSettings,
+    io: Prefixed<S>,
+    service: ConnService,
+    drain: &mut watch::Receiver<()>,
+) -> Ended<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let activity = service.activity.clone();
+    let requests_before = activity.requests.load(Ordering::Relaxed);
+    let watched = Watched {
+        inner: io,
+        activity: activity.clone(),
+    };
+    let mut conn = settings
+        .http1
+        .serve_connection(TokioIo::new(watched), service);
+    // Armed when the connection starts waiting; when it fires with no bytes
+    // read since, the connection parks.
+    let tick = tokio::time::sleep(PARK_AFTER);
+    tokio::pin!(tick);
+    let mut armed = false;
+    let drained = drain.changed();
+    tokio::pin!(drained);
+    let mut ending = Ending::No;
+    let result = poll_fn(|cx| loop {
+        if ending == Ending::No && drained.as_mut().poll(cx).is_ready() {
+            ending = Ending::Drain;
+            Pin::new(&mut conn).graceful_shutdown();
+        }
+        if let Poll::Ready(result) = conn.poll_without_shutdown(cx) {
+            return Poll::Ready(result);
+        }
+        if ending != Ending::No {
+            return Poll::Pending;
+        }
+        // Parking waits for a served request: before it, hyper is not
+        // between exchanges (a head still arriving has its own timeout).
+        let waiting =
+            activity.waiting() && activity.requests.load(Ordering::Relaxed) > requests_before;
+        if !armed {
+            if !waiting {
+                return Poll::Pending;
+            }
+            activity.read_since_last_check();
+            tick.as_mut()
+                .reset(tokio::time::Instant::now() + PARK_AFTER);
+            armed = true;
+        }
+        if tick.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        armed = false;
+        if waiting && !activity.read_since_last_check() {
+            // Idle, hyper closes at once and gives the stream back; in the
+            // middle of an exchange (a request body still arriving after
+            // its response) it closes the connection after that exchange.
+            Pin::new(&mut conn).graceful_shutdown();
+            return match conn.poll_without_shutdown(cx) {
+                Poll::Ready(result) => {
+                    ending = Ending::Parked;
+                    Poll::Ready(result)
+                }
+                Poll::Pending => {
+                    ending = Ending::Closing;
+                    Poll::Pending
+                }
+            };
+        }
+    })
+    .await;
+    if let Err(error) = result {
+        tracing::debug!(%error, "connection ended with an error");
+        return Ended::Gone;
+    }
+    let parts = conn.into_parts();
+    let (rest, stream) = parts.io.into_inner().inner.into_parts();
+    // hyper read `read_buf` out of the stream before `rest`.
+    let unread = if rest.is_empty() {
+        parts.read_buf
+    } else {
+        let mut joined = BytesMut::with_capacity(parts.read_buf.len() + rest.len());
+        joined.extend_from_slice(&parts.read_buf);
+        joined.extend_from_slice(&rest);
+        joined.freeze()
+    };
+    let io = Prefixed::new(unread, stream);
+    if let Some(tx) = activity.take_upgrade() {
+        // The `101` is written; the WebSocket relay owns the stream now.
+        let _ = tx.send(Box::new(io));
+        return Ended::Gone;
+    }
+    match ending {
+        Ending::Parked => {
+            tracing::debug!(buffered = io.prefix().len(), "idle HTTP/1.1 connection parked");
+            Ended::Parked(io)
+        }
+        _ => Ended::Close(io),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_waits_only_with_nothing_under_way() {
+        let activity = Arc::new(Activity::default());
+        assert!(!activity.waiting(), "no read has found nothing yet");
+        activity.waiting.store(true, Ordering::Relaxed);
+        assert!(activity.waiting());
+        let request = InFlight::start(&activity);
+        assert!(!activity.waiting(), "a request in flight");
+        drop(request);
+        assert!(activity.waiting());
+        activity.unflushed.store(true, Ordering::Relaxed);
+        assert!(!activity.waiting(), "bytes not yet flushed");
+    }
+
+    #[tokio::test]
+    async fn reads_are_recorded_by_the_stream_wrapper() {
+        use tokio::io::AsyncReadExt;
+        let (mut client, server) = tokio::io::duplex(64);
+        let activity = Arc::new(Activity::default());
+        let mut watched = Watched {
+            inner: server,
+            activity: activity.clone(),
+        };
+        let mut buf = [0u8; 8];
+        let pending = tokio::time::timeout(Duration::from_millis(20), watched.read(&mut buf));
+        assert!(pending.await.is_err(), "nothing to read yet");
+        assert!(activity.waiting.load(Ordering::Relaxed));
+        client.write_all(b"GET").await.expect("write");
+        assert_eq!(watched.read(&mut buf).await.expect("read"), 3);
+        assert!(!activity.waiting.load(Ordering::Relaxed));
+        assert!(activity.read_since_last_check());
+        assert!(!activity.read_since_last_check(), "the mark is cleared");
+        watched.write_all(b"x").await.expect("write");
+        assert!(activity.unflushed.load(Ordering::Relaxed));
+        watched.flush().await.expect("flush");
+        assert!(!activity.unflushed.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn a_refused_upgrade_is_not_handed_off() {
+        let activity = Activity::default();
+        let (handoff, tx) = Handoff::new();
+        *activity.upgrade.lock().expect("lock") = Some(tx);
+        drop(handoff);
+        assert!(activity.take_upgrade().is_none());
+    }
+
+    /// A connection service over an empty dataplane: every request gets
+    /// the proxy's "no listener" answer, a whole exchange all the same.
+    fn service() -> ConnService {
+        let dataplane = Arc::new(arc_swap::ArcSwap::from_pointee(
+            crate::dataplane::Dataplane::default(),
+        ));
+        ConnService {
+            proxy: Proxy::new(dataplane),
+            info: Arc::new(ConnInfo {
+                local: ([127, 0, 0, 1], 80).into(),
+                remote: ([127, 0, 0, 1], 40000).into(),
+                tls: None,
+            }),
+            activity: Arc::default(),
+            handoff: true,
+        }
+    }
+
+    /// Reads one response (head and `Content-Length` body); returns its
+    /// status line.
+    async fn read_response<S: AsyncRead + Unpin>(client: &mut S) -> String {
+        use tokio::io::AsyncReadExt;
+        let mut got = Vec::new();
+        let mut byte = [0u8; 1];
+        while !got.ends_with(b"\r\n\r\n") {
+            client.read_exact(&mut byte).await.expect("response head");
+            got.push(byte[0]);
+        }
+        let head = String::from_utf8(got).expect("ASCII head");
+        let length = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().to_string())
+            })
+            .map_or(0, |v| v.parse::<usize>().expect("length"));
+        let mut body = vec![0u8; length];
+        client.read_exact(&mut body).await.expect("response body");
+        head.lines().next().unwrap_or_default().to_string()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_connection_parks_and_its_next_request_is_served() {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let (_tx, drain) = watch::channel(());
+        let service = service();
+        let activity = service.activity.clone();
+        let phase = tokio::spawn(async move {
+            let mut drain = drain;
+            let ended = serve_h1(
+                &HttpSettings::default(),
+                Prefixed::new(Bytes::new(), server),
+                service,
+                &mut drain,
+            )
+            .await;
+            (ended, drain)
+        });
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+            .await
+            .expect("write");
+        assert!(read_response(&mut client).await.starts_with("HTTP/1.1 "));
+        // Paused time jumps to the idle checks: the first sees the request's
+        // bytes, the second an idle connection.
+        let (ended, mut drain) = phase.await.expect("join");
+        let Ended::Parked(io) = ended else {
+            panic!("an idle connection is parked")
+        };
+        assert!(io.prefix().is_empty(), "nothing of a next request was read");
+        assert_eq!(activity.in_flight.load(Ordering::Relaxed), 0);
+
+        client
+            .write_all(b"GET /again HTTP/1.1\r\nHost: a.test\r\n\r\n")
+            .await
+            .expect("write");
+        let serve_again = serve_h1(&SETTINGS, io, service_sharing(&activity), &mut drain);
+        let (status, _) = tokio::join!(read_response(&mut client), async {
+            // The second phase never parks; it ends when the client closes.
+            tokio::select! {
+                _ = serve_again => {}
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            }
+        });
+        assert!(status.starts_with("HTTP/1.1 "), "{status}");
+        assert_eq!(activity.requests.load(Ordering::Relaxed), 2);
+    }
+
+    /// A service counting into `activity`.
+    fn service_sharing(activity: &Arc<Activity>) -> ConnService {
+        ConnService {
+            activity: activity.clone(),
+            ..service()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_partial_request_head_is_kept_across_parking() {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let (_tx, mut drain) = watch::channel(());
+        let phase = serve_h1(
+            &SETTINGS,
+            Prefixed::new(Bytes::new(), server),
+            service(),
+            &mut drain,
+        );
+        let exchange = async {
+            client
+                .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+                .await
+                .expect("write");
+            read_response(&mut client).await;
+            client
+                .write_all(b"GET /next HTTP/1.1\r\nHo")
+                .await
+                .expect("write");
+        };
+        let (ended, ()) = tokio::join!(phase, exchange);
+        let Ended::Parked(io) = ended else {
+            panic!("a connection between exchanges is parked")
+        };
+        assert_eq!(io.prefix(), b"GET /next HTTP/1.1\r\nHo");
+        client
+            .write_all(b"st: a.test\r\n\r\n")
+            .await
+            .expect("write");
+        let serve_again = serve_h1(&SETTINGS, io, service(), &mut drain);
+        let (status, _) = tokio::join!(read_response(&mut client), async {
+            tokio::select! {
+                _ = serve_again => {}
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            }
+        });
+        assert!(status.starts_with("HTTP/1.1 "), "{status}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_head_still_arriving_is_not_parked() {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let (_tx, mut drain) = watch::channel(());
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHo")
+            .await
+            .expect("write");
+        let phase = serve_h1(
+            &SETTINGS,
+            Prefixed::new(Bytes::new(), server),
+            service(),
+            &mut drain,
+        );
+        let exchange = async {
+            tokio::time::sleep(5 * PARK_AFTER).await;
+            client
+                .write_all(b"st: a.test\r\n\r\n")
+                .await
+                .expect("write");
+            let status = read_response(&mut client).await;
+            drop(client);
+            status
+        };
+        let (ended, status) = tokio::join!(phase, exchange);
+        assert!(status.starts_with("HTTP/1.1 "), "{status}");
+        assert!(
+            matches!(ended, Ended::Close(_)),
+            "served to the end, not parked"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_parked_connection_closes_when_shutdown_begins() {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let (tx, drain) = watch::channel(());
+        let served = tokio::spawn(serve(
+            &SETTINGS,
+            service().proxy,
+            server,
+            service().info,
+            false,
+            drain,
+        ));
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+            .await
+            .expect("write");
+        read_response(&mut client).await;
+        tokio::time::sleep(3 * PARK_AFTER).await;
+        tx.send_replace(());
+        served.await.expect("serve ends once shutdown begins");
+        let mut rest = Vec::new();
+        use tokio::io::AsyncReadExt;
+        client.read_to_end(&mut rest).await.expect("EOF");
+        assert!(rest.is_empty());
+    }
+
+    static SETTINGS: std::sync::LazyLock<HttpSettings> =
+        std::sync::LazyLock::new(HttpSettings::default);
+
+    #[tokio::test]
+    async fn first_bytes_wait_for_enough_to_tell_http2() {
+        let (mut client, mut server) = tokio::io::duplex(256);
+        let (_tx, mut drain) = watch::channel(());
+        client.write_all(&H2_PREFACE[..10]).await.expect("write");
+        let reader = tokio::spawn(async move { first_bytes(&mut server, &mut drain).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        client.write_all(&H2_PREFACE[10..]).await.expect("write");
+        let got = reader.await.expect("join").expect("bytes");
+        assert!(got.starts_with(H2_PREFACE));
+    }
+
+    #[tokio::test]
+    async fn first_bytes_of_http1_are_returned_at_once() {
+        let (mut client, mut server) = tokio::io::duplex(256);
+        let (_tx, mut drain) = watch::channel(());
+        client
+            .write_all(b"GET / HTTP/1.1\r\n")
+            .await
+            .expect("write");
+        let got = first_bytes(&mut server, &mut drain).await.expect("bytes");
+        assert_eq!(&got[..], b"GET / HTTP/1.1\r\n");
+    }
+
+    #[tokio::test]
+    async fn a_closed_client_gives_no_bytes() {
+        let (client, mut server) = tokio::io::duplex(256);
+        let (_tx, mut drain) = watch::channel(());
+        drop(client);
+        assert!(next_bytes(&mut server, &mut drain).await.is_none());
+    }
+}
