@@ -66,7 +66,11 @@ impl ClientUpgrade {
     /// Takes the upgrade of `req`: the server's hand-off when it put one in
     /// the extensions, otherwise hyper's.
     pub fn take<B>(req: &mut Request<B>) -> Self {
-        match req.extensions_mut().remove::<Handoff>().and_then(|h| h.take()) {
+        match req
+            .extensions_mut()
+            .remove::<Handoff>()
+            .and_then(|h| h.take())
+        {
             Some(rx) => Self::Handoff(rx),
             None => Self::Hyper(hyper::upgrade::on(req)),
         }

@@ -561,7 +561,10 @@ where
     }
     match ending {
         Ending::Parked => {
-            tracing::debug!(buffered = io.prefix().len(), "idle HTTP/1.1 connection parked");
+            tracing::debug!(
+                buffered = io.prefix().len(),
+                "idle HTTP/1.1 connection parked"
+            );
             Ended::Parked(io)
         }
         _ => Ended::Close(io),
