@@ -94,6 +94,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
         if !this.prefix.is_empty() {
             let n = this.prefix.len().min(buf.remaining());
             buf.put_slice(&this.prefix.split_to(n));
+            if this.prefix.is_empty() {
+                // An empty view still owns the buffer it was cut from (the
+                // ClientHello's, or hyper's 8 KiB read buffer): release it.
+                this.prefix = Bytes::new();
+            }
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut this.inner).poll_read(cx, buf)
@@ -143,6 +148,11 @@ mod tests {
         let mut out = String::new();
         p.read_to_string(&mut out).await.expect("read");
         assert_eq!(out, "hello world");
+        assert_eq!(
+            p.prefix().as_ptr(),
+            Bytes::new().as_ptr(),
+            "a replayed prefix releases its buffer"
+        );
     }
 
     #[tokio::test]

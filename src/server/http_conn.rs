@@ -545,7 +545,10 @@ where
     let parts = conn.into_parts();
     let (rest, stream) = parts.io.into_inner().inner.into_parts();
     // hyper read `read_buf` out of the stream before `rest`.
-    let unread = if rest.is_empty() {
+    // An empty `read_buf` still owns hyper's 8 KiB read buffer: never keep it.
+    let unread = if parts.read_buf.is_empty() {
+        rest
+    } else if rest.is_empty() {
         parts.read_buf
     } else {
         let mut joined = BytesMut::with_capacity(parts.read_buf.len() + rest.len());
@@ -693,6 +696,11 @@ mod tests {
             panic!("an idle connection is parked")
         };
         assert!(io.prefix().is_empty(), "nothing of a next request was read");
+        assert_eq!(
+            io.prefix().as_ptr(),
+            Bytes::new().as_ptr(),
+            "a parked connection keeps no view of hyper's read buffer"
+        );
         assert_eq!(activity.in_flight.load(Ordering::Relaxed), 0);
 
         client
