@@ -65,10 +65,17 @@ pub struct Prefixed<S> {
 }
 
 impl<S> Prefixed<S> {
-    /// Wraps `inner`, replaying `prefix` first.
+    /// Wraps `inner`, replaying `prefix` first. An empty prefix is never
+    /// kept: an empty view still owns the buffer it was cut from (hyper's
+    /// 8 KiB read buffer, a replayed ClientHello's).
     pub fn new(prefix: impl Into<Bytes>, inner: S) -> Self {
+        let prefix = prefix.into();
         Self {
-            prefix: prefix.into(),
+            prefix: if prefix.is_empty() {
+                Bytes::new()
+            } else {
+                prefix
+            },
             inner,
         }
     }
@@ -95,8 +102,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
             let n = this.prefix.len().min(buf.remaining());
             buf.put_slice(&this.prefix.split_to(n));
             if this.prefix.is_empty() {
-                // An empty view still owns the buffer it was cut from (the
-                // ClientHello's, or hyper's 8 KiB read buffer): release it.
+                // Used up: release the buffer it was cut from (see `new`).
                 this.prefix = Bytes::new();
             }
             return Poll::Ready(Ok(()));

@@ -545,11 +545,12 @@ where
     let parts = conn.into_parts();
     let (rest, stream) = parts.io.into_inner().inner.into_parts();
     // hyper read `read_buf` out of the stream before `rest`.
-    // An empty `read_buf` still owns hyper's 8 KiB read buffer: never keep it.
-    let unread = if parts.read_buf.is_empty() {
-        rest
-    } else if rest.is_empty() {
+    // (`Prefixed::new` drops an empty `read_buf`, which still owns hyper's
+    // 8 KiB read buffer.)
+    let unread = if rest.is_empty() {
         parts.read_buf
+    } else if parts.read_buf.is_empty() {
+        rest
     } else {
         let mut joined = BytesMut::with_capacity(parts.read_buf.len() + rest.len());
         joined.extend_from_slice(&parts.read_buf);
@@ -676,7 +677,7 @@ mod tests {
         let phase = tokio::spawn(async move {
             let mut drain = drain;
             let ended = serve_h1(
-                &HttpSettings::default(),
+                &SETTINGS,
                 Prefixed::new(Bytes::new(), server),
                 service,
                 &mut drain,
@@ -707,16 +708,28 @@ mod tests {
             .write_all(b"GET /again HTTP/1.1\r\nHost: a.test\r\n\r\n")
             .await
             .expect("write");
-        let serve_again = serve_h1(&SETTINGS, io, service_sharing(&activity), &mut drain);
-        let (status, _) = tokio::join!(read_response(&mut client), async {
-            // The second phase never parks; it ends when the client closes.
+        let status = serve_one_more(io, service_sharing(&activity), &mut drain, &mut client).await;
+        assert!(status.starts_with("HTTP/1.1 "), "{status}");
+        assert_eq!(activity.requests.load(Ordering::Relaxed), 2);
+    }
+
+    /// Serves `io` in a new phase while `client` reads one response;
+    /// returns its status line. The phase never parks before a request and
+    /// ends only when the client closes, so it is cut off after 5 s.
+    async fn serve_one_more(
+        io: Prefixed<tokio::io::DuplexStream>,
+        service: ConnService,
+        drain: &mut watch::Receiver<()>,
+        client: &mut tokio::io::DuplexStream,
+    ) -> String {
+        let phase = serve_h1(&SETTINGS, io, service, drain);
+        let (status, _) = tokio::join!(read_response(client), async {
             tokio::select! {
-                _ = serve_again => {}
+                _ = phase => {}
                 _ = tokio::time::sleep(Duration::from_secs(5)) => {}
             }
         });
-        assert!(status.starts_with("HTTP/1.1 "), "{status}");
-        assert_eq!(activity.requests.load(Ordering::Relaxed), 2);
+        status
     }
 
     /// A service counting into `activity`.
@@ -757,13 +770,7 @@ mod tests {
             .write_all(b"st: a.test\r\n\r\n")
             .await
             .expect("write");
-        let serve_again = serve_h1(&SETTINGS, io, service(), &mut drain);
-        let (status, _) = tokio::join!(read_response(&mut client), async {
-            tokio::select! {
-                _ = serve_again => {}
-                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-            }
-        });
+        let status = serve_one_more(io, service(), &mut drain, &mut client).await;
         assert!(status.starts_with("HTTP/1.1 "), "{status}");
     }
 
@@ -800,7 +807,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_parked_connection_closes_when_shutdown_begins() {
+    async fn an_idle_keep_alive_connection_closes_when_shutdown_begins() {
         let (mut client, server) = tokio::io::duplex(64 * 1024);
         let (tx, drain) = watch::channel(());
         let served = tokio::spawn(serve(
