@@ -4,7 +4,6 @@
 //! maps.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use std::net::IpAddr;
 
 /// `X-Forwarded-For`.
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -27,37 +26,65 @@ pub fn set_client_cert(headers: &mut HeaderMap, identity: Option<&str>) {
     }
 }
 
+/// `Keep-Alive` (not among `http`'s constants).
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+/// `Proxy-Connection`, the pre-standard `Connection` some clients still send.
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
 /// Headers that describe one connection and never cross the proxy.
-const HOP_BY_HOP: [&str; 7] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "transfer-encoding",
-    "upgrade",
+static HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
 /// Removes hop-by-hop headers: the fixed list, every header the `Connection`
 /// header names, and `TE` unless it asks for `trailers` (which gRPC needs, and
 /// which is then reduced to exactly `trailers`). With `keep_upgrade` (a
 /// WebSocket handshake) `Connection: upgrade` and `Upgrade` are kept.
+///
+/// Runs on both legs of every proxied request, so it scans the names once
+/// and removes only what is there: a removal by name costs a hash and a
+/// probe, and most requests carry none of these headers.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        if keep_upgrade && name == header::UPGRADE {
-            continue;
+    let mut present = [false; 7];
+    let mut te = false;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present[i] = true;
+        } else if name == header::TE {
+            te = true;
         }
-        headers.remove(name);
     }
-    for name in HOP_BY_HOP {
-        if keep_upgrade && (name == "connection" || name == "upgrade") {
+    // `present[0]` is `Connection`: the headers it names go too. Names on
+    // the fixed list are left to the loop below, and only tokens naming a
+    // header that is there are turned into names (usually none: the value
+    // is `keep-alive` or `close`).
+    if present[0] {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|token| {
+                !HOP_BY_HOP
+                    .iter()
+                    .any(|h| h.as_str().eq_ignore_ascii_case(token))
+                    && headers.contains_key(*token)
+            })
+            .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, p)| *p) {
+        if keep_upgrade && (name == header::CONNECTION || name == header::UPGRADE) {
             continue;
         }
         headers.remove(name);
@@ -65,23 +92,32 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     if keep_upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    let wants_trailers = headers
-        .get_all(header::TE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
-    headers.remove(header::TE);
-    if wants_trailers {
-        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    if te {
+        let wants_trailers = headers
+            .get_all(header::TE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
+        headers.remove(header::TE);
+        if wants_trailers {
+            headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        }
     }
 }
 
-/// Adds the client to `X-Forwarded-For` (appended to what earlier proxies
-/// wrote), sets `X-Forwarded-Proto` to the scheme the client used, and sets
+/// Adds the client (its address as a header value, see
+/// [`ConnInfo::forwarded_for`](super::ConnInfo::forwarded_for)) to
+/// `X-Forwarded-For` (appended to what earlier proxies wrote), sets
+/// `X-Forwarded-Proto` to the scheme the client used, and sets
 /// `X-Forwarded-Host` to the host the client asked for unless an earlier
 /// proxy already recorded it.
-pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &str, host: Option<&str>) {
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    client: &HeaderValue,
+    proto: &str,
+    host: Option<&str>,
+) {
     set_forwarded_for(headers, client);
     let proto = match proto {
         "https" => Ok(HeaderValue::from_static("https")),
@@ -92,33 +128,33 @@ pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &str, host:
         headers.insert(X_FORWARDED_PROTO, proto);
     }
     if let Some(host) = host {
-        if !headers.contains_key(&X_FORWARDED_HOST) {
+        if let header::Entry::Vacant(slot) = headers.entry(X_FORWARDED_HOST) {
             if let Ok(value) = HeaderValue::from_str(host) {
-                headers.insert(X_FORWARDED_HOST, value);
+                slot.insert(value);
             }
         }
     }
 }
 
 /// Appends `client` to `X-Forwarded-For`; the common first hop (no header
-/// yet) formats the address once without building a chain.
-fn set_forwarded_for(headers: &mut HeaderMap, client: IpAddr) {
-    if !headers.contains_key(&X_FORWARDED_FOR) {
-        if let Ok(value) = HeaderValue::from_str(&client.to_string()) {
-            headers.insert(X_FORWARDED_FOR, value);
+/// yet) stores the value as it is, without building a chain.
+fn set_forwarded_for(headers: &mut HeaderMap, client: &HeaderValue) {
+    let mut earlier = match headers.entry(X_FORWARDED_FOR) {
+        header::Entry::Vacant(slot) => {
+            slot.insert(client.clone());
+            return;
         }
-        return;
-    }
-    let mut chain: Vec<String> = headers
-        .get_all(&X_FORWARDED_FOR)
+        header::Entry::Occupied(earlier) => earlier,
+    };
+    let mut chain: Vec<&str> = earlier
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .map(|v| v.trim().to_string())
+        .map(str::trim)
         .filter(|v| !v.is_empty())
         .collect();
-    chain.push(client.to_string());
+    chain.extend(client.to_str().ok());
     if let Ok(value) = HeaderValue::from_str(&chain.join(", ")) {
-        headers.insert(X_FORWARDED_FOR, value);
+        earlier.insert(value);
     }
 }
 
@@ -182,6 +218,23 @@ mod tests {
     }
 
     #[test]
+    fn headers_named_by_connection_go_whatever_their_case() {
+        let mut h = map(&[
+            ("connection", "close, X-Private ,te"),
+            ("x-private", "1"),
+            ("te", "trailers"),
+            ("x-kept", "yes"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h["x-kept"], "yes");
+        // Nothing hop-by-hop: the map is left as it was.
+        let mut h = map(&[("host", "a.example"), ("accept", "*/*")]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 2);
+    }
+
+    #[test]
     fn te_trailers_survives_for_grpc() {
         let mut h = map(&[("te", "gzip, trailers")]);
         strip_hop_by_hop(&mut h, false);
@@ -209,7 +262,7 @@ mod tests {
         let mut h = map(&[("x-forwarded-for", "10.0.0.1")]);
         set_forwarded(
             &mut h,
-            "192.0.2.7".parse().expect("literal"),
+            &HeaderValue::from_static("192.0.2.7"),
             "https",
             Some("a.example"),
         );
@@ -226,7 +279,7 @@ mod tests {
         ]);
         set_forwarded(
             &mut h,
-            "::1".parse().expect("literal"),
+            &HeaderValue::from_static("::1"),
             "http",
             Some("inner.example"),
         );

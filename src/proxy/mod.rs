@@ -59,6 +59,24 @@ pub struct ConnInfo {
     pub remote: SocketAddr,
     /// TLS details, for connections on an HTTPS bind.
     pub tls: Option<TlsInfo>,
+    /// The client's IP address as an `X-Forwarded-For` element, formatted
+    /// once per connection rather than once per request.
+    pub forwarded_for: http::HeaderValue,
+}
+
+impl ConnInfo {
+    /// The facts of a connection from `remote` accepted on `local`.
+    pub fn new(local: SocketAddr, remote: SocketAddr, tls: Option<TlsInfo>) -> Self {
+        // An IP address always formats to visible ASCII.
+        let forwarded_for = http::HeaderValue::try_from(remote.ip().to_string())
+            .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"));
+        ConnInfo {
+            local,
+            remote,
+            tls,
+            forwarded_for,
+        }
+    }
 }
 
 /// What the TLS handshake of a connection decided.

@@ -64,13 +64,21 @@ impl Upstreams {
             // Boxed: the TLS leg (handshakes, an HTTP/2 connect) is a large
             // future, and every request's future would otherwise reserve
             // its size (see `Proxy::handle`).
-            return Box::pin(self.tls.send(name, tls, gateway, addr, req)).await;
+            // Bound to a local: a temporary would keep the unboxed size
+            // reserved across the await.
+            let send = Box::pin(self.tls.send(name, tls, gateway, addr, req));
+            return send.await;
         }
         match upstream.protocol {
             UpstreamProtocol::Http1 | UpstreamProtocol::WebSocket => {
                 self.http1.send(name, addr, req).await
             }
-            UpstreamProtocol::H2c => self.send_h2c(name, addr, req).await,
+            // Boxed like the TLS leg: its connect path is twice the size of
+            // the HTTP/1.1 one, which is the common case kept inline.
+            UpstreamProtocol::H2c => {
+                let send = Box::pin(self.send_h2c(name, addr, req));
+                send.await
+            }
         }
     }
 

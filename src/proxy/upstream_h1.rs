@@ -64,7 +64,10 @@ impl H1Pool {
                 },
             }
         }
-        let mut sender = connect(name, addr).await?;
+        // A new connection is the rare path; boxed (and bound to a local, so
+        // no temporary keeps its size) to keep every request's future small.
+        let fresh = Box::pin(connect(name, addr));
+        let mut sender = fresh.await?;
         let resp = sender
             .send_request(req)
             .await

@@ -200,11 +200,7 @@ async fn serve(
                 .and_then(|b| b.listeners.first())
                 .map(|l| ctx.metrics.traffic().listener(&dataplane, l).connection());
             drop(dataplane);
-            let info = Arc::new(ConnInfo {
-                local: bind,
-                remote,
-                tls: None,
-            });
+            let info = Arc::new(ConnInfo::new(bind, remote, None));
             super::http_conn::serve(&ctx.http, ctx.proxy.clone(), stream, info, false, drain).await;
         }
         Some(BindProtocol::Https) => {
@@ -354,15 +350,15 @@ async fn serve(
                 (Some(auth), Some(chain)) => auth.identity(chain),
                 _ => None,
             };
-            let info = Arc::new(ConnInfo {
-                local: bind,
+            let info = Arc::new(ConnInfo::new(
+                bind,
                 remote,
-                tls: Some(TlsInfo {
+                Some(TlsInfo {
                     sni,
                     listener: listener.key.clone(),
                     client_cert,
                 }),
-            });
+            ));
             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
             super::http_conn::serve(&ctx.http, ctx.proxy.clone(), stream, info, h2, drain).await;
         }

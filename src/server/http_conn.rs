@@ -634,11 +634,11 @@ mod tests {
         ));
         ConnService {
             proxy: Proxy::new(dataplane),
-            info: Arc::new(ConnInfo {
-                local: ([127, 0, 0, 1], 80).into(),
-                remote: ([127, 0, 0, 1], 40000).into(),
-                tls: None,
-            }),
+            info: Arc::new(ConnInfo::new(
+                ([127, 0, 0, 1], 80).into(),
+                ([127, 0, 0, 1], 40000).into(),
+                None,
+            )),
             activity: Arc::default(),
             handoff: true,
         }
