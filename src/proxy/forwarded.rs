@@ -31,8 +31,12 @@ const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 /// `Proxy-Connection`, the pre-standard `Connection` some clients still send.
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-/// Headers that describe one connection and never cross the proxy.
-static HOP_BY_HOP: [HeaderName; 7] = [
+/// How many headers [`HOP_BY_HOP`] lists.
+const HOP_BY_HOP_COUNT: usize = 7;
+
+/// Headers that describe one connection and never cross the proxy;
+/// `Connection` first (`strip_hop_by_hop` reads its flag by index).
+static HOP_BY_HOP: [HeaderName; HOP_BY_HOP_COUNT] = [
     header::CONNECTION,
     KEEP_ALIVE,
     PROXY_CONNECTION,
@@ -51,7 +55,7 @@ static HOP_BY_HOP: [HeaderName; 7] = [
 /// and removes only what is there: a removal by name costs a hash and a
 /// probe, and most requests carry none of these headers.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let mut present = [false; 7];
+    let mut present = [false; HOP_BY_HOP_COUNT];
     let mut te = false;
     for name in headers.keys() {
         if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {

@@ -118,7 +118,7 @@ impl Proxy {
         forwarded::strip_hop_by_hop(&mut ex.headers, is_websocket);
         forwarded::set_forwarded(
             &mut ex.headers,
-            &conn.forwarded_for,
+            conn.forwarded_for(),
             scheme,
             ex.host.as_deref(),
         );

@@ -59,9 +59,9 @@ pub struct ConnInfo {
     pub remote: SocketAddr,
     /// TLS details, for connections on an HTTPS bind.
     pub tls: Option<TlsInfo>,
-    /// The client's IP address as an `X-Forwarded-For` element, formatted
-    /// once per connection rather than once per request.
-    pub forwarded_for: http::HeaderValue,
+    /// `remote`'s IP as an `X-Forwarded-For` element; private so that only
+    /// [`ConnInfo::new`] sets it and it always matches `remote`.
+    forwarded_for: http::HeaderValue,
 }
 
 impl ConnInfo {
@@ -76,6 +76,12 @@ impl ConnInfo {
             tls,
             forwarded_for,
         }
+    }
+
+    /// The client's IP address as an `X-Forwarded-For` element, formatted
+    /// once per connection rather than once per request.
+    pub fn forwarded_for(&self) -> &http::HeaderValue {
+        &self.forwarded_for
     }
 }
 

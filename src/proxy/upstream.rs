@@ -62,10 +62,9 @@ impl Upstreams {
         let name = upstream.name.as_str();
         if let Some(tls) = &upstream.tls {
             // Boxed: the TLS leg (handshakes, an HTTP/2 connect) is a large
-            // future, and every request's future would otherwise reserve
-            // its size (see `Proxy::handle`).
-            // Bound to a local: a temporary would keep the unboxed size
-            // reserved across the await.
+            // future, and every request's future would otherwise reserve its
+            // size (see `Proxy::handle`). Bound to a local: a temporary would
+            // keep the unboxed size reserved across the await.
             let send = Box::pin(self.tls.send(name, tls, gateway, addr, req));
             return send.await;
         }
@@ -405,5 +404,26 @@ mod tests {
             .await
             .expect_err("nothing listens");
         assert_eq!(outcome_of(&err), Outcome::ConnectionFailed);
+    }
+
+    /// The h2c leg is boxed where it starts: inline, `send` (part of every
+    /// request's future) would be at least its size.
+    #[test]
+    fn the_h2c_leg_does_not_grow_every_request() {
+        let ups = Upstreams::new();
+        let upstream = Upstream {
+            name: "t/svc:80".into(),
+            endpoints: vec![addr()],
+            protocol: UpstreamProtocol::Http1,
+            tls: None,
+        };
+        let send = ups.send(&upstream, None, addr(), empty_request("/"));
+        let h2c = ups.send_h2c("t/svc:80", addr(), empty_request("/"));
+        assert!(
+            std::mem::size_of_val(&send) < std::mem::size_of_val(&h2c),
+            "send is {} bytes, the h2c leg {}",
+            std::mem::size_of_val(&send),
+            std::mem::size_of_val(&h2c)
+        );
     }
 }

@@ -64,10 +64,20 @@ impl H1Pool {
                 },
             }
         }
-        // A new connection is the rare path; boxed (and bound to a local, so
-        // no temporary keeps its size) to keep every request's future small.
-        let fresh = Box::pin(connect(name, addr));
-        let mut sender = fresh.await?;
+        // The rare path, boxed (and bound to a local, so no temporary keeps
+        // its size) to keep every request's future small.
+        let fresh = Box::pin(self.send_on_new_connection(name, addr, req));
+        fresh.await
+    }
+
+    /// Sends `req` on a new connection to `addr`, which then joins the pool.
+    async fn send_on_new_connection(
+        &self,
+        name: &str,
+        addr: SocketAddr,
+        req: Request<ProxyBody>,
+    ) -> Result<Response<Incoming>, Error> {
+        let mut sender = connect(name, addr).await?;
         let resp = sender
             .send_request(req)
             .await
@@ -257,5 +267,21 @@ mod tests {
             tokio::task::yield_now().await;
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 5);
+    }
+
+    /// The new-connection path is boxed where it starts: inline, the pooled
+    /// path's future (part of every request's) would be at least its size.
+    #[test]
+    fn a_new_connection_does_not_grow_every_request() {
+        let pool = H1Pool::default();
+        let addr: SocketAddr = ([127, 0, 0, 1], 1).into();
+        let pooled = pool.send("t", addr, get(addr));
+        let fresh = pool.send_on_new_connection("t", addr, get(addr));
+        assert!(
+            std::mem::size_of_val(&pooled) < std::mem::size_of_val(&fresh),
+            "send is {} bytes, a new connection {}",
+            std::mem::size_of_val(&pooled),
+            std::mem::size_of_val(&fresh)
+        );
     }
 }

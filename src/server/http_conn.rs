@@ -644,6 +644,13 @@ mod tests {
         }
     }
 
+    /// A client end and the server's stream as a connection starts
+    /// (nothing read ahead to replay).
+    fn connection() -> (tokio::io::DuplexStream, Prefixed<tokio::io::DuplexStream>) {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        (client, Prefixed::new(Bytes::new(), server))
+    }
+
     /// Reads one response (head and `Content-Length` body); returns its
     /// status line.
     async fn read_response<S: AsyncRead + Unpin>(client: &mut S) -> String {
@@ -670,19 +677,13 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_idle_connection_parks_and_its_next_request_is_served() {
-        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let (mut client, server) = connection();
         let (_tx, drain) = watch::channel(());
         let service = service();
         let activity = service.activity.clone();
         let phase = tokio::spawn(async move {
             let mut drain = drain;
-            let ended = serve_h1(
-                &SETTINGS,
-                Prefixed::new(Bytes::new(), server),
-                service,
-                &mut drain,
-            )
-            .await;
+            let ended = serve_h1(&SETTINGS, server, service, &mut drain).await;
             (ended, drain)
         });
         client
@@ -742,14 +743,9 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_partial_request_head_is_kept_across_parking() {
-        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let (mut client, server) = connection();
         let (_tx, mut drain) = watch::channel(());
-        let phase = serve_h1(
-            &SETTINGS,
-            Prefixed::new(Bytes::new(), server),
-            service(),
-            &mut drain,
-        );
+        let phase = serve_h1(&SETTINGS, server, service(), &mut drain);
         let exchange = async {
             client
                 .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
@@ -776,18 +772,13 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_request_head_still_arriving_is_not_parked() {
-        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let (mut client, server) = connection();
         let (_tx, mut drain) = watch::channel(());
         client
             .write_all(b"GET / HTTP/1.1\r\nHo")
             .await
             .expect("write");
-        let phase = serve_h1(
-            &SETTINGS,
-            Prefixed::new(Bytes::new(), server),
-            service(),
-            &mut drain,
-        );
+        let phase = serve_h1(&SETTINGS, server, service(), &mut drain);
         let exchange = async {
             tokio::time::sleep(5 * PARK_AFTER).await;
             client
@@ -810,14 +801,8 @@ mod tests {
     async fn an_idle_keep_alive_connection_closes_when_shutdown_begins() {
         let (mut client, server) = tokio::io::duplex(64 * 1024);
         let (tx, drain) = watch::channel(());
-        let served = tokio::spawn(serve(
-            &SETTINGS,
-            service().proxy,
-            server,
-            service().info,
-            false,
-            drain,
-        ));
+        let ConnService { proxy, info, .. } = service();
+        let served = tokio::spawn(serve(&SETTINGS, proxy, server, info, false, drain));
         client
             .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
             .await
