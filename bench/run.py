@@ -4,10 +4,14 @@
 One shared backend (an NGINX instance answering a small body with keep-alive,
 plus a TLS server with a large file for the passthrough figure), three proxies
 with equivalent configuration, each terminating TLS for the same ECDSA P-256
-certificate with X25519 and proxying with upstream keep-alive, one worker each
+certificate with X25519 and TLS_AES_128_GCM_SHA256 (server's choice, whatever
+the client's order) and proxying with upstream keep-alive, one worker each
 pinned to CPU 0; the load generators (wrk, h2load, bench/loadgen.rs) and the
 backend run on CPU 1. Session resumption is off on every server (no tickets, no
-session cache), so "new connection per request" rounds are full handshakes.
+session cache; portcullis `--tls-session-cache 0`), and before its handshake
+rounds each server is checked to refuse resuming a session and to choose that
+suite, so "new connection per request" rounds are full handshakes of the same
+kind.
 
 For each proxy and figure, the median of --rounds rounds is reported, with the
 proxy's own CPU time (user+system from /proc) divided by the work done, and the
@@ -34,6 +38,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROXY_CPU = "0"
 CLIENT_CPU = "1"
 HOST = "bench.example.test"
+# The TLS 1.3 suite every proxy prefers, whatever the client's order:
+# portcullis's own order (src/tls/provider.rs); HAProxy and NGINX are told.
+SUITE = "TLS_AES_128_GCM_SHA256"
+SUITES = f"{SUITE}:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 BACKEND_PORT = 18080
 BACKEND_TLS_PORT = 18443
 PORTS = {"portcullis": 20443, "portcullis-aws-lc": 23443, "haproxy": 21443, "nginx": 22443,
@@ -243,7 +251,8 @@ ports: [{{name: https, port: {BACKEND_TLS_PORT}}}]
         self.start(name,
                    [binary or self.bin, "serve", "--config", cfg, "--state", f"{t}/state-{name}",
                     "--listen-address", "127.0.0.1", "--admin-addr",
-                    f"127.0.0.1:{ADMIN_PORTS[name]}", "--worker-threads", str(threads)],
+                    f"127.0.0.1:{ADMIN_PORTS[name]}", "--worker-threads", str(threads),
+                    "--tls-session-cache", "0"],
                    PROXY_CPU, [PORTS[name], PASSTHROUGH_PORTS[name]])
 
     def haproxy(self):
@@ -254,6 +263,7 @@ global
   tune.ssl.cachesize 0
   ssl-default-bind-curves X25519
   ssl-default-bind-options no-tls-tickets
+  ssl-default-bind-ciphersuites {SUITES}
 defaults
   mode http
   timeout connect 5s
@@ -298,6 +308,9 @@ http {{
     ssl_ecdh_curve X25519;
     ssl_session_cache off;
     ssl_session_tickets off;
+    ssl_protocols TLSv1.2 TLSv1.3;  # 1.22's default stops at TLS 1.2
+    ssl_prefer_server_ciphers on;
+    ssl_conf_command Ciphersuites {SUITES};
     location / {{
       proxy_pass http://be;
       proxy_http_version 1.1;
@@ -361,6 +374,12 @@ def figures_for(env, name, args):
         out["keepalive_errors"] = r["errors"]
         out["rss_under_load_kib"] = r["rss_kib"]
     if "handshake" in args.only and port:
+        resumed, suite = session_resumed(port, f"{env.tmp}/ca.crt")
+        if resumed:
+            sys.exit(f"{name} resumed a TLS session: handshake figures would not be full handshakes")
+        if suite != SUITE:
+            sys.exit(f"{name} chose {suite}, not {SUITE}: the proxies would do different work")
+        out["handshake_resumption_off"] = 1
         r = measure(env, name, lambda: wrk(url, s, 32, ["-H", "Connection: close"]))
         out["handshake_cps"] = r["requests"] / s
         out["handshake_cpu_us"] = r["cpu_s"] * 1e6 / max(r["requests"], 1)
@@ -413,6 +432,29 @@ def served_serial(port, cafile):
     with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
         with ctx.wrap_socket(sock, server_hostname=HOST) as tls:
             return int(tls.getpeercert()["serialNumber"], 16)
+
+
+def session_resumed(port, cafile):
+    """Whether a second connection resumes the first one's TLS session (the
+    handshake figures are only full handshakes when this is False), and the
+    TLS 1.3 suite the server chose (the same for every proxy: SUITE)."""
+    import socket
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=cafile)
+    session = None
+    for _ in range(2):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            with ctx.wrap_socket(sock, server_hostname=HOST, session=session) as tls:
+                if session is not None:
+                    return tls.session_reused, tls.cipher()[0]
+                # TLS 1.3 tickets arrive after the handshake: read a response.
+                tls.sendall(f"GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n"
+                            .encode())
+                while tls.recv(65536):
+                    pass
+                session = tls.session
+    raise AssertionError("unreachable")
 
 
 def reload_figure(env, seconds):

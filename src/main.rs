@@ -115,6 +115,10 @@ struct ServeArgs {
     /// the TLS handshake, before it is cut off.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     handshake_timeout: u64,
+    /// TLS sessions kept for resumption (TLS 1.3 tickets refer to them);
+    /// 0 turns resumption off, so every handshake is a full one.
+    #[arg(long, value_name = "N", default_value_t = portcullis::tls::sessions::DEFAULT_SESSION_CACHE_ENTRIES)]
+    tls_session_cache: usize,
     /// Also export certificate metrics under cert-manager's names and labels
     /// (certmanager_certificate_*), for existing dashboards and alerts.
     #[arg(long)]
@@ -186,7 +190,8 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot load the local CA in {}", args.state.display()))?;
     tracing::info!(
         provider = portcullis::tls::provider::NAME,
-        "TLS crypto provider"
+        session_cache = args.tls_session_cache,
+        "TLS crypto provider and resumption sessions kept"
     );
     tracing::info!(
         state = %args.state.display(),
@@ -202,6 +207,7 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             listen_address: args.listen_address,
             port_offset: args.port_offset,
             now: None,
+            resumption: portcullis::tls::sessions::Resumption::new(args.tls_session_cache),
         },
         max_connections: args.max_connections.max(1),
         handshake_timeout: std::time::Duration::from_secs(args.handshake_timeout.max(1)),

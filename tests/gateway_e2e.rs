@@ -21,7 +21,8 @@ mod tls;
 use e2e::backend::Backend;
 use e2e::certs::{cn_and_serial, Ca, KeyKind, LeafSpec};
 use e2e::clients::{
-    curl, echo, http_get, pooled_client, pooled_get, s_client, served_subject, tls_config, tls_get,
+    curl, echo, http_get, pooled_client, pooled_get, run_with_input, s_client, served_subject,
+    tls_config, tls_get,
 };
 use e2e::gateway::{check, find_object, has_condition, listener, Gateway};
 use e2e::manifests::{

@@ -4,14 +4,16 @@
 use super::gateway::World;
 use super::listeners::ListenerState;
 use crate::dataplane::{Bind, Dataplane, Listener, RouteTable, StreamTable, Streams};
+use crate::tls::sessions::Resumption;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Builds the data plane from the programmed listeners, moving their route
-/// entries into route tables.
-pub(crate) fn build(world: &mut World<'_>) -> Dataplane {
+/// entries into route tables; terminating listeners resume sessions as
+/// `resumption` says.
+pub(crate) fn build(world: &mut World<'_>, resumption: &Resumption) -> Dataplane {
     // A UDP and a TCP socket may share an address.
     type Socket = (
         SocketAddr,
@@ -34,7 +36,7 @@ pub(crate) fn build(world: &mut World<'_>) -> Dataplane {
             port,
             protocol,
             certificates: l.certificates.clone(),
-            tls: server_config(l),
+            tls: server_config(l, resumption),
             client_auth: l.client_auth.clone(),
             routes: RouteTable::new(std::mem::take(&mut l.entries)),
             streams: l.stream_mode().map(|mode| Streams {
@@ -76,7 +78,10 @@ pub(crate) fn by_specificity(a: Option<&str>, b: Option<&str>) -> Ordering {
 
 /// The TLS configuration of a terminating listener with certificates: ALPN
 /// h2 and http/1.1 for HTTPS, none for TLS listeners (the stream is opaque).
-fn server_config(l: &ListenerState<'_>) -> Option<Arc<rustls::ServerConfig>> {
+fn server_config(
+    l: &ListenerState<'_>,
+    resumption: &Resumption,
+) -> Option<Arc<rustls::ServerConfig>> {
     if !l.terminates_tls() || l.certificates.is_empty() {
         return None;
     }
@@ -86,7 +91,7 @@ fn server_config(l: &ListenerState<'_>) -> Option<Arc<rustls::ServerConfig>> {
         &crate::tls::ALPN_PROTOCOLS
     };
     let verifier = l.client_auth.as_ref().map(|a| a.handshake.clone());
-    match crate::tls::listener_config(l.certificates.clone(), verifier, alpn) {
+    match crate::tls::listener_config(l.certificates.clone(), verifier, alpn, resumption) {
         Ok(c) => Some(c),
         Err(error) => {
             tracing::warn!(listener = %l.key, %error, "cannot build TLS configuration");

@@ -57,6 +57,9 @@ pub struct CompileOptions {
     /// The current time (Unix seconds), used only to warn about expired
     /// certificates in listener conditions; `None` skips the check.
     pub now: Option<i64>,
+    /// How terminating listeners resume TLS sessions (one store shared by
+    /// every compile made with clones of these options).
+    pub resumption: crate::tls::sessions::Resumption,
 }
 
 impl Default for CompileOptions {
@@ -66,6 +69,7 @@ impl Default for CompileOptions {
             listen_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             port_offset: 0,
             now: None,
+            resumption: crate::tls::sessions::Resumption::default(),
         }
     }
 }
@@ -101,7 +105,7 @@ pub fn compile_cached(
     let ours: Vec<&crate::model::Gateway> = world.gateways.iter().map(|g| g.gateway).collect();
     ctx.backend_tls = backend_tls::resolve(&ctx, &ours);
     let route_statuses = routes::attach_all(&mut world, &mut ctx);
-    let dataplane = binds::build(&mut world);
+    let dataplane = binds::build(&mut world, &options.resumption);
     objects.extend(gateway::statuses(&world, &ctx.backend_tls));
     objects.append(&mut ctx.backend_tls.statuses);
     objects.extend(route_statuses);

@@ -2,7 +2,7 @@
 //! ([`client_hello`]), listener selection and certificate choice
 //! ([`resolver`]), the rustls server configuration of each terminating
 //! listener ([`listener_config`]) with client-certificate validation
-//! ([`client_auth`]), TLS toward backends ([`backend`]) and the crypto
+//! ([`client_auth`]) and session resumption ([`sessions`]), TLS toward backends ([`backend`]) and the crypto
 //! provider all of them use ([`provider`]).
 //!
 //! Sockets and handshakes themselves live in `crate::server`.
@@ -13,6 +13,7 @@ pub mod client_auth;
 pub mod client_hello;
 pub mod provider;
 pub mod resolver;
+pub mod sessions;
 
 use std::sync::Arc;
 
@@ -28,23 +29,15 @@ pub enum Error {
     Config(#[source] rustls::Error),
 }
 
-/// Resumption state shared by every listener configuration, so sessions
-/// survive reloads (which rebuild the configurations).
-fn session_cache() -> Arc<dyn rustls::server::StoresServerSessions> {
-    static CACHE: std::sync::OnceLock<Arc<rustls::server::ServerSessionMemoryCache>> =
-        std::sync::OnceLock::new();
-    CACHE
-        .get_or_init(|| rustls::server::ServerSessionMemoryCache::new(4096))
-        .clone()
-}
-
 /// The rustls configuration of one terminating listener: its certificates
 /// (chosen per handshake by the client's signature schemes), its client
-/// verifier when frontend validation is configured, and `alpn`.
+/// verifier when frontend validation is configured, `alpn`, and how
+/// sessions are resumed.
 pub fn listener_config(
     certificates: Vec<Arc<rustls::sign::CertifiedKey>>,
     client_verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
     alpn: &[&[u8]],
+    resumption: &sessions::Resumption,
 ) -> Result<Arc<rustls::ServerConfig>, Error> {
     let provider = crate::tls::provider::provider();
     let builder = rustls::ServerConfig::builder_with_provider(provider)
@@ -57,6 +50,8 @@ pub fn listener_config(
     let mut config =
         builder.with_cert_resolver(Arc::new(resolver::ListenerCertificates::new(certificates)));
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    config.session_storage = session_cache();
+    // Our suite order (AES-128-GCM first, see `provider`), not the client's.
+    config.ignore_client_order = true;
+    resumption.apply(&mut config);
     Ok(Arc::new(config))
 }

@@ -33,11 +33,36 @@ impl CmdOut {
 
 /// Runs `program args...` with stdin closed; panics if it takes over `WAIT`.
 pub async fn run<S: AsRef<std::ffi::OsStr>>(program: &str, args: &[S]) -> CmdOut {
-    let fut = Command::new(program)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output();
+    run_with_input(program, args, None).await
+}
+
+/// Runs `program args...` with `input` written to its stdin, which is then
+/// closed (or with stdin closed from the start when `input` is `None`);
+/// panics if it takes over `WAIT`.
+pub async fn run_with_input<S: AsRef<std::ffi::OsStr>>(
+    program: &str,
+    args: &[S],
+    input: Option<&[u8]>,
+) -> CmdOut {
+    use std::process::Stdio;
+    use tokio::io::AsyncWriteExt;
+    let fut = async {
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+            stdin.write_all(input).await?;
+        }
+        child.wait_with_output().await
+    };
     let out = tokio::time::timeout(WAIT, fut)
         .await
         .unwrap_or_else(|_| panic!("{program} did not finish within {WAIT:?}"))

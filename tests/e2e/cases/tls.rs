@@ -62,6 +62,11 @@ async fn quickstart_serves_static_body_over_https_and_redirects_http() {
 /// `*.wild.example.test`, each with its own certificate, both answering from a
 /// StaticResponse.
 async fn sni_gateway(ca: &Ca) -> Gateway {
+    sni_gateway_with_args(ca, &[]).await
+}
+
+/// [`sni_gateway`] with extra `serve` arguments.
+async fn sni_gateway_with_args(ca: &Ca, args: &[&str]) -> Gateway {
     let a = ca.issue(&LeafSpec::new("a", &["a.example.test"]));
     let wild = ca.issue(&LeafSpec::new("wild", &["*.wild.example.test"]));
     let gw = gateway(
@@ -72,14 +77,17 @@ async fn sni_gateway(ca: &Ca) -> Gateway {
         ],
     );
     let route = http_route("hello", "sni", &[], &[("/", static_ref("hello"))]);
-    Gateway::start(&[
-        ("gateway.yaml", docs(&[CLASS.to_string(), gw])),
-        ("route.yaml", docs(&[route, static_response("hello", "hi")])),
-        (
-            "secrets.yaml",
-            docs(&[tls_secret("cert-a", &a), tls_secret("cert-wild", &wild)]),
-        ),
-    ])
+    Gateway::start_with_args(
+        &[
+            ("gateway.yaml", docs(&[CLASS.to_string(), gw])),
+            ("route.yaml", docs(&[route, static_response("hello", "hi")])),
+            (
+                "secrets.yaml",
+                docs(&[tls_secret("cert-a", &a), tls_secret("cert-wild", &wild)]),
+            ),
+        ],
+        args,
+    )
     .await
 }
 
@@ -219,6 +227,124 @@ async fn tls12_and_tls13_both_work() {
     .await;
     assert!(out.ok(), "curl over TLS 1.2: {out:?}");
     assert_eq!(out.stdout, "hi");
+}
+
+/// Whether `openssl s_client` resumes, on a second connection, the session
+/// it was given on a first one (`version` is `-tls1_2` or `-tls1_3`). Each
+/// connection makes one `Connection: close` request and reads until the
+/// server closes, so TLS 1.3 tickets, which follow the handshake, arrive.
+async fn resumes(gw: &Gateway, version: &str) -> bool {
+    let session = gw.scratch(&format!("session{version}.pem"), b"");
+    let path = session.to_str().expect("utf-8 path");
+    let connect = format!("127.0.0.1:{}", gw.port(443));
+    let request = b"GET / HTTP/1.1\r\nHost: a.example.test\r\nConnection: close\r\n\r\n";
+    let s_client = |session_flag: &'static str| {
+        let connect = connect.clone();
+        async move {
+            let args = [
+                "s_client",
+                "-connect",
+                &connect,
+                "-servername",
+                "a.example.test",
+                version,
+                "-ign_eof",
+                session_flag,
+                path,
+            ];
+            run_with_input("openssl", &args, Some(request)).await
+        }
+    };
+    let first = s_client("-sess_out").await;
+    assert!(
+        first.stdout.contains("New, ") && first.stdout.contains("\r\n\r\nhi"),
+        "first connection: {first:?}"
+    );
+    if std::fs::metadata(&session).map_or(0, |m| m.len()) == 0 {
+        // No ticket or session ID came: nothing to resume with.
+        return false;
+    }
+    let second = s_client("-sess_in").await;
+    let reused = second.stdout.contains("Reused, ");
+    assert!(
+        (reused || second.stdout.contains("New, ")) && second.stdout.contains("\r\n\r\nhi"),
+        "second connection: {second:?}"
+    );
+    reused
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_resume_unless_the_session_cache_is_off() {
+    let ca = Ca::new("resume-ca");
+    let gw = sni_gateway(&ca).await;
+    for version in ["-tls1_3", "-tls1_2"] {
+        assert!(resumes(&gw, version).await, "{version} session not resumed");
+    }
+    let off = sni_gateway_with_args(&ca, &["--tls-session-cache", "0"]).await;
+    for version in ["-tls1_3", "-tls1_2"] {
+        assert!(
+            !resumes(&off, version).await,
+            "{version} session resumed with --tls-session-cache 0"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_prefers_aes_128_gcm_over_the_clients_order() {
+    let ca = Ca::new("suites-ca");
+    let gw = sni_gateway(&ca).await;
+    let port = gw.port(443);
+    let out = s_client(
+        port,
+        &[
+            "-servername",
+            "a.example.test",
+            "-tls1_3",
+            "-ciphersuites",
+            "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256",
+        ],
+    )
+    .await;
+    assert!(
+        out.stdout.contains("Cipher is TLS_AES_128_GCM_SHA256"),
+        "TLS 1.3 suite: {}",
+        out.stdout
+    );
+    // A client without AES-128 still gets a suite it offers.
+    let out = s_client(
+        port,
+        &[
+            "-servername",
+            "a.example.test",
+            "-tls1_3",
+            "-ciphersuites",
+            "TLS_CHACHA20_POLY1305_SHA256",
+        ],
+    )
+    .await;
+    assert!(
+        out.stdout
+            .contains("Cipher is TLS_CHACHA20_POLY1305_SHA256"),
+        "TLS 1.3 suite: {}",
+        out.stdout
+    );
+    let out = s_client(
+        port,
+        &[
+            "-servername",
+            "a.example.test",
+            "-tls1_2",
+            "-cipher",
+            "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256",
+        ],
+    )
+    .await;
+    assert!(
+        out.stdout
+            .contains("Cipher is ECDHE-ECDSA-AES128-GCM-SHA256"),
+        "TLS 1.2 suite: {}",
+        out.stdout
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
