@@ -1,6 +1,7 @@
 //! Log output: `tracing-subscriber`'s text format, or one JSON object per
 //! line ([`JsonFormat`]) for log collectors, filtered by `RUST_LOG`
-//! (default `info`).
+//! (default `info`), with rustls's own warnings off unless asked for
+//! ([`filter_directives`]).
 
 use serde_json::{Map, Value};
 use std::fmt;
@@ -22,9 +23,27 @@ pub enum LogFormat {
     Json,
 }
 
+/// The filter for `RUST_LOG` (`None` when unset): `info` by default, and
+/// `rustls=error` added unless the variable names rustls itself.
+///
+/// rustls warns about what peers send (an IP address as SNI, warning
+/// alerts, an unexpected message), once per handshake, so any client could
+/// write a line per connection; wrk's IP-address SNI cost 2% of a full
+/// handshake's CPU in log formatting and writes. portcullis logs failed
+/// handshakes itself, per connection, at debug level.
+pub fn filter_directives(rust_log: Option<&str>) -> String {
+    match rust_log.map(str::trim).filter(|s| !s.is_empty()) {
+        None => "info,rustls=error".to_string(),
+        Some(v) if v.contains("rustls") => v.to_string(),
+        Some(v) => format!("{v},rustls=error"),
+    }
+}
+
 /// Installs the global subscriber writing to standard error.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let filter = EnvFilter::try_new(filter_directives(rust_log.as_deref()))
+        .unwrap_or_else(|_| EnvFilter::new(filter_directives(None)));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -132,6 +151,21 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn rustls_warnings_are_off_unless_rust_log_names_rustls() {
+        assert_eq!(filter_directives(None), "info,rustls=error");
+        assert_eq!(filter_directives(Some(" ")), "info,rustls=error");
+        assert_eq!(
+            filter_directives(Some("portcullis=debug,info")),
+            "portcullis=debug,info,rustls=error"
+        );
+        assert_eq!(
+            filter_directives(Some("debug,rustls=warn")),
+            "debug,rustls=warn"
+        );
+        assert!(EnvFilter::try_new(filter_directives(Some("warn"))).is_ok());
     }
 
     #[test]

@@ -290,6 +290,35 @@ async fn sessions_resume_unless_the_session_cache_is_off() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ip_address_as_sni_does_not_write_a_warning_per_handshake() {
+    let ca = Ca::new("ip-sni-ca");
+    let any = ca.issue(&LeafSpec::new("any", &["any.example.test"]));
+    let gw = Gateway::start(&[(
+        "all.yaml",
+        docs(&[
+            CLASS.to_string(),
+            gateway("any", &[https_listener("any", 443, None, &["cert-any"])]),
+            tls_secret("cert-any", &any),
+        ]),
+    )])
+    .await;
+    for _ in 0..3 {
+        // RFC 6066 forbids IP addresses in SNI; wrk and others send them.
+        let out = s_client(gw.port(443), &["-servername", "127.0.0.1"]).await;
+        assert!(served_subject(&out).is_some(), "handshake: {out:?}");
+    }
+    let log = gw.log_text();
+    assert!(
+        log.matches("TLS established").count() >= 3,
+        "the handshakes are not in the log (debug level): {log}"
+    );
+    assert!(
+        !log.contains("Illegal SNI"),
+        "rustls warned about each client's SNI: {log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_prefers_aes_128_gcm_over_the_clients_order() {
     let ca = Ca::new("suites-ca");
     let gw = sni_gateway(&ca).await;
