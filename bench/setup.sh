@@ -2,7 +2,7 @@
 # Installs what bench/run.py drives (Debian packages), when missing.
 set -euo pipefail
 missing=()
-for pair in wrk:wrk h2load:nghttp2-client haproxy:haproxy nginx:nginx taskset:util-linux openssl:openssl; do
+for pair in valgrind:valgrind wrk:wrk h2load:nghttp2-client haproxy:haproxy nginx:nginx taskset:util-linux openssl:openssl; do
     PATH="$PATH:/usr/sbin" command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
