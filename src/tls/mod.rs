@@ -2,8 +2,9 @@
 //! ([`client_hello`]), listener selection and certificate choice
 //! ([`resolver`]), the rustls server configuration of each terminating
 //! listener ([`listener_config`]) with client-certificate validation
-//! ([`client_auth`]) and session resumption ([`sessions`]), TLS toward backends ([`backend`]) and the crypto
-//! provider all of them use ([`provider`]).
+//! ([`client_auth`]) and session resumption ([`sessions`]), TLS toward
+//! backends ([`backend`]) and the crypto provider all of them use
+//! ([`provider`]).
 //!
 //! Sockets and handshakes themselves live in `crate::server`.
 

@@ -229,48 +229,49 @@ async fn tls12_and_tls13_both_work() {
     assert_eq!(out.stdout, "hi");
 }
 
-/// Whether `openssl s_client` resumes, on a second connection, the session
-/// it was given on a first one (`version` is `-tls1_2` or `-tls1_3`). Each
-/// connection makes one `Connection: close` request and reads until the
-/// server closes, so TLS 1.3 tickets, which follow the handshake, arrive.
-async fn resumes(gw: &Gateway, version: &str) -> bool {
-    let session = gw.scratch(&format!("session{version}.pem"), b"");
-    let path = session.to_str().expect("utf-8 path");
+/// One `openssl s_client` connection to `gw`'s port 443 making a
+/// `Connection: close` request and reading until the server closes (so TLS
+/// 1.3 tickets, which follow the handshake, arrive), with `session_flag`
+/// (`-sess_out` or `-sess_in`) on `session`; `version` is `-tls1_2` or
+/// `-tls1_3`. Returns whether the session was resumed.
+async fn s_client_session(gw: &Gateway, version: &str, session_flag: &str, session: &Path) -> bool {
     let connect = format!("127.0.0.1:{}", gw.port(443));
+    let args = [
+        "s_client",
+        "-connect",
+        &connect,
+        "-servername",
+        "a.example.test",
+        version,
+        "-ign_eof",
+        session_flag,
+        session.to_str().expect("utf-8 path"),
+    ];
     let request = b"GET / HTTP/1.1\r\nHost: a.example.test\r\nConnection: close\r\n\r\n";
-    let s_client = |session_flag: &'static str| {
-        let connect = connect.clone();
-        async move {
-            let args = [
-                "s_client",
-                "-connect",
-                &connect,
-                "-servername",
-                "a.example.test",
-                version,
-                "-ign_eof",
-                session_flag,
-                path,
-            ];
-            run_with_input("openssl", &args, Some(request)).await
-        }
-    };
-    let first = s_client("-sess_out").await;
+    let out = run_with_input("openssl", &args, Some(request)).await;
+    let reused = out.stdout.contains("Reused, ");
     assert!(
-        first.stdout.contains("New, ") && first.stdout.contains("\r\n\r\nhi"),
-        "first connection: {first:?}"
-    );
-    if std::fs::metadata(&session).map_or(0, |m| m.len()) == 0 {
-        // No ticket or session ID came: nothing to resume with.
-        return false;
-    }
-    let second = s_client("-sess_in").await;
-    let reused = second.stdout.contains("Reused, ");
-    assert!(
-        (reused || second.stdout.contains("New, ")) && second.stdout.contains("\r\n\r\nhi"),
-        "second connection: {second:?}"
+        (reused || out.stdout.contains("New, ")) && out.stdout.contains("\r\n\r\nhi"),
+        "connection with {session_flag}: {out:?}"
     );
     reused
+}
+
+/// A session from a first connection, or `None` when the server gave none
+/// to resume with (no ticket, no session ID).
+async fn new_session(gw: &Gateway, version: &str, name: &str) -> Option<std::path::PathBuf> {
+    let session = gw.scratch(&format!("{name}{version}.pem"), b"");
+    let resumed = s_client_session(gw, version, "-sess_out", &session).await;
+    assert!(!resumed, "a first connection cannot resume");
+    (std::fs::metadata(&session).map_or(0, |m| m.len()) > 0).then_some(session)
+}
+
+/// Whether a second connection resumes the session of a first one.
+async fn resumes(gw: &Gateway, version: &str) -> bool {
+    match new_session(gw, version, "session").await {
+        Some(session) => s_client_session(gw, version, "-sess_in", &session).await,
+        None => false,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -287,6 +288,30 @@ async fn sessions_resume_unless_the_session_cache_is_off() {
             "{version} session resumed with --tls-session-cache 0"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_survive_a_reload() {
+    let ca = Ca::new("resume-reload-ca");
+    let gw = sni_gateway(&ca).await;
+    let generation = |s: &serde_json::Value| s["generation"].as_u64().unwrap_or(0);
+    let before = generation(&gw.status().await);
+    let session = new_session(&gw, "-tls1_3", "reload")
+        .await
+        .expect("a TLS 1.3 ticket");
+    // A reload rebuilds every listener's rustls configuration.
+    gw.write(
+        "more.yaml",
+        &docs(&[
+            http_route("more", "sni", &[], &[("/more", static_ref("more"))]),
+            static_response("more", "more"),
+        ]),
+    );
+    gw.wait_status("a reload", |s| generation(s) > before).await;
+    assert!(
+        s_client_session(&gw, "-tls1_3", "-sess_in", &session).await,
+        "a session from before the reload was not resumed after it"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
