@@ -8,6 +8,7 @@
 //! | [`model`] | typed snapshot of input objects ([`model::Resources`]) and loading from YAML |
 //! | [`compile`] | pure `Resources -> (Dataplane, Status)`: all Gateway API semantics |
 //! | [`dataplane`] | the compiled, immutable data plane: binds, listeners, route tables, filters |
+//! | [`hashing`] | the hash map of the request path ([`hashing::FastMap`]) |
 //! | [`hostname`] | hostname matching and intersection rules |
 //! | [`status`] | status conditions as data |
 //! | [`tls`] | certificate parsing, SNI certificate resolution |
@@ -31,6 +32,7 @@
 pub mod admin;
 pub mod compile;
 pub mod dataplane;
+pub mod hashing;
 pub mod hostname;
 pub mod issuer;
 pub mod metrics;

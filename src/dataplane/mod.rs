@@ -107,8 +107,8 @@ impl Bind {
 /// (`*.example.com` is stored as `.example.com`) and the catch-all.
 #[derive(Debug, Default)]
 pub struct HostIndex {
-    exact: std::collections::HashMap<String, usize>,
-    wildcard: std::collections::HashMap<String, usize>,
+    exact: crate::hashing::FastMap<String, usize>,
+    wildcard: crate::hashing::FastMap<String, usize>,
     catch_all: Option<usize>,
 }
 

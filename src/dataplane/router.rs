@@ -40,8 +40,8 @@ mod matching;
 mod tests;
 
 use super::Rule;
+use crate::hashing::FastMap;
 use std::cmp::Reverse;
-use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -138,9 +138,9 @@ pub struct RouteTable {
     /// Every entry, grouped by hostname, each group in precedence order.
     pub(crate) entries: Vec<RouteEntry>,
     /// Exact hostname → its group.
-    exact_hosts: HashMap<Box<str>, HostGroup>,
+    exact_hosts: FastMap<Box<str>, HostGroup>,
     /// Wildcard suffix (`.example.com` for `*.example.com`) → its group.
-    wildcard_hosts: HashMap<Box<str>, HostGroup>,
+    wildcard_hosts: FastMap<Box<str>, HostGroup>,
     /// Entries without hostname.
     catch_all: HostGroup,
 }
@@ -163,9 +163,9 @@ pub struct RequestView<'a> {
 #[derive(Debug, Default)]
 struct HostGroup {
     /// `Exact` path value → entries.
-    exact: HashMap<Box<str>, Box<[u32]>>,
+    exact: FastMap<Box<str>, Box<[u32]>>,
     /// `PathPrefix` value without trailing `/` (empty for `/`) → entries.
-    prefix: HashMap<Box<str>, Box<[u32]>>,
+    prefix: FastMap<Box<str>, Box<[u32]>>,
     /// `RegularExpression` entries.
     regex: Box<[u32]>,
 }
@@ -334,8 +334,8 @@ fn normalized_host(host: &str) -> std::borrow::Cow<'_, str> {
 impl HostGroup {
     /// Indexes `entries[range]` (one hostname, already in precedence order).
     fn build(entries: &[RouteEntry], range: Range<usize>) -> Self {
-        let mut exact: HashMap<Box<str>, Vec<u32>> = HashMap::new();
-        let mut prefix: HashMap<Box<str>, Vec<u32>> = HashMap::new();
+        let mut exact: FastMap<Box<str>, Vec<u32>> = FastMap::default();
+        let mut prefix: FastMap<Box<str>, Vec<u32>> = FastMap::default();
         let mut regex = Vec::new();
         for i in range {
             // Route tables hold far fewer than 2^32 entries.
@@ -346,7 +346,7 @@ impl HostGroup {
                 PathMatch::Regex(_) => regex.push(idx),
             }
         }
-        let boxed = |m: HashMap<Box<str>, Vec<u32>>| {
+        let boxed = |m: FastMap<Box<str>, Vec<u32>>| {
             m.into_iter()
                 .map(|(k, v)| (k, v.into_boxed_slice()))
                 .collect()

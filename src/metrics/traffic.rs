@@ -19,13 +19,13 @@ use super::histogram::{Histogram, REQUEST_SECONDS};
 use crate::dataplane::{
     BackendTarget, BindProtocol, Dataplane, Listener, Rule, StreamMode, WeightedBackend,
 };
+use crate::hashing::FastMap;
 use arc_swap::ArcSwap;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -281,9 +281,9 @@ impl RequestTarget {
 pub struct Snapshot {
     /// The dataplane the handles belong to.
     pub(crate) dataplane: Arc<Dataplane>,
-    listeners: HashMap<usize, Arc<ListenerHandles>>,
-    routes: HashMap<(usize, usize, Option<usize>), RouteHandles>,
-    sockets: HashMap<SocketAddr, Arc<SocketHandles>>,
+    listeners: FastMap<usize, Arc<ListenerHandles>>,
+    routes: FastMap<(usize, usize, Option<usize>), RouteHandles>,
+    sockets: FastMap<SocketAddr, Arc<SocketHandles>>,
 }
 
 #[derive(Debug, Clone, Copy)]

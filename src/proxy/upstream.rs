@@ -12,13 +12,13 @@ use super::errors::Error;
 use super::retry::Outcome;
 use super::ProxyBody;
 use crate::dataplane::{Upstream, UpstreamProtocol};
+use crate::hashing::FastMap;
 use crate::model::ObjectKey;
 use arc_swap::ArcSwap;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -28,7 +28,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The client side of the proxy: every connection to every backend.
 pub struct Upstreams {
     http1: super::upstream_h1::H1Pool,
-    h2c: ArcSwap<HashMap<SocketAddr, http2::SendRequest<ProxyBody>>>,
+    h2c: ArcSwap<FastMap<SocketAddr, http2::SendRequest<ProxyBody>>>,
     tls: super::upstream_tls::TlsPool,
 }
 
@@ -43,7 +43,7 @@ impl Upstreams {
     pub fn new() -> Self {
         Upstreams {
             http1: super::upstream_h1::H1Pool::default(),
-            h2c: ArcSwap::from_pointee(HashMap::new()),
+            h2c: ArcSwap::from_pointee(FastMap::default()),
             tls: super::upstream_tls::TlsPool::default(),
         }
     }
@@ -135,7 +135,7 @@ impl Upstreams {
         });
         let fresh = sender.clone();
         self.h2c.rcu(|map| {
-            let mut map = HashMap::clone(map);
+            let mut map = FastMap::clone(map);
             map.retain(|_, s| !s.is_closed());
             map.insert(addr, fresh.clone());
             map

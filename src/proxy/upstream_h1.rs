@@ -11,11 +11,11 @@
 use super::errors::Error;
 use super::upstream::{classify, FailureKind, CONNECT_TIMEOUT};
 use super::ProxyBody;
+use crate::hashing::FastMap;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -35,7 +35,7 @@ struct Pooled {
 /// Every cleartext HTTP/1.1 connection to every backend endpoint.
 #[derive(Default)]
 pub struct H1Pool {
-    conns: Mutex<HashMap<SocketAddr, Vec<Pooled>>>,
+    conns: Mutex<FastMap<SocketAddr, Vec<Pooled>>>,
 }
 
 impl H1Pool {

@@ -12,13 +12,13 @@ use super::errors::Error;
 use super::upstream::{classify, CONNECT_TIMEOUT};
 use super::ProxyBody;
 use crate::dataplane::UpstreamTls;
+use crate::hashing::FastMap;
 use crate::model::ObjectKey;
 use arc_swap::ArcSwap;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -65,8 +65,8 @@ struct Idle {
 /// Every TLS connection to every backend.
 #[derive(Default)]
 pub struct TlsPool {
-    idle: Arc<Mutex<HashMap<PoolKey, Vec<Idle>>>>,
-    h2: ArcSwap<HashMap<PoolKey, H2Entry>>,
+    idle: Arc<Mutex<FastMap<PoolKey, Vec<Idle>>>>,
+    h2: ArcSwap<FastMap<PoolKey, H2Entry>>,
 }
 
 impl TlsPool {
@@ -193,7 +193,7 @@ impl TlsPool {
         });
         let fresh = sender.clone();
         self.h2.rcu(|map| {
-            let mut map = HashMap::clone(map);
+            let mut map = FastMap::clone(map);
             map.retain(|_, (_, s)| !s.is_closed());
             map.insert(key, (config.clone(), fresh.clone()));
             map
