@@ -89,19 +89,6 @@ def rss_kib(pids):
     return total
 
 
-def wait_port_free(port, timeout=30):
-    import socket
-
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                time.sleep(0.1)
-        except OSError:
-            return
-    raise RuntimeError(f"{port} still listens")
-
-
 def children(pid):
     try:
         out = run(["pgrep", "-P", str(pid)]).stdout.split()
@@ -110,17 +97,22 @@ def children(pid):
         return []
 
 
-def wait_port(port, timeout=15):
+def wait_port(port, timeout=15, listening=True):
+    """Waits until something listens on `port` (or, with listening=False,
+    until nothing does)."""
     import socket
 
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
+                up = True
         except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
+            up = False
+        if up == listening:
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{port}: {'nothing listens' if listening else 'still listens'}")
 
 
 class Env:
@@ -180,7 +172,7 @@ class Env:
         cmd, cpu, ports = self.started[name]
         self.stop(name)
         for p in ports:
-            wait_port_free(p)
+            wait_port(p, 30, listening=False)
         return self.start(name, cmd + list(extra), cpu, ports, wrapper, wait=120)
 
     def pids(self, name):
@@ -189,16 +181,8 @@ class Env:
         return [proc.pid] + children(proc.pid)
 
     def stop_all(self):
-        for proc in self.procs.values():
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        for name in list(self.procs):
+            self.stop(name)
 
     def backend(self):
         t = self.tmp

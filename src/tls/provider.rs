@@ -21,14 +21,20 @@ pub const NAME: &str = "aws-lc-rs";
 pub fn provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
     PROVIDER
-        .get_or_init(|| {
-            #[cfg(not(feature = "aws-lc-rs"))]
-            let provider = rustls::crypto::ring::default_provider();
-            #[cfg(feature = "aws-lc-rs")]
-            let provider = rustls::crypto::aws_lc_rs::default_provider();
-            Arc::new(prefer_aes_128(provider))
-        })
+        .get_or_init(|| Arc::new(prefer_aes_128(compiled_in())))
         .clone()
+}
+
+/// The compiled-in provider with its own defaults.
+#[cfg(not(feature = "aws-lc-rs"))]
+fn compiled_in() -> CryptoProvider {
+    rustls::crypto::ring::default_provider()
+}
+
+/// The compiled-in provider with its own defaults.
+#[cfg(feature = "aws-lc-rs")]
+fn compiled_in() -> CryptoProvider {
+    rustls::crypto::aws_lc_rs::default_provider()
 }
 
 /// `provider` with AES-128-GCM suites ahead of AES-256-GCM and then
@@ -80,11 +86,7 @@ mod tests {
     fn aes_128_comes_first_and_no_suite_is_lost() {
         use rustls::CipherSuite as S;
         let suites: Vec<S> = provider().cipher_suites.iter().map(|s| s.suite()).collect();
-        #[cfg(not(feature = "aws-lc-rs"))]
-        let default = rustls::crypto::ring::default_provider();
-        #[cfg(feature = "aws-lc-rs")]
-        let default = rustls::crypto::aws_lc_rs::default_provider();
-        assert_eq!(suites.len(), default.cipher_suites.len());
+        assert_eq!(suites.len(), compiled_in().cipher_suites.len());
         let tls13: Vec<S> = suites
             .iter()
             .copied()

@@ -34,13 +34,8 @@ impl Resumption {
         }
     }
 
-    /// Whether sessions are resumed at all.
-    pub fn enabled(&self) -> bool {
-        self.store.is_some()
-    }
-
-    /// Sets `config` to store sessions here and to issue TLS 1.3 tickets, or
-    /// to neither.
+    /// Sets a freshly built `config` to store sessions here and to issue
+    /// rustls's default TLS 1.3 tickets, or to neither.
     pub(crate) fn apply(&self, config: &mut rustls::ServerConfig) {
         match &self.store {
             Some(store) => config.session_storage = store.clone(),
@@ -83,7 +78,7 @@ impl Eq for Resumption {}
 
 /// A bounded map of session IDs to encoded sessions that forgets the oldest
 /// insertion first.
-pub struct SessionStore {
+struct SessionStore {
     max: usize,
     inner: Mutex<Entries>,
 }
@@ -100,9 +95,9 @@ struct Entries {
 
 impl SessionStore {
     /// An empty store holding at most `max` sessions.
-    pub fn new(max: usize) -> Self {
+    fn new(max: usize) -> Self {
         Self {
-            max: max.max(1),
+            max,
             inner: Mutex::new(Entries::default()),
         }
     }
@@ -114,13 +109,9 @@ impl SessionStore {
     }
 
     /// How many sessions are held.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.entries().map.len()
-    }
-
-    /// Whether no session is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -187,7 +178,7 @@ mod tests {
         assert_eq!(s.get(&key(1)).as_deref(), Some(&b"one"[..]));
         assert_eq!(s.take(&key(1)).as_deref(), Some(&b"one"[..]));
         assert_eq!(s.take(&key(1)), None);
-        assert!(s.is_empty());
+        assert_eq!(s.len(), 0);
     }
 
     #[test]
@@ -230,21 +221,27 @@ mod tests {
         assert!(e.order.len() <= 16, "order queue holds {}", e.order.len());
     }
 
-    #[test]
-    fn zero_entries_turns_resumption_off() {
-        let off = Resumption::new(0);
-        assert!(!off.enabled());
-        let provider = crate::tls::provider::provider();
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    /// A server configuration as `listener_config` builds it, before
+    /// resumption is applied.
+    fn fresh_config() -> rustls::ServerConfig {
+        rustls::ServerConfig::builder_with_provider(crate::tls::provider::provider())
             .with_safe_default_protocol_versions()
             .expect("default versions")
             .with_no_client_auth()
-            .with_cert_resolver(Arc::new(rustls::server::ResolvesServerCertUsingSni::new()));
-        off.apply(&mut config);
+            .with_cert_resolver(Arc::new(rustls::server::ResolvesServerCertUsingSni::new()))
+    }
+
+    #[test]
+    fn zero_entries_turns_resumption_off() {
+        let mut config = fresh_config();
+        Resumption::new(0).apply(&mut config);
         assert_eq!(config.send_tls13_tickets, 0);
         assert!(!config.session_storage.can_cache());
+
         let on = Resumption::new(16);
+        let mut config = fresh_config();
         on.apply(&mut config);
+        assert!(config.send_tls13_tickets > 0);
         assert!(config.session_storage.can_cache());
         assert_eq!(on, on.clone());
         assert_ne!(on, Resumption::new(16));

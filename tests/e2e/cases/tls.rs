@@ -138,27 +138,29 @@ async fn sni_selects_certificate_for_exact_and_wildcard_listeners() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_sni_with_a_single_listener_gets_its_certificate() {
-    let ca = Ca::new("nosni-ca");
-    let only = ca.issue(&LeafSpec::new("only", &["only.example.test"]));
-    let gw = Gateway::start(&[(
+/// A Gateway with one HTTPS listener `name` on port 443 for `hostname`
+/// (none: any), serving a certificate for `{name}.example.test`.
+async fn one_listener_gateway(ca: &Ca, name: &str, hostname: Option<&str>) -> Gateway {
+    let leaf = ca.issue(&LeafSpec::new(name, &[&format!("{name}.example.test")]));
+    let secret = format!("cert-{name}");
+    Gateway::start(&[(
         "all.yaml",
         docs(&[
             CLASS.to_string(),
             gateway(
                 "one",
-                &[https_listener(
-                    "only",
-                    443,
-                    Some("only.example.test"),
-                    &["cert-only"],
-                )],
+                &[https_listener(name, 443, hostname, &[secret.as_str()])],
             ),
-            tls_secret("cert-only", &only),
+            tls_secret(&secret, &leaf),
         ]),
     )])
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_sni_with_a_single_listener_gets_its_certificate() {
+    let ca = Ca::new("nosni-ca");
+    let gw = one_listener_gateway(&ca, "only", Some("only.example.test")).await;
     let out = s_client(gw.port(443), &["-noservername"]).await;
     let subject = served_subject(&out).unwrap_or_default();
     assert!(
@@ -317,16 +319,7 @@ async fn sessions_survive_a_reload() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ip_address_as_sni_does_not_write_a_warning_per_handshake() {
     let ca = Ca::new("ip-sni-ca");
-    let any = ca.issue(&LeafSpec::new("any", &["any.example.test"]));
-    let gw = Gateway::start(&[(
-        "all.yaml",
-        docs(&[
-            CLASS.to_string(),
-            gateway("any", &[https_listener("any", 443, None, &["cert-any"])]),
-            tls_secret("cert-any", &any),
-        ]),
-    )])
-    .await;
+    let gw = one_listener_gateway(&ca, "any", None).await;
     for _ in 0..3 {
         // RFC 6066 forbids IP addresses in SNI; wrk and others send them.
         let out = s_client(gw.port(443), &["-servername", "127.0.0.1"]).await;
@@ -347,58 +340,38 @@ async fn an_ip_address_as_sni_does_not_write_a_warning_per_handshake() {
 async fn the_server_prefers_aes_128_gcm_over_the_clients_order() {
     let ca = Ca::new("suites-ca");
     let gw = sni_gateway(&ca).await;
-    let port = gw.port(443);
-    let out = s_client(
-        port,
-        &[
-            "-servername",
-            "a.example.test",
+    // (version, how the client lists its suites, what it offers, what the
+    // server must choose)
+    let cases = [
+        (
             "-tls1_3",
             "-ciphersuites",
             "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256",
-        ],
-    )
-    .await;
-    assert!(
-        out.stdout.contains("Cipher is TLS_AES_128_GCM_SHA256"),
-        "TLS 1.3 suite: {}",
-        out.stdout
-    );
-    // A client without AES-128 still gets a suite it offers.
-    let out = s_client(
-        port,
-        &[
-            "-servername",
-            "a.example.test",
+            "TLS_AES_128_GCM_SHA256",
+        ),
+        // A client without AES-128 still gets a suite it offers.
+        (
             "-tls1_3",
             "-ciphersuites",
             "TLS_CHACHA20_POLY1305_SHA256",
-        ],
-    )
-    .await;
-    assert!(
-        out.stdout
-            .contains("Cipher is TLS_CHACHA20_POLY1305_SHA256"),
-        "TLS 1.3 suite: {}",
-        out.stdout
-    );
-    let out = s_client(
-        port,
-        &[
-            "-servername",
-            "a.example.test",
+            "TLS_CHACHA20_POLY1305_SHA256",
+        ),
+        (
             "-tls1_2",
             "-cipher",
             "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256",
-        ],
-    )
-    .await;
-    assert!(
-        out.stdout
-            .contains("Cipher is ECDHE-ECDSA-AES128-GCM-SHA256"),
-        "TLS 1.2 suite: {}",
-        out.stdout
-    );
+            "ECDHE-ECDSA-AES128-GCM-SHA256",
+        ),
+    ];
+    for (version, flag, offered, chosen) in cases {
+        let args = ["-servername", "a.example.test", version, flag, offered];
+        let out = s_client(gw.port(443), &args).await;
+        assert!(
+            out.stdout.contains(&format!("Cipher is {chosen}")),
+            "offered {offered}, want {chosen}: {}",
+            out.stdout
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
