@@ -140,6 +140,21 @@ pub async fn run(
     tracing::info!(%bind, "stopped accepting");
 }
 
+/// The two ends of an accepted connection, for PROXY protocol headers. The
+/// local address is asked of the kernel (`getsockname`) only when the bind
+/// is a wildcard; a specific bind address is the connection's own.
+fn peers(stream: &TcpStream, bind: SocketAddr, remote: SocketAddr) -> super::stream::Peers {
+    let local = if bind.ip().is_unspecified() {
+        stream.local_addr().unwrap_or(bind)
+    } else {
+        bind
+    };
+    super::stream::Peers {
+        client: remote,
+        local,
+    }
+}
+
 /// One connection's task. Its future's size is reserved for the whole
 /// connection, so the stream relays (the largest legs) are boxed and an
 /// HTTP connection does not pay for them.
@@ -152,12 +167,6 @@ async fn serve(
     drain: watch::Receiver<()>,
 ) {
     let protocol = ctx.dataplane.load().bind(bind).map(|b| b.protocol);
-    // The concrete local address (the bind may be a wildcard), for PROXY
-    // protocol headers.
-    let peers = super::stream::Peers {
-        client: remote,
-        local: stream.local_addr().unwrap_or(bind),
-    };
     match protocol {
         None | Some(BindProtocol::Udp) => tracing::debug!("socket no longer configured; closing"),
         Some(BindProtocol::Tcp) => {
@@ -175,6 +184,7 @@ async fn serve(
                         .traffic()
                         .listener(&dataplane, listener)
                         .connection();
+                    let peers = peers(&stream, bind, remote);
                     let relay = Box::pin(super::stream::forward(
                         stream,
                         Vec::new(),
@@ -279,6 +289,7 @@ async fn serve(
                 .filter(|s| s.mode == StreamMode::Passthrough)
             {
                 handshakes.passed_through();
+                let peers = peers(&stream, bind, remote);
                 let relay = Box::pin(super::stream::forward(
                     stream,
                     bytes,
@@ -297,6 +308,11 @@ async fn serve(
                 super::hello::refuse(&mut stream).await;
                 return;
             };
+            // Only stream routes send PROXY protocol headers.
+            let stream_peers = listener
+                .streams
+                .as_ref()
+                .map(|_| peers(&stream, bind, remote));
             let stream = super::hello::Prefixed::new(bytes, stream);
             let acceptor = TlsAcceptor::from(config);
             // Boxed (and bound first, so no temporary keeps the unboxed
@@ -327,7 +343,7 @@ async fn serve(
                 }
             };
             tracing::debug!(sni = sni.as_deref().unwrap_or("-"), listener = %listener.key, "TLS established");
-            if let Some(streams) = &listener.streams {
+            if let (Some(streams), Some(peers)) = (&listener.streams, stream_peers) {
                 // A TLS listener in Terminate mode: the decrypted bytes go
                 // to the TLSRoute backend as a plain (or re-encrypted) stream.
                 let relay = Box::pin(super::stream::forward(
@@ -375,6 +391,21 @@ fn record(ctx: &ConnContext, failure: Option<StreamFailure>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn local_address_comes_from_the_kernel_only_for_wildcard_binds() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let client = TcpStream::connect(addr).await.expect("connect");
+        let (stream, remote) = listener.accept().await.expect("accept");
+        assert_eq!(remote, client.local_addr().expect("client address"));
+        let wildcard = SocketAddr::from(([0, 0, 0, 0], addr.port()));
+        let asked = peers(&stream, wildcard, remote);
+        assert_eq!((asked.client, asked.local), (remote, addr));
+        // A specific bind is taken as it is (no system call).
+        let specific = SocketAddr::from(([127, 0, 0, 2], addr.port()));
+        assert_eq!(peers(&stream, specific, remote).local, specific);
+    }
 
     /// A connection's task is allocated once at the size of its largest
     /// state and kept for the connection's life, idle or not. The handshake,
