@@ -46,6 +46,27 @@ static HOP_BY_HOP: [HeaderName; HOP_BY_HOP_COUNT] = [
     header::UPGRADE,
 ];
 
+/// Where `name` is in [`HOP_BY_HOP`], or `HOP_BY_HOP_COUNT` for `TE`.
+///
+/// One match on the lower-case name: most names differ from every entry in
+/// length, which is all it compares for them. (Comparing `HeaderName`s one
+/// by one cost ~100 instructions per header.)
+fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
+    let index = match name.as_str() {
+        "connection" => 0,
+        "keep-alive" => 1,
+        "proxy-connection" => 2,
+        "proxy-authenticate" => 3,
+        "proxy-authorization" => 4,
+        "transfer-encoding" => 5,
+        "upgrade" => 6,
+        "te" => HOP_BY_HOP_COUNT,
+        _ => return None,
+    };
+    debug_assert!(index == HOP_BY_HOP_COUNT || HOP_BY_HOP[index] == name);
+    Some(index)
+}
+
 /// Removes hop-by-hop headers: the fixed list, every header the `Connection`
 /// header names, and `TE` unless it asks for `trailers` (which gRPC needs, and
 /// which is then reduced to exactly `trailers`). With `keep_upgrade` (a
@@ -58,17 +79,17 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     let mut present = [false; HOP_BY_HOP_COUNT];
     let mut te = false;
     for name in headers.keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
-            present[i] = true;
-        } else if name == header::TE {
-            te = true;
+        match hop_by_hop_index(name) {
+            Some(i) if i < HOP_BY_HOP_COUNT => present[i] = true,
+            Some(_) => te = true,
+            None => {}
         }
     }
     // `present[0]` is `Connection`: the headers it names go too. Names on
     // the fixed list are left to the loop below, and only tokens naming a
     // header that is there are turned into names (usually none: the value
     // is `keep-alive` or `close`).
-    if present[0] {
+    if present[0] && !only_keep_alive_or_close(headers) {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
@@ -108,6 +129,15 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
             headers.insert(header::TE, HeaderValue::from_static("trailers"));
         }
     }
+}
+
+/// Whether every `Connection` value is just `keep-alive` or `close` (what
+/// nearly every peer sends), which names no header beyond the fixed list.
+fn only_keep_alive_or_close(headers: &HeaderMap) -> bool {
+    headers.get_all(header::CONNECTION).iter().all(|v| {
+        let v = v.as_bytes();
+        v.eq_ignore_ascii_case(b"keep-alive") || v.eq_ignore_ascii_case(b"close")
+    })
 }
 
 /// Adds the client (its address as a header value, see
@@ -178,19 +208,21 @@ pub fn is_websocket_upgrade(version: http::Version, headers: &HeaderMap) -> bool
     if version > http::Version::HTTP_11 {
         return false;
     }
-    let connection_upgrade = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    // `Upgrade` first: almost no request has it, and then one lookup
+    // answers.
     let upgrade_websocket = headers
         .get_all(header::UPGRADE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case("websocket"));
-    connection_upgrade && upgrade_websocket
+    upgrade_websocket
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
 }
 
 #[cfg(test)]
@@ -222,11 +254,50 @@ mod tests {
     }
 
     #[test]
+    fn every_hop_by_hop_name_and_only_those_are_recognised() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_by_hop_index(name), Some(i), "{name}");
+        }
+        assert_eq!(hop_by_hop_index(&header::TE), Some(HOP_BY_HOP_COUNT));
+        // Same lengths as entries, and prefixes of them, are not hop-by-hop.
+        for other in [
+            "user-agent",
+            "connectio",
+            "tk",
+            "upgrades",
+            "proxy-authenticatf",
+        ] {
+            let name = HeaderName::from_bytes(other.as_bytes()).expect("valid name");
+            assert_eq!(hop_by_hop_index(&name), None, "{other}");
+        }
+        let mut h = map(&[
+            ("proxy-authenticate", "Basic"),
+            ("proxy-authorization", "Basic eA=="),
+            ("x-kept", "yes"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1);
+    }
+
+    #[test]
     fn headers_named_by_connection_go_whatever_their_case() {
         let mut h = map(&[
             ("connection", "close, X-Private ,te"),
             ("x-private", "1"),
             ("te", "trailers"),
+            ("x-kept", "yes"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h["x-kept"], "yes");
+        // `Keep-Alive` alone, then with a name in a second `Connection` line.
+        let mut h = map(&[("connection", "Keep-Alive"), ("x-kept", "yes")]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1);
+        let mut h = map(&[
+            ("connection", "keep-alive"),
+            ("connection", "x-private"),
+            ("x-private", "1"),
             ("x-kept", "yes"),
         ]);
         strip_hop_by_hop(&mut h, false);

@@ -476,16 +476,19 @@ impl<'a> Exchange<'a> {
     }
 
     /// The head to send upstream (and to mirrors).
+    /// The request head to send upstream. Takes the headers, path and host
+    /// out of the exchange: only the response edits and CORS are used after.
     fn outbound_head(&mut self, method: Method) -> OutboundHead {
         self.headers.remove(header::HOST);
-        let path_and_query = match &self.query {
-            Some(q) => format!("{}?{}", self.path, q),
-            None => self.path.clone(),
-        };
+        let mut path_and_query = std::mem::take(&mut self.path);
+        if let Some(q) = &self.query {
+            path_and_query.push('?');
+            path_and_query.push_str(q);
+        }
         OutboundHead {
             method,
             path_and_query,
-            host: self.host.clone(),
+            host: self.host.take(),
             headers: std::mem::take(&mut self.headers),
         }
     }
