@@ -475,9 +475,9 @@ impl<'a> Exchange<'a> {
         None
     }
 
-    /// The head to send upstream (and to mirrors).
-    /// The request head to send upstream. Takes the headers, path and host
-    /// out of the exchange: only the response edits and CORS are used after.
+    /// The head to send upstream (and to mirrors). Takes the headers, path
+    /// and host out of the exchange: only the response edits and CORS are
+    /// used after it.
     fn outbound_head(&mut self, method: Method) -> OutboundHead {
         self.headers.remove(header::HOST);
         let mut path_and_query = std::mem::take(&mut self.path);
