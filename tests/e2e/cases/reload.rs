@@ -206,3 +206,70 @@ async fn established_connection_survives_reload() {
         "the connection was closed by the reload"
     );
 }
+
+/// A Kubernetes ConfigMap volume (what the Helm chart mounts): every file is
+/// a symlink into `..data`, itself a symlink to a hidden timestamped
+/// directory, and kubelet updates by swapping `..data` in one rename. The
+/// manifests are read once (not again through the hidden directories) and
+/// the swap is applied like any edit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_map_volume_is_read_once_and_its_swap_reloads() {
+    let dir = tempfile::tempdir().expect("config dir");
+    let version = |n: u32| {
+        let hidden = dir.path().join(format!("..2026_11_27_v{n}"));
+        std::fs::create_dir(&hidden).expect("version dir");
+        let manifests = docs(&[
+            CLASS.to_string(),
+            gateway("cm", &[http_listener("web", 80, None)]),
+            http_route("hello", "cm", &[], &[("/", static_ref("hello"))]),
+            static_response("hello", &format!("version {n}")),
+        ]);
+        std::fs::write(hidden.join("gateway.yaml"), manifests).expect("write");
+        hidden
+    };
+    let v1 = version(1);
+    std::os::unix::fs::symlink(v1.file_name().expect("name"), dir.path().join("..data"))
+        .expect("..data");
+    std::os::unix::fs::symlink("..data/gateway.yaml", dir.path().join("gateway.yaml"))
+        .expect("file link");
+    let gw = Gateway::start_dir(dir.path()).await;
+    let addr = gw.addr(80);
+    let body = || async move {
+        http_get(addr, "cm.example.test", "/")
+            .await
+            .ok()
+            .map(|(_, _, body)| String::from_utf8_lossy(&body).into_owned())
+    };
+    assert_eq!(body().await.as_deref(), Some("version 1"));
+    // Read once: the objects are not loaded a second time through the
+    // hidden directories (each would be listed twice).
+    let status = gw.status().await;
+    assert_eq!(count_objects(&status, "Gateway", "cm"), 1, "{status}");
+    assert_eq!(
+        count_objects(&status, "GatewayClass", "portcullis"),
+        1,
+        "{status}"
+    );
+
+    // kubelet's update: a new hidden directory, `..data_tmp` renamed over
+    // `..data`, the old directory removed.
+    let v2 = version(2);
+    let tmp = dir.path().join("..data_tmp");
+    std::os::unix::fs::symlink(v2.file_name().expect("name"), &tmp).expect("..data_tmp");
+    std::fs::rename(&tmp, dir.path().join("..data")).expect("swap");
+    std::fs::remove_dir_all(&v1).expect("remove old version");
+    eventually("the swapped ConfigMap to be served", || async {
+        (body().await.as_deref() == Some("version 2")).then_some(())
+    })
+    .await;
+}
+
+/// How many entries of the status's `objects` are `kind` named `name`.
+fn count_objects(status: &serde_json::Value, kind: &str, name: &str) -> usize {
+    status["objects"].as_array().map_or(0, |objects| {
+        objects
+            .iter()
+            .filter(|o| o["kind"] == kind && o["name"] == name)
+            .count()
+    })
+}
