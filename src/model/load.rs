@@ -3,15 +3,27 @@
 //! that is half-written or broken keeps contributing what it held before.
 
 use super::core::SecretManifest;
-use super::{Object, Resources, Secret};
+use super::{Object, ObjectKey, Resources, Secret};
 use base64::Engine;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Why a manifest could not be read.
+/// Why a manifest (or one object of it) could not be read.
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
 pub enum Error {
+    /// An object that an earlier file (in path order), or an earlier
+    /// document of the same file, already defines. The first definition is
+    /// used; this one is left out, and the rest of its file is applied.
+    #[error("{kind} {key} is already defined in {first}; this definition is ignored")]
+    Duplicate {
+        /// Kind.
+        kind: String,
+        /// `namespace/name` (just the name for cluster-scoped kinds).
+        key: String,
+        /// The file whose definition is used.
+        first: String,
+    },
     /// The file could not be read.
     #[error("cannot read {path}: {message}")]
     Read {
@@ -318,8 +330,30 @@ impl DirLoader {
                 Err(err) => self.keep_previous(&path, err, &mut next, &mut loaded),
             }
         }
+        let mut defined: BTreeMap<(&'static str, ObjectKey), &Path> = BTreeMap::new();
         for (path, (_, parsed)) in &next {
             for o in &parsed.objects {
+                let (kind, key) = o.identity();
+                if let Some(first) = defined.get(&(kind, key.clone())) {
+                    let relative =
+                        |p: &Path| p.strip_prefix(dir).unwrap_or(p).display().to_string();
+                    let key = if key.namespace.is_empty() {
+                        key.name
+                    } else {
+                        format!("{}/{}", key.namespace, key.name)
+                    };
+                    loaded.problems.push(LoadProblem {
+                        path: path.clone(),
+                        error: Error::Duplicate {
+                            kind: kind.to_string(),
+                            key,
+                            first: relative(first),
+                        },
+                        kept_previous: false,
+                    });
+                    continue;
+                }
+                defined.insert((kind, key), path);
                 loaded.resources.push(o.clone());
             }
             for i in &parsed.ignored {
@@ -461,6 +495,56 @@ mod tests {
             assert!(!is_manifest_path(Path::new(bad)), "{bad}");
         }
         assert!(is_manifest_path(Path::new("dir/g.yml")));
+    }
+
+    #[test]
+    fn a_second_definition_of_an_object_is_reported_and_left_out() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let gateway = |class: &str| {
+            format!(
+                "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata:\n  name: g\nspec:\n  gatewayClassName: {class}\n"
+            )
+        };
+        let class = "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata:\n  name: c\nspec:\n  controllerName: x\n";
+        // a.yaml comes first in path order; b.yaml repeats its Gateway (in
+        // `default`, where a namespace-less Gateway goes) and its class, and
+        // also holds a Gateway of its own, which still loads.
+        std::fs::write(
+            dir.path().join("a.yaml"),
+            format!("{}---\n{class}", gateway("first")),
+        )
+        .expect("write");
+        let other = gateway("other").replace("name: g", "name: h");
+        std::fs::write(
+            dir.path().join("b.yaml"),
+            format!(
+                "{}---\n{class}---\n{other}",
+                gateway("second").replace("name: g", "name: g\n  namespace: default")
+            ),
+        )
+        .expect("write");
+        let loaded = DirLoader::new().load(dir.path()).expect("loads");
+        let gateways: Vec<(&str, &str)> = loaded
+            .resources
+            .gateways
+            .iter()
+            .map(|g| (g.metadata.name.as_str(), g.spec.gateway_class_name.as_str()))
+            .collect();
+        assert_eq!(gateways, [("g", "first"), ("h", "other")]);
+        assert_eq!(loaded.resources.gateway_classes.len(), 1);
+        let messages: Vec<String> = loaded
+            .problems
+            .iter()
+            .map(|p| p.error.to_string())
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                "Gateway default/g is already defined in a.yaml; this definition is ignored",
+                "GatewayClass c is already defined in a.yaml; this definition is ignored",
+            ]
+        );
+        assert!(loaded.problems.iter().all(|p| p.path.ends_with("b.yaml")));
     }
 
     #[test]

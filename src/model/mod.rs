@@ -64,6 +64,34 @@ pub enum Object {
     ClusterIssuer(ClusterIssuer),
 }
 
+impl Object {
+    /// The kind as manifests spell it and the object's `namespace/name`:
+    /// what identifies it, so two definitions of one object can be told.
+    pub fn identity(&self) -> (&'static str, ObjectKey) {
+        let (kind, meta) = match self {
+            Object::GatewayClass(o) => ("GatewayClass", &o.metadata),
+            Object::Gateway(o) => ("Gateway", &o.metadata),
+            Object::ListenerSet(o) => ("ListenerSet", &o.metadata),
+            Object::HttpRoute(o) => ("HTTPRoute", &o.metadata),
+            Object::GrpcRoute(o) => ("GRPCRoute", &o.metadata),
+            Object::TlsRoute(o) => ("TLSRoute", &o.metadata),
+            Object::TcpRoute(o) => ("TCPRoute", &o.metadata),
+            Object::UdpRoute(o) => ("UDPRoute", &o.metadata),
+            Object::BackendTlsPolicy(o) => ("BackendTLSPolicy", &o.metadata),
+            Object::ReferenceGrant(o) => ("ReferenceGrant", &o.metadata),
+            Object::Secret(o) => ("Secret", &o.metadata),
+            Object::ConfigMap(o) => ("ConfigMap", &o.metadata),
+            Object::Service(o) => ("Service", &o.metadata),
+            Object::Namespace(o) => ("Namespace", &o.metadata),
+            Object::EndpointSlice(o) => ("EndpointSlice", &o.metadata),
+            Object::StaticResponse(o) => ("StaticResponse", &o.metadata),
+            Object::Issuer(o) => ("Issuer", &o.metadata),
+            Object::ClusterIssuer(o) => ("ClusterIssuer", &o.metadata),
+        };
+        (kind, meta.key())
+    }
+}
+
 /// A snapshot of every object, grouped by kind, in load order.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Resources {

@@ -245,10 +245,15 @@ impl Runtime {
         self.reloader = Some(reloader);
         let reloaded = result.map_err(Error::Load)?;
         for p in &reloaded.problems {
-            if p.kept_previous {
-                tracing::warn!(file = %p.path.display(), error = %p.error, "manifest not loaded; keeping its previous content");
-            } else {
-                tracing::error!(file = %p.path.display(), error = %p.error, "manifest not loaded");
+            let file = p.path.display();
+            match (&p.error, p.kept_previous) {
+                (crate::model::load::Error::Duplicate { .. }, _) => {
+                    tracing::warn!(%file, error = %p.error, "object defined twice; the first definition is used");
+                }
+                (_, true) => {
+                    tracing::warn!(%file, error = %p.error, "manifest not loaded; keeping its previous content");
+                }
+                (_, false) => tracing::error!(%file, error = %p.error, "manifest not loaded"),
             }
         }
         let Compiled { dataplane, status } = reloaded.compiled;

@@ -32,6 +32,38 @@ async fn body_of(gw: &Gateway, path: &str) -> String {
     String::from_utf8_lossy(&body).to_string()
 }
 
+/// The same object in two files: the first by path keeps serving, the
+/// second is named in /status and the log, and the rest of its file applies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_defined_twice_keeps_the_first_definition() {
+    let gw = Gateway::start(&static_route_files("v1")).await;
+    assert_eq!(body_of(&gw, "/").await, "v1");
+    // `z-copy.yaml` sorts after `route.yaml`: its StaticResponse `main` is a
+    // second definition; its route for /other is new.
+    let copy = docs(&[
+        static_response("main", "from the copy"),
+        http_route("other", "bad", &[], &[("/other", static_ref("main"))]),
+    ]);
+    gw.write("z-copy.yaml", &copy);
+    gw.wait_status("the duplicate listed in problems", |s| {
+        let problems = s["problems"].to_string();
+        problems.contains("z-copy.yaml") && problems.contains("already defined in route.yaml")
+    })
+    .await;
+    eventually("the copy's new route to be served", || async {
+        let r = http_get(gw.addr(80), "bad.example.test", "/other").await;
+        r.ok().filter(|(status, _, _)| *status == 200).map(|_| ())
+    })
+    .await;
+    assert_eq!(body_of(&gw, "/").await, "v1");
+    assert_eq!(body_of(&gw, "/other").await, "v1");
+    assert!(
+        gw.log_text().contains("object defined twice"),
+        "{}",
+        gw.log_text()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_and_half_written_files_keep_the_last_good_config() {
     let gw = Gateway::start(&static_route_files("v1")).await;
