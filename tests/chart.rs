@@ -206,8 +206,9 @@ fn the_shipped_manifests_pass_portcullis_check_and_the_ports_line_up() {
     assert_eq!(container_ports.get("admin"), Some(&9901));
     assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
     assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
-    // Not root, nothing writable but the state volume.
+    // Not root, nothing writable but the state volume, no API token.
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(pod["automountServiceAccountToken"], false);
     assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
     let mounts: Vec<&str> = container["volumeMounts"]
         .as_sequence()
