@@ -90,12 +90,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     // header that is there are turned into names (usually none: the value
     // is `keep-alive` or `close`).
     if present[0] && !only_keep_alive_or_close(headers) {
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
+        let named: Vec<HeaderName> = tokens(headers, header::CONNECTION)
             .filter(|token| {
                 !HOP_BY_HOP
                     .iter()
@@ -118,12 +113,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
     if te {
-        let wants_trailers = headers
-            .get_all(header::TE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
+        let wants_trailers = lists(headers, header::TE, "trailers");
         headers.remove(header::TE);
         if wants_trailers {
             headers.insert(header::TE, HeaderValue::from_static("trailers"));
@@ -210,19 +200,23 @@ pub fn is_websocket_upgrade(version: http::Version, headers: &HeaderMap) -> bool
     }
     // `Upgrade` first: almost no request has it, and then one lookup
     // answers.
-    let upgrade_websocket = headers
-        .get_all(header::UPGRADE)
-        .iter()
+    lists(headers, header::UPGRADE, "websocket") && lists(headers, header::CONNECTION, "upgrade")
+}
+
+/// The comma-separated tokens of every `name` header, trimmed (values that
+/// are not visible ASCII have none).
+fn tokens(headers: &HeaderMap, name: HeaderName) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(name)
+        .into_iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("websocket"));
-    upgrade_websocket
-        && headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        .map(str::trim)
+}
+
+/// Whether a `name` header lists `token` (case-insensitive).
+fn lists(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
+    tokens(headers, name).any(|t| t.eq_ignore_ascii_case(token))
 }
 
 #[cfg(test)]
