@@ -6,6 +6,7 @@ use super::core::SecretManifest;
 use super::{Object, ObjectKey, Resources, Secret};
 use base64::Engine;
 use serde::de::DeserializeOwned;
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -257,6 +258,11 @@ pub fn list_manifests(dir: &Path) -> Result<Vec<PathBuf>, Error> {
     Ok(out)
 }
 
+/// `path` as named in messages: relative to the configuration directory.
+fn relative(dir: &Path, path: &Path) -> String {
+    path.strip_prefix(dir).unwrap_or(path).display().to_string()
+}
+
 /// A problem met while loading, reported in status and the log.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadProblem {
@@ -266,6 +272,23 @@ pub struct LoadProblem {
     pub error: Error,
     /// Whether the file's previous good content is still applied.
     pub kept_previous: bool,
+}
+
+impl LoadProblem {
+    /// What became of the file, for the log line.
+    pub fn outcome(&self) -> &'static str {
+        match (&self.error, self.kept_previous) {
+            (Error::Duplicate { .. }, _) => "object defined twice; the first definition is used",
+            (_, true) => "manifest not loaded; keeping its previous content",
+            (_, false) => "manifest not loaded",
+        }
+    }
+
+    /// Whether the file's content is missing from the snapshot (nothing of
+    /// it applies), rather than kept from before or applied but one object.
+    pub fn lost_content(&self) -> bool {
+        !self.kept_previous && !matches!(self.error, Error::Duplicate { .. })
+    }
 }
 
 /// Reads a configuration directory, keeping each file's last good parse so a
@@ -318,12 +341,7 @@ impl DirLoader {
                     continue;
                 }
             }
-            let name = path
-                .strip_prefix(dir)
-                .unwrap_or(&path)
-                .display()
-                .to_string();
-            match parse_documents(&text, &name) {
+            match parse_documents(&text, &relative(dir, &path)) {
                 Ok(parsed) => {
                     next.insert(path, (text, parsed));
                 }
@@ -334,27 +352,29 @@ impl DirLoader {
         for (path, (_, parsed)) in &next {
             for o in &parsed.objects {
                 let (kind, key) = o.identity();
-                if let Some(first) = defined.get(&(kind, key.clone())) {
-                    let relative =
-                        |p: &Path| p.strip_prefix(dir).unwrap_or(p).display().to_string();
-                    let key = if key.namespace.is_empty() {
-                        key.name
-                    } else {
-                        format!("{}/{}", key.namespace, key.name)
-                    };
-                    loaded.problems.push(LoadProblem {
-                        path: path.clone(),
-                        error: Error::Duplicate {
-                            kind: kind.to_string(),
-                            key,
-                            first: relative(first),
-                        },
-                        kept_previous: false,
-                    });
-                    continue;
+                match defined.entry((kind, key)) {
+                    Entry::Vacant(slot) => {
+                        slot.insert(path);
+                        loaded.resources.push(o.clone());
+                    }
+                    Entry::Occupied(first) => {
+                        let (_, key) = first.key();
+                        let key = if key.namespace.is_empty() {
+                            key.name.clone()
+                        } else {
+                            key.to_string()
+                        };
+                        loaded.problems.push(LoadProblem {
+                            path: path.clone(),
+                            error: Error::Duplicate {
+                                kind: kind.to_string(),
+                                key,
+                                first: relative(dir, first.get()),
+                            },
+                            kept_previous: false,
+                        });
+                    }
                 }
-                defined.insert((kind, key), path);
-                loaded.resources.push(o.clone());
             }
             for i in &parsed.ignored {
                 loaded.ignored.push(format!("{}: {i}", path.display()));
@@ -545,6 +565,8 @@ mod tests {
             ]
         );
         assert!(loaded.problems.iter().all(|p| p.path.ends_with("b.yaml")));
+        // b.yaml's other Gateway applies: its content is not lost.
+        assert!(loaded.problems.iter().all(|p| !p.lost_content()));
     }
 
     #[test]
@@ -564,6 +586,19 @@ mod tests {
         assert_eq!(second.resources.config_maps.len(), 1);
         assert_eq!(second.problems.len(), 1);
         assert!(second.problems[0].kept_previous);
+        assert!(!second.problems[0].lost_content());
+        // Broken from the start: nothing of it applies.
+        let g = dir.path().join("new.yaml");
+        std::fs::write(&g, "kind: [").expect("write");
+        let broken = DirLoader::new().load(dir.path()).expect("load");
+        let fresh = broken
+            .problems
+            .iter()
+            .find(|p| p.path == g)
+            .expect("new.yaml listed");
+        assert!(fresh.lost_content());
+        assert_eq!(fresh.outcome(), "manifest not loaded");
+        std::fs::remove_file(&g).expect("rm");
         std::fs::remove_file(&f).expect("rm");
         let third = loader.load(dir.path()).expect("load");
         assert!(third.resources.config_maps.is_empty());

@@ -246,14 +246,10 @@ impl Runtime {
         let reloaded = result.map_err(Error::Load)?;
         for p in &reloaded.problems {
             let file = p.path.display();
-            match (&p.error, p.kept_previous) {
-                (crate::model::load::Error::Duplicate { .. }, _) => {
-                    tracing::warn!(%file, error = %p.error, "object defined twice; the first definition is used");
-                }
-                (_, true) => {
-                    tracing::warn!(%file, error = %p.error, "manifest not loaded; keeping its previous content");
-                }
-                (_, false) => tracing::error!(%file, error = %p.error, "manifest not loaded"),
+            if p.lost_content() {
+                tracing::error!(%file, error = %p.error, "{}", p.outcome());
+            } else {
+                tracing::warn!(%file, error = %p.error, "{}", p.outcome());
             }
         }
         let Compiled { dataplane, status } = reloaded.compiled;
