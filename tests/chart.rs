@@ -8,7 +8,7 @@
 use serde::Deserialize;
 use serde_yaml::Value;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
@@ -115,14 +115,31 @@ fn args(deployment: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Writes a ConfigMap's data as files of a new directory.
-fn write_data(config_map: &Value, dir: &Path) {
+/// `portcullis check` on the files of a ConfigMap's data, as the pod
+/// mounts them: its report, or what it printed when it fails.
+fn check_config_map(config_map: &Value) -> Result<String, String> {
+    let dir = tempfile::tempdir().expect("temp dir");
     let data = config_map["data"].as_mapping().expect("data");
     assert!(!data.is_empty(), "empty ConfigMap");
     for (name, text) in data {
         let name = name.as_str().expect("file name");
-        std::fs::write(dir.join(name), text.as_str().expect("text")).expect("write manifest");
+        std::fs::write(dir.path().join(name), text.as_str().expect("text"))
+            .expect("write manifest");
     }
+    let mut check = Command::new(BIN);
+    check.arg("check").arg("--config").arg(dir.path());
+    run(check)
+}
+
+/// `kubernetes-validate --strict` on YAML text.
+fn kubernetes_validate(yaml: &str) -> Result<String, String> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("rendered.yaml");
+    std::fs::write(&file, yaml).expect("write");
+    let mut cmd = Command::new("python3");
+    cmd.args(["-m", "kubernetes_validate", "--strict", "--quiet"])
+        .arg(&file);
+    run(cmd)
 }
 
 #[test]
@@ -140,33 +157,23 @@ fn every_object_validates_against_the_kubernetes_schemas() {
         "dashboards.enabled=true",
     ])
     .expect("renders");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let file = dir.path().join("rendered.yaml");
-    std::fs::write(&file, &yaml).expect("write");
-    let mut cmd = Command::new("python3");
-    cmd.args(["-m", "kubernetes_validate", "--strict", "--quiet"])
-        .arg(&file);
-    run(cmd).expect("kubernetes-validate --strict accepts every built-in kind");
+    kubernetes_validate(&yaml).expect("kubernetes-validate --strict accepts every built-in kind");
     // The check itself refuses what the API would (so the pass above means
     // something): an unknown field in the Deployment's spec.
     let bad = yaml.replacen("  strategy:\n", "  strategie: {}\n  strategy:\n", 1);
     assert_ne!(bad, yaml);
-    std::fs::write(&file, &bad).expect("write");
-    let mut cmd = Command::new("python3");
-    cmd.args(["-m", "kubernetes_validate", "--strict", "--quiet"])
-        .arg(&file);
-    assert!(run(cmd).is_err(), "an unknown field must fail validation");
+    assert!(
+        kubernetes_validate(&bad).is_err(),
+        "an unknown field must fail validation"
+    );
 }
 
 #[test]
 fn the_shipped_manifests_pass_portcullis_check_and_the_ports_line_up() {
     let objects = parse(&render(&[]).expect("renders"));
     let config_map = get(&objects, "ConfigMap/edge-portcullis-manifests");
-    let dir = tempfile::tempdir().expect("temp dir");
-    write_data(config_map, dir.path());
-    let mut check = Command::new(BIN);
-    check.arg("check").arg("--config").arg(dir.path());
-    let report = run(check).expect("portcullis check accepts the chart's manifests");
+    let report =
+        check_config_map(config_map).expect("portcullis check accepts the chart's manifests");
     assert!(report.contains("quickstart"), "{report}");
 
     let deployment = get(&objects, "Deployment/edge-portcullis");
@@ -242,25 +249,15 @@ fn own_manifests_replace_the_quickstart_and_are_checked_like_any_directory() {
         .map(|k| k.as_str().expect("name"))
         .collect();
     assert_eq!(files, ["gateway.yaml"]);
-    let dir = tempfile::tempdir().expect("temp dir");
-    write_data(config_map, dir.path());
-    let mut check = Command::new(BIN);
-    check.arg("check").arg("--config").arg(dir.path());
-    let report = run(check).expect("portcullis check");
+    let report = check_config_map(config_map).expect("portcullis check");
     assert!(report.contains("mine"), "{report}");
 
     // Broken YAML in a manifest renders (Helm does not read it) and then
     // fails `portcullis check` with the file named, as it would in the pod.
     let values = own_manifests(&[("broken.yaml", "kind: Gateway\n  bad: [indent")]);
     let objects = parse(&render_with(Some(&values), &[]).expect("renders"));
-    let dir = tempfile::tempdir().expect("temp dir");
-    write_data(
-        get(&objects, "ConfigMap/edge-portcullis-manifests"),
-        dir.path(),
-    );
-    let mut check = Command::new(BIN);
-    check.arg("check").arg("--config").arg(dir.path());
-    let error = run(check).expect_err("malformed YAML fails the check");
+    let error = check_config_map(get(&objects, "ConfigMap/edge-portcullis-manifests"))
+        .expect_err("malformed YAML fails the check");
     assert!(error.contains("broken.yaml"), "{error}");
 }
 
