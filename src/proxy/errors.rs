@@ -50,7 +50,7 @@ pub enum Error {
     },
     /// The request head could not be turned into an upstream request.
     #[error("building the upstream request failed: {0}")]
-    BuildRequest(#[from] http::Error),
+    BuildRequest(#[source] BoxError),
     /// Reading the client's request body (for replay) failed.
     #[error("reading the request body failed: {0}")]
     RequestBody(#[source] BoxError),

@@ -205,7 +205,7 @@ pub fn is_websocket_upgrade(version: http::Version, headers: &HeaderMap) -> bool
 
 /// The comma-separated tokens of every `name` header, trimmed (values that
 /// are not visible ASCII have none).
-fn tokens(headers: &HeaderMap, name: HeaderName) -> impl Iterator<Item = &str> {
+pub(super) fn tokens(headers: &HeaderMap, name: HeaderName) -> impl Iterator<Item = &str> {
     headers
         .get_all(name)
         .into_iter()
@@ -215,7 +215,7 @@ fn tokens(headers: &HeaderMap, name: HeaderName) -> impl Iterator<Item = &str> {
 }
 
 /// Whether a `name` header lists `token` (case-insensitive).
-fn lists(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
+pub(super) fn lists(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
     tokens(headers, name).any(|t| t.eq_ignore_ascii_case(token))
 }
 

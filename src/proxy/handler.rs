@@ -23,6 +23,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -209,7 +210,6 @@ impl Proxy {
         B::Error: Into<BoxError>,
     {
         let policy = rule.retry.as_ref().filter(|_| body.is_replayable());
-        let addressing = Addressing::for_upstream(upstream);
         let mut head = Some(head);
         let mut attempts_made: u32 = 0;
         loop {
@@ -217,15 +217,22 @@ impl Proxy {
                 upstream: upstream.name.clone(),
             })?;
             // Without a policy there is exactly one attempt: move the head.
-            let req = match (policy, &head) {
-                (Some(_), Some(h)) => h.to_request(addressing, addr, body.take_for_attempt())?,
-                _ => head
-                    .take()
-                    .expect("without a retry policy there is exactly one attempt")
-                    .into_request(addressing, addr, body.take_for_attempt())?,
+            let this_head = match (policy, &head) {
+                (Some(_), Some(h)) => Cow::Borrowed(h),
+                _ => Cow::Owned(
+                    head.take()
+                        .expect("without a retry policy there is exactly one attempt"),
+                ),
             };
             let result = self
-                .attempt(upstream, gateway, addr, req, rule.timeouts.backend_request)
+                .attempt(
+                    upstream,
+                    gateway,
+                    addr,
+                    this_head,
+                    body.take_for_attempt(),
+                    rule.timeouts.backend_request,
+                )
                 .await;
             attempts_made = attempts_made.saturating_add(1);
             let outcome = match &result {
@@ -233,7 +240,7 @@ impl Proxy {
                 Err(e) => outcome_of(e),
             };
             if !retry::should_retry(policy, attempts_made, outcome) {
-                return result.map(|resp| resp.map(body::boxed));
+                return result;
             }
             tracing::debug!(backend = %upstream.name, route = %rule.key, %addr, attempt = attempts_made, ?outcome, "retrying");
             drop(result);
@@ -249,10 +256,13 @@ impl Proxy {
         upstream: &Upstream,
         gateway: &ObjectKey,
         addr: SocketAddr,
-        req: Request<ProxyBody>,
+        head: Cow<'_, OutboundHead>,
+        body: ProxyBody,
         timeout: Option<Duration>,
-    ) -> Result<Response<hyper::body::Incoming>, Error> {
-        let send = self.upstreams.send(upstream, Some(gateway), addr, req);
+    ) -> Result<Response<ProxyBody>, Error> {
+        let send = self
+            .upstreams
+            .send(upstream, Some(gateway), addr, head, body);
         match timeout {
             Some(timeout) => tokio::time::timeout(timeout, send)
                 .await

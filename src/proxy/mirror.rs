@@ -8,11 +8,12 @@
 //! chunked bodies are not mirrored, rather than mirrored truncated.
 
 use super::body;
-use super::upstream::{pick_endpoint, Addressing, OutboundHead, Upstreams};
+use super::upstream::{pick_endpoint, OutboundHead, Upstreams};
 use crate::dataplane::Upstream;
 use crate::model::ObjectKey;
 use bytes::Bytes;
 use http_body_util::BodyExt;
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,16 +40,10 @@ pub fn spawn(
         } else {
             body::full(body)
         };
-        let addressing = Addressing::for_upstream(&upstream);
-        let req = match head.into_request(addressing, addr, body) {
-            Ok(req) => req,
-            Err(error) => {
-                tracing::debug!(mirror = %upstream.name, %error, "mirror request not built");
-                return;
-            }
-        };
         let exchange = async {
-            let resp = upstreams.send(&upstream, Some(&gateway), addr, req).await?;
+            let resp = upstreams
+                .send(&upstream, Some(&gateway), addr, Cow::Owned(head), body)
+                .await?;
             let status = resp.status();
             // Read the answer to the end so the connection can be reused.
             let _ = resp.into_body().collect().await;

@@ -11,7 +11,8 @@
 //! | module | owns |
 //! |---|---|
 //! | `handler` | the per-request flow: listener, route, filters, backend, retries, timeouts |
-//! | `upstream`, `upstream_h1`, `upstream_tls` | connections to backends: pooled HTTP/1.1 (no task per request), multiplexed h2c, TLS |
+//! | `upstream`, `upstream_h1`, `upstream_tls` | connections to backends: pooled HTTP/1.1 driven by the request's task, multiplexed h2c, TLS |
+//! | `h1_wire` | HTTP/1.1 bytes for that client: request head, response head, body framing, chunked decoding |
 //! | `mirror` | fire-and-forget copies for `RequestMirror` |
 //! | `websocket` | WebSocket upgrades spliced between client and backend |
 //! | `forwarded` | hop-by-hop headers, `X-Forwarded-*`, request host |
@@ -22,6 +23,7 @@
 mod body;
 mod errors;
 mod forwarded;
+pub mod h1_wire;
 mod handler;
 mod mirror;
 mod retry;

@@ -1,5 +1,6 @@
-//! Connections to backends: pooled HTTP/1.1 keep-alive connections
-//! ([`super::upstream_h1`]), and one
+//! Connections to backends: pooled HTTP/1.1 keep-alive connections driven by
+//! the request's task ([`super::upstream_h1`]), TLS ([`super::upstream_tls`]),
+//! and one
 //! multiplexed cleartext HTTP/2 (h2c, prior knowledge) connection per endpoint,
 //! cached in a copy-on-write map so the request path takes no lock.
 //!
@@ -10,7 +11,7 @@
 
 use super::errors::Error;
 use super::retry::Outcome;
-use super::ProxyBody;
+use super::{body, ProxyBody};
 use crate::dataplane::{Upstream, UpstreamProtocol};
 use crate::hashing::FastMap;
 use crate::model::ObjectKey;
@@ -19,6 +20,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -48,37 +50,44 @@ impl Upstreams {
         }
     }
 
-    /// Sends `req` to the endpoint `addr` of `upstream`, addressed as
-    /// [`Addressing::for_upstream`] says: for HTTP/1.1 the request URI
-    /// is origin-form with the Host header already set; for HTTP/2 the URI authority is sent as `:authority`.
-    /// `gateway` picks the client certificate presented to TLS backends.
+    /// Sends `head` with `body` to the endpoint `addr` of `upstream`,
+    /// addressed as [`Addressing::for_upstream`] says. A borrowed head (a
+    /// retry policy will need it again) is copied only where a request
+    /// object is built (TLS and h2c upstreams); cleartext HTTP/1.1 encodes
+    /// it as it is. `gateway` picks the client certificate presented to TLS
+    /// backends.
     pub async fn send(
         &self,
         upstream: &Upstream,
         gateway: Option<&ObjectKey>,
         addr: SocketAddr,
-        req: Request<ProxyBody>,
-    ) -> Result<Response<Incoming>, Error> {
+        head: Cow<'_, OutboundHead>,
+        body: ProxyBody,
+    ) -> Result<Response<ProxyBody>, Error> {
         let name = upstream.name.as_str();
+        if upstream.tls.is_none()
+            && matches!(
+                upstream.protocol,
+                UpstreamProtocol::Http1 | UpstreamProtocol::WebSocket
+            )
+        {
+            return self.http1.send(name, addr, &head, body).await;
+        }
+        let req = head
+            .into_owned()
+            .into_request(Addressing::for_upstream(upstream), addr, body)?;
         if let Some(tls) = &upstream.tls {
             // Boxed: the TLS leg (handshakes, an HTTP/2 connect) is a large
             // future, and every request's future would otherwise reserve its
             // size (see `Proxy::handle`). Bound to a local: a temporary would
             // keep the unboxed size reserved across the await.
             let send = Box::pin(self.tls.send(name, tls, gateway, addr, req));
-            return send.await;
+            return send.await.map(|resp| resp.map(body::boxed));
         }
-        match upstream.protocol {
-            UpstreamProtocol::Http1 | UpstreamProtocol::WebSocket => {
-                self.http1.send(name, addr, req).await
-            }
-            // Boxed like the TLS leg: its connect path is twice the size of
-            // the HTTP/1.1 one, which is the common case kept inline.
-            UpstreamProtocol::H2c => {
-                let send = Box::pin(self.send_h2c(name, addr, req));
-                send.await
-            }
-        }
+        // Boxed like the TLS leg: its connect path is twice the size of the
+        // HTTP/1.1 one, which is the common case kept inline.
+        let send = Box::pin(self.send_h2c(name, addr, req));
+        send.await.map(|resp| resp.map(body::boxed))
     }
 
     async fn send_h2c(
@@ -181,17 +190,8 @@ pub struct OutboundHead {
 }
 
 impl OutboundHead {
-    /// The request for endpoint `addr`, addressed as `addressing` requires.
-    pub fn to_request(
-        &self,
-        addressing: Addressing,
-        addr: SocketAddr,
-        body: ProxyBody,
-    ) -> Result<Request<ProxyBody>, Error> {
-        self.clone().into_request(addressing, addr, body)
-    }
-
-    /// Like [`OutboundHead::to_request`], consuming the head.
+    /// The request for endpoint `addr`, addressed as `addressing` requires
+    /// (TLS and h2c upstreams, WebSocket handshakes).
     pub fn into_request(
         self,
         addressing: Addressing,
@@ -227,8 +227,8 @@ impl OutboundHead {
         *req.version_mut() = version;
         *req.headers_mut() = self.headers;
         if addressing != Addressing::Http2 {
-            let value = http::HeaderValue::from_str(&host)
-                .map_err(|e| Error::BuildRequest(http::Error::from(e)))?;
+            let value =
+                http::HeaderValue::from_str(&host).map_err(|e| Error::BuildRequest(e.into()))?;
             req.headers_mut().insert(http::header::HOST, value);
         }
         Ok(req)
@@ -389,9 +389,14 @@ mod tests {
             protocol,
             tls: None,
         };
-        let req = empty_request(&format!("http://{addr}/"));
         let err = ups
-            .send(&upstream(UpstreamProtocol::Http1), None, addr, req)
+            .send(
+                &upstream(UpstreamProtocol::Http1),
+                None,
+                addr,
+                Cow::Owned(head()),
+                body::empty(),
+            )
             .await
             .expect_err("nothing listens");
         assert_eq!(outcome_of(&err), Outcome::ConnectionFailed);
@@ -401,7 +406,8 @@ mod tests {
                 &upstream(UpstreamProtocol::H2c),
                 None,
                 addr,
-                empty_request(&format!("http://{addr}/")),
+                Cow::Borrowed(&head()),
+                body::empty(),
             )
             .await
             .expect_err("nothing listens");
@@ -419,7 +425,8 @@ mod tests {
             protocol: UpstreamProtocol::Http1,
             tls: None,
         };
-        let send = ups.send(&upstream, None, addr(), empty_request("/"));
+        let head = head();
+        let send = ups.send(&upstream, None, addr(), Cow::Borrowed(&head), body::empty());
         let h2c = ups.send_h2c("t/svc:80", addr(), empty_request("/"));
         assert!(
             std::mem::size_of_val(&send) < std::mem::size_of_val(&h2c),
