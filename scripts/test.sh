@@ -65,7 +65,7 @@ if [ "$FUZZ_SECONDS" -gt 0 ]; then
         echo "==> installing cargo-fuzz"
         cargo install --locked --quiet cargo-fuzz
     fi
-    for target in client_hello; do
+    for target in client_hello h1_response; do
         echo "==> fuzz $target for ${FUZZ_SECONDS}s"
         (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" -- \
             -max_total_time="$FUZZ_SECONDS" -max_len=70000 -print_final_stats=1 2>&1 | tail -n 30)
