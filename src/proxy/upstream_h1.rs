@@ -238,20 +238,26 @@ impl H1Pool {
     fn checkout(&self, addr: SocketAddr, verify: bool) -> Option<TcpStream> {
         let now = Instant::now();
         loop {
-            // Popped under the lock, dropped (closed) outside it.
-            let idle = {
+            // Taken under the lock, closed (dropped) outside it.
+            let newest = {
                 let mut lists = self.lists.lock().unwrap_or_else(|p| p.into_inner());
                 let list = lists.idle.get_mut(&addr)?;
-                let newest = list.pop()?;
-                if now.duration_since(newest.since) >= IDLE_TIMEOUT {
+                match list.last() {
+                    None => return None,
                     // The newest has expired, so has every older one.
-                    list.clear();
-                    return None;
+                    Some(newest) if now.duration_since(newest.since) >= IDLE_TIMEOUT => {
+                        Err(std::mem::take(list))
+                    }
+                    Some(_) => list.pop().ok_or_else(Vec::new),
                 }
-                newest
             };
-            if !peer_closed(&idle.stream) && (!verify || is_quiet(&idle.stream)) {
-                return Some(idle.stream);
+            match newest {
+                Ok(idle) => {
+                    if !peer_closed(&idle.stream) && (!verify || is_quiet(&idle.stream)) {
+                        return Some(idle.stream);
+                    }
+                }
+                Err(_expired) => return None,
             }
         }
     }
@@ -263,18 +269,29 @@ impl H1Pool {
             return;
         }
         let now = Instant::now();
+        // What is closed here is dropped after the lock is released.
+        let mut expired = Vec::new();
         let mut lists = self.lists.lock().unwrap_or_else(|p| p.into_inner());
         if now >= lists.next_sweep {
-            lists.idle.retain(|_, list| {
-                list.retain(|i| now.duration_since(i.since) < IDLE_TIMEOUT);
-                !list.is_empty()
-            });
+            for list in lists.idle.values_mut() {
+                let (keep, old) = std::mem::take(list)
+                    .into_iter()
+                    .partition(|i: &Idle| now.duration_since(i.since) < IDLE_TIMEOUT);
+                *list = keep;
+                expired.extend(old);
+            }
+            lists.idle.retain(|_, list| !list.is_empty());
             lists.next_sweep = now + IDLE_TIMEOUT;
         }
         let list = lists.idle.entry(addr).or_default();
-        if list.len() < MAX_PER_ENDPOINT {
+        let refused = if list.len() < MAX_PER_ENDPOINT {
             list.push(Idle { stream, since: now });
-        }
+            None
+        } else {
+            Some(stream)
+        };
+        drop(lists);
+        drop((expired, refused));
     }
 
     /// Idle connections held for `addr` (tests).
