@@ -741,6 +741,17 @@ mod tests {
         }
     }
 
+    /// `first`, then `second` after `pause_ms`.
+    fn in_two(first: &str, pause_ms: u64, second: &str) -> Answer {
+        Answer {
+            pieces: vec![
+                (0, first.as_bytes().to_vec()),
+                (pause_ms, second.as_bytes().to_vec()),
+            ],
+            ..answer("")
+        }
+    }
+
     const OK: &str = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
 
     /// A backend on loopback answering each request as `script` says
@@ -891,6 +902,17 @@ mod tests {
         }
     }
 
+    /// Sends `n` GETs one after the other, each answered `ok`.
+    async fn gets_answered_ok(pool: &H1Pool, addr: SocketAddr, n: usize) {
+        for i in 0..n {
+            let resp = pool
+                .send_req("t/svc:80", addr, get(addr))
+                .await
+                .unwrap_or_else(|e| panic!("GET {i} failed: {e}"));
+            assert_eq!(body(resp).await, b"ok", "GET {i}");
+        }
+    }
+
     async fn body(resp: Response<ProxyBody>) -> Vec<u8> {
         resp.into_body()
             .collect()
@@ -909,13 +931,7 @@ mod tests {
     async fn sequential_requests_reuse_one_connection() {
         let b = backend(|_| answer(OK)).await;
         let pool = H1Pool::default();
-        for _ in 0..20 {
-            let resp = pool
-                .send_req("t/svc:80", b.addr, get(b.addr))
-                .await
-                .expect("200");
-            assert_eq!(body(resp).await, b"ok");
-        }
+        gets_answered_ok(&pool, b.addr, 20).await;
         assert_eq!(b.accepted.load(Ordering::SeqCst), 1);
         assert_eq!(pool.held(b.addr), 1);
         assert!(seen(&b, 0).starts_with(&format!("GET / HTTP/1.1\r\nhost: {}\r\n", b.addr)));
@@ -923,20 +939,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_still_reading_a_body_is_not_handed_out() {
-        let b = backend(|_| Answer {
-            pieces: vec![
-                (
-                    0,
-                    b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nok".to_vec(),
-                ),
-                (200, b"ok".to_vec()),
-            ],
-            close: false,
-            skip_body: false,
-            reset: false,
-            interim: None,
-        })
-        .await;
+        let b =
+            backend(|_| in_two("HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nok", 200, "ok")).await;
         let pool = H1Pool::default();
         let first = pool
             .send_req("t/svc:80", b.addr, get(b.addr))
@@ -968,13 +972,7 @@ mod tests {
         })
         .await;
         let pool = H1Pool::default();
-        for _ in 0..5 {
-            let resp = pool
-                .send_req("t/svc:80", b.addr, get(b.addr))
-                .await
-                .expect("a closed pooled connection never fails a GET");
-            assert_eq!(body(resp).await, b"ok");
-        }
+        gets_answered_ok(&pool, b.addr, 5).await;
         assert_eq!(b.accepted.load(Ordering::SeqCst), 5);
     }
 
@@ -1030,18 +1028,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_chunked_response_streams_with_its_trailers_and_then_the_connection_is_reused() {
-        let b = backend(|_| Answer {
-            pieces: vec![
-                (
-                    0,
-                    b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n".to_vec(),
-                ),
-                (30, b"2;ext=1\r\nde\r\n0\r\nx-sum: 5\r\n\r\n".to_vec()),
-            ],
-            close: false,
-            skip_body: false,
-            reset: false,
-            interim: None,
+        let b = backend(|_| {
+            in_two(
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n",
+                30,
+                "2;ext=1\r\nde\r\n0\r\nx-sum: 5\r\n\r\n",
+            )
         })
         .await;
         let pool = H1Pool::default();
@@ -1084,13 +1076,7 @@ mod tests {
         })
         .await;
         let pool = H1Pool::default();
-        for _ in 0..2 {
-            let resp = pool
-                .send_req("t/svc:80", b.addr, get(b.addr))
-                .await
-                .expect("200");
-            assert_eq!(body(resp).await, b"ok");
-        }
+        gets_answered_ok(&pool, b.addr, 2).await;
         assert_eq!(b.accepted.load(Ordering::SeqCst), 2);
     }
 
