@@ -752,6 +752,17 @@ mod tests {
         }
     }
 
+    impl Answer {
+        /// This answer, or a plain `ok` when `plain`.
+        fn unless(self, plain: bool) -> Answer {
+            if plain {
+                answer(OK)
+            } else {
+                self
+            }
+        }
+    }
+
     const OK: &str = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
 
     /// A backend on loopback answering each request as `script` says
@@ -974,6 +985,45 @@ mod tests {
         let pool = H1Pool::default();
         gets_answered_ok(&pool, b.addr, 5).await;
         assert_eq!(b.accepted.load(Ordering::SeqCst), 5);
+    }
+
+    /// A backend that closes a reused connection cleanly after reading the
+    /// request, without a byte of an answer (as one closing an idle
+    /// connection at that moment does): a GET goes out once more on a new
+    /// connection; a POST, which may have been acted on, fails.
+    #[tokio::test]
+    async fn a_clean_close_without_an_answer_resends_only_what_is_safe_to_repeat() {
+        let b = backend(|i| {
+            Answer {
+                pieces: Vec::new(),
+                close: true,
+                ..answer(OK)
+            }
+            .unless(i != 1 && i != 4)
+        })
+        .await;
+        let pool = H1Pool::default();
+        gets_answered_ok(&pool, b.addr, 2).await;
+        assert_eq!(
+            b.accepted.load(Ordering::SeqCst),
+            2,
+            "sent again on a new connection"
+        );
+        assert_eq!(b.requests.lock().map(|r| r.len()).unwrap_or(0), 3);
+
+        let post = request(Method::POST, b.addr, body::full(Bytes::from_static(b"x")));
+        let resp = pool
+            .send_req("t/svc:80", b.addr, post)
+            .await
+            .expect("answered");
+        assert_eq!(body(resp).await, b"ok");
+        let post = request(Method::POST, b.addr, body::full(Bytes::from_static(b"x")));
+        let err = pool
+            .send_req("t/svc:80", b.addr, post)
+            .await
+            .expect_err("a POST is not sent twice");
+        assert!(matches!(err, Error::Reset { .. }), "{err}");
+        assert_eq!(b.accepted.load(Ordering::SeqCst), 2, "not sent again");
     }
 
     /// A reset after the request is a failed attempt, not a closed idle
