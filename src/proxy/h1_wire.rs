@@ -237,6 +237,13 @@ pub fn parse_response_head(buf: &mut BytesMut) -> Result<Option<ResponseHead>, W
     }))
 }
 
+/// Whether a response with status `code` is interim (`100 Continue`,
+/// `103 Early Hints`): another head follows it. `101` is not: it ends the
+/// HTTP exchange.
+pub fn is_interim(code: u16) -> bool {
+    (100..200).contains(&code) && code != 101
+}
+
 /// Whether `buf`, read while the request body was still being sent, holds
 /// the start of a final answer. Complete interim heads (`100 Continue`,
 /// `103 Early Hints`) are dropped from its front, as they would be when the
@@ -250,15 +257,14 @@ pub fn final_answer_started(buf: &mut BytesMut) -> bool {
         }
         let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
         let mut parsed = httparse::Response::new(&mut fields);
-        let interim = |code: u16| (100..200).contains(&code) && code != 101;
         match parsed.parse(buf) {
-            Ok(httparse::Status::Complete(len)) if parsed.code.is_some_and(interim) => {
+            Ok(httparse::Status::Complete(len)) if parsed.code.is_some_and(is_interim) => {
                 buf.advance(len);
             }
             Ok(httparse::Status::Complete(_)) => return true,
             Ok(httparse::Status::Partial) => {
                 return match parsed.code {
-                    Some(code) => !interim(code),
+                    Some(code) => !is_interim(code),
                     None => buf.len() >= MAX_HEAD,
                 }
             }

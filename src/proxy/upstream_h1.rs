@@ -29,7 +29,6 @@ use super::upstream::{FailureKind, OutboundHead, CONNECT_TIMEOUT};
 use super::{body, BoxError, ProxyBody};
 use crate::hashing::FastMap;
 use bytes::{Bytes, BytesMut};
-use futures_util::FutureExt;
 use http::{Method, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use std::future::poll_fn;
@@ -232,9 +231,11 @@ impl H1Pool {
         Ok(resp)
     }
 
-    /// A connection to `addr` for a request; expired ones and ones whose
-    /// backend has closed are dropped on the way, and with `verify` so is one
-    /// the backend has written to.
+    /// A connection to `addr` for a request; expired ones, and ones the
+    /// backend has closed or written to, are dropped on the way. With
+    /// `verify` (a request that cannot be sent twice) the socket itself is
+    /// asked about each candidate; without it, only when the I/O driver has
+    /// recorded readiness on it.
     fn checkout(&self, addr: SocketAddr, verify: bool) -> Option<TcpStream> {
         let now = Instant::now();
         loop {
@@ -253,7 +254,12 @@ impl H1Pool {
             };
             match newest {
                 Ok(idle) => {
-                    if !peer_closed(&idle.stream) && (!verify || is_quiet(&idle.stream)) {
+                    let usable = if verify {
+                        is_quiet(&idle.stream)
+                    } else {
+                        seems_quiet(&idle.stream)
+                    };
+                    if usable {
                         return Some(idle.stream);
                     }
                 }
@@ -371,13 +377,15 @@ impl Outgoing<'_> {
     }
 }
 
-/// Whether the I/O driver has seen the backend close `stream` (no system
-/// call: the readiness it last recorded).
-fn peer_closed(stream: &TcpStream) -> bool {
-    match stream.ready(Interest::READABLE).now_or_never() {
-        Some(Ok(ready)) => ready.is_read_closed(),
-        Some(Err(_)) => true,
-        None => false,
+/// Whether an idle connection has nothing to read, as far as the I/O
+/// driver knows: a system call only when it has recorded readiness since
+/// the connection's last read, which is either something new (stray bytes,
+/// the backend's close) or stale (the last read filled its buffer exactly,
+/// or read with `try_read`); a stale readiness is cleared by the look.
+fn seems_quiet(stream: &TcpStream) -> bool {
+    match stream.try_io(Interest::READABLE, || peek(stream)) {
+        Err(e) => e.kind() == io::ErrorKind::WouldBlock,
+        Ok(_) => false,
     }
 }
 
@@ -385,11 +393,18 @@ fn peer_closed(stream: &TcpStream) -> bool {
 /// backend, no stray bytes. Asks the socket itself (tokio's readiness may
 /// not have seen a close yet).
 fn is_quiet(stream: &TcpStream) -> bool {
-    let mut probe = [MaybeUninit::<u8>::uninit(); 1];
-    match socket2::SockRef::from(stream).peek(&mut probe) {
+    match peek(stream) {
         Err(e) => e.kind() == io::ErrorKind::WouldBlock,
         Ok(_) => false,
     }
+}
+
+/// Peeks at one byte of `stream` without blocking: `Ok(0)` when the
+/// backend has closed, `Ok(1)` when it has written, `WouldBlock` when
+/// neither.
+fn peek(stream: &TcpStream) -> io::Result<usize> {
+    let mut probe = [MaybeUninit::<u8>::uninit(); 1];
+    socket2::SockRef::from(stream).peek(&mut probe)
 }
 
 /// Writes the head and `body` framed as `out.framing` says, gathering what
@@ -561,7 +576,7 @@ async fn read_head(
                 Ok(Some(head)) if head.status == StatusCode::SWITCHING_PROTOCOLS => {
                     return Err(out.protocol(WireError::UnrequestedSwitch));
                 }
-                Ok(Some(head)) if head.status.is_informational() => continue,
+                Ok(Some(head)) if h1_wire::is_interim(head.status.as_u16()) => continue,
                 Ok(Some(head)) => return Ok(head),
                 Ok(None) => {}
                 Err(e) => return Err(out.protocol(e)),
@@ -670,15 +685,9 @@ impl Body for H1Body {
                 return Poll::Ready(None);
             };
             buf.reserve(BODY_READ);
-            let read = loop {
-                if let Err(e) = ready!(stream.poll_read_ready(cx)) {
-                    break Err(e);
-                }
-                match stream.try_read_buf(buf) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    other => break other,
-                }
-            };
+            // Through `poll_read`, which clears the driver's readiness after
+            // a short read: the idle check at checkout relies on it.
+            let read = ready!(tokio_util::io::poll_read_buf(Pin::new(stream), cx, buf));
             match read {
                 Ok(0) if matches!(this.delimit, Delimit::UntilClose) => {
                     this.conn = None;
@@ -1127,6 +1136,21 @@ mod tests {
         .await;
         let pool = H1Pool::default();
         gets_answered_ok(&pool, b.addr, 2).await;
+        assert_eq!(b.accepted.load(Ordering::SeqCst), 2);
+    }
+
+    /// Bytes a backend writes on a connection while it idles in the pool
+    /// (here a whole second response) must not answer the next request,
+    /// even one that could be sent twice and so skips asking the socket.
+    #[tokio::test]
+    async fn bytes_written_to_an_idle_connection_keep_it_out_of_use() {
+        const STRAY: &str = "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nstray";
+        let b = backend(|i| in_two(OK, 50, STRAY).unless(i > 0)).await;
+        let pool = H1Pool::default();
+        gets_answered_ok(&pool, b.addr, 1).await;
+        assert_eq!(pool.held(b.addr), 1, "the first connection went back");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        gets_answered_ok(&pool, b.addr, 3).await;
         assert_eq!(b.accepted.load(Ordering::SeqCst), 2);
     }
 
