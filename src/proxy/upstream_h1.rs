@@ -12,10 +12,12 @@
 //!
 //! A connection is reused only when the response allows it, its end was
 //! unambiguous and nothing followed it. A pooled connection the backend has
-//! closed (its FIN seen by the I/O driver) is passed over at checkout; a
-//! request with a body or a non-idempotent method also asks the socket
-//! itself whether the backend closed or sent stray bytes (one `recv` with
-//! `MSG_PEEK`). If a pooled connection still turns out closed, cleanly and
+//! closed or written to since is passed over at checkout: the socket is
+//! asked (one `recv` with `MSG_PEEK`) when the I/O driver has recorded
+//! readiness on it, and always for a request with a body or a
+//! non-idempotent method. A pooled connection keeps its read buffer, which
+//! the next response reuses once the last one's bytes are dropped (no
+//! allocation per request). If a pooled connection still turns out closed, cleanly and
 //! before any byte of an answer, a request that is safe to send again (no
 //! body, idempotent method) goes out once more on a new connection, as Go's
 //! client does; a reset is a failure of the attempt (retry policies count
@@ -55,9 +57,13 @@ const BODY_READ: usize = 16 * 1024;
 /// chunk that is ready at once).
 const WRITE_BATCH: usize = 16 * 1024;
 
-/// A connection waiting for its next request.
+/// Largest read buffer an idle connection keeps for its next response.
+const KEEP_BUFFER: usize = 2 * BODY_READ;
+
+/// A connection waiting for its next request, with its read buffer.
 struct Idle {
     stream: TcpStream,
+    buf: BytesMut,
     since: Instant,
 }
 
@@ -130,8 +136,8 @@ impl H1Pool {
             head: &bytes,
             framing,
         };
-        if let Some(stream) = self.checkout(addr, !replayable) {
-            match self.exchange(&out, stream, body.take()).await {
+        if let Some((stream, buf)) = self.checkout(addr, !replayable) {
+            match self.exchange(&out, stream, buf, body.take()).await {
                 Ok(resp) => return Ok(resp),
                 // The backend had closed the pooled connection.
                 Err(failed) if failed.closed_unanswered && replayable => {}
@@ -157,18 +163,21 @@ impl H1Pool {
             .map_err(|e| failed(e.into()))?;
         // Nagle only delays small requests; failing to disable it is harmless.
         let _ = stream.set_nodelay(true);
-        self.exchange(out, stream, body).await.map_err(|f| f.error)
+        self.exchange(out, stream, BytesMut::new(), body)
+            .await
+            .map_err(|f| f.error)
     }
 
-    /// One request and the head of its response on `stream`; the body comes
-    /// with the response, in hand or streamed from the connection.
+    /// One request and the head of its response on `stream`, read into
+    /// `buf` (empty; the connection's own when pooled); the body comes with
+    /// the response, in hand or streamed from the connection.
     async fn exchange(
         &self,
         out: &Outgoing<'_>,
         mut stream: TcpStream,
+        mut buf: BytesMut,
         body: Option<ProxyBody>,
     ) -> Result<Response<ProxyBody>, Failed> {
-        let mut buf = BytesMut::new();
         let answered_early = match body {
             None => {
                 stream
@@ -202,7 +211,7 @@ impl H1Pool {
         };
         let body = match in_hand {
             Some(bytes) => {
-                self.release(out.addr, stream, &buf, reusable);
+                self.release(out.addr, stream, buf, reusable);
                 if bytes.is_empty() {
                     body::empty()
                 } else {
@@ -236,7 +245,7 @@ impl H1Pool {
     /// `verify` (a request that cannot be sent twice) the socket itself is
     /// asked about each candidate; without it, only when the I/O driver has
     /// recorded readiness on it.
-    fn checkout(&self, addr: SocketAddr, verify: bool) -> Option<TcpStream> {
+    fn checkout(&self, addr: SocketAddr, verify: bool) -> Option<(TcpStream, BytesMut)> {
         let now = Instant::now();
         loop {
             // Taken under the lock, closed (dropped) outside it.
@@ -260,7 +269,7 @@ impl H1Pool {
                         seems_quiet(&idle.stream)
                     };
                     if usable {
-                        return Some(idle.stream);
+                        return Some((idle.stream, idle.buf));
                     }
                 }
                 Err(_expired) => return None,
@@ -269,11 +278,19 @@ impl H1Pool {
     }
 
     /// Puts `stream` back for `addr` when the response allowed it and
-    /// nothing followed the response (`rest` is what was read after it).
-    fn release(&self, addr: SocketAddr, stream: TcpStream, rest: &[u8], reusable: bool) {
+    /// nothing followed the response (`rest` is what was read after it, and
+    /// the buffer the next response is read into).
+    fn release(&self, addr: SocketAddr, stream: TcpStream, rest: BytesMut, reusable: bool) {
         if !reusable || !rest.is_empty() {
             return;
         }
+        // The rest of the allocation the response was read into: reused by
+        // the next response once the bytes cut from it are dropped.
+        let buf = if rest.capacity() <= KEEP_BUFFER {
+            rest
+        } else {
+            BytesMut::new()
+        };
         let now = Instant::now();
         // What is closed here is dropped after the lock is released.
         let mut expired = Vec::new();
@@ -291,13 +308,26 @@ impl H1Pool {
         }
         let list = lists.idle.entry(addr).or_default();
         let refused = if list.len() < MAX_PER_ENDPOINT {
-            list.push(Idle { stream, since: now });
+            list.push(Idle {
+                stream,
+                buf,
+                since: now,
+            });
             None
         } else {
             Some(stream)
         };
         drop(lists);
         drop((expired, refused));
+    }
+
+    /// Room left in the read buffer of the newest idle connection to
+    /// `addr` (tests).
+    #[cfg(test)]
+    fn idle_buffer_room(&self, addr: SocketAddr) -> usize {
+        let lists = self.lists.lock().unwrap_or_else(|p| p.into_inner());
+        let newest = lists.idle.get(&addr).and_then(|list| list.last());
+        newest.map_or(0, |idle| idle.buf.capacity())
     }
 
     /// Idle connections held for `addr` (tests).
@@ -623,7 +653,7 @@ impl H1Body {
     /// The body has ended: the connection goes back or is closed.
     fn finish(&mut self) {
         if let Some((stream, rest)) = self.conn.take() {
-            self.pool.release(self.addr, stream, &rest, self.reusable);
+            self.pool.release(self.addr, stream, rest, self.reusable);
         }
     }
 
@@ -955,6 +985,31 @@ mod tests {
         assert_eq!(b.accepted.load(Ordering::SeqCst), 1);
         assert_eq!(pool.held(b.addr), 1);
         assert!(seen(&b, 0).starts_with(&format!("GET / HTTP/1.1\r\nhost: {}\r\n", b.addr)));
+    }
+
+    #[tokio::test]
+    async fn a_pooled_connection_reads_its_next_response_into_the_same_buffer() {
+        let b = backend(|_| answer(OK)).await;
+        let pool = H1Pool::default();
+        let mut seen_at = Vec::new();
+        for _ in 0..3 {
+            let resp = pool
+                .send_req("t/svc:80", b.addr, get(b.addr))
+                .await
+                .expect("200");
+            let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+            assert_eq!(&bytes[..], b"ok");
+            seen_at.push(bytes.as_ptr() as usize);
+        }
+        // Each body was cut from the same place, and the buffer it was read
+        // into stays with the connection for the next response.
+        assert_eq!(seen_at[0], seen_at[1]);
+        assert_eq!(seen_at[1], seen_at[2]);
+        assert_eq!(b.accepted.load(Ordering::SeqCst), 1);
+        assert!(
+            pool.idle_buffer_room(b.addr) >= HEAD_READ - OK.len(),
+            "the idle connection keeps the rest of its buffer"
+        );
     }
 
     #[tokio::test]
