@@ -44,6 +44,12 @@ pub const PARK_AFTER: Duration = Duration::from_millis(10);
 /// one on a keep-alive connection) before it is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long an HTTP/1.1 connection with nothing in flight may go without a
+/// new request once its bytes have started arriving: a request head
+/// trickled in (slowloris), or a request body still arriving this long
+/// after its response was sent, closes the connection.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How long closing a connection (TLS close_notify, FIN) may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -57,7 +63,8 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// HTTP settings shared by every connection.
 #[derive(Clone, Debug)]
 pub struct HttpSettings {
-    /// HTTP/1.1 connections (header read timeout on the Tokio timer).
+    /// HTTP/1.1 connections (no timer: the serving loop bounds head
+    /// reading, [`HEAD_TIMEOUT`]).
     pub http1: http1::Builder,
     /// HTTP/2 connections.
     pub http2: http2::Builder<TokioExecutor>,
@@ -66,7 +73,10 @@ pub struct HttpSettings {
 impl Default for HttpSettings {
     fn default() -> Self {
         let mut http1 = http1::Builder::new();
-        http1.timer(TokioTimer::new());
+        // hyper's own header read timeout costs an allocation and a timer
+        // entry per request; the serving loop checks the same thing on the
+        // timer it already runs (`serve_h1`).
+        http1.header_read_timeout(None);
         // Extended CONNECT (RFC 8441) is not advertised: the proxy carries
         // WebSocket over HTTP/1.1 only, so clients must not try it over h2.
         let mut http2 = http2::Builder::new(TokioExecutor::new());
@@ -345,8 +355,8 @@ pub async fn serve<S>(
                 let (prefix, mut stream) = parked.into_parts();
                 if !prefix.is_empty() {
                     // Part of the next request head had arrived: serve it
-                    // at once (hyper's header read timeout starts again, so
-                    // a client trickling a head gets at most two).
+                    // at once (the head deadline starts again, so a client
+                    // trickling a head gets at most two HEAD_TIMEOUTs).
                     io = Prefixed::new(prefix, stream);
                     continue;
                 }
@@ -460,12 +470,26 @@ enum Ending {
     Closing,
     /// Parked.
     Parked,
+    /// No new request for [`HEAD_TIMEOUT`] with bytes arriving: closed.
+    TimedOut,
+}
+
+/// What the serving loop's one timer is armed for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Armed {
+    /// The connection waits between exchanges: park it if it stays quiet
+    /// for [`PARK_AFTER`].
+    Park,
+    /// A request head may be arriving: the [`HEAD_TIMEOUT`] deadline.
+    Head,
 }
 
 /// One HTTP/1.1 serving phase on `io`: a hyper connection until the client
 /// or shutdown ends it, an upgrade takes the stream, or, once it has served
 /// a request (hyper parks only between exchanges), it has been idle for a
-/// whole [`PARK_AFTER`] period.
+/// whole [`PARK_AFTER`] period. With nothing in flight, a new request must
+/// start within [`HEAD_TIMEOUT`] of the last sign of progress (a request
+/// started, or one ended), checked whenever the timer fires.
 async fn serve_h1<S>(
     settings: &HttpSettings,
     io: Prefixed<S>,
@@ -484,11 +508,17 @@ where
     let mut conn = settings
         .http1
         .serve_connection(TokioIo::new(watched), service);
-    // Armed when the connection starts waiting; when it fires with no bytes
-    // read since, the connection parks.
+    // One timer, armed for parking when the connection starts waiting
+    // between exchanges, or for the head deadline when it has nothing in
+    // flight otherwise (a head arriving); every firing also notes progress.
+    // A busy connection re-arms it once per park period, not per request.
     let tick = tokio::time::sleep(PARK_AFTER);
     tokio::pin!(tick);
-    let mut armed = false;
+    let mut armed: Option<Armed> = None;
+    // The request count at the last progress seen, and when it was seen.
+    let mut progress = (requests_before, tokio::time::Instant::now());
+    // A request was in flight since progress was last noted.
+    let mut was_busy = false;
     let drained = drain.changed();
     tokio::pin!(drained);
     let mut ending = Ending::No;
@@ -503,23 +533,48 @@ where
         if ending != Ending::No {
             return Poll::Pending;
         }
+        let requests = activity.requests.load(Ordering::Relaxed);
+        let in_flight = activity.in_flight.load(Ordering::Acquire) > 0;
+        was_busy |= in_flight;
         // Parking waits for a served request: before it, hyper is not
-        // between exchanges (a head still arriving has its own timeout).
-        let waiting =
-            activity.waiting() && activity.requests.load(Ordering::Relaxed) > requests_before;
-        if !armed {
-            if !waiting {
-                return Poll::Pending;
+        // between exchanges (a head still arriving has its deadline).
+        let waiting = activity.waiting() && requests > requests_before;
+        match armed {
+            Some(Armed::Park) => {}
+            Some(Armed::Head) if !waiting => {}
+            None if in_flight => return Poll::Pending,
+            None if !waiting => {
+                if was_busy {
+                    // A request just ended: the deadline starts now.
+                    progress = (requests, tokio::time::Instant::now());
+                    was_busy = false;
+                }
+                tick.as_mut().reset(progress.1 + HEAD_TIMEOUT);
+                armed = Some(Armed::Head);
             }
-            activity.read_since_last_check();
-            tick.as_mut()
-                .reset(tokio::time::Instant::now() + PARK_AFTER);
-            armed = true;
+            _ => {
+                activity.read_since_last_check();
+                tick.as_mut()
+                    .reset(tokio::time::Instant::now() + PARK_AFTER);
+                armed = Some(Armed::Park);
+            }
         }
         if tick.as_mut().poll(cx).is_pending() {
             return Poll::Pending;
         }
-        armed = false;
+        armed = None;
+        let now = tokio::time::Instant::now();
+        if requests != progress.0 || in_flight || was_busy {
+            progress = (requests, now);
+            was_busy = false;
+        } else if now >= progress.1 + HEAD_TIMEOUT {
+            tracing::debug!(
+                timeout = ?HEAD_TIMEOUT,
+                "no new request on an HTTP/1.1 connection in time; closing it"
+            );
+            ending = Ending::TimedOut;
+            return Poll::Ready(Ok(()));
+        }
         if waiting && !activity.read_since_last_check() {
             // Idle, hyper closes at once and gives the stream back; in the
             // middle of an exchange (a request body still arriving after
@@ -795,6 +850,91 @@ mod tests {
             matches!(ended, Ended::Close(_)),
             "served to the end, not parked"
         );
+    }
+
+    /// Writes `byte` every `every` until the write fails (the server is
+    /// gone) or the writer is dropped.
+    async fn trickle(client: &mut tokio::io::DuplexStream, byte: &[u8], every: Duration) {
+        loop {
+            tokio::time::sleep(every).await;
+            if client.write_all(byte).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_first_request_head_trickled_in_is_cut_off() {
+        let (mut client, server) = connection();
+        let (_tx, mut drain) = watch::channel(());
+        client
+            .write_all(b"GET / HTTP/1.1\r\nX-Slow: ")
+            .await
+            .expect("write");
+        let started = tokio::time::Instant::now();
+        let ended = tokio::select! {
+            ended = serve_h1(&SETTINGS, server, service(), &mut drain) => ended,
+            () = trickle(&mut client, b"a", Duration::from_secs(1)) => panic!("the server stopped reading"),
+            () = tokio::time::sleep(3 * HEAD_TIMEOUT) => panic!("the head was never cut off"),
+        };
+        assert!(matches!(ended, Ended::Close(_)), "closed, not parked");
+        let took = started.elapsed();
+        assert!(
+            took >= HEAD_TIMEOUT && took <= HEAD_TIMEOUT + Duration::from_secs(2),
+            "{took:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_next_request_head_trickled_in_is_cut_off() {
+        let (mut client, server) = connection();
+        let (_tx, mut drain) = watch::channel(());
+        let service = service();
+        let activity = service.activity.clone();
+        let phase = serve_h1(&SETTINGS, server, service, &mut drain);
+        tokio::pin!(phase);
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\nGET /next HTTP/1.1\r\nX-Slow: ")
+            .await
+            .expect("write");
+        let started = tokio::time::Instant::now();
+        // Faster than the park period, so the connection never parks.
+        let ended = tokio::select! {
+            ended = &mut phase => ended,
+            () = trickle(&mut client, b"a", PARK_AFTER / 2) => panic!("the server stopped reading"),
+            () = tokio::time::sleep(3 * HEAD_TIMEOUT) => panic!("the head was never cut off"),
+        };
+        assert!(matches!(ended, Ended::Close(_)), "closed, not parked");
+        assert_eq!(activity.requests.load(Ordering::Relaxed), 1);
+        let took = started.elapsed();
+        assert!(
+            took >= HEAD_TIMEOUT && took <= HEAD_TIMEOUT + Duration::from_secs(1),
+            "{took:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_head_that_ends_in_time_is_served() {
+        let (mut client, server) = connection();
+        let (_tx, mut drain) = watch::channel(());
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHo")
+            .await
+            .expect("write");
+        let phase = serve_h1(&SETTINGS, server, service(), &mut drain);
+        let exchange = async {
+            tokio::time::sleep(HEAD_TIMEOUT - Duration::from_secs(2)).await;
+            client
+                .write_all(b"st: a.test\r\n\r\n")
+                .await
+                .expect("write");
+            let status = read_response(&mut client).await;
+            drop(client);
+            status
+        };
+        let (ended, status) = tokio::join!(phase, exchange);
+        assert!(status.starts_with("HTTP/1.1 "), "{status}");
+        assert!(matches!(ended, Ended::Close(_)));
     }
 
     #[tokio::test(start_paused = true)]
