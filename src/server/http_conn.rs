@@ -519,14 +519,24 @@ where
     let mut progress = (requests_before, tokio::time::Instant::now());
     // A request was in flight since progress was last noted.
     let mut was_busy = false;
+    // `drained`, once polled, stays registered and wakes the task when
+    // shutdown begins; polling it again on every wake-up of a busy
+    // connection re-checks the channel and the waker, so a second receiver
+    // tells first, with one atomic load, whether there is news.
+    let probe = drain.clone();
     let drained = drain.changed();
     tokio::pin!(drained);
+    let mut registered = false;
     let mut ending = Ending::No;
     let result = poll_fn(|cx| loop {
-        if ending == Ending::No && drained.as_mut().poll(cx).is_ready() {
+        if ending == Ending::No
+            && (!registered || probe.has_changed().unwrap_or(true))
+            && drained.as_mut().poll(cx).is_ready()
+        {
             ending = Ending::Drain;
             Pin::new(&mut conn).graceful_shutdown();
         }
+        registered = true;
         if let Poll::Ready(result) = conn.poll_without_shutdown(cx) {
             return Poll::Ready(result);
         }
@@ -935,6 +945,28 @@ mod tests {
         let (ended, status) = tokio::join!(phase, exchange);
         assert!(status.starts_with("HTTP/1.1 "), "{status}");
         assert!(matches!(ended, Ended::Close(_)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_closes_a_connection_between_exchanges_before_it_parks() {
+        let (mut client, server) = connection();
+        let (tx, mut drain) = watch::channel(());
+        let phase = serve_h1(&SETTINGS, server, service(), &mut drain);
+        let exchange = async {
+            client
+                .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+                .await
+                .expect("write");
+            read_response(&mut client).await;
+            // Well inside the park period: the phase has been woken and
+            // polled since it first looked at the drain watch.
+            tx.send_replace(());
+        };
+        let (ended, ()) = tokio::join!(phase, exchange);
+        assert!(
+            matches!(ended, Ended::Close(_)),
+            "closed for shutdown, not parked"
+        );
     }
 
     #[tokio::test(start_paused = true)]
