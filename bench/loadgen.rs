@@ -1,8 +1,12 @@
 //! Fixed-rate HTTPS load generator for the benchmark harness (`bench/run.py`):
 //! an open-loop client that schedules requests at a constant rate over a pool
-//! of keep-alive HTTP/1.1 connections and measures each request from its
-//! *scheduled* start (so a stalled server is not hidden by a client that
-//! waits — no coordinated omission). Prints one JSON object.
+//! of keep-alive HTTP/1.1 connections and measures each request from the
+//! moment it is released at its scheduled time, before it waits for a free
+//! connection (so a stalled server is not hidden by a client that waits — no
+//! coordinated omission). The release is stamped when the timer has fired,
+//! not at the ideal instant: tokio's timer wakes up to a millisecond late,
+//! and that lateness is the generator's, not the server's (it is reported,
+//! `release_lag_*`). Prints one JSON object.
 //!
 //! `loadgen --url https://127.0.0.1:PORT/path --sni NAME --cacert FILE
 //!          --rate N --seconds S --connections C`
@@ -137,7 +141,7 @@ async fn main() {
         let (rx, done, args, config) = (rx.clone(), done_tx.clone(), args.clone(), config.clone());
         tokio::spawn(async move {
             loop {
-                let Some(scheduled) = rx.lock().await.recv().await else {
+                let Some(released) = rx.lock().await.recv().await else {
                     return;
                 };
                 if sender.ready().await.is_err() {
@@ -156,7 +160,7 @@ async fn main() {
                 let result = match sender.send_request(req).await {
                     Ok(resp) if resp.status().is_success() => {
                         let _ = resp.into_body().collect().await;
-                        Ok(scheduled.elapsed().as_micros() as u64)
+                        Ok(released.elapsed().as_micros() as u64)
                     }
                     Ok(resp) => Err(format!("status {}", resp.status())),
                     Err(e) => Err(e.to_string()),
@@ -168,12 +172,16 @@ async fn main() {
     drop(done_tx);
     let start = Instant::now();
     let interval = Duration::from_secs_f64(1.0 / args.rate as f64);
+    let mut lags = Vec::with_capacity(total as usize);
     for i in 0..total {
         let at = start + interval.mul_f64(i as f64);
         tokio::time::sleep_until(at.into()).await;
-        let _ = tx.send(at).await;
+        let released = Instant::now();
+        lags.push(released.saturating_duration_since(at).as_micros() as u64);
+        let _ = tx.send(released).await;
     }
     drop(tx);
+    lags.sort_unstable();
     let mut latencies = Vec::with_capacity(total as usize);
     let mut errors = 0u64;
     let mut first_error = None;
@@ -201,6 +209,8 @@ async fn main() {
         "p99_us": percentile(&latencies, 0.99),
         "p999_us": percentile(&latencies, 0.999),
         "max_us": latencies.last().copied().unwrap_or(0),
+        "release_lag_p50_us": percentile(&lags, 0.50),
+        "release_lag_max_us": lags.last().copied().unwrap_or(0),
     });
     println!("{out}");
 }

@@ -420,6 +420,10 @@ def figures_for(env, name, args):
         out["latency_p50_us"] = lg["p50_us"]
         out["latency_p99_us"] = lg["p99_us"]
         out["latency_errors"] = lg["errors"]
+        # How late the generator's timer released requests (not counted in
+        # the latencies): large values would mean the generator, not the
+        # proxy, set the pace.
+        out["latency_release_lag_max_us"] = lg["release_lag_max_us"]
     if "passthrough" in args.only and name in PASSTHROUGH_PORTS:
         pt = f"https://127.0.0.1:{PASSTHROUGH_PORTS[name]}/big.bin"
         r = measure(env, name, lambda: wrk(pt, s, 4, ["--timeout", "30s"]))
