@@ -17,11 +17,11 @@
 //! readiness on it, and always for a request with a body or a
 //! non-idempotent method. A pooled connection keeps its read buffer, which
 //! the next response reuses once the last one's bytes are dropped (no
-//! allocation per request). If a pooled connection still turns out closed, cleanly and
-//! before any byte of an answer, a request that is safe to send again (no
-//! body, idempotent method) goes out once more on a new connection, as Go's
-//! client does; a reset is a failure of the attempt (retry policies count
-//! it).
+//! allocation per request). If a pooled connection still turns out closed,
+//! cleanly and before any byte of an answer, a request that is safe to send
+//! again (no body, idempotent method) goes out once more on a new
+//! connection, as Go's client does; a reset is a failure of the attempt
+//! (retry policies count it).
 
 use super::errors::Error;
 use super::h1_wire::{
