@@ -873,6 +873,28 @@ mod tests {
         }
     }
 
+    /// Serves `phase` while `client` trickles a byte every `every`;
+    /// asserts the phase closed the connection within a trickle period
+    /// (and a second) after [`HEAD_TIMEOUT`].
+    async fn cut_off_at_head_deadline(
+        phase: impl Future<Output = Ended<tokio::io::DuplexStream>>,
+        client: &mut tokio::io::DuplexStream,
+        every: Duration,
+    ) {
+        let started = tokio::time::Instant::now();
+        let ended = tokio::select! {
+            ended = phase => ended,
+            () = trickle(client, b"a", every) => panic!("the server stopped reading"),
+            () = tokio::time::sleep(3 * HEAD_TIMEOUT) => panic!("the head was never cut off"),
+        };
+        assert!(matches!(ended, Ended::Close(_)), "closed, not parked");
+        let took = started.elapsed();
+        assert!(
+            took >= HEAD_TIMEOUT && took <= HEAD_TIMEOUT + every + Duration::from_secs(1),
+            "{took:?}"
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_first_request_head_trickled_in_is_cut_off() {
         let (mut client, server) = connection();
@@ -881,18 +903,8 @@ mod tests {
             .write_all(b"GET / HTTP/1.1\r\nX-Slow: ")
             .await
             .expect("write");
-        let started = tokio::time::Instant::now();
-        let ended = tokio::select! {
-            ended = serve_h1(&SETTINGS, server, service(), &mut drain) => ended,
-            () = trickle(&mut client, b"a", Duration::from_secs(1)) => panic!("the server stopped reading"),
-            () = tokio::time::sleep(3 * HEAD_TIMEOUT) => panic!("the head was never cut off"),
-        };
-        assert!(matches!(ended, Ended::Close(_)), "closed, not parked");
-        let took = started.elapsed();
-        assert!(
-            took >= HEAD_TIMEOUT && took <= HEAD_TIMEOUT + Duration::from_secs(2),
-            "{took:?}"
-        );
+        let phase = serve_h1(&SETTINGS, server, service(), &mut drain);
+        cut_off_at_head_deadline(phase, &mut client, Duration::from_secs(1)).await;
     }
 
     #[tokio::test(start_paused = true)]
@@ -902,25 +914,13 @@ mod tests {
         let service = service();
         let activity = service.activity.clone();
         let phase = serve_h1(&SETTINGS, server, service, &mut drain);
-        tokio::pin!(phase);
         client
             .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\nGET /next HTTP/1.1\r\nX-Slow: ")
             .await
             .expect("write");
-        let started = tokio::time::Instant::now();
         // Faster than the park period, so the connection never parks.
-        let ended = tokio::select! {
-            ended = &mut phase => ended,
-            () = trickle(&mut client, b"a", PARK_AFTER / 2) => panic!("the server stopped reading"),
-            () = tokio::time::sleep(3 * HEAD_TIMEOUT) => panic!("the head was never cut off"),
-        };
-        assert!(matches!(ended, Ended::Close(_)), "closed, not parked");
+        cut_off_at_head_deadline(phase, &mut client, PARK_AFTER / 2).await;
         assert_eq!(activity.requests.load(Ordering::Relaxed), 1);
-        let took = started.elapsed();
-        assert!(
-            took >= HEAD_TIMEOUT && took <= HEAD_TIMEOUT + Duration::from_secs(1),
-            "{took:?}"
-        );
     }
 
     #[tokio::test(start_paused = true)]
