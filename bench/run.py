@@ -13,15 +13,18 @@ rounds each server is checked to refuse resuming a session and to choose that
 suite, so "new connection per request" rounds are full handshakes of the same
 kind.
 
-For each proxy and figure, the median of --rounds rounds is reported, with the
-proxy's own CPU time (user+system from /proc) divided by the work done, and the
-ratios portcullis/HAProxy and portcullis/NGINX. Last, each proxy is restarted
-under callgrind and its user-space instructions per keep-alive request and per
-full handshake are counted ("instructions"): CPU time on a shared 2-core VM
-moves by 15 % between rounds, instruction counts by a few percent. Prints a
+Each round measures one figure on every proxy back to back, in an order that
+reverses every round, then the next figure. For each proxy and figure the
+median of --rounds rounds is reported, with the proxy's own CPU time
+(user+system from /proc) divided by the work done; the ratios
+portcullis/HAProxy and portcullis/NGINX are the median of the per-round ratios,
+with their range. Last, each proxy is restarted under callgrind and its
+user-space instructions per keep-alive request and per full handshake are
+counted ("instructions"): CPU time on a shared 2-core VM moves by 15 % between
+rounds, instruction counts by a few percent. Prints a
 markdown table and writes JSON (--json, default target/bench.json).
 
-    python3 bench/run.py [--seconds 8] [--rounds 3] [--only keepalive,handshake,...]
+    python3 bench/run.py [--seconds 8] [--rounds 5] [--only keepalive,handshake,...]
 """
 
 import argparse
@@ -386,52 +389,85 @@ def measure(env, name, fn):
     return result
 
 
-def figures_for(env, name, args):
-    port = PORTS[name] if name != "direct" else None
-    url = f"https://127.0.0.1:{port}/" if port else f"http://127.0.0.1:{BACKEND_PORT}/"
-    out = {}
-    s = args.seconds
-    if "keepalive" in args.only:
-        r = measure(env, name, lambda: wrk(url, s, 32))
-        out["keepalive_rps"] = r["requests"] / s
-        out["keepalive_cpu_us_per_req"] = r["cpu_s"] * 1e6 / max(r["requests"], 1)
-        out["keepalive_errors"] = r["errors"]
-        out["rss_under_load_kib"] = r["rss_kib"]
-    if "handshake" in args.only and port:
-        resumed, suite = session_resumed(port, f"{env.tmp}/ca.crt")
-        if resumed:
-            sys.exit(f"{name} resumed a TLS session: handshake figures would not be full handshakes")
-        if suite != SUITE:
-            sys.exit(f"{name} chose {suite}, not {SUITE}: the proxies would do different work")
-        out["handshake_resumption_off"] = 1
-        r = measure(env, name, lambda: wrk(url, s, 32, ["-H", "Connection: close"]))
-        out["handshake_cps"] = r["requests"] / s
-        out["handshake_cpu_us"] = r["cpu_s"] * 1e6 / max(r["requests"], 1)
-        out["handshake_errors"] = r["errors"]
-    if "h2" in args.only and port:
-        r = measure(env, name, lambda: h2load(url, s, 32))
-        out["h2_rps"] = r["requests"] / s
-        out["h2_cpu_us_per_req"] = r["cpu_s"] * 1e6 / max(r["requests"], 1)
-        out["h2_errors"] = r["errors"]
-    if "latency" in args.only and port:
-        lg = json.loads(client([env.loadgen, "--url", f"https://127.0.0.1:{port}/", "--sni", HOST,
-                                "--cacert", f"{env.tmp}/ca.crt", "--rate", str(args.rate),
-                                "--seconds", str(s), "--connections", "32"]))
-        out["latency_p50_us"] = lg["p50_us"]
-        out["latency_p99_us"] = lg["p99_us"]
-        out["latency_errors"] = lg["errors"]
-        # How late the generator's timer released requests (not counted in
-        # the latencies): large values would mean the generator, not the
-        # proxy, set the pace.
-        out["latency_release_lag_max_us"] = lg["release_lag_max_us"]
-    if "passthrough" in args.only and name in PASSTHROUGH_PORTS:
-        pt = f"https://127.0.0.1:{PASSTHROUGH_PORTS[name]}/big.bin"
-        r = measure(env, name, lambda: wrk(pt, s, 4, ["--timeout", "30s"]))
-        gib = r["bytes_per_s"] * s / (1 << 30)
-        out["passthrough_gib_per_s"] = r["bytes_per_s"] / (1 << 30)
-        out["passthrough_cpu_s_per_gib"] = r["cpu_s"] / max(gib, 1e-9)
-        out["passthrough_errors"] = r["errors"]
-    return out
+def keepalive_figure(env, name, url, args):
+    r = measure(env, name, lambda: wrk(url, args.seconds, 32))
+    return {"keepalive_rps": r["requests"] / args.seconds,
+            "keepalive_cpu_us_per_req": r["cpu_s"] * 1e6 / max(r["requests"], 1),
+            "keepalive_errors": r["errors"],
+            "rss_under_load_kib": r["rss_kib"]}
+
+
+def handshake_figure(env, name, url, args):
+    resumed, suite = session_resumed(PORTS[name], f"{env.tmp}/ca.crt")
+    if resumed:
+        sys.exit(f"{name} resumed a TLS session: handshake figures would not be full handshakes")
+    if suite != SUITE:
+        sys.exit(f"{name} chose {suite}, not {SUITE}: the proxies would do different work")
+    r = measure(env, name, lambda: wrk(url, args.seconds, 32, ["-H", "Connection: close"]))
+    return {"handshake_resumption_off": 1,
+            "handshake_cps": r["requests"] / args.seconds,
+            "handshake_cpu_us": r["cpu_s"] * 1e6 / max(r["requests"], 1),
+            "handshake_errors": r["errors"]}
+
+
+def h2_figure(env, name, url, args):
+    r = measure(env, name, lambda: h2load(url, args.seconds, 32))
+    return {"h2_rps": r["requests"] / args.seconds,
+            "h2_cpu_us_per_req": r["cpu_s"] * 1e6 / max(r["requests"], 1),
+            "h2_errors": r["errors"]}
+
+
+def latency_figure(env, name, url, args):
+    lg = json.loads(client([env.loadgen, "--url", url, "--sni", HOST,
+                            "--cacert", f"{env.tmp}/ca.crt", "--rate", str(args.rate),
+                            "--seconds", str(args.seconds), "--connections", "32"]))
+    # How late the generator's timer released requests (not counted in the
+    # latencies): large values would mean the generator, not the proxy, set
+    # the pace.
+    return {"latency_p50_us": lg["p50_us"], "latency_p99_us": lg["p99_us"],
+            "latency_errors": lg["errors"],
+            "latency_release_lag_max_us": lg["release_lag_max_us"]}
+
+
+def passthrough_figure(env, name, url, args):
+    pt = f"https://127.0.0.1:{PASSTHROUGH_PORTS[name]}/big.bin"
+    r = measure(env, name, lambda: wrk(pt, args.seconds, 4, ["--timeout", "30s"]))
+    gib = r["bytes_per_s"] * args.seconds / (1 << 30)
+    return {"passthrough_gib_per_s": r["bytes_per_s"] / (1 << 30),
+            "passthrough_cpu_s_per_gib": r["cpu_s"] / max(gib, 1e-9),
+            "passthrough_errors": r["errors"]}
+
+
+# The figures measured in rounds: name -> (function, which proxies have it).
+ROUND_FIGURES = {
+    "keepalive": (keepalive_figure, lambda n: True),
+    "handshake": (handshake_figure, lambda n: n != "direct"),
+    "h2": (h2_figure, lambda n: n != "direct"),
+    "latency": (latency_figure, lambda n: n != "direct"),
+    "passthrough": (passthrough_figure, lambda n: n in PASSTHROUGH_PORTS),
+}
+
+
+def measure_rounds(env, names, args):
+    """Every round measures one figure on every proxy back to back before
+    the next figure, in an order that reverses each round, so slow drift in
+    the machine's speed (neighbours on a shared VM) lands on all proxies
+    alike and the per-round ratios cancel most of it. Returns each proxy's
+    list of per-round figures."""
+    rounds = {n: [{} for _ in range(args.rounds)] for n in names}
+    for i in range(args.rounds):
+        order = names if i % 2 == 0 else names[::-1]
+        for figure, (fn, applies) in ROUND_FIGURES.items():
+            if figure not in args.only:
+                continue
+            for name in order:
+                if not applies(name):
+                    continue
+                print(f"round {i + 1}/{args.rounds}: {figure} {name}", file=sys.stderr)
+                port = PORTS[name]
+                url = f"https://127.0.0.1:{port}/" if port else f"http://127.0.0.1:{BACKEND_PORT}/"
+                rounds[name][i].update(fn(env, name, url, args))
+    return rounds
 
 
 def instructions_figure(env, name, seconds):
@@ -649,22 +685,57 @@ def median_rounds(rounds):
 
 
 LOWER_IS_BETTER = ("cpu", "latency", "rss", "errors")
+# Figures that describe the run rather than the proxy: no ratio.
+NO_RATIO = {"handshake_resumption_off", "latency_release_lag_max_us"}
+OTHERS = {"haproxy": "HAProxy", "nginx": "NGINX"}
 
 
-def table(results):
+def round_ratios(rounds, ours):
+    """For each of our builds against each other proxy, each figure's ratio
+    within every round (the two measured minutes apart at most), with the
+    median and the spread: {"portcullis/haproxy": {figure: {...}}}."""
+    out = {}
+    for o in ours:
+        for other in OTHERS:
+            if o not in rounds or other not in rounds:
+                continue
+            per = {}
+            for mine, theirs in zip(rounds[o], rounds[other]):
+                for k, a in mine.items():
+                    b = theirs.get(k)
+                    if k not in NO_RATIO and b:
+                        per.setdefault(k, []).append(a / b)
+            out[f"{o}/{other}"] = {
+                k: {"median": statistics.median(v), "min": min(v), "max": max(v),
+                    "rounds": v} for k, v in per.items()}
+    return out
+
+
+def table(results, ratios):
+    """Markdown: each proxy's figures, then our builds' ratios to HAProxy and
+    NGINX. A figure measured in rounds shows the median of its per-round
+    ratios and their range; the others (memory, instructions) one ratio."""
     names = [n for n in ["portcullis", "portcullis-aws-lc", "haproxy", "nginx", "direct"]
              if n in results]
     ours = [n for n in PROVIDERS.values() if n in results]
     keys = sorted(set().union(*[results[n].keys() for n in names]))
-    heads = [f"{o}/{other}" for o in ours for other in ["HAProxy", "NGINX"]]
+    heads = [f"{o}/{label}" for o in ours for label in OTHERS.values()]
     lines = ["| figure | " + " | ".join(names + heads) + " |",
              "|---" * (len(names) + len(heads) + 1) + "|"]
     for k in keys:
         row = [f"{results[n][k]:.4g}" if k in results[n] else "–" for n in names]
         for o in ours:
-            for other in ["haproxy", "nginx"]:
+            for other in OTHERS:
+                spread = ratios.get(f"{o}/{other}", {}).get(k)
                 a, b = results.get(o, {}).get(k), results.get(other, {}).get(k)
-                row.append(f"{a / b:.2f}" if a is not None and b else "–")
+                if k in NO_RATIO:
+                    row.append("–")
+                elif spread and len(spread["rounds"]) > 1:
+                    row.append(f"{spread['median']:.2f} ({spread['min']:.2f}–{spread['max']:.2f})")
+                elif a is not None and b:
+                    row.append(f"{a / b:.2f}")
+                else:
+                    row.append("–")
         lines.append(f"| {k} | " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -672,7 +743,7 @@ def table(results):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seconds", type=int, default=8)
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--rate", type=int, default=2000, help="fixed request rate for latency")
     p.add_argument("--reload-seconds", type=int, default=30)
     p.add_argument("--only", default=",".join(FIGURES))
@@ -709,6 +780,7 @@ def main():
     env = Env(tmp, os.path.join(release, "portcullis"),
               os.path.join(release, "examples", "loadgen"))
     results = {}
+    ratios = {}
     try:
         env.pem()
         env.backend()
@@ -728,13 +800,10 @@ def main():
             for name in ours + ["haproxy", "nginx"]:
                 print(f"{IDLE_CONNECTIONS} idle TLS connections: {name}", file=sys.stderr)
                 results.setdefault(name, {}).update(idle_connections_figure(env, name))
-        rounds = {n: [] for n in ours + ["haproxy", "nginx", "direct"]}
-        for i in range(args.rounds):
-            for name in rounds:
-                print(f"round {i + 1}/{args.rounds}: {name}", file=sys.stderr)
-                rounds[name].append(figures_for(env, name, args))
+        rounds = measure_rounds(env, ours + ["haproxy", "nginx", "direct"], args)
         for name, rs in rounds.items():
             results.setdefault(name, {}).update(median_rounds(rs))
+        ratios = round_ratios(rounds, ours)
         if "reload" in args.only and "ring" in providers:
             print("reload under load: portcullis", file=sys.stderr)
             results["portcullis"].update(reload_figure(env, args.reload_seconds))
@@ -757,10 +826,11 @@ def main():
     }
     os.makedirs(os.path.dirname(args.json), exist_ok=True)
     with open(args.json, "w") as f:
-        json.dump({"machine": machine, "results": results}, f, indent=2)
+        json.dump({"machine": machine, "results": results, "ratios": ratios, "rounds": rounds},
+                  f, indent=2)
     print(f"\n{machine['cpu_model']}, {machine['cpus']} CPUs, {machine['haproxy']}, "
           f"{machine['nginx']}; median of {args.rounds} rounds of {args.seconds}s\n")
-    print(table(results))
+    print(table(results, ratios))
     shutil.rmtree(tmp, ignore_errors=True)
 
 
