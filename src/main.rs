@@ -188,6 +188,9 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot create state directory {}", args.state.display()))?;
     portcullis::issuer::LocalCa::load_or_create(&args.state, SystemTime::now())
         .with_context(|| format!("cannot load the local CA in {}", args.state.display()))?;
+    if let Some((before, after)) = portcullis::runtime::limits::raise_open_files() {
+        tracing::info!(before, after, "open-file limit (soft)");
+    }
     tracing::info!(
         provider = portcullis::tls::provider::NAME,
         session_cache = args.tls_session_cache,

@@ -8,6 +8,7 @@
 
 pub mod certs;
 pub mod check;
+pub mod limits;
 pub mod logging;
 pub mod report;
 

@@ -14,6 +14,8 @@ pub mod hello;
 pub mod http_conn;
 pub mod proxy_protocol;
 pub mod shutdown;
+#[cfg(target_os = "linux")]
+mod splice;
 pub mod stream;
 pub mod udp;
 
