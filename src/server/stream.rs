@@ -215,25 +215,44 @@ where
         }
     };
     match result {
-        Some(Ok((up, down))) => tracing::debug!(%upstream, up, down, "stream closed"),
-        Some(Err(error)) => tracing::debug!(%upstream, %error, "stream ended with an error"),
+        Some((how, Ok((up, down)))) => {
+            tracing::debug!(%upstream, up, down, relay = ?how, "stream closed")
+        }
+        Some((how, Err(error))) => {
+            tracing::debug!(%upstream, %error, relay = ?how, "stream ended with an error")
+        }
         None => tracing::debug!(%upstream, "stream idle timeout"),
     }
     None
 }
 
+/// How a stream's bytes were moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Relay {
+    /// Socket to pipe to socket, in the kernel.
+    Spliced,
+    /// Through a buffer in user space.
+    Copied,
+}
+
 /// Moves bytes both ways until both directions have ended (or one fails),
 /// noting each move in `activity`: with `splice(2)` when both ends are plain
-/// sockets (Linux), else through a 64 KiB buffer per direction.
+/// sockets (Linux), else through a 64 KiB buffer per direction. Returns
+/// which, and the bytes moved up and down.
 async fn relay<S: ClientStream>(
     client: &mut S,
     backend: &mut Backend,
     activity: &Activity,
-) -> std::io::Result<(u64, u64)> {
+) -> (Relay, std::io::Result<(u64, u64)>) {
     #[cfg(target_os = "linux")]
     if let (Some(c), Backend::Tcp(b)) = (client.as_tcp(), &*backend) {
         match super::splice::Pipes::new() {
-            Ok(pipes) => return super::splice::relay(c, b, pipes, activity).await,
+            Ok(pipes) => {
+                return (
+                    Relay::Spliced,
+                    super::splice::relay(c, b, pipes, activity).await,
+                )
+            }
             Err(error) => {
                 tracing::debug!(%error, "no pipes for splice; copying through user space")
             }
@@ -243,8 +262,14 @@ async fn relay<S: ClientStream>(
     let mut backend = Idle::new(backend, activity.clone());
     // 64 KiB per direction instead of tokio's 8 KiB: a quarter of the
     // syscalls per byte on bulk transfers (measured by bench/run.py).
-    tokio::io::copy_bidirectional_with_sizes(&mut client, &mut backend, COPY_BUFFER, COPY_BUFFER)
-        .await
+    let copied = tokio::io::copy_bidirectional_with_sizes(
+        &mut client,
+        &mut backend,
+        COPY_BUFFER,
+        COPY_BUFFER,
+    )
+    .await;
+    (Relay::Copied, copied)
 }
 
 /// A client connection a stream is forwarded from.
@@ -404,6 +429,64 @@ mod tests {
     use crate::dataplane::{StreamEntry, Upstream, UpstreamProtocol, WeightedBackend};
     use crate::model::ObjectKey;
     use std::sync::Arc;
+    use tokio::io::AsyncReadExt;
+
+    /// A client end whose bytes are not the socket's (as a TLS session's).
+    impl ClientStream for tokio::io::DuplexStream {}
+
+    /// A connected pair of loopback sockets.
+    async fn socket_pair() -> (TcpStream, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (a, b) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        (a.expect("connect"), b.expect("accept").0)
+    }
+
+    /// Relays one byte up and two down between `client` and a backend
+    /// socket pair, returning how the relay moved them.
+    async fn relay_a_little<S: ClientStream + Send + 'static>(
+        mut client: S,
+        mut client_outer: impl AsyncRead + AsyncWrite + Unpin,
+    ) -> Relay {
+        let (backend_inner, mut backend_outer) = socket_pair().await;
+        let relayed = tokio::spawn(async move {
+            let mut backend = Backend::Tcp(backend_inner);
+            relay(&mut client, &mut backend, &Activity::new()).await
+        });
+        client_outer.write_all(b"u").await.expect("client write");
+        client_outer.shutdown().await.expect("client shutdown");
+        let mut up = Vec::new();
+        backend_outer
+            .read_to_end(&mut up)
+            .await
+            .expect("backend read");
+        backend_outer.write_all(b"dd").await.expect("backend write");
+        backend_outer.shutdown().await.expect("backend shutdown");
+        let mut down = Vec::new();
+        client_outer
+            .read_to_end(&mut down)
+            .await
+            .expect("client read");
+        assert_eq!((up.as_slice(), down.as_slice()), (&b"u"[..], &b"dd"[..]));
+        let (how, moved) = relayed.await.expect("join");
+        assert_eq!(moved.expect("relay"), (1, 2));
+        how
+    }
+
+    #[tokio::test]
+    async fn plain_socket_pairs_are_spliced_and_other_clients_copied() {
+        let (outer, inner) = socket_pair().await;
+        let expected = if cfg!(target_os = "linux") {
+            Relay::Spliced
+        } else {
+            Relay::Copied
+        };
+        assert_eq!(relay_a_little(inner, outer).await, expected);
+        let (outer, inner) = tokio::io::duplex(1024);
+        assert_eq!(relay_a_little(inner, outer).await, Relay::Copied);
+    }
 
     fn entry(host: Option<&str>, port: u16) -> StreamEntry {
         StreamEntry {
