@@ -413,20 +413,20 @@ impl Outgoing<'_> {
 /// the backend's close) or stale (the last read filled its buffer exactly,
 /// or read with `try_read`); a stale readiness is cleared by the look.
 fn seems_quiet(stream: &TcpStream) -> bool {
-    match stream.try_io(Interest::READABLE, || peek(stream)) {
-        Err(e) => e.kind() == io::ErrorKind::WouldBlock,
-        Ok(_) => false,
-    }
+    quiet(stream.try_io(Interest::READABLE, || peek(stream)))
 }
 
 /// Whether an idle connection has nothing to read: not closed by the
 /// backend, no stray bytes. Asks the socket itself (tokio's readiness may
 /// not have seen a close yet).
 fn is_quiet(stream: &TcpStream) -> bool {
-    match peek(stream) {
-        Err(e) => e.kind() == io::ErrorKind::WouldBlock,
-        Ok(_) => false,
-    }
+    quiet(peek(stream))
+}
+
+/// Whether a [`peek`] found nothing: neither bytes nor a close (nor an
+/// error, which makes the connection unusable too).
+fn quiet(peeked: io::Result<usize>) -> bool {
+    matches!(peeked, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
 /// Peeks at one byte of `stream` without blocking: `Ok(0)` when the
