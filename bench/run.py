@@ -11,7 +11,10 @@ backend run on CPU 1. Session resumption is off on every server (no tickets, no
 session cache; portcullis `--tls-session-cache 0`), and before its handshake
 rounds each server is checked to refuse resuming a session and to choose that
 suite, so "new connection per request" rounds are full handshakes of the same
-kind.
+kind. Passthrough is measured against HAProxy twice: its `mode tcp` as it
+ships (copying through its buffers) and, as "haproxy-splice", a second
+frontend of the same process with `option splice-auto` (portcullis splices
+plain streams).
 
 Each round measures one figure on every proxy back to back, in an order that
 reverses every round, then the next figure. For each proxy and figure the
@@ -52,7 +55,11 @@ BACKEND_PORT = 18080
 BACKEND_TLS_PORT = 18443
 PORTS = {"portcullis": 20443, "portcullis-aws-lc": 23443, "haproxy": 21443, "nginx": 22443,
          "direct": None}
-PASSTHROUGH_PORTS = {"portcullis": 20444, "portcullis-aws-lc": 23444, "haproxy": 21444}
+PASSTHROUGH_PORTS = {"portcullis": 20444, "portcullis-aws-lc": 23444, "haproxy": 21444,
+                     "haproxy-splice": 21445}
+# Measured for passthrough only: the HAProxy process's second TCP frontend,
+# with `option splice-auto` (HAProxy's default copies, as its first does).
+PASSTHROUGH_ONLY = {"haproxy-splice": "haproxy"}
 # portcullis built with each crypto provider (cargo feature), as proxy names.
 PROVIDERS = {"ring": "portcullis", "aws-lc-rs": "portcullis-aws-lc"}
 ADMIN_PORTS = {"portcullis": 29901, "portcullis-aws-lc": 29902}
@@ -309,11 +316,21 @@ frontend pt
 backend pt_be
   mode tcp
   server s1 127.0.0.1:{BACKEND_TLS_PORT}
+frontend pt_splice
+  mode tcp
+  option splice-auto
+  bind 127.0.0.1:{PASSTHROUGH_PORTS['haproxy-splice']}
+  default_backend pt_splice_be
+backend pt_splice_be
+  mode tcp
+  option splice-auto
+  server s1 127.0.0.1:{BACKEND_TLS_PORT}
 """
         path = f"{t}/haproxy.cfg"
         open(path, "w").write(conf)
         self.start("haproxy", ["haproxy", "-db", "-f", path], PROXY_CPU,
-                   [PORTS["haproxy"], PASSTHROUGH_PORTS["haproxy"]])
+                   [PORTS["haproxy"], PASSTHROUGH_PORTS["haproxy"],
+                    PASSTHROUGH_PORTS["haproxy-splice"]])
 
     def nginx(self):
         t = self.tmp
@@ -378,7 +395,7 @@ def h2load(url, seconds, connections):
 
 
 def measure(env, name, fn):
-    pids = env.pids(name) if name != "direct" else []
+    pids = env.pids(PASSTHROUGH_ONLY.get(name, name)) if name != "direct" else []
     before = cpu_seconds(pids)
     rss_before = rss_kib(pids)
     t0 = time.time()
@@ -440,10 +457,10 @@ def passthrough_figure(env, name, url, args):
 
 # The figures measured in rounds: name -> (function, which proxies have it).
 ROUND_FIGURES = {
-    "keepalive": (keepalive_figure, lambda n: True),
-    "handshake": (handshake_figure, lambda n: n != "direct"),
-    "h2": (h2_figure, lambda n: n != "direct"),
-    "latency": (latency_figure, lambda n: n != "direct"),
+    "keepalive": (keepalive_figure, lambda n: n not in PASSTHROUGH_ONLY),
+    "handshake": (handshake_figure, lambda n: n in PORTS and PORTS[n]),
+    "h2": (h2_figure, lambda n: n in PORTS and PORTS[n]),
+    "latency": (latency_figure, lambda n: n in PORTS and PORTS[n]),
     "passthrough": (passthrough_figure, lambda n: n in PASSTHROUGH_PORTS),
 }
 
@@ -464,7 +481,7 @@ def measure_rounds(env, names, args):
                 if not applies(name):
                     continue
                 print(f"round {i + 1}/{args.rounds}: {figure} {name}", file=sys.stderr)
-                port = PORTS[name]
+                port = PORTS.get(name)
                 url = f"https://127.0.0.1:{port}/" if port else f"http://127.0.0.1:{BACKEND_PORT}/"
                 rounds[name][i].update(fn(env, name, url, args))
     return rounds
@@ -687,7 +704,7 @@ def median_rounds(rounds):
 LOWER_IS_BETTER = ("cpu", "latency", "rss", "errors")
 # Figures that describe the run rather than the proxy: no ratio.
 NO_RATIO = {"handshake_resumption_off", "latency_release_lag_max_us"}
-OTHERS = {"haproxy": "HAProxy", "nginx": "NGINX"}
+OTHERS = {"haproxy": "HAProxy", "nginx": "NGINX", "haproxy-splice": "HAProxy-splice"}
 
 
 def round_ratios(rounds, ours):
@@ -715,17 +732,18 @@ def table(results, ratios):
     """Markdown: each proxy's figures, then our builds' ratios to HAProxy and
     NGINX. A figure measured in rounds shows the median of its per-round
     ratios and their range; the others (memory, instructions) one ratio."""
-    names = [n for n in ["portcullis", "portcullis-aws-lc", "haproxy", "nginx", "direct"]
-             if n in results]
+    names = [n for n in ["portcullis", "portcullis-aws-lc", "haproxy", "haproxy-splice", "nginx",
+                         "direct"] if n in results]
     ours = [n for n in PROVIDERS.values() if n in results]
     keys = sorted(set().union(*[results[n].keys() for n in names]))
-    heads = [f"{o}/{label}" for o in ours for label in OTHERS.values()]
+    others = {k: v for k, v in OTHERS.items() if k in results}
+    heads = [f"{o}/{label}" for o in ours for label in others.values()]
     lines = ["| figure | " + " | ".join(names + heads) + " |",
              "|---" * (len(names) + len(heads) + 1) + "|"]
     for k in keys:
         row = [f"{results[n][k]:.4g}" if k in results[n] else "–" for n in names]
         for o in ours:
-            for other in OTHERS:
+            for other in others:
                 spread = ratios.get(f"{o}/{other}", {}).get(k)
                 a, b = results.get(o, {}).get(k), results.get(other, {}).get(k)
                 if k in NO_RATIO:
@@ -800,7 +818,10 @@ def main():
             for name in ours + ["haproxy", "nginx"]:
                 print(f"{IDLE_CONNECTIONS} idle TLS connections: {name}", file=sys.stderr)
                 results.setdefault(name, {}).update(idle_connections_figure(env, name))
-        rounds = measure_rounds(env, ours + ["haproxy", "nginx", "direct"], args)
+        names = ours + ["haproxy", "nginx", "direct"]
+        if "passthrough" in args.only:
+            names.insert(len(ours) + 1, "haproxy-splice")
+        rounds = measure_rounds(env, names, args)
         for name, rs in rounds.items():
             results.setdefault(name, {}).update(median_rounds(rs))
         ratios = round_ratios(rounds, ours)
