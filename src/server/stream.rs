@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_util::either::Either;
 
 /// The longest a backend may take to accept a connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -184,14 +185,14 @@ where
             match crate::proxy::backend_tls_handshake(backend, tls.server_name.clone(), config)
                 .await
             {
-                Ok(s) => Backend::Tls(Box::new(s)),
+                Ok(s) => Either::Right(Box::new(s)),
                 Err(error) => {
                     tracing::warn!(%route, upstream = %upstream.name, %addr, policy = %tls.policy, %error, "backend TLS handshake failed; closing the client");
                     return failed("tls");
                 }
             }
         }
-        _ => Backend::Tcp(backend),
+        _ => Either::Left(backend),
     };
     if !prefix.is_empty() {
         if let Err(error) = backend.write_all(&prefix).await {
@@ -245,7 +246,7 @@ async fn relay<S: ClientStream>(
     activity: &Activity,
 ) -> (Relay, std::io::Result<(u64, u64)>) {
     #[cfg(target_os = "linux")]
-    if let (Some(c), Backend::Tcp(b)) = (client.as_tcp(), &*backend) {
+    if let (Some(c), Either::Left(b)) = (client.as_tcp(), &*backend) {
         match super::splice::Pipes::new() {
             Ok(pipes) => {
                 return (
@@ -289,57 +290,8 @@ impl ClientStream for TcpStream {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> ClientStream for Box<tokio_rustls::server::TlsStream<S>> {}
 
-/// A connection to a stream backend, cleartext or TLS.
-enum Backend {
-    Tcp(TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-}
-
-impl AsyncRead for Backend {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Backend::Tcp(s) => std::pin::Pin::new(s).poll_read(cx, buf),
-            Backend::Tls(s) => std::pin::Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Backend {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Backend::Tcp(s) => std::pin::Pin::new(s).poll_write(cx, buf),
-            Backend::Tls(s) => std::pin::Pin::new(s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Backend::Tcp(s) => std::pin::Pin::new(s).poll_flush(cx),
-            Backend::Tls(s) => std::pin::Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Backend::Tcp(s) => std::pin::Pin::new(s).poll_shutdown(cx),
-            Backend::Tls(s) => std::pin::Pin::new(s).poll_shutdown(cx),
-        }
-    }
-}
+/// A connection to a stream backend: cleartext (`Left`) or TLS (`Right`).
+type Backend = Either<TcpStream, Box<tokio_rustls::client::TlsStream<TcpStream>>>;
 
 /// When a connection last moved a byte, shared by both of its streams.
 #[derive(Debug, Clone)]
@@ -428,21 +380,12 @@ mod tests {
     use super::*;
     use crate::dataplane::{StreamEntry, Upstream, UpstreamProtocol, WeightedBackend};
     use crate::model::ObjectKey;
+    use crate::server::testing::socket_pair;
     use std::sync::Arc;
     use tokio::io::AsyncReadExt;
 
     /// A client end whose bytes are not the socket's (as a TLS session's).
     impl ClientStream for tokio::io::DuplexStream {}
-
-    /// A connected pair of loopback sockets.
-    async fn socket_pair() -> (TcpStream, TcpStream) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (a, b) = tokio::join!(TcpStream::connect(addr), listener.accept());
-        (a.expect("connect"), b.expect("accept").0)
-    }
 
     /// Relays one byte up and two down between `client` and a backend
     /// socket pair, returning how the relay moved them.
@@ -452,7 +395,7 @@ mod tests {
     ) -> Relay {
         let (backend_inner, mut backend_outer) = socket_pair().await;
         let relayed = tokio::spawn(async move {
-            let mut backend = Backend::Tcp(backend_inner);
+            let mut backend = Either::Left(backend_inner);
             relay(&mut client, &mut backend, &Activity::new()).await
         });
         client_outer.write_all(b"u").await.expect("client write");
