@@ -184,3 +184,17 @@ async fn stop(addr: SocketAddr, running: Running) {
         tracing::warn!(%addr, %error, "accept loop ended abnormally");
     }
 }
+
+/// Helpers for the tests of `server`'s modules.
+#[cfg(test)]
+mod testing {
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// A connected pair of loopback TCP sockets.
+    pub(super) async fn socket_pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (a, b) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        (a.expect("connect"), b.expect("accept").0)
+    }
+}

@@ -8,9 +8,10 @@
 //! `splice` into the empty pipe that would block means the source socket has
 //! nothing to read, and one out of a non-empty pipe that would block means
 //! the destination socket is full: each `EAGAIN` is a socket's readiness,
-//! which tokio tracks. On end of stream the direction shuts the other
-//! socket's write side (as `tokio::io::copy_bidirectional` does) and the
-//! relay ends when both directions have.
+//! which tokio tracks (`TcpStream::async_io`). On end of stream the
+//! direction shuts the other socket's write side (as
+//! `tokio::io::copy_bidirectional` does) and the relay ends when both
+//! directions have.
 
 use super::stream::Activity;
 use rustix::pipe::{fcntl_getpipe_size, pipe_with, splice, PipeFlags, SpliceFlags};
@@ -79,10 +80,11 @@ async fn one_way(
     let flags = SpliceFlags::MOVE | SpliceFlags::NONBLOCK;
     let mut total = 0u64;
     loop {
-        let filled = retry(from, Interest::READABLE, || {
-            splice(from, None, pipe_in, None, CHUNK, flags)
-        })
-        .await?;
+        let filled = from
+            .async_io(Interest::READABLE, || {
+                Ok(splice(from, None, pipe_in, None, CHUNK, flags)?)
+            })
+            .await?;
         if filled == 0 {
             socket2::SockRef::from(to).shutdown(std::net::Shutdown::Write)?;
             return Ok(total);
@@ -90,10 +92,11 @@ async fn one_way(
         activity.touch();
         let mut left = filled;
         while left > 0 {
-            let moved = retry(to, Interest::WRITABLE, || {
-                splice(pipe_out, None, to, None, left, flags)
-            })
-            .await?;
+            let moved = to
+                .async_io(Interest::WRITABLE, || {
+                    Ok(splice(pipe_out, None, to, None, left, flags)?)
+                })
+                .await?;
             if moved == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
             }
@@ -104,35 +107,23 @@ async fn one_way(
     }
 }
 
-/// Runs `op` on `socket` once it is ready for `interest`, again after each
-/// `EAGAIN` (which clears tokio's readiness so the next wait is real).
-async fn retry(
-    socket: &TcpStream,
-    interest: Interest,
-    mut op: impl FnMut() -> rustix::io::Result<usize>,
-) -> io::Result<usize> {
-    loop {
-        match socket.try_io(interest, || op().map_err(io::Error::from)) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                socket.ready(interest).await?;
-            }
-            r => return r,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::testing::socket_pair;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
 
-    /// A connected pair of loopback sockets.
-    async fn pair() -> (TcpStream, TcpStream) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (a, b) = tokio::join!(TcpStream::connect(addr), listener.accept());
-        (a.expect("connect"), b.expect("accept").0)
+    /// Writes `bytes` to `stream` and ends its write side, while reading
+    /// what the other end sends until it ends; returns what was read.
+    async fn exchange(stream: &mut TcpStream, bytes: &[u8]) -> io::Result<Vec<u8>> {
+        let (mut r, mut w) = stream.split();
+        let send = async {
+            w.write_all(bytes).await?;
+            w.shutdown().await
+        };
+        let mut got = Vec::new();
+        let (sent, read) = tokio::join!(send, r.read_to_end(&mut got));
+        sent.and(read).map(|_| got)
     }
 
     /// Client ⇄ [relay] ⇄ backend: the relay's two inner sockets and the
@@ -145,8 +136,8 @@ mod tests {
     }
 
     async fn rig() -> Rig {
-        let (client, relay_client) = pair().await;
-        let (relay_backend, backend) = pair().await;
+        let (client, relay_client) = socket_pair().await;
+        let (relay_backend, backend) = socket_pair().await;
         let activity = Activity::new();
         let a = activity.clone();
         let relay = tokio::spawn(async move {
@@ -173,26 +164,9 @@ mod tests {
         // reordered chunk would break.
         let up: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
         let down: Vec<u8> = (0..1_000_000u32).map(|i| (i % 241) as u8).collect();
-        let (up2, down2) = (up.clone(), down.clone());
-        let client_side = tokio::spawn(async move {
-            let (mut r, mut w) = client.split();
-            let send = async {
-                w.write_all(&up2).await?;
-                w.shutdown().await
-            };
-            let mut got = Vec::new();
-            let (sent, read) = tokio::join!(send, r.read_to_end(&mut got));
-            sent.and(read).map(|_| got)
-        });
-        let (mut r, mut w) = backend.split();
-        let send = async {
-            w.write_all(&down2).await?;
-            w.shutdown().await
-        };
-        let mut got_up = Vec::new();
-        let (sent, read) = tokio::join!(send, r.read_to_end(&mut got_up));
-        sent.expect("backend send");
-        read.expect("backend read");
+        let up2 = up.clone();
+        let client_side = tokio::spawn(async move { exchange(&mut client, &up2).await });
+        let got_up = exchange(&mut backend, &down).await.expect("backend side");
         let got_down = client_side.await.expect("join").expect("client side");
         assert!(
             got_up == up,
