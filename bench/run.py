@@ -701,7 +701,6 @@ def median_rounds(rounds):
     return {k: statistics.median([r[k] for r in rounds if k in r]) for k in keys}
 
 
-LOWER_IS_BETTER = ("cpu", "latency", "rss", "errors")
 # Figures that describe the run rather than the proxy: no ratio.
 NO_RATIO = {"handshake_resumption_off", "latency_release_lag_max_us"}
 OTHERS = {"haproxy": "HAProxy", "nginx": "NGINX", "haproxy-splice": "HAProxy-splice"}
