@@ -455,12 +455,17 @@ def passthrough_figure(env, name, url, args):
             "passthrough_errors": r["errors"]}
 
 
+def terminates_tls(name):
+    """Whether `name` is a proxy with a TLS-terminating port."""
+    return PORTS.get(name) is not None
+
+
 # The figures measured in rounds: name -> (function, which proxies have it).
 ROUND_FIGURES = {
     "keepalive": (keepalive_figure, lambda n: n not in PASSTHROUGH_ONLY),
-    "handshake": (handshake_figure, lambda n: n in PORTS and PORTS[n]),
-    "h2": (h2_figure, lambda n: n in PORTS and PORTS[n]),
-    "latency": (latency_figure, lambda n: n in PORTS and PORTS[n]),
+    "handshake": (handshake_figure, terminates_tls),
+    "h2": (h2_figure, terminates_tls),
+    "latency": (latency_figure, terminates_tls),
     "passthrough": (passthrough_figure, lambda n: n in PASSTHROUGH_PORTS),
 }
 
