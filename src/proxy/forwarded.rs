@@ -203,6 +203,20 @@ pub fn is_websocket_upgrade(version: http::Version, headers: &HeaderMap) -> bool
     lists(headers, header::UPGRADE, "websocket") && lists(headers, header::CONNECTION, "upgrade")
 }
 
+/// Whether the client of an HTTP/1.x request asks to close the connection
+/// after it (RFC 9112 §9.3): HTTP/1.1 with `Connection: close`, HTTP/1.0
+/// without `Connection: keep-alive`. Never for HTTP/2 and later.
+pub fn closes_connection(version: http::Version, headers: &HeaderMap) -> bool {
+    match version {
+        http::Version::HTTP_11 => lists(headers, header::CONNECTION, "close"),
+        http::Version::HTTP_10 | http::Version::HTTP_09 => {
+            lists(headers, header::CONNECTION, "close")
+                || !lists(headers, header::CONNECTION, "keep-alive")
+        }
+        _ => false,
+    }
+}
+
 /// The comma-separated tokens of every `name` header, trimmed (values that
 /// are not visible ASCII have none).
 pub(super) fn tokens(headers: &HeaderMap, name: HeaderName) -> impl Iterator<Item = &str> {
@@ -229,6 +243,21 @@ mod tests {
             h.append(HeaderName::from_static(k), HeaderValue::from_static(v));
         }
         h
+    }
+
+    #[test]
+    fn the_client_asks_to_close_as_its_version_says() {
+        use http::Version;
+        let none = HeaderMap::new();
+        let close = map(&[("connection", "Close")]);
+        let keep = map(&[("connection", "x-trace, keep-alive")]);
+        assert!(!closes_connection(Version::HTTP_11, &none));
+        assert!(closes_connection(Version::HTTP_11, &close));
+        assert!(!closes_connection(Version::HTTP_11, &keep));
+        assert!(closes_connection(Version::HTTP_10, &none));
+        assert!(!closes_connection(Version::HTTP_10, &keep));
+        assert!(closes_connection(Version::HTTP_10, &close));
+        assert!(!closes_connection(Version::HTTP_2, &close));
     }
 
     #[test]

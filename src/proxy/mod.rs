@@ -37,7 +37,7 @@ mod websocket;
 pub use websocket::{ClientStream, Handoff};
 
 pub use errors::{error_response, Error};
-pub use forwarded::{is_websocket_upgrade, set_forwarded, strip_hop_by_hop};
+pub use forwarded::{closes_connection, is_websocket_upgrade, set_forwarded, strip_hop_by_hop};
 pub use retry::{should_retry, Outcome};
 
 use crate::dataplane::{Dataplane, ListenerKey};

@@ -85,6 +85,11 @@ impl<S> Prefixed<S> {
         &self.prefix
     }
 
+    /// The stream the bytes after the prefix come from.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
     /// The bytes not yet replayed, and the stream.
     pub fn into_parts(self) -> (Bytes, S) {
         (self.prefix, self.inner)

@@ -18,6 +18,7 @@
 //! ([`crate::proxy::Handoff`]).
 
 use crate::proxy::{ClientStream, ConnInfo, Handoff, Proxy, ProxyBody};
+use crate::server::cork::{self, OnTcp};
 use crate::server::hello::Prefixed;
 use bytes::{Bytes, BytesMut};
 use http::{Request, Response};
@@ -100,6 +101,10 @@ struct Activity {
     waiting: AtomicBool,
     /// Something was written and not yet flushed.
     unflushed: AtomicBool,
+    /// The response about to be written is the connection's last, small
+    /// and complete: cork the socket before writing it
+    /// ([`crate::server::cork`]).
+    cork: AtomicBool,
     /// Where the stream of a WebSocket handshake in flight goes.
     upgrade: Mutex<Option<oneshot::Sender<ClientStream>>>,
 }
@@ -175,6 +180,8 @@ impl Body for TrackedBody {
 struct Exchange {
     response: Pin<Box<dyn Future<Output = Response<ProxyBody>> + Send>>,
     in_flight: Option<InFlight>,
+    /// The client asked to close the connection after this exchange.
+    last: bool,
 }
 
 impl Future for Exchange {
@@ -186,6 +193,15 @@ impl Future for Exchange {
             .in_flight
             .take()
             .expect("a future is not polled after it completed");
+        if self.last
+            && response
+                .body()
+                .size_hint()
+                .exact()
+                .is_some_and(|n| n <= cork::CORK_LIMIT)
+        {
+            in_flight.0.cork.store(true, Ordering::Relaxed);
+        }
         Poll::Ready(Ok(response.map(|inner| TrackedBody {
             inner,
             _in_flight: in_flight,
@@ -218,25 +234,57 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
                 *slot = Some(tx);
             }
         }
+        let last = crate::proxy::closes_connection(req.version(), req.headers());
         Exchange {
             response: self.proxy.clone().handle(req, self.info.clone()),
             in_flight: Some(in_flight),
+            last,
         }
     }
 }
 
-/// A stream that records reads and unflushed writes in [`Activity`].
+/// A stream that records reads and unflushed writes in [`Activity`], and
+/// corks its socket for the connection's last response when asked.
 struct Watched<S> {
     inner: S,
     activity: Arc<Activity>,
+    /// The socket is corked.
+    corked: bool,
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+impl<S: OnTcp> Watched<S> {
+    fn new(inner: S, activity: Arc<Activity>) -> Self {
+        Self {
+            inner,
+            activity,
+            corked: false,
+        }
+    }
+
+    /// Corks the socket if the response about to be written asked for it.
+    fn cork_if_asked(&mut self) {
+        if self.activity.cork.load(Ordering::Relaxed) {
+            self.activity.cork.store(false, Ordering::Relaxed);
+            if let Some(tcp) = self.inner.tcp() {
+                self.corked = cork::set(tcp, true);
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + OnTcp + Unpin> AsyncRead for Watched<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if self.corked {
+            // The connection goes on after all: what is held goes now.
+            self.corked = false;
+            if let Some(tcp) = self.inner.tcp() {
+                cork::set(tcp, false);
+            }
+        }
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if polled.is_pending() {
@@ -249,12 +297,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+impl<S: AsyncWrite + OnTcp + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        self.cork_if_asked();
         // Marked before the write: hyper may hold bytes it could not write.
         self.activity.unflushed.store(true, Ordering::Relaxed);
         Pin::new(&mut self.inner).poll_write(cx, buf)
@@ -265,6 +314,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        self.cork_if_asked();
         self.activity.unflushed.store(true, Ordering::Relaxed);
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
@@ -309,7 +359,7 @@ pub async fn serve<S>(
     h2: bool,
     mut drain: watch::Receiver<()>,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + OnTcp + Unpin + Send + 'static,
 {
     let activity = Arc::new(Activity::default());
     let mut service = ConnService {
@@ -497,14 +547,11 @@ async fn serve_h1<S>(
     drain: &mut watch::Receiver<()>,
 ) -> Ended<S>
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + OnTcp + Unpin + Send + 'static,
 {
     let activity = service.activity.clone();
     let requests_before = activity.requests.load(Ordering::Relaxed);
-    let watched = Watched {
-        inner: io,
-        activity: activity.clone(),
-    };
+    let watched = Watched::new(io, activity.clone());
     let mut conn = settings
         .http1
         .serve_connection(TokioIo::new(watched), service);
@@ -663,10 +710,7 @@ mod tests {
         use tokio::io::AsyncReadExt;
         let (mut client, server) = tokio::io::duplex(64);
         let activity = Arc::new(Activity::default());
-        let mut watched = Watched {
-            inner: server,
-            activity: activity.clone(),
-        };
+        let mut watched = Watched::new(server, activity.clone());
         let mut buf = [0u8; 8];
         let pending = tokio::time::timeout(Duration::from_millis(20), watched.read(&mut buf));
         assert!(pending.await.is_err(), "nothing to read yet");
@@ -804,6 +848,90 @@ mod tests {
             activity: activity.clone(),
             ..service()
         }
+    }
+
+    /// Serves one phase on a loopback TCP connection that sends `request`;
+    /// returns how the phase ended and the client's end.
+    #[cfg(target_os = "linux")]
+    async fn serve_tcp_phase(
+        request: &[u8],
+    ) -> (Ended<tokio::net::TcpStream>, tokio::net::TcpStream) {
+        let (mut client, server) = crate::server::testing::socket_pair().await;
+        server.set_nodelay(true).expect("nodelay");
+        client.write_all(request).await.expect("write");
+        let (_tx, mut drain) = watch::channel(());
+        let io = Prefixed::new(Bytes::new(), server);
+        let ended = tokio::time::timeout(
+            Duration::from_secs(5),
+            serve_h1(&SETTINGS, io, service(), &mut drain),
+        )
+        .await
+        .expect("the phase ends");
+        (ended, client)
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn the_last_response_is_corked_until_the_close() {
+        use tokio::io::AsyncReadExt;
+        let request = b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n";
+        let (ended, mut client) = serve_tcp_phase(request).await;
+        let Ended::Close(io) = ended else {
+            panic!("a connection whose client asked to close is closed")
+        };
+        let corked = socket2::SockRef::from(io.get_ref()).tcp_cork().ok();
+        assert_eq!(corked, Some(true), "the last response was corked");
+        let mut byte = [0u8; 1];
+        let early = tokio::time::timeout(Duration::from_millis(50), client.read(&mut byte)).await;
+        assert!(early.is_err(), "the response waits for the FIN");
+        close(io).await;
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.expect("read to EOF");
+        let mut reread = &got[..];
+        let status = read_response(&mut reread).await;
+        assert!(status.starts_with("HTTP/1.1 "), "{status}");
+        assert!(reread.is_empty(), "the whole response, then EOF");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_response_on_a_connection_that_goes_on_is_not_corked() {
+        let request = b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n";
+        let (ended, mut client) = serve_tcp_phase(request).await;
+        let status = tokio::time::timeout(Duration::from_secs(5), read_response(&mut client))
+            .await
+            .expect("the response arrives while the connection stays open");
+        assert!(status.starts_with("HTTP/1.1 "), "{status}");
+        let Ended::Parked(io) = ended else {
+            panic!("a keep-alive connection is parked when idle")
+        };
+        let corked = socket2::SockRef::from(io.get_ref()).tcp_cork().ok();
+        assert_eq!(corked, Some(false));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_corked_stream_that_reads_again_lets_its_bytes_go() {
+        use tokio::io::AsyncReadExt;
+        let (server, mut client) = crate::server::testing::socket_pair().await;
+        let activity = Arc::new(Activity::default());
+        activity.cork.store(true, Ordering::Relaxed);
+        let mut watched = Watched::new(server, activity.clone());
+        watched.write_all(b"answer").await.expect("write");
+        assert!(watched.corked && !activity.cork.load(Ordering::Relaxed));
+        let mut buf = [0u8; 6];
+        let early = tokio::time::timeout(Duration::from_millis(50), client.read(&mut buf)).await;
+        assert!(early.is_err(), "held while corked");
+        // The connection goes on: hyper reads for the next request.
+        let mut next = [0u8; 1];
+        let reading = tokio::time::timeout(Duration::from_millis(10), watched.read(&mut next));
+        assert!(reading.await.is_err(), "no next request yet");
+        assert!(!watched.corked);
+        tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut buf))
+            .await
+            .expect("sent once the stream reads again")
+            .expect("read");
+        assert_eq!(&buf, b"answer");
     }
 
     #[tokio::test(start_paused = true)]

@@ -10,6 +10,7 @@
 
 pub mod accept;
 pub mod binds;
+pub mod cork;
 pub mod hello;
 pub mod http_conn;
 pub mod proxy_protocol;
