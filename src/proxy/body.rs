@@ -97,6 +97,9 @@ where
                 *self = RequestBody::Buffered(b);
                 body
             }
+            // A body that has already ended (most requests have none) goes
+            // as `Empty`, whose box allocates nothing.
+            RequestBody::Streaming(s) if s.is_end_stream() => empty(),
             RequestBody::Streaming(s) => boxed(s),
             RequestBody::Spent => empty(),
         }
@@ -143,6 +146,19 @@ mod tests {
                 .to_bytes();
             assert_eq!(bytes, Bytes::from_static(b"hello"));
         }
+    }
+
+    #[tokio::test]
+    async fn a_streamed_body_goes_as_it_is_or_empty_once_ended() {
+        let mut ended = RequestBody::Streaming(Full::new(Bytes::new()));
+        let sent = ended.take_for_attempt();
+        assert!(sent.is_end_stream());
+        assert_eq!(sent.size_hint().exact(), Some(0));
+        let mut streamed = RequestBody::Streaming(Full::new(Bytes::from_static(b"data")));
+        let sent = streamed.take_for_attempt();
+        assert_eq!(sent.size_hint().exact(), Some(4));
+        let bytes = sent.collect().await.expect("in-memory body").to_bytes();
+        assert_eq!(bytes, Bytes::from_static(b"data"));
     }
 
     #[tokio::test]
