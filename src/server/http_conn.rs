@@ -101,8 +101,8 @@ struct Activity {
     waiting: AtomicBool,
     /// Something was written and not yet flushed.
     unflushed: AtomicBool,
-    /// The response about to be written is the connection's last, small
-    /// and complete: cork the socket before writing it
+    /// The response about to be written is the connection's last and its
+    /// size is known and small: cork the socket before writing it
     /// ([`crate::server::cork`]).
     cork: AtomicBool,
     /// Where the stream of a WebSocket handshake in flight goes.
