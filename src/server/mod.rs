@@ -189,6 +189,7 @@ async fn stop(addr: SocketAddr, running: Running) {
 /// Helpers for the tests of `server`'s modules.
 #[cfg(test)]
 mod testing {
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
 
     /// A connected pair of loopback TCP sockets.
@@ -197,5 +198,19 @@ mod testing {
         let addr = listener.local_addr().expect("addr");
         let (a, b) = tokio::join!(TcpStream::connect(addr), listener.accept());
         (a.expect("connect"), b.expect("accept").0)
+    }
+
+    /// Writes `bytes` into `from` and ends its write side, then reads
+    /// `to` until the end arrives there; returns what `to` read.
+    pub(super) async fn pass(
+        from: &mut (impl AsyncWrite + Unpin),
+        to: &mut (impl AsyncRead + Unpin),
+        bytes: &[u8],
+    ) -> Vec<u8> {
+        from.write_all(bytes).await.expect("write");
+        from.shutdown().await.expect("shutdown");
+        let mut got = Vec::new();
+        to.read_to_end(&mut got).await.expect("read to the end");
+        got
     }
 }

@@ -110,7 +110,7 @@ async fn one_way(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::testing::socket_pair;
+    use crate::server::testing::{pass, socket_pair};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// Writes `bytes` to `stream` and ends its write side, while reading
@@ -190,23 +190,15 @@ mod tests {
         } = rig().await;
         let start = activity.last();
         tokio::time::sleep(std::time::Duration::from_millis(30)).await;
-        client.write_all(b"request").await.expect("write");
-        client.shutdown().await.expect("shutdown");
-        let mut got = Vec::new();
-        backend
-            .read_to_end(&mut got)
-            .await
-            .expect("backend sees the end");
-        assert_eq!(got, b"request");
+        assert_eq!(
+            pass(&mut client, &mut backend, b"request").await,
+            b"request"
+        );
         assert!(
             !relay.is_finished(),
             "the relay ended with one way still open"
         );
-        backend.write_all(b"answer").await.expect("write");
-        backend.shutdown().await.expect("shutdown");
-        let mut got = Vec::new();
-        client.read_to_end(&mut got).await.expect("client read");
-        assert_eq!(got, b"answer");
+        assert_eq!(pass(&mut backend, &mut client, b"answer").await, b"answer");
         assert_eq!(relay.await.expect("join").expect("relay"), (7, 6));
         assert!(
             activity.last() >= start + std::time::Duration::from_millis(30),

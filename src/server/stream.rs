@@ -380,9 +380,8 @@ mod tests {
     use super::*;
     use crate::dataplane::{StreamEntry, Upstream, UpstreamProtocol, WeightedBackend};
     use crate::model::ObjectKey;
-    use crate::server::testing::socket_pair;
+    use crate::server::testing::{pass, socket_pair};
     use std::sync::Arc;
-    use tokio::io::AsyncReadExt;
 
     /// A client end whose bytes are not the socket's (as a TLS session's).
     impl ClientStream for tokio::io::DuplexStream {}
@@ -398,20 +397,8 @@ mod tests {
             let mut backend = Either::Left(backend_inner);
             relay(&mut client, &mut backend, &Activity::new()).await
         });
-        client_outer.write_all(b"u").await.expect("client write");
-        client_outer.shutdown().await.expect("client shutdown");
-        let mut up = Vec::new();
-        backend_outer
-            .read_to_end(&mut up)
-            .await
-            .expect("backend read");
-        backend_outer.write_all(b"dd").await.expect("backend write");
-        backend_outer.shutdown().await.expect("backend shutdown");
-        let mut down = Vec::new();
-        client_outer
-            .read_to_end(&mut down)
-            .await
-            .expect("client read");
+        let up = pass(&mut client_outer, &mut backend_outer, b"u").await;
+        let down = pass(&mut backend_outer, &mut client_outer, b"dd").await;
         assert_eq!((up.as_slice(), down.as_slice()), (&b"u"[..], &b"dd"[..]));
         let (how, moved) = relayed.await.expect("join");
         assert_eq!(moved.expect("relay"), (1, 2));
