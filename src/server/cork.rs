@@ -50,12 +50,6 @@ impl<S: OnTcp + ?Sized> OnTcp for Box<S> {
     }
 }
 
-impl OnTcp for tokio::io::DuplexStream {
-    fn tcp(&self) -> Option<&TcpStream> {
-        None
-    }
-}
-
 /// Sets (`on`) or clears `TCP_CORK` on `tcp`; whether the socket took it
 /// (never, off Linux).
 pub fn set(tcp: &TcpStream, on: bool) -> bool {
@@ -76,6 +70,13 @@ mod tests {
     use crate::server::testing::socket_pair;
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// In-memory test streams have no socket.
+    impl OnTcp for tokio::io::DuplexStream {
+        fn tcp(&self) -> Option<&TcpStream> {
+            None
+        }
+    }
 
     #[tokio::test]
     async fn corked_bytes_wait_for_shutdown_and_leave_with_the_fin() {
@@ -105,6 +106,47 @@ mod tests {
             .expect("arrives once uncorked")
             .expect("read");
         assert_eq!(&buf, b"held");
+    }
+
+    /// The stream an HTTPS connection is served on, as `accept` makes it:
+    /// a boxed server TLS session over a replayed ClientHello prefix.
+    #[tokio::test]
+    async fn the_socket_is_found_under_a_tls_session() {
+        use rustls::pki_types::{PrivateKeyDer, ServerName};
+        let made = rcgen::generate_simple_self_signed(vec!["cork.test".to_string()])
+            .expect("self-signed certificate");
+        let cert = made.cert.der().clone();
+        let key = PrivateKeyDer::Pkcs8(made.signing_key.serialize_der().into());
+        let signing = crate::tls::provider::signing_key(&key).expect("signing key");
+        let certified = rustls::sign::CertifiedKey::new(vec![cert.clone()], signing);
+        let provider = crate::tls::provider::provider;
+        let server = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_cert_resolver(std::sync::Arc::new(rustls::sign::SingleCertAndKey::from(
+                certified,
+            )));
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert).expect("root");
+        let client = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let (client_tcp, server_tcp) = socket_pair().await;
+        let local = server_tcp.local_addr().expect("addr");
+        let name = ServerName::try_from("cork.test").expect("name");
+        let (served, _client) = tokio::join!(
+            tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server))
+                .accept(Prefixed::new(bytes::Bytes::new(), server_tcp)),
+            tokio_rustls::TlsConnector::from(std::sync::Arc::new(client)).connect(name, client_tcp),
+        );
+        let served = Box::new(served.expect("handshake"));
+        assert_eq!(
+            served.tcp().map(|t| t.local_addr().expect("addr")),
+            Some(local)
+        );
     }
 
     #[tokio::test]
