@@ -5,6 +5,8 @@
 //! `example.com` (`a.example.com`, `a.b.example.com`) but not `example.com`
 //! itself (Gateway API, `Hostname` type).
 
+use std::borrow::Cow;
+
 /// Whether `host` (a concrete name) matches `pattern` (exact or `*.` wildcard).
 /// Both are compared case-insensitively; callers pass normalised hosts.
 pub fn matches(pattern: &str, host: &str) -> bool {
@@ -71,8 +73,9 @@ pub fn overlaps(a: Option<&str>, b: Option<&str>) -> bool {
 }
 
 /// Normalises a Host header or SNI value: lowercase, no port, no trailing dot,
-/// IPv6 brackets kept. Returns `None` for an empty host.
-pub fn normalize_host(raw: &str) -> Option<String> {
+/// IPv6 brackets kept. Returns `None` for an empty host. Borrows from `raw`
+/// when it is already lowercase (almost always): no copy per request.
+pub fn normalize_host(raw: &str) -> Option<Cow<'_, str>> {
     let raw = raw.trim();
     let host = if raw.starts_with('[') {
         // [v6]:port
@@ -89,8 +92,10 @@ pub fn normalize_host(raw: &str) -> Option<String> {
     let host = host.trim_end_matches('.');
     if host.is_empty() {
         None
+    } else if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Some(Cow::Owned(host.to_ascii_lowercase()))
     } else {
-        Some(host.to_ascii_lowercase())
+        Some(Cow::Borrowed(host))
     }
 }
 

@@ -325,10 +325,7 @@ fn normalized_host(host: &str) -> std::borrow::Cow<'_, str> {
     if clean || host.starts_with('[') {
         return std::borrow::Cow::Borrowed(host);
     }
-    match crate::hostname::normalize_host(host) {
-        Some(h) => std::borrow::Cow::Owned(h),
-        None => std::borrow::Cow::Borrowed(host),
-    }
+    crate::hostname::normalize_host(host).unwrap_or(std::borrow::Cow::Borrowed(host))
 }
 
 impl HostGroup {

@@ -140,7 +140,7 @@ pub fn set_forwarded(
     headers: &mut HeaderMap,
     client: &HeaderValue,
     proto: &str,
-    host: Option<&str>,
+    host: Option<&HeaderValue>,
 ) {
     set_forwarded_for(headers, client);
     let proto = match proto {
@@ -153,9 +153,7 @@ pub fn set_forwarded(
     }
     if let Some(host) = host {
         if let header::Entry::Vacant(slot) = headers.entry(X_FORWARDED_HOST) {
-            if let Ok(value) = HeaderValue::from_str(host) {
-                slot.insert(value);
-            }
+            slot.insert(host.clone());
         }
     }
 }
@@ -184,12 +182,22 @@ fn set_forwarded_for(headers: &mut HeaderMap, client: &HeaderValue) {
 
 /// The host the client asked for, as sent: the URI authority (HTTP/2
 /// `:authority`, or an HTTP/1.1 absolute-form target, which RFC 9112 §3.2.2
-/// says overrides Host), else the `Host` header.
-pub fn request_host<'a>(uri: &'a http::Uri, headers: &'a HeaderMap) -> Option<&'a str> {
-    uri.authority()
-        .map(|a| a.as_str())
-        .or_else(|| headers.get(header::HOST).and_then(|v| v.to_str().ok()))
-        .map(|h| h.rsplit_once('@').map_or(h, |(_, host)| host))
+/// says overrides Host), else the `Host` header; any userinfo dropped. The
+/// common case, a `Host` header, is the header's own value (sharing its
+/// bytes, no copy). `None` when there is none, or it is not visible ASCII.
+pub fn request_host(uri: &http::Uri, headers: &HeaderMap) -> Option<HeaderValue> {
+    let without_userinfo =
+        |h: &str| HeaderValue::from_str(h.rsplit_once('@').map_or(h, |(_, host)| host));
+    if let Some(authority) = uri.authority() {
+        return without_userinfo(authority.as_str()).ok();
+    }
+    let value = headers.get(header::HOST)?;
+    let text = value.to_str().ok()?;
+    if text.contains('@') {
+        without_userinfo(text).ok()
+    } else {
+        Some(value.clone())
+    }
 }
 
 /// Whether an HTTP/1.x request asks for a WebSocket upgrade: `Connection`
@@ -362,7 +370,7 @@ mod tests {
             &mut h,
             &HeaderValue::from_static("192.0.2.7"),
             "https",
-            Some("a.example"),
+            Some(&HeaderValue::from_static("a.example")),
         );
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "https");
@@ -379,7 +387,7 @@ mod tests {
             &mut h,
             &HeaderValue::from_static("::1"),
             "http",
-            Some("inner.example"),
+            Some(&HeaderValue::from_static("inner.example")),
         );
         assert_eq!(h["x-forwarded-host"], "outer.example");
         assert_eq!(h["x-forwarded-proto"], "http");
@@ -390,9 +398,27 @@ mod tests {
     fn authority_overrides_host_header() {
         let uri: http::Uri = "https://a.example:8443/x".parse().expect("literal");
         let h = map(&[("host", "b.example")]);
-        assert_eq!(request_host(&uri, &h), Some("a.example:8443"));
+        assert_eq!(
+            request_host(&uri, &h),
+            Some(HeaderValue::from_static("a.example:8443"))
+        );
         let uri: http::Uri = "/x".parse().expect("literal");
-        assert_eq!(request_host(&uri, &h), Some("b.example"));
+        assert_eq!(
+            request_host(&uri, &h),
+            Some(HeaderValue::from_static("b.example"))
+        );
+        let with_userinfo = map(&[("host", "user@c.example")]);
+        assert_eq!(
+            request_host(&uri, &with_userinfo),
+            Some(HeaderValue::from_static("c.example"))
+        );
+        let uri: http::Uri = "https://user:pw@d.example/x".parse().expect("literal");
+        assert_eq!(
+            request_host(&uri, &h),
+            Some(HeaderValue::from_static("d.example"))
+        );
+        let uri: http::Uri = "/x".parse().expect("literal");
+        assert_eq!(request_host(&uri, &HeaderMap::new()), None);
     }
 
     #[test]

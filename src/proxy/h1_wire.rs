@@ -15,6 +15,7 @@ use super::forwarded;
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
+use smallvec::SmallVec;
 
 /// Largest response head read (status line and fields).
 pub const MAX_HEAD: usize = 64 * 1024;
@@ -213,8 +214,9 @@ pub fn parse_response_head(buf: &mut BytesMut) -> Result<Option<ResponseHead>, W
     };
     // Names converted and value positions noted while `buf` is borrowed;
     // the values are then cut from the frozen head (no copy per value).
+    // A typical response has a handful of fields: kept on the stack.
     let base = buf.as_ptr() as usize;
-    let mut fields = Vec::with_capacity(parsed.headers.len());
+    let mut fields: SmallVec<[(HeaderName, usize, usize); 16]> = SmallVec::new();
     for f in parsed.headers.iter() {
         let name = HeaderName::from_bytes(f.name.as_bytes()).map_err(|_| WireError::Field)?;
         let start = (f.value.as_ptr() as usize).wrapping_sub(base);

@@ -21,6 +21,7 @@ use crate::hostname::normalize_host;
 use crate::model::ObjectKey;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
 use std::borrow::Cow;
@@ -91,8 +92,11 @@ impl Proxy {
         B::Error: Into<BoxError>,
     {
         let bind = find_bind(dp, conn.local).ok_or(Error::NoBind(conn.local))?;
-        let raw_host = forwarded::request_host(req.uri(), req.headers()).map(str::to_owned);
-        let host = raw_host.as_deref().and_then(normalize_host);
+        let raw_host = forwarded::request_host(req.uri(), req.headers());
+        let host = raw_host
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
+            .and_then(normalize_host);
         let listener = select_listener(bind, host.as_deref(), conn.tls.as_ref())?;
         target.listener = Some(listener.clone());
         let entry = {
@@ -115,13 +119,13 @@ impl Proxy {
         let (parts, client_body) = req.into_parts();
         let scheme = if conn.tls.is_some() { "https" } else { "http" };
 
-        let mut ex = Exchange::new(parts.headers, raw_host, parts.uri.path(), parts.uri.query());
+        let mut ex = Exchange::new(parts.headers, raw_host.clone(), &parts.uri);
         forwarded::strip_hop_by_hop(&mut ex.headers, is_websocket);
         forwarded::set_forwarded(
             &mut ex.headers,
             conn.forwarded_for(),
             scheme,
-            ex.host.as_deref(),
+            ex.host.as_ref(),
         );
         forwarded::set_client_cert(
             &mut ex.headers,
@@ -161,7 +165,7 @@ impl Proxy {
             });
         }
 
-        let head = ex.outbound_head(parts.method.clone());
+        let head = ex.outbound_head(parts.method.clone())?;
         let mirrors = std::mem::take(&mut ex.mirrors);
         let wants_replay = rule.retry.is_some() || !mirrors.is_empty();
         let exchange = async {
@@ -393,13 +397,16 @@ struct RedirectContext<'a> {
 }
 
 /// The request as the filters shape it, and what they ask of the response.
-struct Exchange<'a> {
+/// `'a` is the configuration's lifetime, `'r` the request's.
+struct Exchange<'a, 'r> {
     headers: HeaderMap,
     /// Host to send upstream (as received, or rewritten).
-    host: Option<String>,
-    /// Normalised path, as forwarded.
-    path: String,
-    query: Option<String>,
+    host: Option<HeaderValue>,
+    /// Normalised path, as forwarded: borrowed while it is the client's
+    /// path unchanged.
+    path: Cow<'r, str>,
+    /// The client's target, sent on as it is while the path is unchanged.
+    target: &'r http::Uri,
     response_edits: Vec<&'a HeaderEdit>,
     cors: Option<&'a CorsPolicy>,
     /// The client's `Origin`, kept for CORS response headers.
@@ -407,13 +414,13 @@ struct Exchange<'a> {
     mirrors: Vec<&'a Mirror>,
 }
 
-impl<'a> Exchange<'a> {
-    fn new(headers: HeaderMap, host: Option<String>, path: &str, query: Option<&str>) -> Self {
+impl<'a, 'r> Exchange<'a, 'r> {
+    fn new(headers: HeaderMap, host: Option<HeaderValue>, target: &'r http::Uri) -> Self {
         Exchange {
             headers,
             host,
-            path: normalize_path(path).into_owned(),
-            query: query.map(str::to_owned),
+            path: normalize_path(target.path()),
+            target,
             response_edits: Vec::new(),
             cors: None,
             origin: HeaderMap::new(),
@@ -448,7 +455,7 @@ impl<'a> Exchange<'a> {
                         host: ctx.host,
                         port: ctx.port,
                         path: &self.path,
-                        query: self.query.as_deref(),
+                        query: self.target.query(),
                         matched: ctx.matched,
                     });
                     return Some(redirect_response(redirect.status, &location));
@@ -460,17 +467,19 @@ impl<'a> Exchange<'a> {
                     self.headers.remove(header::HOST);
                     edit.apply(&mut self.headers);
                     if let Some(h) = self.headers.remove(header::HOST) {
-                        if let Ok(h) = h.to_str() {
-                            self.host = Some(h.to_owned());
-                        }
+                        self.host = Some(h);
                     }
                 }
                 Filter::Rewrite(rewrite) => {
+                    // A configured hostname is an RFC 1123 name, always a
+                    // valid header value.
                     if let Some(hostname) = &rewrite.hostname {
-                        self.host = Some(hostname.clone());
+                        if let Ok(value) = HeaderValue::from_str(hostname) {
+                            self.host = Some(value);
+                        }
                     }
                     if let Some(path) = rewrite.apply_path(&self.path, ctx.matched) {
-                        self.path = path;
+                        self.path = Cow::Owned(path);
                     }
                 }
                 Filter::Mirror(m) => {
@@ -487,20 +496,28 @@ impl<'a> Exchange<'a> {
 
     /// The head to send upstream (and to mirrors). Takes the headers, path
     /// and host out of the exchange: only the response edits and CORS are
-    /// used after it.
-    fn outbound_head(&mut self, method: Method) -> OutboundHead {
+    /// used after it. An unchanged path goes on as the client's own bytes
+    /// (`normalize_path` borrows only a path it leaves as it is).
+    fn outbound_head(&mut self, method: Method) -> Result<OutboundHead, Error> {
         self.headers.remove(header::HOST);
-        let mut path_and_query = std::mem::take(&mut self.path);
-        if let Some(q) = &self.query {
-            path_and_query.push('?');
-            path_and_query.push_str(q);
-        }
-        OutboundHead {
+        let path_and_query = match (&self.path, self.target.path_and_query()) {
+            (Cow::Borrowed(_), Some(original)) => original.clone(),
+            (path, _) => {
+                let mut joined = String::with_capacity(path.len() + 1);
+                joined.push_str(path);
+                if let Some(q) = self.target.query() {
+                    joined.push('?');
+                    joined.push_str(q);
+                }
+                PathAndQuery::try_from(joined).map_err(|e| Error::BuildRequest(e.into()))?
+            }
+        };
+        Ok(OutboundHead {
             method,
             path_and_query,
             host: self.host.take(),
             headers: std::mem::take(&mut self.headers),
-        }
+        })
     }
 
     /// The response to the client: hop-by-hop headers removed (upgrade

@@ -48,9 +48,7 @@ use std::sync::Arc;
 /// A boxed, type-erased error.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The body type of every response the proxy returns (and of every request it
-/// sends upstream).
-pub type ProxyBody = http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, BoxError>;
+pub use body::ProxyBody;
 
 /// What the server knows about the connection a request arrived on.
 #[derive(Debug, Clone)]

@@ -180,11 +180,12 @@ impl Addressing {
 pub struct OutboundHead {
     /// Method.
     pub method: http::Method,
-    /// Path and query, as forwarded.
-    pub path_and_query: String,
+    /// Path and query, as forwarded (the client's own bytes when no filter
+    /// changed them).
+    pub path_and_query: http::uri::PathAndQuery,
     /// Host to send (the client's, or the rewritten one); the endpoint
     /// address when none.
-    pub host: Option<String>,
+    pub host: Option<http::HeaderValue>,
     /// Headers, hop-by-hop headers already removed, without Host.
     pub headers: http::HeaderMap,
 }
@@ -198,37 +199,44 @@ impl OutboundHead {
         addr: SocketAddr,
         body: ProxyBody,
     ) -> Result<Request<ProxyBody>, Error> {
-        let host = match self.host {
-            Some(h) => h,
-            None => addr.to_string(),
-        };
-        let pq = if self.path_and_query.starts_with('/') {
+        let build = |e: http::Error| Error::BuildRequest(e.into());
+        let pq = if self.path_and_query.as_str().starts_with('/') {
             self.path_and_query
         } else {
-            format!("/{}", self.path_and_query)
+            http::uri::PathAndQuery::try_from(format!("/{}", self.path_and_query))
+                .map_err(|e| build(e.into()))?
         };
+        let endpoint = || http::HeaderValue::from_str(&addr.to_string());
         let (uri, version) = match addressing {
-            Addressing::DirectHttp1 => (pq, http::Version::HTTP_11),
+            Addressing::DirectHttp1 => (http::Uri::from(pq), http::Version::HTTP_11),
             Addressing::Http2 => {
                 // A host that is not a valid authority falls back to the endpoint.
-                let authority = match host.parse::<http::uri::Authority>() {
-                    Ok(a) => a.to_string(),
-                    Err(_) => addr.to_string(),
-                };
-                (format!("http://{authority}{pq}"), http::Version::HTTP_2)
+                let authority = self
+                    .host
+                    .as_ref()
+                    .and_then(|h| http::uri::Authority::try_from(h.as_bytes()).ok())
+                    .map_or_else(|| addr.to_string().parse(), Ok)
+                    .map_err(|e: http::uri::InvalidUri| build(e.into()))?;
+                let mut parts = http::uri::Parts::default();
+                parts.scheme = Some(http::uri::Scheme::HTTP);
+                parts.authority = Some(authority);
+                parts.path_and_query = Some(pq);
+                let uri = http::Uri::from_parts(parts).map_err(|e| build(e.into()))?;
+                (uri, http::Version::HTTP_2)
             }
         };
         // Parts set one by one: `Request::builder` threads a `Result`
         // through every step, which is measurable at this rate.
-        let uri = http::Uri::try_from(uri).map_err(|e| Error::BuildRequest(e.into()))?;
         let mut req = Request::new(body);
         *req.method_mut() = self.method;
         *req.uri_mut() = uri;
         *req.version_mut() = version;
         *req.headers_mut() = self.headers;
         if addressing != Addressing::Http2 {
-            let value =
-                http::HeaderValue::from_str(&host).map_err(|e| Error::BuildRequest(e.into()))?;
+            let value = match self.host {
+                Some(h) => h,
+                None => endpoint().map_err(|e| build(e.into()))?,
+            };
             req.headers_mut().insert(http::header::HOST, value);
         }
         Ok(req)
@@ -316,8 +324,8 @@ mod tests {
         headers.insert("x-a", http::HeaderValue::from_static("1"));
         OutboundHead {
             method: http::Method::GET,
-            path_and_query: "/p?q=1".into(),
-            host: Some("example.org:8080".into()),
+            path_and_query: http::uri::PathAndQuery::from_static("/p?q=1"),
+            host: Some(http::HeaderValue::from_static("example.org:8080")),
             headers,
         }
     }

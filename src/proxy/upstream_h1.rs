@@ -356,7 +356,7 @@ fn prepare(head: &OutboundHead, addr: SocketAddr, body: ProxyBody) -> Result<Pre
     );
     let endpoint;
     let host = match &head.host {
-        Some(host) => host.as_str(),
+        Some(host) => host.to_str().map_err(|e| Error::BuildRequest(e.into()))?,
         None => {
             endpoint = addr.to_string();
             endpoint.as_str()
@@ -366,7 +366,7 @@ fn prepare(head: &OutboundHead, addr: SocketAddr, body: ProxyBody) -> Result<Pre
     h1_wire::encode_request_head(
         &mut bytes,
         &head.method,
-        &head.path_and_query,
+        head.path_and_query.as_str(),
         host,
         &head.headers,
         framing,
@@ -930,7 +930,7 @@ mod tests {
     fn request(method: Method, _addr: SocketAddr, body: ProxyBody) -> Req {
         let head = OutboundHead {
             method,
-            path_and_query: "/".into(),
+            path_and_query: http::uri::PathAndQuery::from_static("/"),
             host: None,
             headers: http::HeaderMap::new(),
         };
