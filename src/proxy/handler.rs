@@ -7,7 +7,7 @@
 
 use super::body::RequestBody;
 use super::errors::{self, Error};
-use super::upstream::{outcome_of, pick_endpoint, Addressing, OutboundHead};
+use super::upstream::{outcome_of, pick_endpoint, Addressing, OutboundHead, Upstreams};
 use super::{
     body, forwarded, mirror, retry, websocket, BoxError, ConnInfo, Proxy, ProxyBody, TlsInfo,
 };
@@ -20,6 +20,7 @@ use crate::dataplane::{
 use crate::hostname::normalize_host;
 use crate::model::ObjectKey;
 use bytes::Bytes;
+use futures_util::future::Either;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode};
@@ -27,7 +28,6 @@ use http_body::Body;
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 impl Proxy {
     /// Serves one request; the generic core of [`Proxy::handle`], usable with
@@ -52,7 +52,17 @@ impl Proxy {
         let grpc = errors::is_grpc(&req);
         let started = std::time::Instant::now();
         let mut target = crate::metrics::RequestTarget::default();
-        let result = self.serve(&dp, req, &conn, &mut target).await;
+        // Routing and filters run in a plain function: its locals take no
+        // room in this future, which is boxed and copied for every request.
+        // Only the plan crosses the await.
+        let result = 'served: {
+            let mut plan = match self.plan(&dp, req, &conn, &mut target) {
+                Ok(Planned::Forward(plan)) => plan,
+                Ok(Planned::Answer(resp)) => break 'served Ok(resp),
+                Err(error) => break 'served Err(error),
+            };
+            self.forward(&mut plan).await
+        };
         let (status, upstream) = match &result {
             Ok(resp) => (resp.status().as_u16(), None),
             Err(error) => (error.status().as_u16(), error.upstream_reason()),
@@ -80,13 +90,16 @@ impl Proxy {
         }
     }
 
-    async fn serve<B>(
+    /// Routes a request and applies its filters: the answer when the
+    /// gateway gives it itself (redirect, CORS preflight, static response),
+    /// else what the exchange with a backend needs.
+    fn plan<'d, B>(
         &self,
-        dp: &Dataplane,
+        dp: &'d Dataplane,
         mut req: Request<B>,
         conn: &ConnInfo,
         target: &mut crate::metrics::RequestTarget,
-    ) -> Result<Response<ProxyBody>, Error>
+    ) -> Result<Planned<'d, B>, Error>
     where
         B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<BoxError>,
@@ -140,7 +153,7 @@ impl Proxy {
         };
 
         if let Some(resp) = ex.apply(&rule.filters, &redirect) {
-            return Ok(resp);
+            return Ok(Planned::Answer(resp));
         }
         if rule.backends.is_empty() || rule.total_weight == 0 {
             return Err(Error::NoBackend);
@@ -149,13 +162,13 @@ impl Proxy {
         let backend = pick_weighted(&rule.backends, sample).ok_or(Error::NoBackend)?;
         target.backend = rule.backends.iter().position(|b| std::ptr::eq(b, backend));
         if let Some(resp) = ex.apply(&backend.filters, &redirect) {
-            return Ok(resp);
+            return Ok(Planned::Answer(resp));
         }
         let upstream = match &backend.target {
             BackendTarget::Invalid => return Err(Error::InvalidBackend),
             BackendTarget::Static(fixed) => {
                 let resp = static_response(fixed);
-                return Ok(ex.finish(resp, parts.version));
+                return Ok(Planned::Answer(ex.into_finish(parts.version).apply(resp)));
             }
             BackendTarget::Service(upstream) => upstream,
         };
@@ -165,19 +178,52 @@ impl Proxy {
             });
         }
 
-        let head = ex.outbound_head(parts.method.clone())?;
+        let head = ex.outbound_head(parts.method)?;
         let mirrors = std::mem::take(&mut ex.mirrors);
+        Ok(Planned::Forward(Plan {
+            rule,
+            upstream,
+            gateway: &listener.key.gateway,
+            head,
+            body: Some(client_body),
+            client_upgrade,
+            mirrors,
+            finish: ex.into_finish(parts.version),
+        }))
+    }
+
+    /// The exchange of a planned request with its backend (buffering the
+    /// body first when the rule retries or mirrors), bounded by
+    /// `timeouts.request`, and the response shaped by the filters. Takes
+    /// the plan by reference: an async function keeps its parameters for
+    /// its whole life, and the caller keeps the plan anyway.
+    async fn forward<B>(&self, plan: &mut Plan<'_, B>) -> Result<Response<ProxyBody>, Error>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let Plan {
+            rule,
+            upstream,
+            gateway,
+            head,
+            body,
+            client_upgrade,
+            mirrors,
+            finish,
+        } = plan;
+        let (rule, upstream, gateway) = (*rule, *upstream, *gateway);
+        let client_body = body.take().ok_or(Error::NoBackend)?;
         let wants_replay = rule.retry.is_some() || !mirrors.is_empty();
         let exchange = async {
             let body = RequestBody::prepare(client_body, wants_replay)
                 .await
                 .map_err(Error::RequestBody)?;
-            let gateway = &listener.key.gateway;
-            self.send_mirrors(&mirrors, gateway, &head, &body);
-            match client_upgrade {
+            self.send_mirrors(mirrors, gateway, head, &body);
+            match client_upgrade.take() {
                 Some(client) if upstream.protocol != UpstreamProtocol::H2c => {
                     // Boxed: rare, and large enough to grow every request's future.
-                    Box::pin(self.upgrade(rule, upstream, gateway, head, body, client)).await
+                    Box::pin(self.upgrade(rule, upstream, gateway, head.take(), body, client)).await
                 }
                 _ => self.attempts(rule, upstream, gateway, head, body).await,
             }
@@ -189,7 +235,7 @@ impl Proxy {
             None => exchange.await,
         };
         match result {
-            Ok(resp) => Ok(ex.finish(resp, parts.version)),
+            Ok(resp) => Ok(finish.apply(resp)),
             Err(error) => {
                 if error.is_upstream() {
                     tracing::warn!(backend = %upstream.name, route = %rule.key, %error, "upstream request failed");
@@ -200,13 +246,21 @@ impl Proxy {
     }
 
     /// Sends one attempt after another until one succeeds or the retry
-    /// policy gives up; returns the last answer or failure.
+    /// policy gives up; returns the last answer or failure. Each attempt is
+    /// bounded by `timeouts.backendRequest`.
+    ///
+    /// The exchange with a plain HTTP/1.1 backend, the common case, is
+    /// awaited inline and encodes the head where it lies; any other leg is
+    /// boxed. Every async layer keeps its own parameters for its whole life
+    /// and is copied into its parent, so this one layer (no per-attempt
+    /// function, no dispatching `send` in between) keeps every request's
+    /// future smaller.
     async fn attempts<B>(
         &self,
         rule: &Rule,
         upstream: &Upstream,
         gateway: &ObjectKey,
-        head: OutboundHead,
+        head: &mut OutboundHead,
         mut body: RequestBody<B>,
     ) -> Result<Response<ProxyBody>, Error>
     where
@@ -214,30 +268,41 @@ impl Proxy {
         B::Error: Into<BoxError>,
     {
         let policy = rule.retry.as_ref().filter(|_| body.is_replayable());
-        let mut head = Some(head);
+        let plain = Upstreams::is_plain_http1(upstream);
         let mut attempts_made: u32 = 0;
         loop {
             let addr = pick_endpoint(&upstream.endpoints).ok_or_else(|| Error::NoEndpoints {
                 upstream: upstream.name.clone(),
             })?;
-            // Without a policy there is exactly one attempt: move the head.
-            let this_head = match (policy, &head) {
-                (Some(_), Some(h)) => Cow::Borrowed(h),
-                _ => Cow::Owned(
-                    head.take()
-                        .expect("without a retry policy there is exactly one attempt"),
-                ),
-            };
-            let result = self
-                .attempt(
+            let body = body.take_for_attempt();
+            let send = if plain {
+                Either::Left(self.upstreams.send_http1(&upstream.name, addr, head, body))
+            } else {
+                // Without a policy there is exactly one attempt: give the
+                // head away instead of copying it.
+                let this_head = match policy {
+                    Some(_) => Cow::Borrowed(&*head),
+                    None => Cow::Owned(head.take()),
+                };
+                Either::Right(Box::pin(self.upstreams.send_other(
                     upstream,
-                    gateway,
+                    Some(gateway),
                     addr,
                     this_head,
-                    body.take_for_attempt(),
-                    rule.timeouts.backend_request,
-                )
-                .await;
+                    body,
+                )))
+            };
+            let result = match rule.timeouts.backend_request {
+                Some(timeout) => tokio::time::timeout(timeout, send)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Error::BackendTimeout {
+                            upstream: upstream.name.clone(),
+                            timeout,
+                        })
+                    }),
+                None => send.await,
+            };
             attempts_made = attempts_made.saturating_add(1);
             let outcome = match &result {
                 Ok(resp) => retry::Outcome::Status(resp.status().as_u16()),
@@ -251,32 +316,6 @@ impl Proxy {
             if let Some(backoff) = policy.map(|p| p.backoff).filter(|b| !b.is_zero()) {
                 tokio::time::sleep(backoff).await;
             }
-        }
-    }
-
-    /// One exchange with one endpoint, bounded by `timeouts.backendRequest`.
-    async fn attempt(
-        &self,
-        upstream: &Upstream,
-        gateway: &ObjectKey,
-        addr: SocketAddr,
-        head: Cow<'_, OutboundHead>,
-        body: ProxyBody,
-        timeout: Option<Duration>,
-    ) -> Result<Response<ProxyBody>, Error> {
-        let send = self
-            .upstreams
-            .send(upstream, Some(gateway), addr, head, body);
-        match timeout {
-            Some(timeout) => tokio::time::timeout(timeout, send)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(Error::BackendTimeout {
-                        upstream: upstream.name.clone(),
-                        timeout,
-                    })
-                }),
-            None => send.await,
         }
     }
 
@@ -520,10 +559,33 @@ impl<'a, 'r> Exchange<'a, 'r> {
         })
     }
 
+    /// What the response will need of the filters, once the request head
+    /// has gone.
+    fn into_finish(self, version: http::Version) -> Finish<'a> {
+        Finish {
+            version,
+            response_edits: self.response_edits,
+            cors: self.cors,
+            origin: self.origin,
+        }
+    }
+}
+
+/// What the response to the client needs from the request's filters.
+struct Finish<'a> {
+    /// The client's HTTP version, which the response takes.
+    version: http::Version,
+    response_edits: Vec<&'a HeaderEdit>,
+    cors: Option<&'a CorsPolicy>,
+    /// The client's `Origin`, kept for CORS response headers.
+    origin: HeaderMap,
+}
+
+impl Finish<'_> {
     /// The response to the client: hop-by-hop headers removed (upgrade
     /// headers kept on a 101), response header modifiers and CORS headers
     /// applied.
-    fn finish(&self, mut resp: Response<ProxyBody>, version: http::Version) -> Response<ProxyBody> {
+    fn apply(&self, mut resp: Response<ProxyBody>) -> Response<ProxyBody> {
         let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
         forwarded::strip_hop_by_hop(resp.headers_mut(), switching);
         for edit in &self.response_edits {
@@ -532,9 +594,35 @@ impl<'a, 'r> Exchange<'a, 'r> {
         if let Some(policy) = self.cors {
             policy.response_headers(&self.origin, resp.headers_mut());
         }
-        *resp.version_mut() = version;
+        *resp.version_mut() = self.version;
         resp
     }
+}
+
+/// What routing decided for a request.
+// Forwarding is the common case: boxing the plan to even out the variants
+// would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
+enum Planned<'d, B> {
+    /// The gateway answers itself.
+    Answer(Response<ProxyBody>),
+    /// The request goes to a backend.
+    Forward(Plan<'d, B>),
+}
+
+/// A request routed to a backend, its filters applied.
+struct Plan<'d, B> {
+    rule: &'d Rule,
+    upstream: &'d Upstream,
+    gateway: &'d ObjectKey,
+    /// The head as it goes upstream.
+    head: OutboundHead,
+    /// The client's body; taken when the exchange starts.
+    body: Option<B>,
+    /// A WebSocket handshake's client side; taken when the exchange starts.
+    client_upgrade: Option<websocket::ClientUpgrade>,
+    mirrors: Vec<&'d Mirror>,
+    finish: Finish<'d>,
 }
 
 /// A redirect answered by the gateway.

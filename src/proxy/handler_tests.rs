@@ -12,6 +12,7 @@ use crate::model::ObjectKey;
 use arc_swap::ArcSwap;
 use http_body_util::{BodyExt, Full};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 /// A backend that echoes what it received as `key: value` lines and counts
 /// requests. `/status/NNN` answers NNN; paths ending in `/slow` answer after one second.

@@ -21,6 +21,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::borrow::Cow;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -64,15 +65,46 @@ impl Upstreams {
         head: Cow<'_, OutboundHead>,
         body: ProxyBody,
     ) -> Result<Response<ProxyBody>, Error> {
-        let name = upstream.name.as_str();
-        if upstream.tls.is_none()
+        if Self::is_plain_http1(upstream) {
+            return self.send_http1(&upstream.name, addr, &head, body).await;
+        }
+        self.send_other(upstream, gateway, addr, head, body).await
+    }
+
+    /// Whether `upstream` is reached over cleartext HTTP/1.1 (the pooled
+    /// connections of [`Upstreams::send_http1`]).
+    pub fn is_plain_http1(upstream: &Upstream) -> bool {
+        upstream.tls.is_none()
             && matches!(
                 upstream.protocol,
                 UpstreamProtocol::Http1 | UpstreamProtocol::WebSocket
             )
-        {
-            return self.http1.send(name, addr, &head, body).await;
-        }
+    }
+
+    /// Sends `head` with `body` to `addr` of the cleartext HTTP/1.1
+    /// upstream `name`, encoding the head where it lies. (The pool's own
+    /// future, not one more async layer around it.)
+    pub fn send_http1<'a>(
+        &'a self,
+        name: &'a str,
+        addr: SocketAddr,
+        head: &'a OutboundHead,
+        body: ProxyBody,
+    ) -> impl Future<Output = Result<Response<ProxyBody>, Error>> + Send + 'a {
+        self.http1.send(name, addr, head, body)
+    }
+
+    /// Sends `head` with `body` over TLS or h2c: every upstream that is not
+    /// [plain HTTP/1.1](Upstreams::is_plain_http1).
+    pub async fn send_other(
+        &self,
+        upstream: &Upstream,
+        gateway: Option<&ObjectKey>,
+        addr: SocketAddr,
+        head: Cow<'_, OutboundHead>,
+        body: ProxyBody,
+    ) -> Result<Response<ProxyBody>, Error> {
+        let name = upstream.name.as_str();
         let req = head
             .into_owned()
             .into_request(Addressing::for_upstream(upstream), addr, body)?;
@@ -191,6 +223,20 @@ pub struct OutboundHead {
 }
 
 impl OutboundHead {
+    /// Takes the head out, leaving an empty one in its place (which
+    /// allocates nothing).
+    pub fn take(&mut self) -> OutboundHead {
+        std::mem::replace(
+            self,
+            OutboundHead {
+                method: http::Method::GET,
+                path_and_query: http::uri::PathAndQuery::from_static("/"),
+                host: None,
+                headers: http::HeaderMap::new(),
+            },
+        )
+    }
+
     /// The request for endpoint `addr`, addressed as `addressing` requires
     /// (TLS and h2c upstreams, WebSocket handshakes).
     pub fn into_request(
