@@ -76,16 +76,21 @@ pub fn overlaps(a: Option<&str>, b: Option<&str>) -> bool {
 /// IPv6 brackets kept. Returns `None` for an empty host. Borrows from `raw`
 /// when it is already lowercase (almost always): no copy per request.
 pub fn normalize_host(raw: &str) -> Option<Cow<'_, str>> {
+    // Byte searches: this runs for every request and every handshake, and
+    // `rsplit_once(':')` went through the generic `memrchr` (~300
+    // instructions for a 15-byte host). Slicing at an ASCII byte found
+    // here is always on a character boundary.
     let raw = raw.trim();
-    let host = if raw.starts_with('[') {
+    let bytes = raw.as_bytes();
+    let host = if bytes.first() == Some(&b'[') {
         // [v6]:port
-        match raw.find(']') {
+        match bytes.iter().position(|&b| b == b']') {
             Some(end) => &raw[..=end],
             None => raw,
         }
     } else {
-        match raw.rsplit_once(':') {
-            Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
+        match bytes.iter().rposition(|&b| b == b':') {
+            Some(colon) if bytes[colon + 1..].iter().all(u8::is_ascii_digit) => &raw[..colon],
             _ => raw,
         }
     };
@@ -164,6 +169,18 @@ mod tests {
         assert_eq!(normalize_host("foo.com.").as_deref(), Some("foo.com"));
         assert_eq!(normalize_host("[::1]:80").as_deref(), Some("[::1]"));
         assert_eq!(normalize_host(""), None);
+        assert_eq!(normalize_host(":443"), None);
+        assert_eq!(normalize_host("a.example:").as_deref(), Some("a.example"));
+        assert_eq!(normalize_host("a:b").as_deref(), Some("a:b"));
+        assert_eq!(normalize_host("[::1").as_deref(), Some("[::1"));
+        assert_eq!(
+            normalize_host(" Ünï.Example:80 ").as_deref(),
+            Some("Ünï.example")
+        );
+        assert!(matches!(
+            normalize_host("a.example:8443"),
+            Some(Cow::Borrowed("a.example"))
+        ));
     }
 
     #[test]
