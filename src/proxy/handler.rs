@@ -506,7 +506,10 @@ impl<'a, 'r> Exchange<'a, 'r> {
                     self.headers.remove(header::HOST);
                     edit.apply(&mut self.headers);
                     if let Some(h) = self.headers.remove(header::HOST) {
-                        self.host = Some(h);
+                        // Only a value that can go on the wire as a host.
+                        if h.to_str().is_ok() {
+                            self.host = Some(h);
+                        }
                     }
                 }
                 Filter::Rewrite(rewrite) => {
