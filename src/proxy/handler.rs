@@ -643,7 +643,6 @@ fn redirect_response(status: u16, location: &str) -> Response<ProxyBody> {
     resp
 }
 
-/// A `portcullis.dev/StaticResponse` answer.
 /// The answer to an ACME HTTP-01 validation request (RFC 8555 §8.3): the
 /// key authorization, when `req` is a GET for the token of a pending
 /// challenge. Other tokens, and every other path, go to the user's routes.
@@ -663,6 +662,7 @@ fn http01_answer<B>(
     Some(resp)
 }
 
+/// A `portcullis.dev/StaticResponse` answer.
 fn static_response(fixed: &StaticResponse) -> Response<ProxyBody> {
     let mut resp = Response::new(body::full(fixed.body.clone()));
     *resp.status_mut() = StatusCode::from_u16(fixed.status).unwrap_or(StatusCode::OK);
