@@ -35,11 +35,7 @@ pub fn spawn(
             tracing::debug!(mirror = %upstream.name, "mirror has no endpoints");
             return;
         };
-        let body = if body.is_empty() {
-            body::empty()
-        } else {
-            body::full(body)
-        };
+        let body = body::full(body);
         let exchange = async {
             let resp = upstreams
                 .send(&upstream, Some(&gateway), addr, Cow::Owned(head), body)

@@ -212,11 +212,7 @@ impl H1Pool {
         let body = match in_hand {
             Some(bytes) => {
                 self.release(out.addr, stream, buf, reusable);
-                if bytes.is_empty() {
-                    body::empty()
-                } else {
-                    body::full(bytes)
-                }
+                body::full(bytes)
             }
             None => {
                 let delimit = match framing.body {
