@@ -282,17 +282,24 @@ impl RouteTable {
     /// must forward that normalised path for the match to mean anything.
     pub fn find(&self, host: &str, req: &RequestView<'_>) -> Option<&RouteEntry> {
         let host = normalized_host(host);
-        let host: &str = &host;
         let path = normalize_path(req.path);
-        let req = RequestView {
-            path: &path,
-            ..*req
-        };
+        self.find_normalized(
+            &host,
+            &RequestView {
+                path: &path,
+                ..*req
+            },
+        )
+    }
 
+    /// [`Self::find`] for a caller that has normalised both already: `host`
+    /// by [`crate::hostname::normalize_host`] (or empty), `req.path` by
+    /// [`normalize_path`]. The proxy does, since it forwards both.
+    pub(crate) fn find_normalized(&self, host: &str, req: &RequestView<'_>) -> Option<&RouteEntry> {
         if let Some(i) = self
             .exact_hosts
             .get(host)
-            .and_then(|g| g.find(&self.entries, &req))
+            .and_then(|g| g.find(&self.entries, req))
         {
             return Some(&self.entries[i]);
         }
@@ -304,14 +311,14 @@ impl RouteTable {
                 if let Some(found) = self
                     .wildcard_hosts
                     .get(&host[i..])
-                    .and_then(|g| g.find(&self.entries, &req))
+                    .and_then(|g| g.find(&self.entries, req))
                 {
                     return Some(&self.entries[found]);
                 }
             }
         }
         self.catch_all
-            .find(&self.entries, &req)
+            .find(&self.entries, req)
             .map(|i| &self.entries[i])
     }
 }

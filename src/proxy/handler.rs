@@ -21,11 +21,13 @@ use crate::hostname::normalize_host;
 use crate::model::ObjectKey;
 use bytes::Bytes;
 use futures_util::future::Either;
+use futures_util::FutureExt;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
 use std::borrow::Cow;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -112,16 +114,23 @@ impl Proxy {
             .and_then(normalize_host);
         let listener = select_listener(bind, host.as_deref(), conn.tls.as_ref())?;
         target.listener = Some(listener.clone());
+        // Normalised once: routes match this path and it is the one sent
+        // upstream. Kept as an owned string only when it differs, since the
+        // request is taken apart below.
+        let changed_path = match normalize_path(req.uri().path()) {
+            Cow::Owned(path) => Some(path),
+            Cow::Borrowed(_) => None,
+        };
         let entry = {
             let view = RequestView {
                 method: req.method(),
-                path: req.uri().path(),
+                path: changed_path.as_deref().unwrap_or(req.uri().path()),
                 query: req.uri().query(),
                 headers: req.headers(),
             };
             listener
                 .routes
-                .find(host.as_deref().unwrap_or(""), &view)
+                .find_normalized(host.as_deref().unwrap_or(""), &view)
                 .ok_or(Error::NoRoute)?
         };
         let rule: &Rule = &entry.rule;
@@ -132,7 +141,11 @@ impl Proxy {
         let (parts, client_body) = req.into_parts();
         let scheme = if conn.tls.is_some() { "https" } else { "http" };
 
-        let mut ex = Exchange::new(parts.headers, raw_host.clone(), &parts.uri);
+        let path = match changed_path {
+            Some(path) => Cow::Owned(path),
+            None => Cow::Borrowed(parts.uri.path()),
+        };
+        let mut ex = Exchange::new(parts.headers, raw_host.clone(), path, &parts.uri);
         forwarded::strip_hop_by_hop(&mut ex.headers, is_websocket);
         forwarded::set_forwarded(
             &mut ex.headers,
@@ -292,17 +305,7 @@ impl Proxy {
                     body,
                 )))
             };
-            let result = match rule.timeouts.backend_request {
-                Some(timeout) => tokio::time::timeout(timeout, send)
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(Error::BackendTimeout {
-                            upstream: upstream.name.clone(),
-                            timeout,
-                        })
-                    }),
-                None => send.await,
-            };
+            let result = within_backend_timeout(rule, upstream, send).await;
             attempts_made = attempts_made.saturating_add(1);
             let outcome = match &result {
                 Ok(resp) => retry::Outcome::Status(resp.status().as_u16()),
@@ -338,17 +341,7 @@ impl Proxy {
         })?;
         let req = head.into_request(Addressing::DirectHttp1, addr, body.take_for_attempt())?;
         let forward = websocket::forward(upstream, Some(gateway), addr, req, client);
-        match rule.timeouts.backend_request {
-            Some(timeout) => tokio::time::timeout(timeout, forward)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(Error::BackendTimeout {
-                        upstream: upstream.name.clone(),
-                        timeout,
-                    })
-                }),
-            None => forward.await,
-        }
+        within_backend_timeout(rule, upstream, forward).await
     }
 
     fn send_mirrors<B>(
@@ -378,6 +371,33 @@ impl Proxy {
                 }
             }
         }
+    }
+}
+
+/// `send` bounded by the rule's `timeouts.backendRequest`: past it, the
+/// exchange is dropped and fails as [`Error::BackendTimeout`].
+///
+/// A plain function returning the future rather than an `async fn`: an
+/// async layer would keep `send` once as its parameter and once inside the
+/// timer, growing every request's future by the exchange's size.
+fn within_backend_timeout<'u, F>(
+    rule: &Rule,
+    upstream: &'u Upstream,
+    send: F,
+) -> impl Future<Output = Result<Response<ProxyBody>, Error>> + 'u
+where
+    F: Future<Output = Result<Response<ProxyBody>, Error>> + 'u,
+{
+    match rule.timeouts.backend_request {
+        Some(timeout) => Either::Left(tokio::time::timeout(timeout, send).map(move |result| {
+            result.unwrap_or_else(|_| {
+                Err(Error::BackendTimeout {
+                    upstream: upstream.name.clone(),
+                    timeout,
+                })
+            })
+        })),
+        None => Either::Right(send),
     }
 }
 
@@ -454,11 +474,18 @@ struct Exchange<'a, 'r> {
 }
 
 impl<'a, 'r> Exchange<'a, 'r> {
-    fn new(headers: HeaderMap, host: Option<HeaderValue>, target: &'r http::Uri) -> Self {
+    /// The exchange for a request with `target`, whose path normalised
+    /// (by [`normalize_path`]) is `path`.
+    fn new(
+        headers: HeaderMap,
+        host: Option<HeaderValue>,
+        path: Cow<'r, str>,
+        target: &'r http::Uri,
+    ) -> Self {
         Exchange {
             headers,
             host,
-            path: normalize_path(target.path()),
+            path,
             target,
             response_edits: Vec::new(),
             cors: None,

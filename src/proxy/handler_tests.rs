@@ -746,14 +746,15 @@ fn a_host_set_by_a_header_filter_goes_upstream_when_it_can() {
     let usable = set_host(HeaderValue::from_static("set.example"));
     let client = HeaderValue::from_static("client.example");
 
-    let mut ex = Exchange::new(HeaderMap::new(), Some(client.clone()), &uri);
+    let path = || Cow::Borrowed(uri.path());
+    let mut ex = Exchange::new(HeaderMap::new(), Some(client.clone()), path(), &uri);
     assert!(ex.apply(std::slice::from_ref(&unusable), &ctx).is_none());
     let head = ex.outbound_head(Method::GET).expect("valid head");
     assert_eq!(head.host, Some(client.clone()));
     assert_eq!(head.path_and_query.as_str(), "/a/b?x=1");
     assert!(head.headers.get(header::HOST).is_none());
 
-    let mut ex = Exchange::new(HeaderMap::new(), Some(client), &uri);
+    let mut ex = Exchange::new(HeaderMap::new(), Some(client), path(), &uri);
     assert!(ex.apply(std::slice::from_ref(&usable), &ctx).is_none());
     let head = ex.outbound_head(Method::GET).expect("valid head");
     assert_eq!(head.host, Some(HeaderValue::from_static("set.example")));
@@ -763,8 +764,31 @@ fn a_host_set_by_a_header_filter_goes_upstream_when_it_can() {
 #[test]
 fn a_normalised_path_goes_upstream_with_its_query() {
     let uri: http::Uri = "/a/./b/../c?x=1".parse().expect("literal");
-    let mut ex = Exchange::new(HeaderMap::new(), None, &uri);
+    let mut ex = Exchange::new(HeaderMap::new(), None, normalize_path(uri.path()), &uri);
     let head = ex.outbound_head(Method::GET).expect("valid head");
     assert_eq!(head.path_and_query.as_str(), "/a/c?x=1");
     assert_eq!(head.host, None);
+}
+
+/// The path routes match is the path the backend gets: dot segments are
+/// resolved once, before routing, and that result goes upstream with the
+/// query; a path that needs no change goes as the client sent it.
+#[tokio::test]
+async fn the_normalised_path_is_routed_and_forwarded() {
+    let (addr, count) = echo_backend().await;
+    let proxy = proxy_for(vec![(
+        PathMatch::Exact("/admin".into()),
+        rule(service(&[addr], UpstreamProtocol::Http1), vec![]),
+    )]);
+    let (status, _, body) = send(&proxy, get("/public/../admin?q=1")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("uri: /admin?q=1\n"), "{body}");
+    let (status, _, body) = send(&proxy, get("/admin?q=2")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("uri: /admin?q=2\n"), "{body}");
+    assert_eq!(
+        send(&proxy, get("/admin/./x")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(count.load(Ordering::SeqCst), 2);
 }
