@@ -287,6 +287,7 @@ fn alert_rules_and_dashboards_are_the_repositorys_own() {
             "metrics.serviceMonitor.enabled=true",
             "metrics.prometheusRule.enabled=true",
             "metrics.prometheusRule.runbookBase=https://runbooks.example/portcullis",
+            "metrics.prometheusRule.params.EXPIRY_FOR=30m",
             "dashboards.enabled=true",
         ])
         .expect("renders"),
@@ -318,6 +319,16 @@ fn alert_rules_and_dashboards_are_the_repositorys_own() {
         for (rule, our_rule) in rules.iter().zip(our_rules) {
             assert_eq!(rule["alert"], our_rule["alert"]);
             assert_eq!(rule["record"], our_rule["record"]);
+            // Parameters set in the values change their lines, as
+            // alerts/render.sh would; the others keep the file's value.
+            let expiry = rule["alert"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("CertificateExpir") && a != "CertificateExpired");
+            if expiry {
+                assert_eq!(rule["for"], "30m", "{:?}", rule["alert"]);
+            } else {
+                assert_eq!(rule["for"], our_rule["for"], "{:?}", rule["alert"]);
+            }
             let expr = rule["expr"].as_str().expect("expr");
             let our_expr = our_rule["expr"].as_str().expect("expr");
             assert_eq!(
@@ -336,6 +347,30 @@ fn alert_rules_and_dashboards_are_the_repositorys_own() {
     assert!(alerts >= 5, "{alerts} alerts with runbooks");
     let text = serde_yaml::to_string(rule).expect("yaml");
     assert!(!text.contains("job=\"portcullis\""), "{text}");
+    let absent = groups
+        .iter()
+        .flat_map(|g| g["rules"].as_sequence().into_iter().flatten())
+        .find(|r| r["alert"] == "GatewayMetricsAbsent")
+        .expect("GatewayMetricsAbsent");
+    let description = absent["annotations"]["description"].as_str().unwrap_or("");
+    assert!(
+        description.contains("no target with job=\"edge-portcullis-metrics\""),
+        "the description names the job the rules select: {description}"
+    );
+    for (set, why) in [
+        (
+            "metrics.prometheusRule.params.NO_SUCH=1",
+            "no parameter NO_SUCH",
+        ),
+        (
+            "metrics.prometheusRule.params.JOB=a b",
+            "unsupported characters",
+        ),
+    ] {
+        let error = render(&["metrics.prometheusRule.enabled=true", set])
+            .expect_err("a parameter render.sh would refuse fails the release");
+        assert!(error.contains(why), "{error}");
+    }
 
     let dashboards = get(&objects, "ConfigMap/edge-portcullis-dashboards");
     assert_eq!(dashboards["metadata"]["labels"]["grafana_dashboard"], "1");

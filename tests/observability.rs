@@ -161,13 +161,18 @@ fn render_changes_only_the_named_parameters() -> Result<()> {
     let scaled = render(&["PAGE_FLOOR_SECONDS=30", "EXPIRY_FOR=0s", "JOB=edge"])?;
     assert!(scaled.contains("clamp_min(portcullis:certificate_lifetime_seconds / 10, 30)"));
     assert!(scaled.contains("up{job=\"edge\"}"));
+    assert!(scaled.contains("no target with job=\\\"edge\\\""));
     assert_eq!(scaled.matches("for: 0s").count(), 2, "both expiry alerts");
     let changed = shipped
         .lines()
         .zip(scaled.lines())
         .filter(|(a, b)| a != b)
         .count();
-    assert_eq!(changed, 1 + 2 + 3, "floor, two `for`, three job selectors");
+    assert_eq!(
+        changed,
+        1 + 2 + 4,
+        "floor, two `for`, three job selectors and the description naming the job"
+    );
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("scaled.yaml");
     std::fs::write(&path, &scaled)?;
