@@ -368,9 +368,24 @@ fn alert_rules_and_dashboards_are_the_repositorys_own() {
         ),
     ] {
         let error = render(&["metrics.prometheusRule.enabled=true", set])
-            .expect_err("a parameter render.sh would refuse fails the release");
+            .expect_err("a parameter that would break the rules fails the release");
         assert!(error.contains(why), "{error}");
     }
+    // A wiki's runbook address goes in as it is.
+    let wiki = "https://wiki.example/display/OPS/Portcullis+Runbooks?src=chart";
+    let with_wiki = parse(
+        &render(&[
+            "metrics.prometheusRule.enabled=true",
+            &format!("metrics.prometheusRule.runbookBase={wiki}"),
+        ])
+        .expect("renders"),
+    );
+    let text =
+        serde_yaml::to_string(get(&with_wiki, "PrometheusRule/edge-portcullis")).expect("yaml");
+    assert!(
+        text.contains(&format!("{wiki}#certificateexpired")),
+        "{text}"
+    );
 
     let dashboards = get(&objects, "ConfigMap/edge-portcullis-dashboards");
     assert_eq!(dashboards["metadata"]["labels"]["grafana_dashboard"], "1");
