@@ -305,7 +305,8 @@ impl Proxy {
                     body,
                 )))
             };
-            let result = within_backend_timeout(rule, upstream, send).await;
+            let result =
+                within_backend_timeout(rule.timeouts.backend_request, upstream, send).await;
             attempts_made = attempts_made.saturating_add(1);
             let outcome = match &result {
                 Ok(resp) => retry::Outcome::Status(resp.status().as_u16()),
@@ -341,7 +342,7 @@ impl Proxy {
         })?;
         let req = head.into_request(Addressing::DirectHttp1, addr, body.take_for_attempt())?;
         let forward = websocket::forward(upstream, Some(gateway), addr, req, client);
-        within_backend_timeout(rule, upstream, forward).await
+        within_backend_timeout(rule.timeouts.backend_request, upstream, forward).await
     }
 
     fn send_mirrors<B>(
@@ -374,21 +375,21 @@ impl Proxy {
     }
 }
 
-/// `send` bounded by the rule's `timeouts.backendRequest`: past it, the
-/// exchange is dropped and fails as [`Error::BackendTimeout`].
+/// `send` bounded by `timeout` (a rule's `timeouts.backendRequest`): past
+/// it, the exchange is dropped and fails as [`Error::BackendTimeout`].
 ///
 /// A plain function returning the future rather than an `async fn`: an
 /// async layer would keep `send` once as its parameter and once inside the
 /// timer, growing every request's future by the exchange's size.
 fn within_backend_timeout<'u, F>(
-    rule: &Rule,
+    timeout: Option<std::time::Duration>,
     upstream: &'u Upstream,
     send: F,
 ) -> impl Future<Output = Result<Response<ProxyBody>, Error>> + 'u
 where
     F: Future<Output = Result<Response<ProxyBody>, Error>> + 'u,
 {
-    match rule.timeouts.backend_request {
+    match timeout {
         Some(timeout) => Either::Left(tokio::time::timeout(timeout, send).map(move |result| {
             result.unwrap_or_else(|_| {
                 Err(Error::BackendTimeout {
