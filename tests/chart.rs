@@ -371,6 +371,13 @@ fn alert_rules_and_dashboards_are_the_repositorys_own() {
             .expect_err("a parameter that would break the rules fails the release");
         assert!(error.contains(why), "{error}");
     }
+    // A number in a values file goes in as written, not as a float.
+    let thirty_days = "metrics:\n  prometheusRule:\n    enabled: true\n    params:\n      PAGE_FLOOR_SECONDS: 2592000\n";
+    let rendered = render_with(Some(thirty_days), &[]).expect("renders");
+    assert!(
+        rendered.contains("certificate_lifetime_seconds / 10, 2592000)"),
+        "{rendered}"
+    );
     // A wiki's runbook address goes in as it is.
     let wiki = "https://wiki.example/display/OPS/Portcullis+Runbooks?src=chart";
     let with_wiki = parse(
