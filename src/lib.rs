@@ -19,6 +19,7 @@
 //! | [`runtime`] | serve loop, reload pipeline, shared state, `check` and logging |
 //! | [`server`] | sockets: binding listeners per dataplane, accept loops, graceful shutdown |
 //! | [`admin`] | admin HTTP: health, readiness, status, metrics |
+//! | [`cluster`] | Kubernetes mode: watches, status writing, Secrets, leadership |
 //! | [`watch`] | configuration directory watching and reload |
 //!
 //! Data flows one way: sources fill [`model::Resources`]; [`compile::compile`]
@@ -30,6 +31,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod cluster;
 pub mod compile;
 pub mod dataplane;
 pub mod hashing;

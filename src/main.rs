@@ -11,6 +11,7 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use portcullis::cluster::ClusterOptions;
 use portcullis::compile::{CompileOptions, DEFAULT_CONTROLLER_NAME};
 use portcullis::runtime::check::{check, format_report};
 use portcullis::runtime::logging::{self, LogFormat};
@@ -83,9 +84,28 @@ struct CaExportArgs {
 
 #[derive(Debug, Args)]
 struct ServeArgs {
-    /// Directory of Gateway API manifests (read recursively).
-    #[arg(long, value_name = "DIR")]
-    config: PathBuf,
+    /// Directory of Gateway API manifests (read recursively); standalone
+    /// mode.
+    #[arg(long, value_name = "DIR", required_unless_present = "kubernetes")]
+    config: Option<PathBuf>,
+    /// Kubernetes mode: objects come from the API server (in-cluster
+    /// configuration, else KUBECONFIG or ~/.kube/config), status and
+    /// certificates are written back, replicas share work through a Lease.
+    #[arg(long, conflicts_with = "config")]
+    kubernetes: bool,
+    /// Kubernetes mode: the controller's own namespace (its Lease, local
+    /// CA, challenges and issuer records; ClusterIssuers' Secrets).
+    #[arg(
+        long,
+        env = "POD_NAMESPACE",
+        value_name = "NS",
+        default_value = "portcullis-system"
+    )]
+    namespace: String,
+    /// Kubernetes mode: this replica's identity as a Lease holder
+    /// (default: the host name).
+    #[arg(long, env = "POD_NAME", value_name = "NAME")]
+    identity: Option<String>,
     /// Directory for state kept across restarts (created if missing).
     #[arg(long, value_name = "DIR", default_value = "./portcullis-state")]
     state: PathBuf,
@@ -168,8 +188,11 @@ fn require_dir(dir: &Path) -> Result<(), ExitCode> {
 }
 
 fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    if let Err(code) = require_dir(&args.config) {
-        return Ok(code);
+    let config_dir = args.config.clone().unwrap_or_default();
+    if !args.kubernetes {
+        if let Err(code) = require_dir(&config_dir) {
+            return Ok(code);
+        }
     }
     // One worker: a current-thread runtime does the same work without the
     // work-stealing scheduler's cross-thread bookkeeping (measured in bench/).
@@ -182,12 +205,14 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         builder.worker_threads(n);
     }
     let runtime = builder.build().context("cannot start the tokio runtime")?;
-    // The built-in local CA exists from the first start, so `portcullis ca
-    // export` can hand its root out before any listener needs it.
-    std::fs::create_dir_all(&args.state)
-        .with_context(|| format!("cannot create state directory {}", args.state.display()))?;
-    portcullis::issuer::LocalCa::load_or_create(&args.state, SystemTime::now())
-        .with_context(|| format!("cannot load the local CA in {}", args.state.display()))?;
+    if !args.kubernetes {
+        // The built-in local CA exists from the first start, so `portcullis
+        // ca export` can hand its root out before any listener needs it.
+        std::fs::create_dir_all(&args.state)
+            .with_context(|| format!("cannot create state directory {}", args.state.display()))?;
+        portcullis::issuer::LocalCa::load_or_create(&args.state, SystemTime::now())
+            .with_context(|| format!("cannot load the local CA in {}", args.state.display()))?;
+    }
     if let Some((before, after)) = portcullis::runtime::limits::raise_open_files() {
         tracing::info!(before, after, "open-file limit (soft)");
     }
@@ -196,13 +221,19 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         session_cache = args.tls_session_cache,
         "TLS crypto provider and resumption sessions kept"
     );
-    tracing::info!(
-        state = %args.state.display(),
-        "local CA ready; `portcullis ca export --state {}` prints its root",
-        args.state.display()
-    );
+    if !args.kubernetes {
+        tracing::info!(
+            state = %args.state.display(),
+            "local CA ready; `portcullis ca export --state {}` prints its root",
+            args.state.display()
+        );
+    }
+    let kubernetes = args.kubernetes.then(|| ClusterOptions {
+        namespace: args.namespace.clone(),
+        identity: args.identity.clone().unwrap_or_else(host_name),
+    });
     let options = ServeOptions {
-        config_dir: args.config,
+        config_dir,
         state_dir: args.state,
         admin_addr: args.admin_addr,
         compile: CompileOptions {
@@ -216,6 +247,7 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         handshake_timeout: std::time::Duration::from_secs(args.handshake_timeout.max(1)),
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
         metrics_cert_manager_compat: args.metrics_cert_manager_compat,
+        kubernetes,
     };
     runtime
         .block_on(serve(options))
@@ -263,6 +295,15 @@ fn run_certs(args: CertsArgs) -> anyhow::Result<ExitCode> {
         portcullis::issuer::status::format_table(&certs, SystemTime::now())
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The host name (a Pod's name in a cluster), for the Lease identity.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| format!("portcullis-{}", std::process::id()))
 }
 
 /// `portcullis ca export`: prints the root PEM, or exits 1 if no CA exists yet.

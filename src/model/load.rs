@@ -88,6 +88,24 @@ pub fn parse_documents(text: &str, source_name: &str) -> Result<Parsed, Error> {
     Ok(parsed)
 }
 
+/// Parses one object as the Kubernetes API serves it (JSON, with
+/// `apiVersion` and `kind` set), the same way a manifest document is read:
+/// Kubernetes mode and standalone mode share every field rule. `None` for
+/// kinds portcullis does not read.
+pub fn parse_api_object(
+    value: &serde_json::Value,
+    source_name: &str,
+) -> Result<Option<Object>, Error> {
+    let yaml = serde_yaml::to_value(value).map_err(|e| Error::Yaml {
+        source_name: source_name.to_string(),
+        document: 1,
+        message: e.to_string(),
+    })?;
+    let mut parsed = Parsed::default();
+    parse_object(yaml, source_name, 1, &mut parsed)?;
+    Ok(parsed.objects.pop())
+}
+
 fn str_field<'a>(v: &'a serde_yaml::Value, key: &str) -> &'a str {
     v.get(key).and_then(|s| s.as_str()).unwrap_or("")
 }

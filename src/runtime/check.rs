@@ -99,7 +99,12 @@ pub fn format_report(checked: &Checked) -> String {
             } else {
                 ""
             };
-            let _ = writeln!(out, "  {}: {}{kept}", p.file, single_line(&p.message));
+            let place = p
+                .file
+                .as_deref()
+                .or(p.object.as_deref())
+                .unwrap_or_default();
+            let _ = writeln!(out, "  {place}: {}{kept}", single_line(&p.message));
         }
     }
     if !checked.ignored.is_empty() {
@@ -216,7 +221,8 @@ mod tests {
                 objects: vec![gw, route, ObjectStatus::new("GatewayClass", "", "c")],
             },
             problems: vec![ProblemReport {
-                file: "bad.yaml".into(),
+                file: Some("bad.yaml".into()),
+                object: None,
                 message: "document 1: malformed YAML".into(),
                 kept_previous: false,
             }],

@@ -1,7 +1,8 @@
-//! The `serve` runtime: shared state ([`Shared`]), reloading the
-//! configuration directory ([`Reloader`]: load + compile on a blocking
-//! thread, swap, reconcile sockets), the main loop reacting to directory
-//! changes and signals ([`serve`]), and `portcullis check` ([`check`]).
+//! The `serve` runtime: shared state ([`Shared`]), reloading (a snapshot
+//! from the [`source`] — the configuration directory or the API server —
+//! compiled by [`Compiler`] on a blocking thread, swapped in, sockets
+//! reconciled), the main loop reacting to source changes and signals
+//! ([`serve`]), and `portcullis check` ([`check`]).
 //!
 //! Gateway API semantics are `crate::compile`'s; sockets are
 //! `crate::server`'s; this module wires them together.
@@ -11,15 +12,15 @@ pub mod check;
 pub mod limits;
 pub mod logging;
 pub mod report;
+pub mod source;
 
 use crate::compile::{compile_cached, CertCache, CompileOptions, Compiled};
 use crate::dataplane::Dataplane;
-use crate::model::load::{self, DirLoader, LoadProblem};
 use crate::server::shutdown::{Event, Signals};
 use crate::server::{ConnContext, Sockets};
-use crate::watch::DirWatch;
 use arc_swap::ArcSwap;
-use report::{Counts, ProblemReport, Report};
+use report::{Counts, Report};
+use source::{DirSource, Loaded, Source};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,9 +53,9 @@ pub enum Error {
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers")]
     Signals(#[source] std::io::Error),
-    /// The configuration directory could not be read.
+    /// The source could not give a snapshot.
     #[error("cannot load configuration")]
-    Load(#[source] load::Error),
+    Source(#[source] source::Error),
     /// The reload task panicked.
     #[error("configuration reload task failed")]
     ReloadTask(#[source] tokio::task::JoinError),
@@ -64,6 +65,9 @@ pub enum Error {
     /// The certificate manager could not start.
     #[error("cannot start the certificate manager")]
     Issuer(#[source] crate::issuer::manager::ManagerError),
+    /// Kubernetes mode could not start.
+    #[error("cannot start Kubernetes mode")]
+    Cluster(#[source] crate::cluster::Error),
 }
 
 /// What `portcullis serve` is told on the command line.
@@ -86,6 +90,9 @@ pub struct ServeOptions {
     pub handshake_timeout: Duration,
     /// Also export certificates under cert-manager's metric names.
     pub metrics_cert_manager_compat: bool,
+    /// Kubernetes mode, when set: objects come from the API server instead
+    /// of `config_dir`.
+    pub kubernetes: Option<crate::cluster::ClusterOptions>,
 }
 
 /// State shared by the proxy, the TLS resolver and the admin endpoint.
@@ -142,8 +149,8 @@ impl Shared {
 pub struct Reloaded {
     /// The compile output.
     pub compiled: Compiled,
-    /// Files that failed to load.
-    pub problems: Vec<LoadProblem>,
+    /// What could not be read.
+    pub problems: Vec<source::Problem>,
     /// Documents of kinds portcullis does not read.
     pub ignored: Vec<String>,
     /// Which Secret holds each certificate, for the certificate metrics.
@@ -151,58 +158,49 @@ pub struct Reloaded {
     /// The resources as loaded, before the issuer's certificates were
     /// added (what the issuer's demand is computed from).
     pub resources: Arc<crate::model::Resources>,
+    /// Kubernetes mode: the live objects, for writing their status.
+    pub live: Option<
+        Arc<
+            std::collections::BTreeMap<
+                (crate::cluster::kinds::Watched, crate::model::ObjectKey),
+                crate::cluster::cache::Live,
+            >,
+        >,
+    >,
 }
 
-/// Reads and compiles the configuration directory, keeping the loader's
-/// per-file cache between reloads. Blocking: run it on a blocking thread.
+/// Compiles loaded snapshots, keeping parsed certificates between
+/// compiles. Blocking: run it on a blocking thread.
 #[derive(Debug)]
-pub struct Reloader {
-    loader: DirLoader,
-    dir: PathBuf,
+pub struct Compiler {
     options: CompileOptions,
-    /// Adds issued certificates before compiling, when set.
-    issuer: Option<Arc<crate::issuer::manager::Manager>>,
     /// Certificates parsed by the previous compile, reused when unchanged.
     certs: CertCache,
 }
 
-impl Reloader {
-    /// A reloader for `dir`.
-    pub fn new(dir: PathBuf, options: CompileOptions) -> Self {
+impl Compiler {
+    /// A compiler with these options.
+    pub fn new(options: CompileOptions) -> Self {
         Self {
-            loader: DirLoader::new(),
-            dir,
             options,
-            issuer: None,
             certs: CertCache::new(),
         }
     }
 
-    /// Compiles with the certificates `issuer` keeps (see
-    /// [`crate::issuer::augment()`]).
-    pub fn with_issuer(mut self, issuer: Arc<crate::issuer::manager::Manager>) -> Self {
-        self.issuer = Some(issuer);
-        self
-    }
-
-    /// Loads the directory and compiles it with the current time.
-    pub fn reload(&mut self) -> Result<Reloaded, load::Error> {
-        let loaded = self.loader.load(&self.dir)?;
+    /// Adds the issuer's certificates and references
+    /// ([`crate::issuer::augment()`]) and compiles with the current time.
+    pub fn compile(&mut self, loaded: Loaded) -> Reloaded {
         let mut options = self.options.clone();
         options.now = Some(i64::try_from(unix_now()).unwrap_or(i64::MAX));
-        let augmented = match &self.issuer {
-            Some(issuer) => {
-                crate::issuer::augment(&loaded.resources, &issuer.stored_for(&loaded.resources))
-            }
-            None => loaded.resources.clone(),
-        };
-        Ok(Reloaded {
+        let augmented = crate::issuer::augment(&loaded.resources, &loaded.stored);
+        Reloaded {
             secrets: crate::metrics::SecretIndex::of(&augmented),
             compiled: compile_cached(&augmented, &options, &mut self.certs),
             problems: loaded.problems,
             ignored: loaded.ignored,
             resources: Arc::new(loaded.resources),
-        })
+            live: loaded.live,
+        }
     }
 }
 
@@ -219,8 +217,9 @@ const BIND_RETRY: Duration = Duration::from_secs(5);
 struct Runtime {
     shared: Arc<Shared>,
     sockets: Sockets,
-    /// `None` only while a reload runs on the blocking pool.
-    reloader: Option<Reloader>,
+    source: Source,
+    /// `None` only while a compile runs on the blocking pool.
+    compiler: Option<Compiler>,
     generation: u64,
     /// The certificate manager and the channel feeding it each reload.
     issuer: Option<(
@@ -230,28 +229,30 @@ struct Runtime {
 }
 
 impl Runtime {
-    /// Reloads, swaps the dataplane in and reconciles sockets. A failure to
-    /// read the directory keeps the current configuration and is returned.
+    /// Takes a snapshot from the source, compiles it, swaps the dataplane
+    /// in and reconciles sockets. A snapshot that cannot be taken keeps the
+    /// current configuration and is returned.
     async fn apply(&mut self) -> Result<(), Error> {
-        let Some(mut reloader) = self.reloader.take() else {
+        let Some(mut compiler) = self.compiler.take() else {
             return Ok(());
         };
         let started = std::time::Instant::now();
-        let (reloader, result) = tokio::task::spawn_blocking(move || {
-            let result = reloader.reload();
-            (reloader, result)
+        let loaded = match self.source.load().await {
+            Ok(l) => l,
+            Err(e) => {
+                self.compiler = Some(compiler);
+                return Err(Error::Source(e));
+            }
+        };
+        let (compiler, reloaded) = tokio::task::spawn_blocking(move || {
+            let reloaded = compiler.compile(loaded);
+            (compiler, reloaded)
         })
         .await
         .map_err(Error::ReloadTask)?;
-        self.reloader = Some(reloader);
-        let reloaded = result.map_err(Error::Load)?;
+        self.compiler = Some(compiler);
         for p in &reloaded.problems {
-            let file = p.path.display();
-            if p.lost_content() {
-                tracing::error!(%file, error = %p.error, "{}", p.outcome());
-            } else {
-                tracing::warn!(%file, error = %p.error, "{}", p.outcome());
-            }
+            p.log();
         }
         let Compiled { dataplane, status } = reloaded.compiled;
         let counts = Counts::of(&dataplane, &status);
@@ -299,7 +300,11 @@ impl Runtime {
         self.shared.report.store(Arc::new(Report {
             certificates,
             status,
-            problems: reloaded.problems.iter().map(ProblemReport::from).collect(),
+            problems: reloaded
+                .problems
+                .iter()
+                .map(source::Problem::report)
+                .collect(),
             ignored: reloaded.ignored,
             bind_errors,
             generation: self.generation,
@@ -331,10 +336,6 @@ impl Runtime {
 /// Runs `portcullis serve` until SIGTERM or SIGINT, then drains connections
 /// for at most the grace period.
 pub async fn serve(options: ServeOptions) -> Result<(), Error> {
-    std::fs::create_dir_all(&options.state_dir).map_err(|source| Error::StateDir {
-        path: options.state_dir.clone(),
-        source,
-    })?;
     let mut signals = Signals::register().map_err(Error::Signals)?;
     let admin = tokio::net::TcpListener::bind(options.admin_addr)
         .await
@@ -360,30 +361,54 @@ pub async fn serve(options: ServeOptions) -> Result<(), Error> {
     ctx.handshake_timeout = options.handshake_timeout;
     ctx.metrics = shared.metrics.clone();
     ctx.challenges = shared.challenges.clone();
-    let manager = start_issuer(&options, &shared)?;
-    let (issuer_input, issuer_input_rx) = watch::channel(None);
-    let mut stored_changes = manager.stored_changes();
-    let mut certificate_changes = manager.certificate_changes();
-    tokio::spawn(manager.clone().run(issuer_input_rx));
+
+    let (source, issuer) = match &options.kubernetes {
+        None => {
+            std::fs::create_dir_all(&options.state_dir).map_err(|source| Error::StateDir {
+                path: options.state_dir.clone(),
+                source,
+            })?;
+            let manager = start_issuer(&options, &shared)?;
+            let (input, input_rx) = watch::channel(None);
+            tokio::spawn(manager.clone().run(input_rx));
+            let source = DirSource::new(options.config_dir.clone()).with_issuer(manager.clone());
+            (Source::Dir(Box::new(source)), Some((manager, input)))
+        }
+        Some(cluster) => {
+            let client = cluster.client().await.map_err(Error::Cluster)?;
+            let mut source =
+                crate::cluster::source::ClusterSource::start(client, &cluster.namespace);
+            tracing::info!("waiting for every watch to list its kind");
+            tokio::select! {
+                () = source.wait_synced() => tracing::info!("cluster state listed"),
+                event = signals.next() => if let Event::Stop(stop) = event {
+                    tracing::info!(signal = ?stop, "stopped before the cluster was listed");
+                    drop(admin_stop);
+                    let _ = admin_task.await;
+                    return Ok(());
+                },
+            }
+            (Source::Cluster(Box::new(source)), None)
+        }
+    };
+    let mut certificate_changes = issuer.as_ref().map(|(m, _)| m.certificate_changes());
     let mut runtime = Runtime {
         shared: shared.clone(),
         sockets: Sockets::new(Arc::new(ctx)),
-        reloader: Some(
-            Reloader::new(options.config_dir.clone(), options.compile.clone())
-                .with_issuer(manager.clone()),
-        ),
+        source,
+        compiler: Some(Compiler::new(options.compile.clone())),
         generation: 0,
-        issuer: Some((manager.clone(), issuer_input)),
+        issuer,
     };
-    // Watch before the first load so no change made during it is missed.
-    let mut dir_watch = DirWatch::new(options.config_dir.clone());
     runtime.apply().await?;
-    // Give the issuer's first pass (local issuers answer in milliseconds) a
-    // moment, so listeners it fills are served from the start.
-    let _ = tokio::time::timeout(FIRST_ISSUE_WAIT, certificate_changes.changed()).await;
-    if stored_changes.has_changed().unwrap_or(false) {
-        stored_changes.mark_unchanged();
-        runtime.apply().await?;
+    if let (Some(changes), Source::Dir(dir)) = (&mut certificate_changes, &mut runtime.source) {
+        // Give the issuer's first pass (local issuers answer in
+        // milliseconds) a moment, so listeners it fills are served from
+        // the start.
+        let _ = tokio::time::timeout(FIRST_ISSUE_WAIT, changes.changed()).await;
+        if dir.take_stored_change() {
+            runtime.apply().await?;
+        }
     }
     shared.mark_ready();
 
@@ -396,10 +421,8 @@ pub async fn serve(options: ServeOptions) -> Result<(), Error> {
                 runtime.retry_binds().await;
                 continue;
             }
-            trigger = dir_watch.next() => tracing::debug!(?trigger, "configuration changed"),
-            _ = stored_changes.changed() => tracing::debug!("certificate stored; recompiling"),
-            _ = certificate_changes.changed() => {
-                let certificates = certificate_changes.borrow_and_update().clone();
+            () = runtime.source.changed() => {}
+            Some(certificates) = certificates_changed(&mut certificate_changes) => {
                 shared.metrics.set_managed(managed_metrics(&certificates));
                 shared.report.rcu(|r| {
                     let mut r = Report::clone(r);
@@ -411,7 +434,12 @@ pub async fn serve(options: ServeOptions) -> Result<(), Error> {
             }
             event = signals.next() => match event {
                 Event::Stop(stop) => break stop,
-                Event::Reload => tracing::info!("SIGHUP: reloading configuration"),
+                Event::Reload => {
+                    tracing::info!("SIGHUP: reloading configuration");
+                    if let Source::Dir(d) = &mut runtime.source {
+                        d.mark_dir_changed();
+                    }
+                }
             },
         }
         let started = std::time::Instant::now();
@@ -427,6 +455,20 @@ pub async fn serve(options: ServeOptions) -> Result<(), Error> {
     let _ = admin_task.await;
     tracing::info!(drained, "stopped");
     Ok(())
+}
+
+/// The issuer's next per-certificate report; never resolves without an
+/// issuer.
+async fn certificates_changed(
+    changes: &mut Option<watch::Receiver<Arc<Vec<crate::issuer::status::CertStatus>>>>,
+) -> Option<Arc<Vec<crate::issuer::status::CertStatus>>> {
+    match changes {
+        Some(rx) => match rx.changed().await {
+            Ok(()) => Some(rx.borrow_and_update().clone()),
+            Err(_) => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
 }
 
 /// How long start-up waits for the issuer's first pass before serving.

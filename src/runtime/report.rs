@@ -15,7 +15,8 @@ pub struct Report {
     /// Per-object status (serialised as `objects`).
     #[serde(flatten)]
     pub status: Status,
-    /// Manifest files that failed to load on the last reload.
+    /// Manifest files (or API objects) that failed to load on the last
+    /// reload.
     pub problems: Vec<ProblemReport>,
     /// Documents of kinds portcullis does not read.
     pub ignored: Vec<String>,
@@ -39,12 +40,17 @@ fn shared_list<S: serde::Serializer, T: Serialize>(
     list.as_slice().serialize(s)
 }
 
-/// A manifest file that failed to load.
+/// A manifest file that failed to load, or (Kubernetes mode) an object
+/// portcullis refuses to read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ProblemReport {
     /// The file.
-    pub file: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// The object, `Kind namespace/name`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
     /// What went wrong.
     pub message: String,
     /// Whether the file's previous good content is still served.
@@ -54,7 +60,8 @@ pub struct ProblemReport {
 impl From<&LoadProblem> for ProblemReport {
     fn from(p: &LoadProblem) -> Self {
         Self {
-            file: p.path.display().to_string(),
+            file: Some(p.path.display().to_string()),
+            object: None,
             message: p.error.to_string(),
             kept_previous: p.kept_previous,
         }
@@ -102,7 +109,8 @@ mod tests {
                 objects: vec![ObjectStatus::new("Gateway", "default", "gw")],
             },
             problems: vec![ProblemReport {
-                file: "a.yaml".into(),
+                file: Some("a.yaml".into()),
+                object: None,
                 message: "bad".into(),
                 kept_previous: true,
             }],

@@ -1,0 +1,255 @@
+//! What the source knows of one watched kind ([`KindCache`]): every object
+//! the API server holds, decoded once per change, with what portcullis
+//! needs of the live object to write its status ([`Live`]). Pure: fed the
+//! watcher's events one at a time, so relists, deletions and refusals are
+//! tested without an API server.
+//!
+//! A relist (at start, and after a watch expired with 410 Gone) is
+//! buffered and replaces the contents in one step when it is complete, so
+//! a snapshot never sees half a list: objects missing from the new list
+//! are gone, and unchanged objects (same resourceVersion) are not decoded
+//! again.
+//!
+//! An object the API accepted but portcullis refuses (a field of a shape
+//! the model cannot read) keeps its last good version, if it had one, and
+//! carries the refusal, which becomes a status condition and a log line.
+
+use super::kinds::{decode, key_of, Watched};
+use crate::model::{Object, ObjectKey};
+use kube::api::ApiResource;
+use std::collections::BTreeMap;
+
+/// What portcullis keeps of the live object for writing its status.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Live {
+    /// `metadata.resourceVersion`: the precondition of a status write that
+    /// replaces a list other controllers also write.
+    pub resource_version: String,
+    /// `metadata.generation`.
+    pub generation: Option<i64>,
+    /// `status` as served (only for kinds whose status portcullis writes).
+    pub status: Option<serde_json::Value>,
+}
+
+/// One object of the cache.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cached {
+    /// The last version that decoded, if any did.
+    pub object: Option<Object>,
+    /// The live object's version and status.
+    pub live: Live,
+    /// Why the current version is refused, when it is.
+    pub problem: Option<String>,
+}
+
+/// The objects of one kind.
+#[derive(Debug)]
+pub struct KindCache {
+    kind: Watched,
+    resource: ApiResource,
+    objects: BTreeMap<ObjectKey, Cached>,
+    relist: Option<BTreeMap<ObjectKey, Cached>>,
+    synced: bool,
+}
+
+impl KindCache {
+    /// An empty cache of `kind`, served as `resource`.
+    pub fn new(kind: Watched, resource: ApiResource) -> Self {
+        Self {
+            kind,
+            resource,
+            objects: BTreeMap::new(),
+            relist: None,
+            synced: false,
+        }
+    }
+
+    /// The kind.
+    pub fn kind(&self) -> Watched {
+        self.kind
+    }
+
+    /// Whether a complete list has been received.
+    pub fn is_synced(&self) -> bool {
+        self.synced
+    }
+
+    /// The objects, by key.
+    pub fn objects(&self) -> &BTreeMap<ObjectKey, Cached> {
+        &self.objects
+    }
+
+    /// An object was added or changed.
+    pub fn apply(&mut self, value: serde_json::Value) {
+        let key = key_of(&value);
+        let previous = self.objects.get(&key);
+        let cached = self.entry(value, previous);
+        self.objects.insert(key, cached);
+    }
+
+    /// An object was deleted.
+    pub fn delete(&mut self, value: &serde_json::Value) {
+        self.objects.remove(&key_of(value));
+    }
+
+    /// A relist starts.
+    pub fn init(&mut self) {
+        self.relist = Some(BTreeMap::new());
+    }
+
+    /// One object of the relist.
+    pub fn init_apply(&mut self, value: serde_json::Value) {
+        let key = key_of(&value);
+        let cached = self.entry(value, self.objects.get(&key));
+        self.relist
+            .get_or_insert_with(BTreeMap::new)
+            .insert(key, cached);
+    }
+
+    /// The relist is complete: it replaces the contents.
+    pub fn init_done(&mut self) {
+        if let Some(list) = self.relist.take() {
+            self.objects = list;
+        }
+        self.synced = true;
+    }
+
+    /// The cache entry for `value`, reusing `previous`'s decode when the
+    /// version did not change, or its object when the new one is refused.
+    fn entry(&self, value: serde_json::Value, previous: Option<&Cached>) -> Cached {
+        let live = live_of(&value, self.kind.keeps_status());
+        if let Some(p) = previous {
+            if !live.resource_version.is_empty() && p.live.resource_version == live.resource_version
+            {
+                return p.clone();
+            }
+        }
+        match decode(&self.resource, value) {
+            Ok(object) => Cached {
+                object,
+                live,
+                problem: None,
+            },
+            Err(error) => Cached {
+                object: previous.and_then(|p| p.object.clone()),
+                live,
+                problem: Some(error.to_string()),
+            },
+        }
+    }
+}
+
+/// The live metadata (and status, when kept) of a served object.
+fn live_of(value: &serde_json::Value, keep_status: bool) -> Live {
+    let meta = value.get("metadata");
+    Live {
+        resource_version: meta
+            .and_then(|m| m.get("resourceVersion"))
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string(),
+        generation: meta
+            .and_then(|m| m.get("generation"))
+            .and_then(|v| v.as_i64()),
+        status: keep_status.then(|| value.get("status").cloned()).flatten(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn route(name: &str, rv: &str, hostnames: serde_json::Value) -> serde_json::Value {
+        json!({
+            "metadata": {"name": name, "namespace": "apps", "resourceVersion": rv, "generation": 2},
+            "spec": {"hostnames": hostnames},
+            "status": {"parents": []}
+        })
+    }
+
+    fn cache() -> KindCache {
+        KindCache::new(Watched::HttpRoute, Watched::HttpRoute.api_resource("v1"))
+    }
+
+    fn hostnames(c: &KindCache, name: &str) -> Vec<String> {
+        match c.objects()[&ObjectKey::new("apps", name)].object.as_ref() {
+            Some(Object::HttpRoute(r)) => r.spec.hostnames.clone(),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_relist_replaces_the_contents_only_when_complete() {
+        let mut c = cache();
+        c.init();
+        c.init_apply(route("a", "1", json!(["a.test"])));
+        assert!(!c.is_synced());
+        assert!(c.objects().is_empty(), "nothing visible mid-list");
+        c.init_done();
+        assert!(c.is_synced());
+        c.apply(route("b", "2", json!(["b.test"])));
+        // The watch expired (410): the new list no longer holds b.
+        c.init();
+        c.init_apply(route("a", "3", json!(["a2.test"])));
+        assert_eq!(c.objects().len(), 2, "old contents served mid-relist");
+        c.init_done();
+        assert_eq!(c.objects().len(), 1);
+        assert_eq!(hostnames(&c, "a"), ["a2.test"]);
+    }
+
+    #[test]
+    fn a_refused_change_keeps_the_last_good_version_and_says_why() {
+        let mut c = cache();
+        c.apply(route("a", "1", json!(["a.test"])));
+        c.apply(route("a", "2", json!("not-a-list")));
+        let entry = &c.objects()[&ObjectKey::new("apps", "a")];
+        assert_eq!(hostnames(&c, "a"), ["a.test"]);
+        assert!(entry
+            .problem
+            .as_deref()
+            .is_some_and(|p| p.contains("HTTPRoute a")));
+        assert_eq!(entry.live.resource_version, "2");
+        c.apply(route("a", "3", json!(["a3.test"])));
+        assert_eq!(c.objects()[&ObjectKey::new("apps", "a")].problem, None);
+        assert_eq!(hostnames(&c, "a"), ["a3.test"]);
+    }
+
+    #[test]
+    fn a_refused_new_object_has_no_version_to_serve() {
+        let mut c = cache();
+        c.apply(route("a", "1", json!(5)));
+        let entry = &c.objects()[&ObjectKey::new("apps", "a")];
+        assert!(entry.object.is_none());
+        assert!(entry.problem.is_some());
+    }
+
+    #[test]
+    fn live_status_and_generation_are_kept_for_status_kinds() {
+        let mut c = cache();
+        c.apply(route("a", "1", json!([])));
+        let live = &c.objects()[&ObjectKey::new("apps", "a")].live;
+        assert_eq!(live.generation, Some(2));
+        assert_eq!(live.status, Some(json!({"parents": []})));
+        let mut slices = KindCache::new(
+            Watched::EndpointSlice,
+            Watched::EndpointSlice.api_resource("v1"),
+        );
+        slices.apply(
+            json!({"metadata": {"name": "s", "namespace": "apps", "resourceVersion": "4"},
+                            "status": {"x": 1}}),
+        );
+        assert_eq!(
+            slices.objects()[&ObjectKey::new("apps", "s")].live.status,
+            None
+        );
+    }
+
+    #[test]
+    fn deletion_removes_the_object() {
+        let mut c = cache();
+        c.apply(route("a", "1", json!([])));
+        c.delete(&route("a", "1", json!([])));
+        assert!(c.objects().is_empty());
+    }
+}

@@ -1,0 +1,51 @@
+//! Kubernetes mode: the API server as the source of objects and the place
+//! status, certificates and leadership are written.
+//!
+//! | module | holds | pure? |
+//! |---|---|---|
+//! | [`kinds`] | the watched kinds, their versions, decoding served objects | yes |
+//! | [`cache`] | one kind's objects as watch events leave them | yes |
+//! | [`referenced`] | which Secrets and ConfigMaps the configuration needs | yes |
+//! | [`source`] | watches → [`crate::model::Resources`] snapshots | I/O |
+
+pub mod cache;
+pub mod kinds;
+pub mod referenced;
+pub mod source;
+
+/// Why Kubernetes mode could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No usable client configuration (in-cluster, KUBECONFIG or
+    /// ~/.kube/config).
+    #[error("cannot configure the Kubernetes client")]
+    Config(#[source] kube::config::InferConfigError),
+    /// The client could not be built from the configuration.
+    #[error("cannot build the Kubernetes client")]
+    Client(#[source] kube::Error),
+}
+
+/// What `portcullis serve --kubernetes` is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterOptions {
+    /// The controller's own namespace: the Lease, the local CA, challenge
+    /// Secrets and issuer records live here, and ClusterIssuers' Secrets
+    /// are read from here.
+    pub namespace: String,
+    /// This replica's identity as a Lease holder.
+    pub identity: String,
+}
+
+impl ClusterOptions {
+    /// A client from in-cluster configuration, else KUBECONFIG or
+    /// ~/.kube/config.
+    pub async fn client(&self) -> Result<kube::Client, Error> {
+        // The kube client's TLS needs a process-wide provider when more
+        // than one is compiled in; ours is the one every config uses.
+        let _ = rustls::crypto::CryptoProvider::clone(&crate::tls::provider::provider())
+            .install_default();
+        let config = kube::Config::infer().await.map_err(Error::Config)?;
+        kube::Client::try_from(config).map_err(Error::Client)
+    }
+}
