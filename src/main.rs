@@ -106,6 +106,17 @@ struct ServeArgs {
     /// (default: the host name).
     #[arg(long, env = "POD_NAME", value_name = "NAME")]
     identity: Option<String>,
+    /// Kubernetes mode: the leader Lease (in --namespace).
+    #[arg(long, value_name = "NAME", default_value = "portcullis-leader")]
+    lease_name: String,
+    /// Kubernetes mode: seconds a leader's Lease stays valid without
+    /// renewal (another replica takes over after that).
+    #[arg(long, value_name = "SECS", default_value_t = 15)]
+    lease_duration: u64,
+    /// Kubernetes mode: do not write the certificateRefs portcullis fills
+    /// back into Gateways and ListenerSets (they are still served).
+    #[arg(long)]
+    no_certificate_refs_writeback: bool,
     /// Directory for state kept across restarts (created if missing).
     #[arg(long, value_name = "DIR", default_value = "./portcullis-state")]
     state: PathBuf,
@@ -231,6 +242,11 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let kubernetes = args.kubernetes.then(|| ClusterOptions {
         namespace: args.namespace.clone(),
         identity: args.identity.clone().unwrap_or_else(host_name),
+        lease_name: args.lease_name.clone(),
+        lease: portcullis::cluster::lease::LeaseConfig::with_duration(Duration::from_secs(
+            args.lease_duration,
+        )),
+        write_certificate_refs: !args.no_certificate_refs_writeback,
     });
     let options = ServeOptions {
         config_dir,

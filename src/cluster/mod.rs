@@ -7,9 +7,15 @@
 //! | [`cache`] | one kind's objects as watch events leave them | yes |
 //! | [`referenced`] | which Secrets and ConfigMaps the configuration needs | yes |
 //! | [`source`] | watches → [`crate::model::Resources`] snapshots | I/O |
+//! | [`certificate_refs`] | writing filled `certificateRefs` back (the plan is pure) | yes |
+//! | [`controller`] | the leader's writes: status and filled references, by server-side apply | I/O |
+//! | [`lease`] | leader election over a Lease (the rule is pure) | I/O |
 
 pub mod cache;
+pub mod certificate_refs;
+pub mod controller;
 pub mod kinds;
+pub mod lease;
 pub mod referenced;
 pub mod source;
 
@@ -35,6 +41,12 @@ pub struct ClusterOptions {
     pub namespace: String,
     /// This replica's identity as a Lease holder.
     pub identity: String,
+    /// The leader Lease's name (in `namespace`).
+    pub lease_name: String,
+    /// The election's timing.
+    pub lease: lease::LeaseConfig,
+    /// Whether filled `certificateRefs` are written back into Gateways.
+    pub write_certificate_refs: bool,
 }
 
 impl ClusterOptions {

@@ -180,6 +180,11 @@ impl ClusterSource {
         }
     }
 
+    /// The client the source watches through.
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
     /// Whether every watch has listed its kind once.
     pub fn is_synced(&self) -> bool {
         let s = lock(&self.state);

@@ -16,9 +16,17 @@
 //!   knob at a time. Only ListenerSets the parent admits are managed (their
 //!   status is `Accepted`, or not yet only because their listeners lack the
 //!   certificate this module asks for).
+//! - A listener's own `tls.options` may name its issuer with the same
+//!   `portcullis.dev/issuer` or `portcullis.dev/cluster-issuer` keys; that
+//!   wins over the Gateway's (or ListenerSet's) annotation. (The Gateway
+//!   API's CRDs refuse `mode: Terminate` with neither certificateRefs nor
+//!   options, so this is how a listener without a Secret names an issuer.)
 //! - Standalone default: a terminating listener with neither certificateRefs
 //!   nor an issuer annotation (on its Gateway, or on its ListenerSet and its
 //!   parent) gets one from the built-in local CA.
+//! - References portcullis filled and wrote back into the API (listed in the
+//!   owner's [`FILLED_ANNOTATION`]) count as no reference while they are
+//!   still the one it wrote, so writing them back changes nothing here.
 //! - A listener naming a Secret gets its certificate issued into that Secret
 //!   (the first same-namespace reference); one without gets
 //!   `<gateway>-<listener>-tls`, or `<listenerset>-<listener>-tls` in the
@@ -39,7 +47,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::request::{CertRequest, KeyAlgorithm};
-use crate::model::gateway::Listener;
+use crate::model::gateway::{Listener, SecretObjectReference};
 use crate::model::issuer::IssuerSpec;
 use crate::model::{Gateway, ListenerSet, ObjectKey, ObjectMeta, Resources};
 use crate::status::{ConditionStatus, ConditionType, Reason, Status};
@@ -245,6 +253,39 @@ pub struct Demands {
 /// the Gateway, or the ListenerSet that declares the listener.
 pub fn auto_filled_secret(owner: &str, listener: &str) -> String {
     format!("{owner}-{listener}-tls")
+}
+
+/// Annotation on a Gateway or ListenerSet listing (comma-separated) the
+/// listeners whose `certificateRefs` portcullis filled and wrote back: such
+/// a listener stays managed as if it named no Secret, as long as its
+/// reference is still the one portcullis wrote.
+pub const FILLED_ANNOTATION: &str = "portcullis.dev/filled-certificate-refs";
+
+/// The listeners `annotations` say portcullis filled.
+pub fn filled_listeners(annotations: &BTreeMap<String, String>) -> Vec<&str> {
+    annotations
+        .get(FILLED_ANNOTATION)
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether `refs` is exactly the one reference portcullis fills listener
+/// `listener` of `owner` with.
+fn is_filled_ref(refs: &[SecretObjectReference], owner: &str, listener: &str) -> bool {
+    match refs {
+        [r] => {
+            r.namespace.is_none()
+                && r.group.as_deref().unwrap_or_default().is_empty()
+                && r.kind.as_deref().unwrap_or("Secret") == "Secret"
+                && r.name == auto_filled_secret(owner, listener)
+        }
+        _ => false,
+    }
 }
 
 /// The kind of object that declares a listener.
@@ -467,13 +508,24 @@ fn push_managed<'a>(
     annotated: Option<&IssuerRef>,
 ) {
     let owner = set.map_or(&gw.metadata, |s| &s.metadata);
+    let filled = filled_listeners(&owner.annotations);
     for l in listeners.iter().filter(|l| terminates(l)) {
-        let refs = l
+        let mut refs = l
             .tls
             .as_ref()
             .map(|t| t.certificate_refs.as_slice())
             .unwrap_or_default();
-        let (issuer, named) = match (annotated, refs.is_empty()) {
+        // References portcullis wrote back itself are still its own.
+        if filled.contains(&l.name.as_str()) && is_filled_ref(refs, &owner.name, &l.name) {
+            refs = &[];
+        }
+        // An issuer named in the listener's own TLS options wins over the
+        // one its Gateway or ListenerSet names.
+        let own = l
+            .tls
+            .as_ref()
+            .and_then(|t| issuer_in(&t.options, &owner.namespace));
+        let (issuer, named) = match (own.as_ref().or(annotated), refs.is_empty()) {
             (Some(issuer), _) => (issuer.clone(), refs.first()),
             (None, true) => (IssuerRef::LocalCa, None),
             // The user brings the certificate.

@@ -537,3 +537,52 @@ fn listener_ids_name_gateway_and_listener_set_listeners_reversibly() {
     );
     assert_eq!(ListenerId::parse("default/gw"), None);
 }
+
+#[test]
+fn an_issuer_in_the_listeners_tls_options_wins_over_the_gateways() {
+    let d = run(&gateway(
+        "portcullis.dev/issuer: self",
+        "  - {name: web, protocol: HTTPS, port: 443, hostname: app.test, tls: {options: {portcullis.dev/cluster-issuer: le-dns}}}\n  - {name: other, protocol: HTTPS, port: 8443, hostname: other.test}",
+    ));
+    let issuer_of = |listener_secret: &str| {
+        d.certificates
+            .iter()
+            .find(|c| secret(c) == listener_secret)
+            .map(|c| c.issuer.clone())
+    };
+    assert_eq!(
+        issuer_of("default/gw-web-tls"),
+        Some(IssuerRef::ClusterIssuer {
+            name: "le-dns".into()
+        })
+    );
+    assert_eq!(
+        issuer_of("default/gw-other-tls"),
+        Some(IssuerRef::Issuer {
+            namespace: "default".into(),
+            name: "self".into()
+        })
+    );
+}
+
+#[test]
+fn references_portcullis_wrote_back_stay_auto_filled_until_the_user_changes_them() {
+    let written = "  - {name: web, protocol: HTTPS, port: 443, hostname: app.test, tls: {certificateRefs: [{group: '', kind: Secret, name: gw-web-tls}]}}";
+    let d = run(&gateway(
+        "portcullis.dev/filled-certificate-refs: web",
+        written,
+    ));
+    assert_eq!(d.certificates.len(), 1, "{d:?}");
+    assert_eq!(d.certificates[0].issuer, IssuerRef::LocalCa);
+    assert!(d.certificates[0].auto_filled);
+    // The same reference without the annotation is the user's own.
+    assert!(run(&gateway("", written)).certificates.is_empty());
+    // A reference the user changed is theirs, annotation or not.
+    let changed = written.replace("name: gw-web-tls", "name: mine");
+    assert!(run(&gateway(
+        "portcullis.dev/filled-certificate-refs: web",
+        &changed
+    ))
+    .certificates
+    .is_empty());
+}

@@ -226,6 +226,8 @@ struct Runtime {
         Arc<crate::issuer::manager::Manager>,
         watch::Sender<Option<crate::issuer::manager::Input>>,
     )>,
+    /// Kubernetes mode: what the leader's writer gets after each reload.
+    controller: Option<watch::Sender<Option<crate::cluster::controller::Input>>>,
 }
 
 impl Runtime {
@@ -281,6 +283,13 @@ impl Runtime {
             bind_errors.len(),
             unix_now(),
         );
+        if let (Some(controller), Some(live)) = (&self.controller, &reloaded.live) {
+            controller.send_replace(Some(crate::cluster::controller::Input {
+                resources: reloaded.resources.clone(),
+                status: Arc::new(status.clone()),
+                live: live.clone(),
+            }));
+        }
         if let Some((_, input)) = &self.issuer {
             input.send_replace(Some(crate::issuer::manager::Input {
                 resources: reloaded.resources.clone(),
@@ -362,7 +371,10 @@ pub async fn serve(options: ServeOptions) -> Result<(), Error> {
     ctx.metrics = shared.metrics.clone();
     ctx.challenges = shared.challenges.clone();
 
-    let (source, issuer) = match &options.kubernetes {
+    // Kubernetes mode: set while the process runs, dropped at shutdown to
+    // release the Lease.
+    let mut cluster_tasks = None;
+    let (source, issuer, controller) = match &options.kubernetes {
         None => {
             std::fs::create_dir_all(&options.state_dir).map_err(|source| Error::StateDir {
                 path: options.state_dir.clone(),
@@ -372,7 +384,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), Error> {
             let (input, input_rx) = watch::channel(None);
             tokio::spawn(manager.clone().run(input_rx));
             let source = DirSource::new(options.config_dir.clone()).with_issuer(manager.clone());
-            (Source::Dir(Box::new(source)), Some((manager, input)))
+            (Source::Dir(Box::new(source)), Some((manager, input)), None)
         }
         Some(cluster) => {
             let client = cluster.client().await.map_err(Error::Cluster)?;
@@ -388,7 +400,25 @@ pub async fn serve(options: ServeOptions) -> Result<(), Error> {
                     return Ok(());
                 },
             }
-            (Source::Cluster(Box::new(source)), None)
+            let (leading_tx, leading) = watch::channel(false);
+            let (stop_tx, stop) = watch::channel(false);
+            let elector = crate::cluster::lease::Elector::new(
+                source.client(),
+                &cluster.namespace,
+                &cluster.lease_name,
+                &cluster.identity,
+                cluster.lease,
+            );
+            let election = tokio::spawn(elector.run(leading_tx, stop));
+            let (input, input_rx) = watch::channel(None);
+            let controller = crate::cluster::controller::Controller::new(
+                source.client(),
+                &options.compile.controller_name,
+                cluster.write_certificate_refs,
+            );
+            tokio::spawn(controller.run(input_rx, leading));
+            cluster_tasks = Some((stop_tx, election));
+            (Source::Cluster(Box::new(source)), None, Some(input))
         }
     };
     let mut certificate_changes = issuer.as_ref().map(|(m, _)| m.certificate_changes());
@@ -399,6 +429,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), Error> {
         compiler: Some(Compiler::new(options.compile.clone())),
         generation: 0,
         issuer,
+        controller,
     };
     runtime.apply().await?;
     if let (Some(changes), Source::Dir(dir)) = (&mut certificate_changes, &mut runtime.source) {
@@ -450,6 +481,12 @@ pub async fn serve(options: ServeOptions) -> Result<(), Error> {
     };
     tracing::info!(signal = ?stop, "shutting down");
     shared.mark_stopping();
+    if let Some((stop, election)) = cluster_tasks {
+        // Stop leading first and release the Lease, so another replica
+        // takes over while this one drains.
+        let _ = stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(5), election).await;
+    }
     let drained = runtime.sockets.shutdown(options.shutdown_grace).await;
     drop(admin_stop);
     let _ = admin_task.await;

@@ -1,0 +1,215 @@
+//! The leader's writes ([`Controller`]): after every compiled snapshot,
+//! while this replica holds the Lease, it makes the API server say what
+//! portcullis decided — status, and the `certificateRefs` it filled — with
+//! server-side apply, writing only what changed. Losing the Lease stops it
+//! at once: a write in flight is abandoned, none is started.
+//!
+//! What to write is decided by pure planners (`super::certificate_refs`,
+//! `super::status_patch`); this module only applies their bodies, a few at
+//! a time, and retries a write the API refused with 409 Conflict on the
+//! next snapshot (which carries the newer object the conflict was about).
+
+use super::cache::Live;
+use super::kinds::Watched;
+use crate::model::{ObjectKey, Resources};
+use crate::status::Status;
+use futures_util::StreamExt;
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// Writes applied at once.
+const CONCURRENCY: usize = 16;
+/// First wait before writes that failed for another reason than a
+/// conflict (the API server away) are tried again; doubled up to
+/// [`RETRY_MAX`].
+const RETRY_FIRST: std::time::Duration = std::time::Duration::from_secs(1);
+/// Longest wait between retries.
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// What one compiled snapshot gives the controller.
+#[derive(Debug, Clone)]
+pub struct Input {
+    /// The objects as the API holds them (before the issuer's additions).
+    pub resources: Arc<Resources>,
+    /// What compile decided.
+    pub status: Arc<Status>,
+    /// The live objects' versions and status.
+    pub live: Arc<BTreeMap<(Watched, ObjectKey), Live>>,
+}
+
+/// One server-side apply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Apply {
+    /// The resource written.
+    pub resource: ApiResource,
+    /// Its namespace (empty for cluster-scoped objects).
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// Whether the body goes to the status subresource.
+    pub status: bool,
+    /// The field manager.
+    pub manager: &'static str,
+    /// The body.
+    pub body: serde_json::Value,
+}
+
+/// The leader's writer.
+pub struct Controller {
+    client: kube::Client,
+    controller_name: String,
+    write_certificate_refs: bool,
+}
+
+impl std::fmt::Debug for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller")
+            .field("controller_name", &self.controller_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Controller {
+    /// A controller writing as `controller_name`; filled references are
+    /// written back when `write_certificate_refs`.
+    pub fn new(client: kube::Client, controller_name: &str, write_certificate_refs: bool) -> Self {
+        Self {
+            client,
+            controller_name: controller_name.to_string(),
+            write_certificate_refs,
+        }
+    }
+
+    /// Writes for every input while `leading` is true; returns when the
+    /// input channel closes.
+    pub async fn run(
+        self,
+        mut input: watch::Receiver<Option<Input>>,
+        mut leading: watch::Receiver<bool>,
+    ) {
+        let mut retry = RETRY_FIRST;
+        loop {
+            if !*leading.borrow_and_update() {
+                if leading.changed().await.is_err() {
+                    return;
+                }
+                // Newly leading: whatever arrived before is still to write.
+                input.mark_changed();
+                continue;
+            }
+            let current = input.borrow_and_update().clone();
+            let mut failed = 0;
+            if let Some(current) = current {
+                tokio::select! {
+                    f = self.write(&current) => failed = f,
+                    _ = leading.wait_for(|l| !*l) => {
+                        tracing::info!("not leading: abandoned the writes in flight");
+                        continue;
+                    }
+                }
+            }
+            let wait = retry;
+            retry = if failed == 0 {
+                RETRY_FIRST
+            } else {
+                (retry * 2).min(RETRY_MAX)
+            };
+            let again = async move {
+                if failed == 0 {
+                    std::future::pending::<()>().await;
+                }
+                tokio::time::sleep(wait).await;
+            };
+            tokio::select! {
+                r = input.changed() => if r.is_err() { return },
+                r = leading.changed() => if r.is_err() { return },
+                () = again => input.mark_changed(),
+            }
+        }
+    }
+
+    /// The writes one snapshot needs.
+    pub fn plan(&self, input: &Input) -> Vec<Apply> {
+        let gateway = |kind: Watched| kind.api_resource("v1");
+        let refs = if self.write_certificate_refs {
+            super::certificate_refs::plan(&input.resources, &self.controller_name)
+        } else {
+            Vec::new()
+        };
+        refs.into_iter()
+            .map(|w| Apply {
+                resource: gateway(match w.kind {
+                    crate::issuer::demand::OwnerKind::Gateway => Watched::Gateway,
+                    crate::issuer::demand::OwnerKind::ListenerSet => Watched::ListenerSet,
+                }),
+                namespace: w.key.namespace,
+                name: w.key.name,
+                status: false,
+                manager: super::certificate_refs::FIELD_MANAGER,
+                body: w.body,
+            })
+            .collect()
+    }
+
+    /// Applies what `input` needs; returns how many writes failed for
+    /// another reason than a conflict or a deleted object.
+    async fn write(&self, input: &Input) -> usize {
+        let applies = self.plan(input);
+        if applies.is_empty() {
+            return 0;
+        }
+        let total = applies.len();
+        let outcomes: Vec<Outcome> = futures_util::stream::iter(applies)
+            .map(|a| self.apply(a))
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        let failed = outcomes.iter().filter(|o| **o == Outcome::Failed).count();
+        tracing::debug!(total, failed, "wrote to the API server");
+        failed
+    }
+
+    /// Applies one body (failures are logged).
+    async fn apply(&self, a: Apply) -> Outcome {
+        let api: Api<DynamicObject> = if a.namespace.is_empty() {
+            Api::all_with(self.client.clone(), &a.resource)
+        } else {
+            Api::namespaced_with(self.client.clone(), &a.namespace, &a.resource)
+        };
+        // Force: these fields are portcullis's to decide; a conflict with
+        // another manager means a user took a field over, and the
+        // planner already leaves what users own out of its bodies.
+        let params = PatchParams::apply(a.manager).force();
+        let patch = Patch::Apply(&a.body);
+        let result = if a.status {
+            api.patch_status(&a.name, &params, &patch).await
+        } else {
+            api.patch(&a.name, &params, &patch).await
+        };
+        match result {
+            Ok(_) => Outcome::Written,
+            Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => {
+                // A newer version (or the deletion) is on its way through
+                // the watch, and with it the next snapshot.
+                tracing::debug!(kind = %a.resource.kind, namespace = %a.namespace, name = %a.name, code = e.code, "write superseded; redone on the next snapshot");
+                Outcome::Superseded
+            }
+            Err(error) => {
+                tracing::warn!(kind = %a.resource.kind, namespace = %a.namespace, name = %a.name, status = a.status, %error, "cannot write to the API server; retrying");
+                Outcome::Failed
+            }
+        }
+    }
+}
+
+/// What became of one write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Written,
+    /// Conflict or deleted object: the next snapshot redoes it.
+    Superseded,
+    /// Anything else: retried after a backoff.
+    Failed,
+}
