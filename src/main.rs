@@ -113,6 +113,14 @@ struct ServeArgs {
     /// renewal (another replica takes over after that).
     #[arg(long, value_name = "SECS", default_value_t = 15)]
     lease_duration: u64,
+    /// Kubernetes mode: a LoadBalancer Service in --namespace whose ingress
+    /// addresses Gateways report in their status.
+    #[arg(long, value_name = "NAME")]
+    gateway_service: Option<String>,
+    /// Kubernetes mode: an address Gateways report when neither their spec
+    /// nor --gateway-service gives one (repeatable).
+    #[arg(long, value_name = "ADDRESS")]
+    gateway_address: Vec<String>,
     /// Kubernetes mode: do not write the certificateRefs portcullis fills
     /// back into Gateways and ListenerSets (they are still served).
     #[arg(long)]
@@ -247,6 +255,8 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             args.lease_duration,
         )),
         write_certificate_refs: !args.no_certificate_refs_writeback,
+        gateway_service: args.gateway_service.clone(),
+        gateway_addresses: args.gateway_address.clone(),
     });
     let options = ServeOptions {
         config_dir,

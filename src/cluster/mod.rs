@@ -3,6 +3,7 @@
 //!
 //! | module | holds | pure? |
 //! |---|---|---|
+//! | [`addresses`] | the addresses a Gateway reports | yes |
 //! | [`kinds`] | the watched kinds, their versions, decoding served objects | yes |
 //! | [`cache`] | one kind's objects as watch events leave them | yes |
 //! | [`referenced`] | which Secrets and ConfigMaps the configuration needs | yes |
@@ -11,6 +12,7 @@
 //! | [`controller`] | the leader's writes: status and filled references, by server-side apply | I/O |
 //! | [`lease`] | leader election over a Lease (the rule is pure) | I/O |
 
+pub mod addresses;
 pub mod cache;
 pub mod certificate_refs;
 pub mod controller;
@@ -47,6 +49,12 @@ pub struct ClusterOptions {
     pub lease: lease::LeaseConfig,
     /// Whether filled `certificateRefs` are written back into Gateways.
     pub write_certificate_refs: bool,
+    /// A LoadBalancer Service (in `namespace`) whose ingress Gateways
+    /// report as their addresses.
+    pub gateway_service: Option<String>,
+    /// Addresses Gateways report when neither they nor the Service give
+    /// any.
+    pub gateway_addresses: Vec<String>,
 }
 
 impl ClusterOptions {

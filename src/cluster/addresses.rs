@@ -1,0 +1,213 @@
+//! The addresses a Gateway reports in `status.addresses` ([`addresses`],
+//! pure): where clients reach it. portcullis serves every Gateway of its
+//! classes from the same replicas (one Deployment behind one Service), so
+//! the addresses are those of that Service unless the Gateway asks for
+//! its own.
+//!
+//! In order: the Gateway's `spec.addresses` (it binds the first IPAddress
+//! itself, and a Hostname is what it asked to be called); else the
+//! ingress of the LoadBalancer Service named by `--gateway-service`; else
+//! the addresses given with `--gateway-address`; else the address every
+//! listener binds, when it is a specific one.
+
+use crate::model::gateway::Gateway;
+use std::net::IpAddr;
+
+/// One `status.addresses` entry.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct GatewayAddress {
+    /// `IPAddress` or `Hostname`.
+    pub kind: AddressKind,
+    /// The address.
+    pub value: String,
+}
+
+/// The type of an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AddressKind {
+    /// An IP address.
+    IpAddress,
+    /// A DNS name.
+    Hostname,
+}
+
+impl AddressKind {
+    /// The type as the Gateway API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AddressKind::IpAddress => "IPAddress",
+            AddressKind::Hostname => "Hostname",
+        }
+    }
+}
+
+/// Where addresses come from when a Gateway names none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AddressSources {
+    /// `--gateway-address`.
+    pub configured: Vec<String>,
+    /// The listen address of every listener without one of its own.
+    pub listen_address: Option<IpAddr>,
+}
+
+/// The ingress of a LoadBalancer Service, as its live status says:
+/// `status.loadBalancer.ingress[].ip` or `.hostname`.
+pub fn service_ingress(status: Option<&serde_json::Value>) -> Vec<GatewayAddress> {
+    let ingress = status
+        .and_then(|s| s.pointer("/loadBalancer/ingress"))
+        .and_then(|i| i.as_array())
+        .cloned()
+        .unwrap_or_default();
+    ingress
+        .iter()
+        .filter_map(|i| {
+            if let Some(ip) = i.get("ip").and_then(|v| v.as_str()) {
+                Some(GatewayAddress {
+                    kind: AddressKind::IpAddress,
+                    value: ip.to_string(),
+                })
+            } else {
+                i.get("hostname")
+                    .and_then(|v| v.as_str())
+                    .map(|h| GatewayAddress {
+                        kind: AddressKind::Hostname,
+                        value: h.to_string(),
+                    })
+            }
+        })
+        .collect()
+}
+
+/// The addresses `gateway` reports. `service` is the `--gateway-service`
+/// Service's ingress, when one is named and has any.
+pub fn addresses(
+    gateway: &Gateway,
+    service: &[GatewayAddress],
+    sources: &AddressSources,
+) -> Vec<GatewayAddress> {
+    let own: Vec<GatewayAddress> = gateway
+        .spec
+        .addresses
+        .iter()
+        .filter(|a| !a.value.is_empty())
+        .filter_map(|a| match a.kind.as_deref().unwrap_or("IPAddress") {
+            "IPAddress" => Some(GatewayAddress {
+                kind: AddressKind::IpAddress,
+                value: a.value.clone(),
+            }),
+            "Hostname" => Some(GatewayAddress {
+                kind: AddressKind::Hostname,
+                value: a.value.clone(),
+            }),
+            _ => None,
+        })
+        .collect();
+    if !own.is_empty() {
+        return own;
+    }
+    if !service.is_empty() {
+        return service.to_vec();
+    }
+    if !sources.configured.is_empty() {
+        return sources
+            .configured
+            .iter()
+            .map(|v| GatewayAddress {
+                kind: if v.parse::<IpAddr>().is_ok() {
+                    AddressKind::IpAddress
+                } else {
+                    AddressKind::Hostname
+                },
+                value: v.clone(),
+            })
+            .collect();
+    }
+    sources
+        .listen_address
+        .filter(|ip| !ip.is_unspecified())
+        .map(|ip| {
+            vec![GatewayAddress {
+                kind: AddressKind::IpAddress,
+                value: ip.to_string(),
+            }]
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::gateway::GatewayAddress as SpecAddress;
+    use serde_json::json;
+
+    fn gateway(addresses: Vec<(&str, &str)>) -> Gateway {
+        let mut g = Gateway::default();
+        g.spec.addresses = addresses
+            .into_iter()
+            .map(|(k, v)| SpecAddress {
+                kind: Some(k.into()),
+                value: v.into(),
+            })
+            .collect();
+        g
+    }
+
+    fn ip(v: &str) -> GatewayAddress {
+        GatewayAddress {
+            kind: AddressKind::IpAddress,
+            value: v.into(),
+        }
+    }
+
+    #[test]
+    fn the_gateways_own_addresses_come_first() {
+        let g = gateway(vec![("IPAddress", "10.1.2.3"), ("Hostname", "gw.example")]);
+        let got = addresses(&g, &[ip("203.0.113.9")], &AddressSources::default());
+        assert_eq!(
+            got,
+            vec![
+                ip("10.1.2.3"),
+                GatewayAddress {
+                    kind: AddressKind::Hostname,
+                    value: "gw.example".into()
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn otherwise_the_load_balancer_ingress_then_the_configured_then_the_listen_address() {
+        let g = gateway(vec![]);
+        let sources = AddressSources {
+            configured: vec!["198.51.100.7".into(), "edge.example".into()],
+            listen_address: Some("192.0.2.1".parse().expect("literal")),
+        };
+        assert_eq!(
+            addresses(&g, &[ip("203.0.113.9")], &sources),
+            vec![ip("203.0.113.9")]
+        );
+        let got = addresses(&g, &[], &sources);
+        assert_eq!(got[0], ip("198.51.100.7"));
+        assert_eq!(got[1].kind, AddressKind::Hostname);
+        let bound = AddressSources {
+            configured: vec![],
+            ..sources
+        };
+        assert_eq!(addresses(&g, &[], &bound), vec![ip("192.0.2.1")]);
+        let anywhere = AddressSources {
+            configured: vec![],
+            listen_address: Some("0.0.0.0".parse().expect("literal")),
+        };
+        assert!(addresses(&g, &[], &anywhere).is_empty());
+    }
+
+    #[test]
+    fn ingress_entries_give_ips_and_hostnames() {
+        let status = json!({"loadBalancer": {"ingress": [{"ip": "203.0.113.9"}, {"hostname": "lb.example"}, {}]}});
+        let got = service_ingress(Some(&status));
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0], ip("203.0.113.9"));
+        assert_eq!(got[1].value, "lb.example");
+        assert!(service_ingress(Some(&json!({"loadBalancer": {}}))).is_empty());
+    }
+}
