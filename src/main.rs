@@ -44,7 +44,7 @@ enum Format {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the manifests of a directory, reloading when it changes.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Load and compile a directory once and print every object's status.
     Check(CheckArgs),
     /// Manage the built-in local CA.
@@ -181,7 +181,7 @@ fn main() -> ExitCode {
         Format::Json => LogFormat::Json,
     });
     let result = match cli.command {
-        Command::Serve(args) => run_serve(args),
+        Command::Serve(args) => run_serve(*args),
         Command::Check(args) => run_check(args),
         Command::Ca(CaCommand::Export(args)) => run_ca_export(args),
         Command::Certs(args) => run_certs(args),
