@@ -7,6 +7,7 @@
 //! |---|---|
 //! | [`model`] | typed snapshot of input objects ([`model::Resources`]) and loading from YAML |
 //! | [`compile`] | pure `Resources -> (Dataplane, Status)`: all Gateway API semantics |
+//! | [`crds`] | portcullis's own CustomResourceDefinitions, generated from the model types |
 //! | [`dataplane`] | the compiled, immutable data plane: binds, listeners, route tables, filters |
 //! | [`hashing`] | the hash map of the request path ([`hashing::FastMap`]) |
 //! | [`hostname`] | hostname matching and intersection rules |
@@ -33,6 +34,7 @@
 pub mod admin;
 pub mod cluster;
 pub mod compile;
+pub mod crds;
 pub mod dataplane;
 pub mod hashing;
 pub mod hostname;

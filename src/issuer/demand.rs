@@ -21,9 +21,12 @@
 //!   wins over the Gateway's (or ListenerSet's) annotation. (The Gateway
 //!   API's CRDs refuse `mode: Terminate` with neither certificateRefs nor
 //!   options, so this is how a listener without a Secret names an issuer.)
-//! - Standalone default: a terminating listener with neither certificateRefs
-//!   nor an issuer annotation (on its Gateway, or on its ListenerSet and its
-//!   parent) gets one from the built-in local CA.
+//! - A GatewayClass annotated `portcullis.dev/cluster-issuer` (or
+//!   cert-manager's) names the ClusterIssuer of its Gateways' listeners that
+//!   nothing else names one for.
+//! - Default: a terminating listener with neither certificateRefs nor an
+//!   issuer (on itself, its Gateway or ListenerSet and parent, or its class)
+//!   gets one from the built-in local CA.
 //! - References portcullis filled and wrote back into the API (listed in the
 //!   owner's [`FILLED_ANNOTATION`]) count as no reference while they are
 //!   still the one it wrote, so writing them back changes nothing here.
@@ -416,6 +419,22 @@ pub fn annotated_issuer(gateway: &Gateway) -> Option<IssuerRef> {
     issuer_in(&gateway.metadata.annotations, &gateway.metadata.namespace)
 }
 
+/// The class-wide default: a ClusterIssuer named by the Gateway's
+/// GatewayClass's annotation (`portcullis.dev/cluster-issuer` or
+/// cert-manager's), for listeners nothing else names an issuer for.
+pub fn class_issuer(resources: &Resources, gateway: &Gateway) -> Option<IssuerRef> {
+    let class = resources
+        .gateway_classes
+        .iter()
+        .find(|c| c.metadata.name == gateway.spec.gateway_class_name)?;
+    CLUSTER_ISSUER_ANNOTATIONS
+        .iter()
+        .find_map(|k| class.metadata.annotations.get(*k))
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .map(|name| IssuerRef::ClusterIssuer { name })
+}
+
 /// The issuer a ListenerSet's listeners get: the one its own annotations
 /// name or, failing that, the one its parent Gateway's name. A namespaced
 /// `Issuer` is the ListenerSet's namespace's either way.
@@ -479,14 +498,14 @@ fn parent_of<'a>(resources: &'a Resources, set: &ListenerSet) -> Option<&'a Gate
 pub fn managed_listeners(resources: &Resources) -> Vec<ManagedListener<'_>> {
     let mut out = Vec::new();
     for gw in &resources.gateways {
-        let issuer = annotated_issuer(gw);
+        let issuer = annotated_issuer(gw).or_else(|| class_issuer(resources, gw));
         push_managed(&mut out, gw, None, &gw.spec.listeners, issuer.as_ref());
     }
     for set in &resources.listener_sets {
         let Some(gw) = parent_of(resources, set) else {
             continue;
         };
-        let issuer = listener_set_issuer(set, gw);
+        let issuer = listener_set_issuer(set, gw).or_else(|| class_issuer(resources, gw));
         push_managed(
             &mut out,
             gw,

@@ -586,3 +586,40 @@ fn references_portcullis_wrote_back_stay_auto_filled_until_the_user_changes_them
     .certificates
     .is_empty());
 }
+
+#[test]
+fn a_gateway_class_annotation_names_the_default_cluster_issuer() {
+    let annotated_class = "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: pc, annotations: {portcullis.dev/cluster-issuer: le-dns}}\nspec: {controllerName: portcullis.dev/gateway-controller}\n";
+    let text = format!(
+        "{annotated_class}---\n{ISSUERS}\n---\n{}",
+        gateway(
+            "",
+            "  - {name: web, protocol: HTTPS, port: 443, hostname: app.example.com}\n  - {name: own, protocol: HTTPS, port: 8443, hostname: own.example.com, tls: {options: {portcullis.dev/issuer: self}}}"
+        )
+    );
+    let resources =
+        Resources::from_objects(parse_documents(&text, "f.yaml").expect("parses").objects);
+    let d = demand(
+        &resources,
+        &compile(&resources, &CompileOptions::default()).status,
+    );
+    let issuer_of = |s: &str| {
+        d.certificates
+            .iter()
+            .find(|c| secret(c) == s)
+            .map(|c| c.issuer.clone())
+    };
+    assert_eq!(
+        issuer_of("default/gw-web-tls"),
+        Some(IssuerRef::ClusterIssuer {
+            name: "le-dns".into()
+        })
+    );
+    assert_eq!(
+        issuer_of("default/gw-own-tls"),
+        Some(IssuerRef::Issuer {
+            namespace: "default".into(),
+            name: "self".into()
+        })
+    );
+}

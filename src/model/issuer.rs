@@ -2,10 +2,13 @@
 //! (namespaced) and `ClusterIssuer` (cluster-wide), as serde types mirroring
 //! cert-manager's field names so existing manifests carry over. Exactly one of
 //! `spec.acme`, `spec.ca` and `spec.selfSigned` is expected; what each does is
-//! `crate::issuer`'s business.
+//! `crate::issuer`'s business. The spec types also derive `JsonSchema`:
+//! `crate::crds` turns them into the CRDs' schemas, so the API server admits
+//! exactly what this model reads.
 
 use super::meta::ObjectMeta;
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 /// The namespace a `ClusterIssuer`'s Secrets (account key, CA key pair, EAB
 /// and TSIG keys) are read from in standalone mode (cert-manager's "cluster
@@ -35,7 +38,7 @@ pub struct ClusterIssuer {
 }
 
 /// The spec shared by `Issuer` and `ClusterIssuer`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, JsonSchema)]
 #[serde(default, rename_all = "camelCase")]
 pub struct IssuerSpec {
     /// An ACME CA (Let's Encrypt, Pebble, a private ACME server).
@@ -47,7 +50,7 @@ pub struct IssuerSpec {
 }
 
 /// `spec.acme`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, JsonSchema)]
 #[serde(default, rename_all = "camelCase")]
 pub struct AcmeIssuerSpec {
     /// The ACME directory URL.
@@ -70,7 +73,7 @@ pub struct AcmeIssuerSpec {
 }
 
 /// A reference to one key of a Secret in the issuer's namespace.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(default, rename_all = "camelCase")]
 pub struct SecretKeySelector {
     /// Secret name.
@@ -80,7 +83,7 @@ pub struct SecretKeySelector {
 }
 
 /// `spec.acme.externalAccountBinding`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(default, rename_all = "camelCase")]
 pub struct ExternalAccountBinding {
     /// The key identifier the CA gave.
@@ -91,7 +94,7 @@ pub struct ExternalAccountBinding {
 }
 
 /// One entry of `spec.acme.solvers`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, JsonSchema)]
 #[serde(default, rename_all = "camelCase")]
 pub struct AcmeSolver {
     /// Which names this solver is for; none means every name.
@@ -105,7 +108,7 @@ pub struct AcmeSolver {
 }
 
 /// `solvers[].selector`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(default, rename_all = "camelCase")]
 pub struct SolverSelector {
     /// Exact names this solver is for.
@@ -115,17 +118,21 @@ pub struct SolverSelector {
 }
 
 /// `solvers[].http01`: no settings; portcullis's HTTP listeners answer.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+/// cert-manager's settings here (`ingress`, `gatewayHTTPRoute`) say how
+/// cert-manager would route the challenge; portcullis needs none of them,
+/// and its CRD keeps them so cert-manager issuers apply unchanged.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(default)]
+#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
 pub struct Http01Solver {}
 
 /// `solvers[].tlsAlpn01`: no settings; portcullis's TLS front answers.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(default)]
 pub struct TlsAlpn01Solver {}
 
 /// `solvers[].dns01`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(default, rename_all = "camelCase")]
 pub struct Dns01Solver {
     /// RFC 2136 dynamic update with TSIG.
@@ -133,7 +140,7 @@ pub struct Dns01Solver {
 }
 
 /// `solvers[].dns01.rfc2136`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(default, rename_all = "camelCase")]
 pub struct Rfc2136Solver {
     /// The authoritative nameserver, `host[:port]` (port 53 by default).
@@ -189,7 +196,7 @@ impl AcmeSolver {
 }
 
 /// `spec.ca`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(default, rename_all = "camelCase")]
 pub struct CaIssuerSpec {
     /// A `kubernetes.io/tls` Secret whose `tls.crt` is the CA certificate and
@@ -197,10 +204,55 @@ pub struct CaIssuerSpec {
     pub secret_name: String,
 }
 
-/// `spec.selfSigned`: no settings.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+/// `spec.selfSigned`: no settings. cert-manager's (`crlDistributionPoints`)
+/// are kept by the CRD and ignored, as for `http01`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(default)]
+#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
 pub struct SelfSignedIssuerSpec {}
+
+/// The issuer's status, written by portcullis: whether it can issue
+/// (condition `Ready`) and why not.
+///
+/// (The status subresource of the `Issuer` and `ClusterIssuer` CRDs; the
+/// model never reads it.)
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
+#[serde(default, rename_all = "camelCase")]
+pub struct IssuerStatus {
+    /// Conditions, one per type; server-side apply merges them by type.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend(
+        "x-kubernetes-list-type" = "map",
+        "x-kubernetes-list-map-keys" = ["type"]
+    ))]
+    pub conditions: Vec<IssuerCondition>,
+}
+
+/// One condition, shaped like the API's `metav1.Condition` (so a
+/// `k8s_openapi` `Condition` fits it too).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuerCondition {
+    /// Condition type (`Ready`).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `True`, `False` or `Unknown`.
+    #[schemars(extend("enum" = ["True", "False", "Unknown"]))]
+    pub status: String,
+    /// Machine-readable reason, CamelCase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Human-readable detail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When `status` last changed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
+    pub last_transition_time: Option<String>,
+    /// The `metadata.generation` the condition was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,9 @@
 //! portcullis' own kinds (`portcullis.dev/v1alpha1`): `StaticResponse`, a
-//! backendRef target answered by the gateway itself.
+//! backendRef target answered by the gateway itself. Its spec derives
+//! `JsonSchema` for the CRD `crate::crds` prints.
 
 use super::meta::ObjectMeta;
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 /// API group of portcullis' own kinds.
@@ -18,8 +20,8 @@ pub struct StaticResponse {
     pub spec: StaticResponseSpec,
 }
 
-/// `StaticResponse.spec`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+/// `StaticResponse.spec`: the response the gateway answers with.
+#[derive(Debug, Clone, Deserialize, PartialEq, JsonSchema)]
 #[serde(default, rename_all = "camelCase")]
 pub struct StaticResponseSpec {
     /// HTTP status code (default 200).
