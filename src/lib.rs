@@ -20,6 +20,7 @@
 //! | [`server`] | sockets: binding listeners per dataplane, accept loops, graceful shutdown |
 //! | [`admin`] | admin HTTP: health, readiness, status, metrics |
 //! | [`watch`] | configuration directory watching and reload |
+//! | [`cluster`] | Kubernetes mode: the status written to the API server (`status_patch`, pure) |
 //!
 //! Data flows one way: sources fill [`model::Resources`]; [`compile::compile`]
 //! turns it into a [`dataplane::Dataplane`] and a [`status::Status`]; the
@@ -30,6 +31,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod cluster;
 pub mod compile;
 pub mod dataplane;
 pub mod hashing;
