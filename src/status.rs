@@ -1,11 +1,14 @@
 //! Status as data: the conditions each object should carry after a compile,
 //! with the types and reasons the Gateway API defines. Standalone mode serves
-//! it on `/status` and prints it in `portcullis check`.
+//! it on `/status` and prints it in `portcullis check`; Kubernetes mode writes
+//! it to the API server (`crate::cluster::status_patch`). The strings each
+//! type, reason and status stand for are spelled once, in their `as_str`, and
+//! serialisation goes through them, so both outputs agree.
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
 /// Condition types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConditionType {
     /// The object is valid and accepted by the controller.
     Accepted,
@@ -31,12 +34,39 @@ pub enum ConditionType {
     InsecureFrontendValidationMode,
     /// A listener's managed certificate is issued and current (portcullis's
     /// own condition, set by the issuer).
-    #[serde(rename = "portcullis.dev/CertificateReady")]
     CertificateReady,
 }
 
+impl ConditionType {
+    /// The condition type as the API spells it. portcullis's own type is
+    /// domain-prefixed, as the API's condition `type` pattern allows
+    /// (`foo.example.com/CamelCase`), so it cannot clash with a type the
+    /// Gateway API defines later.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConditionType::Accepted => "Accepted",
+            ConditionType::ResolvedRefs => "ResolvedRefs",
+            ConditionType::Programmed => "Programmed",
+            ConditionType::Conflicted => "Conflicted",
+            ConditionType::Ready => "Ready",
+            ConditionType::AttachedListenerSets => "AttachedListenerSets",
+            ConditionType::SupportedVersion => "SupportedVersion",
+            ConditionType::PartiallyInvalid => "PartiallyInvalid",
+            ConditionType::OverlappingTLSConfig => "OverlappingTLSConfig",
+            ConditionType::InsecureFrontendValidationMode => "InsecureFrontendValidationMode",
+            ConditionType::CertificateReady => "portcullis.dev/CertificateReady",
+        }
+    }
+}
+
+impl Serialize for ConditionType {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// Condition reasons.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
     /// Accepted.
     Accepted,
@@ -123,10 +153,71 @@ pub enum Reason {
     /// The listener cannot get the certificate it asks for as configured
     /// (a wildcard without a DNS-01 solver, a bad annotation, no name).
     CertificateConfiguration,
+    /// An Issuer or ClusterIssuer cannot issue (its account, key pair or
+    /// configuration failed; the message says which).
+    NotReady,
+}
+
+impl Reason {
+    /// The reason as the API spells it (CamelCase, as the condition
+    /// `reason` pattern requires).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Accepted => "Accepted",
+            Reason::Programmed => "Programmed",
+            Reason::ResolvedRefs => "ResolvedRefs",
+            Reason::NoConflicts => "NoConflicts",
+            Reason::Ready => "Ready",
+            Reason::ListenersNotValid => "ListenersNotValid",
+            Reason::UnsupportedProtocol => "UnsupportedProtocol",
+            Reason::PortUnavailable => "PortUnavailable",
+            Reason::HostnameConflict => "HostnameConflict",
+            Reason::ProtocolConflict => "ProtocolConflict",
+            Reason::InvalidCertificateRef => "InvalidCertificateRef",
+            Reason::InvalidRouteKinds => "InvalidRouteKinds",
+            Reason::RefNotPermitted => "RefNotPermitted",
+            Reason::NoMatchingParent => "NoMatchingParent",
+            Reason::NotAllowedByListeners => "NotAllowedByListeners",
+            Reason::NoMatchingListenerHostname => "NoMatchingListenerHostname",
+            Reason::BackendNotFound => "BackendNotFound",
+            Reason::InvalidKind => "InvalidKind",
+            Reason::UnsupportedValue => "UnsupportedValue",
+            Reason::InvalidParameters => "InvalidParameters",
+            Reason::Pending => "Pending",
+            Reason::Invalid => "Invalid",
+            Reason::NoResources => "NoResources",
+            Reason::NotAllowed => "NotAllowed",
+            Reason::ParentNotAccepted => "ParentNotAccepted",
+            Reason::UnsupportedAddress => "UnsupportedAddress",
+            Reason::AddressNotUsable => "AddressNotUsable",
+            Reason::InvalidManifest => "InvalidManifest",
+            Reason::SupportedVersion => "SupportedVersion",
+            Reason::UnsupportedRoute => "UnsupportedRoute",
+            Reason::UnsupportedRule => "UnsupportedRule",
+            Reason::InvalidCACertificateRef => "InvalidCACertificateRef",
+            Reason::InvalidCACertificateKind => "InvalidCACertificateKind",
+            Reason::InvalidClientCertificateRef => "InvalidClientCertificateRef",
+            Reason::NoOverlap => "NoOverlap",
+            Reason::OverlappingHostnames => "OverlappingHostnames",
+            Reason::ListenersNotAccepted => "ListenersNotAccepted",
+            Reason::NoValidCACertificate => "NoValidCACertificate",
+            Reason::Conflicted => "Conflicted",
+            Reason::ConfigurationChanged => "ConfigurationChanged",
+            Reason::Issuing => "Issuing",
+            Reason::CertificateConfiguration => "CertificateConfiguration",
+            Reason::NotReady => "NotReady",
+        }
+    }
+}
+
+impl Serialize for Reason {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
 }
 
 /// `True`, `False` or `Unknown`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConditionStatus {
     /// True.
     True,
@@ -134,6 +225,23 @@ pub enum ConditionStatus {
     False,
     /// Unknown.
     Unknown,
+}
+
+impl ConditionStatus {
+    /// `True`, `False` or `Unknown`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConditionStatus::True => "True",
+            ConditionStatus::False => "False",
+            ConditionStatus::Unknown => "Unknown",
+        }
+    }
+}
+
+impl Serialize for ConditionStatus {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
 }
 
 impl From<bool> for ConditionStatus {
@@ -249,6 +357,10 @@ pub struct ObjectStatus {
     /// Per-parent status (routes).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub parents: Vec<ParentStatus>,
+    /// How many ListenerSets are attached (Gateways that admit ListenerSets
+    /// or that some ListenerSet targets; the API's `attachedListenerSets`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attached_listener_sets: Option<u32>,
 }
 
 impl ObjectStatus {
@@ -261,6 +373,7 @@ impl ObjectStatus {
             conditions: Vec::new(),
             listeners: Vec::new(),
             parents: Vec::new(),
+            attached_listener_sets: None,
         }
     }
 

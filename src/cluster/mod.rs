@@ -10,6 +10,7 @@
 //! | [`source`] | watches → [`crate::model::Resources`] snapshots | I/O |
 //! | [`certificate_refs`] | writing filled `certificateRefs` back (the plan is pure) | yes |
 //! | [`controller`] | the leader's writes: status and filled references, by server-side apply | I/O |
+//! | [`status_patch`] | the status bodies written for each object | yes |
 //! | [`lease`] | leader election over a Lease (the rule is pure) | I/O |
 
 pub mod addresses;
@@ -20,6 +21,7 @@ pub mod kinds;
 pub mod lease;
 pub mod referenced;
 pub mod source;
+pub mod status_patch;
 
 /// Why Kubernetes mode could not start.
 #[derive(Debug, thiserror::Error)]

@@ -395,8 +395,9 @@ fn gateway_status(
         programmed_problem.as_ref(),
         Reason::Programmed,
     ));
-    if let Some(c) = attached_sets_condition(world, index, gw) {
+    if let Some((c, attached)) = attached_sets_condition(world, index, gw) {
         status.conditions.push(c);
+        status.attached_listener_sets = Some(attached);
     }
     if let Some(c) = backend_cert_condition(gw.gateway, backend_tls) {
         status.conditions.push(c);
@@ -411,13 +412,14 @@ fn gateway_status(
     status
 }
 
-/// The `AttachedListenerSets` condition, for Gateways that admit ListenerSets
-/// or that some ListenerSet targets.
+/// The `AttachedListenerSets` condition and the number of attached
+/// ListenerSets, for Gateways that admit ListenerSets or that some
+/// ListenerSet targets.
 fn attached_sets_condition(
     world: &World<'_>,
     index: usize,
     gw: &GatewayState<'_>,
-) -> Option<Condition> {
+) -> Option<(Condition, u32)> {
     let meta = &gw.gateway.metadata;
     let targeted: Vec<&ListenerSetState<'_>> =
         world.sets.iter().filter(|s| s.gateway == index).collect();
@@ -437,7 +439,7 @@ fn attached_sets_condition(
         .and_then(|n| n.from.as_deref())
         .is_some_and(|f| f != "None");
     let message = format!("{attached} ListenerSets attached");
-    Some(if attached > 0 {
+    let condition = if attached > 0 {
         Condition::new(
             ConditionType::AttachedListenerSets,
             true,
@@ -461,7 +463,8 @@ fn attached_sets_condition(
             message,
             meta.generation(),
         )
-    })
+    };
+    Some((condition, u32::try_from(attached).unwrap_or(u32::MAX)))
 }
 
 /// The Gateway's `ResolvedRefs` condition, for Gateways that name a backend
