@@ -10,36 +10,9 @@
 //! the addresses given with `--gateway-address`; else the address every
 //! listener binds, when it is a specific one.
 
+use super::status_patch::{AddressType, GatewayAddress};
 use crate::model::gateway::Gateway;
 use std::net::IpAddr;
-
-/// One `status.addresses` entry.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct GatewayAddress {
-    /// `IPAddress` or `Hostname`.
-    pub kind: AddressKind,
-    /// The address.
-    pub value: String,
-}
-
-/// The type of an address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum AddressKind {
-    /// An IP address.
-    IpAddress,
-    /// A DNS name.
-    Hostname,
-}
-
-impl AddressKind {
-    /// The type as the Gateway API spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AddressKind::IpAddress => "IPAddress",
-            AddressKind::Hostname => "Hostname",
-        }
-    }
-}
 
 /// Where addresses come from when a Gateway names none.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -63,14 +36,14 @@ pub fn service_ingress(status: Option<&serde_json::Value>) -> Vec<GatewayAddress
         .filter_map(|i| {
             if let Some(ip) = i.get("ip").and_then(|v| v.as_str()) {
                 Some(GatewayAddress {
-                    kind: AddressKind::IpAddress,
+                    kind: AddressType::IpAddress,
                     value: ip.to_string(),
                 })
             } else {
                 i.get("hostname")
                     .and_then(|v| v.as_str())
                     .map(|h| GatewayAddress {
-                        kind: AddressKind::Hostname,
+                        kind: AddressType::Hostname,
                         value: h.to_string(),
                     })
             }
@@ -92,11 +65,11 @@ pub fn addresses(
         .filter(|a| !a.value.is_empty())
         .filter_map(|a| match a.kind.as_deref().unwrap_or("IPAddress") {
             "IPAddress" => Some(GatewayAddress {
-                kind: AddressKind::IpAddress,
+                kind: AddressType::IpAddress,
                 value: a.value.clone(),
             }),
             "Hostname" => Some(GatewayAddress {
-                kind: AddressKind::Hostname,
+                kind: AddressType::Hostname,
                 value: a.value.clone(),
             }),
             _ => None,
@@ -114,9 +87,9 @@ pub fn addresses(
             .iter()
             .map(|v| GatewayAddress {
                 kind: if v.parse::<IpAddr>().is_ok() {
-                    AddressKind::IpAddress
+                    AddressType::IpAddress
                 } else {
-                    AddressKind::Hostname
+                    AddressType::Hostname
                 },
                 value: v.clone(),
             })
@@ -127,7 +100,7 @@ pub fn addresses(
         .filter(|ip| !ip.is_unspecified())
         .map(|ip| {
             vec![GatewayAddress {
-                kind: AddressKind::IpAddress,
+                kind: AddressType::IpAddress,
                 value: ip.to_string(),
             }]
         })
@@ -154,7 +127,7 @@ mod tests {
 
     fn ip(v: &str) -> GatewayAddress {
         GatewayAddress {
-            kind: AddressKind::IpAddress,
+            kind: AddressType::IpAddress,
             value: v.into(),
         }
     }
@@ -168,7 +141,7 @@ mod tests {
             vec![
                 ip("10.1.2.3"),
                 GatewayAddress {
-                    kind: AddressKind::Hostname,
+                    kind: AddressType::Hostname,
                     value: "gw.example".into()
                 }
             ]
@@ -188,7 +161,7 @@ mod tests {
         );
         let got = addresses(&g, &[], &sources);
         assert_eq!(got[0], ip("198.51.100.7"));
-        assert_eq!(got[1].kind, AddressKind::Hostname);
+        assert_eq!(got[1].kind, AddressType::Hostname);
         let bound = AddressSources {
             configured: vec![],
             ..sources

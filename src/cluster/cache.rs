@@ -15,6 +15,7 @@
 //! carries the refusal, which becomes a status condition and a log line.
 
 use super::kinds::{decode, key_of, Watched};
+use super::status_patch::FIELD_MANAGER as STATUS_MANAGER;
 use crate::model::{Object, ObjectKey};
 use kube::api::ApiResource;
 use std::collections::BTreeMap;
@@ -22,13 +23,17 @@ use std::collections::BTreeMap;
 /// What portcullis keeps of the live object for writing its status.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Live {
-    /// `metadata.resourceVersion`: the precondition of a status write that
-    /// replaces a list other controllers also write.
+    /// `metadata.resourceVersion`.
     pub resource_version: String,
     /// `metadata.generation`.
     pub generation: Option<i64>,
-    /// `status` as served (only for kinds whose status portcullis writes).
-    pub status: Option<serde_json::Value>,
+    /// For kinds that keep it ([`Watched::keeps_status`]): the object
+    /// trimmed to what writing its status reads — `apiVersion`, `kind`,
+    /// `metadata` (name, namespace, resourceVersion, generation, and the
+    /// `managedFields` entries portcullis's status writer owns),
+    /// `spec.parentRefs` (echoed in route status) and `status`.
+    /// `Null` otherwise.
+    pub object: serde_json::Value,
 }
 
 /// One object of the cache.
@@ -117,7 +122,7 @@ impl KindCache {
     /// The cache entry for `value`, reusing `previous`'s decode when the
     /// version did not change, or its object when the new one is refused.
     fn entry(&self, value: serde_json::Value, previous: Option<&Cached>) -> Cached {
-        let live = live_of(&value, self.kind.keeps_status());
+        let live = live_of(&self.resource, &value, self.kind.keeps_status());
         if let Some(p) = previous {
             if !live.resource_version.is_empty() && p.live.resource_version == live.resource_version
             {
@@ -139,19 +144,58 @@ impl KindCache {
     }
 }
 
-/// The live metadata (and status, when kept) of a served object.
-fn live_of(value: &serde_json::Value, keep_status: bool) -> Live {
+/// The live metadata (and trimmed object, when kept) of a served object.
+fn live_of(resource: &ApiResource, value: &serde_json::Value, keep: bool) -> Live {
     let meta = value.get("metadata");
+    let field = |f: &str| meta.and_then(|m| m.get(f));
+    let resource_version = field("resourceVersion")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_string();
+    let generation = field("generation").and_then(|v| v.as_i64());
+    let object = if keep {
+        let managed: Vec<serde_json::Value> = field("managedFields")
+            .and_then(|m| m.as_array())
+            .into_iter()
+            .flatten()
+            .filter(|e| {
+                e.get("manager").and_then(|m| m.as_str()) == Some(STATUS_MANAGER)
+                    && e.get("subresource").and_then(|s| s.as_str()) == Some("status")
+            })
+            .cloned()
+            .collect();
+        let mut metadata = serde_json::json!({
+            "name": field("name").cloned().unwrap_or_default(),
+            "resourceVersion": resource_version,
+        });
+        if let Some(ns) = field("namespace") {
+            metadata["namespace"] = ns.clone();
+        }
+        if let Some(g) = generation {
+            metadata["generation"] = g.into();
+        }
+        if !managed.is_empty() {
+            metadata["managedFields"] = managed.into();
+        }
+        let mut object = serde_json::json!({
+            "apiVersion": resource.api_version,
+            "kind": resource.kind,
+            "metadata": metadata,
+        });
+        if let Some(refs) = value.pointer("/spec/parentRefs") {
+            object["spec"] = serde_json::json!({ "parentRefs": refs });
+        }
+        if let Some(status) = value.get("status") {
+            object["status"] = status.clone();
+        }
+        object
+    } else {
+        serde_json::Value::Null
+    };
     Live {
-        resource_version: meta
-            .and_then(|m| m.get("resourceVersion"))
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_string(),
-        generation: meta
-            .and_then(|m| m.get("generation"))
-            .and_then(|v| v.as_i64()),
-        status: keep_status.then(|| value.get("status").cloned()).flatten(),
+        resource_version,
+        generation,
+        object,
     }
 }
 
@@ -225,12 +269,24 @@ mod tests {
     }
 
     #[test]
-    fn live_status_and_generation_are_kept_for_status_kinds() {
+    fn what_status_writing_reads_is_kept_for_status_kinds() {
         let mut c = cache();
-        c.apply(route("a", "1", json!([])));
+        let mut r = route("a", "1", json!([]));
+        r["spec"]["parentRefs"] = json!([{"name": "gw"}]);
+        r["metadata"]["managedFields"] = json!([
+            {"manager": "kubectl", "operation": "Apply", "fieldsV1": {"f:spec": {}}},
+            {"manager": STATUS_MANAGER, "subresource": "status", "fieldsV1": {"f:status": {}}}
+        ]);
+        c.apply(r);
         let live = &c.objects()[&ObjectKey::new("apps", "a")].live;
         assert_eq!(live.generation, Some(2));
-        assert_eq!(live.status, Some(json!({"parents": []})));
+        assert_eq!(live.object["status"], json!({"parents": []}));
+        assert_eq!(live.object["kind"], "HTTPRoute");
+        assert_eq!(live.object["apiVersion"], "gateway.networking.k8s.io/v1");
+        assert_eq!(live.object["spec"], json!({"parentRefs": [{"name": "gw"}]}));
+        assert_eq!(live.object["metadata"]["resourceVersion"], "1");
+        let managed = live.object["metadata"]["managedFields"].as_array().expect("kept");
+        assert_eq!(managed.len(), 1, "only the status writer's entry");
         let mut slices = KindCache::new(
             Watched::EndpointSlice,
             Watched::EndpointSlice.api_resource("v1"),
@@ -240,8 +296,8 @@ mod tests {
                             "status": {"x": 1}}),
         );
         assert_eq!(
-            slices.objects()[&ObjectKey::new("apps", "s")].live.status,
-            None
+            slices.objects()[&ObjectKey::new("apps", "s")].live.object,
+            serde_json::Value::Null
         );
     }
 
