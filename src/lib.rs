@@ -13,7 +13,7 @@
 //! | [`hostname`] | hostname matching and intersection rules |
 //! | [`status`] | status conditions as data |
 //! | [`tls`] | certificate parsing, SNI certificate resolution |
-//! | [`store`] | certificate storage backends (state dir now, Secrets later), atomic writes |
+//! | [`store`] | the issuer's durable state behind one async trait (certificates, ACME accounts and orders, local CA, records): state dir now, Secrets later; atomic writes |
 //! | [`issuer`] | certificate issuance: the built-in local CA for standalone mode |
 //! | [`metrics`] | Prometheus metrics: certificates served and managed, traffic, configuration, process |
 //! | [`proxy`] | the HTTP reverse proxy: server, filters at run time, upstream pool |

@@ -17,6 +17,7 @@ use portcullis::compile::{CompileOptions, DEFAULT_CONTROLLER_NAME};
 use portcullis::runtime::check::{check, format_report};
 use portcullis::runtime::logging::{self, LogFormat};
 use portcullis::runtime::{serve, ServeOptions};
+use portcullis::store::DirStore;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -232,9 +233,15 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if !args.kubernetes {
         // The built-in local CA exists from the first start, so `portcullis
         // ca export` can hand its root out before any listener needs it.
-        std::fs::create_dir_all(&args.state)
-            .with_context(|| format!("cannot create state directory {}", args.state.display()))?;
-        portcullis::issuer::LocalCa::load_or_create(&args.state, SystemTime::now())
+        std::fs::create_dir_all(&args.state).with_context(|| {
+            format!("cannot create state directory {}", args.state.display())
+        })?;
+        let store = DirStore::new(&args.state);
+        runtime
+            .block_on(portcullis::issuer::LocalCa::load_or_create(
+                &store,
+                SystemTime::now(),
+            ))
             .with_context(|| format!("cannot load the local CA in {}", args.state.display()))?;
     }
     if let Some((before, after)) = portcullis::runtime::limits::raise_open_files() {
@@ -319,7 +326,13 @@ fn run_certs(args: CertsArgs) -> anyhow::Result<ExitCode> {
         controller_name: args.controller_name,
         ..CompileOptions::default()
     };
-    let certs = portcullis::runtime::certs::certificates(&args.config, &args.state, &options)
+    let store = DirStore::new(&args.state);
+    let certs = small_runtime()?
+        .block_on(portcullis::runtime::certs::certificates(
+            &args.config,
+            &store,
+            &options,
+        ))
         .with_context(|| format!("cannot list certificates of {}", args.config.display()))?;
     print!(
         "{}",
@@ -346,7 +359,9 @@ fn run_crds() -> anyhow::Result<ExitCode> {
 
 /// `portcullis ca export`: prints the root PEM, or exits 1 if no CA exists yet.
 fn run_ca_export(args: CaExportArgs) -> anyhow::Result<ExitCode> {
-    let root = portcullis::issuer::LocalCa::read_root_pem(&args.state)
+    let store = DirStore::new(&args.state);
+    let root = small_runtime()?
+        .block_on(portcullis::issuer::LocalCa::read_root_pem(&store))
         .with_context(|| format!("cannot read the local CA in {}", args.state.display()))?;
     let Some(pem) = root else {
         eprintln!(
@@ -358,4 +373,12 @@ fn run_ca_export(args: CaExportArgs) -> anyhow::Result<ExitCode> {
     };
     print!("{pem}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// A one-thread runtime for the commands that only read the Store.
+fn small_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")
 }

@@ -8,16 +8,22 @@
 //! order. Faults: half the nonces rejected, Pebble restarted (forgetting
 //! the account). What Debian's Pebble lacks (ACME Renewal Information,
 //! chosen rate limits) is exercised against a double (`acme::ari_double`)
-//! with the real instant-acme client and the real manager.
+//! with the real instant-acme client and the real manager. A manager
+//! stopped mid-order (a leader losing its Lease) leaves the order recorded,
+//! and the next one resumes it.
 
 mod acme;
 
 use acme::ari_double::{Behaviour, RateLimit};
 use acme::bind::{Bind, ZONE};
 use acme::double_client::{Direct, Managed};
+use acme::leader::{Leader, Stalled};
 use acme::rig::{request, walk, BinaryRig, Rig};
 use anyhow::{ensure, Context, Result};
+use portcullis::issuer::challenges::LocalPublisher;
+use portcullis::store::Store;
 use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -246,6 +252,66 @@ async fn gateway_binary_killed_mid_order_resumes_the_order_after_restart() -> Re
         );
     }
     Ok(())
+}
+
+// ---- Leaders: the manager stopped mid-order, and the next one ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_manager_leaves_its_order_recorded_and_the_next_leader_resumes_it() -> Result<()>
+{
+    let mut rig = Rig::start(0).await?;
+    let host = format!("leader.{ZONE}");
+    let secret = portcullis::store::StoreKey::new("default", "gw-https-tls")?;
+    let store = portcullis::store::DirStore::new(rig.state.path());
+
+    // The first leader loses the Lease while presenting its challenge.
+    let stalled = Arc::new(Stalled::default());
+    let first = Leader::start(&rig, &host, stalled.clone()).await?;
+    tokio::time::timeout(Duration::from_secs(30), stalled.reached.notified())
+        .await
+        .with_context(|| format!("no challenge presented\n{}", rig.pebble.log()))?;
+    ensure!(
+        store.pending_order(&secret).await?.is_some(),
+        "the order was not recorded before its challenges"
+    );
+    first.stop.cancel();
+    tokio::time::timeout(Duration::from_secs(2), first.run)
+        .await
+        .context("the run did not stop at once")??;
+    ensure!(
+        store.pending_order(&secret).await?.is_some(),
+        "stopping dropped the order's record"
+    );
+    ensure!(store.get_cert(&secret).await?.is_none());
+
+    // The next leader (a fresh manager over the same Store) resumes it,
+    // with the same account, and answers on the data plane's board.
+    let board = rig.plane()?.board.clone();
+    let next = Leader::start(&rig, &host, Arc::new(LocalPublisher::new(board))).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let issued = loop {
+        if let Some(cert) = store.get_cert(&secret).await? {
+            break cert;
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "never issued: {:?}\n{}",
+            next.manager.certificates(),
+            rig.pebble.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    next.stop.cancel();
+    let orders = rig.pebble.log().matches("Added order").count();
+    ensure!(orders == 1, "{orders} orders for one certificate");
+    ensure!(
+        store.pending_order(&secret).await?.is_none(),
+        "the pending order outlived the certificate"
+    );
+    let accounts = walk(&rig.state.path().join("acme"))?;
+    ensure!(accounts.len() == 1, "account keys: {accounts:?}");
+    ensure!(rig.plane()?.board.is_empty(), "challenge left on the board");
+    rig.serve_and_verify(&issued, &host).await
 }
 
 fn unix_now() -> u64 {

@@ -1,6 +1,7 @@
 //! The local CA checked by a real, independent verifier: OpenSSL verifies an
 //! issued chain against the exported root and shows the requested name, and
-//! a pair stored with `DirStore` comes back with a key that matches.
+//! a pair stored with `DirStore` comes back with a key that matches, with
+//! the root as its `ca.crt`.
 
 use std::path::Path;
 use std::process::Command;
@@ -8,7 +9,7 @@ use std::time::SystemTime;
 
 use anyhow::{ensure, Context, Result};
 use portcullis::issuer::{LocalCa, DEFAULT_LEAF_VALIDITY};
-use portcullis::store::{DirStore, Store, StoreKey};
+use portcullis::store::{CertMeta, DirStore, Store, StoreKey};
 
 /// Runs `openssl` with `args`, failing with its output unless it succeeds.
 fn openssl(args: &[&str]) -> Result<String> {
@@ -29,10 +30,10 @@ fn path_str(path: &Path) -> Result<&str> {
     path.to_str().context("temp path is UTF-8")
 }
 
-#[test]
-fn openssl_verifies_local_ca_leaf_for_localhost() -> Result<()> {
+#[tokio::test]
+async fn openssl_verifies_local_ca_leaf_for_localhost() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let ca = LocalCa::load_or_create(dir.path(), SystemTime::now())?;
+    let ca = LocalCa::load_or_create(&DirStore::new(dir.path()), SystemTime::now()).await?;
     let leaf = ca.issue(
         &["localhost".to_string()],
         DEFAULT_LEAF_VALIDITY,
@@ -85,19 +86,29 @@ fn openssl_verifies_local_ca_leaf_for_localhost() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn stored_pair_has_matching_key_for_openssl() -> Result<()> {
+#[tokio::test]
+async fn stored_pair_has_matching_key_for_openssl() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let ca = LocalCa::load_or_create(dir.path(), SystemTime::now())?;
+    let store = DirStore::new(dir.path());
+    let ca = LocalCa::load_or_create(&store, SystemTime::now()).await?;
     let leaf = ca.issue(
         &["localhost".to_string()],
         DEFAULT_LEAF_VALIDITY,
         SystemTime::now(),
     )?;
-    let store = DirStore::new(dir.path());
     let key = StoreKey::new("default", "gateway-https-tls")?;
-    store.put(&key, &leaf)?;
-    ensure!(store.get(&key)?.as_ref() == Some(&leaf), "roundtrip");
+    let meta = CertMeta {
+        issuer_kind: "local-ca".into(),
+        issuer_name: "local-ca".into(),
+        dns_names: vec!["localhost".into()],
+        not_after: None,
+        renewal_time: None,
+    };
+    store.put_cert(&key, &leaf, &meta).await?;
+    ensure!(
+        store.get_cert(&key).await?.as_ref() == Some(&leaf),
+        "roundtrip"
+    );
 
     let entry = dir.path().join("secrets/default/gateway-https-tls");
     let cert_pub = openssl(&[
@@ -112,9 +123,17 @@ fn stored_pair_has_matching_key_for_openssl() -> Result<()> {
         cert_pub == key_pub,
         "tls.key does not match tls.crt:\n{cert_pub}\n{key_pub}"
     );
+    // `ca.crt` beside the pair is the root, and verifies the chain.
+    let verified = openssl(&[
+        "verify",
+        "-CAfile",
+        path_str(&entry.join("ca.crt"))?,
+        path_str(&entry.join("tls.crt"))?,
+    ])?;
+    ensure!(verified.contains(": OK"), "openssl verify said: {verified}");
 
     // The CA files in the state dir are what `portcullis ca export` prints.
-    let exported = LocalCa::read_root_pem(dir.path())?.context("CA exists")?;
+    let exported = LocalCa::read_root_pem(&store).await?.context("CA exists")?;
     ensure!(exported == ca.root_pem(), "exported root differs");
     Ok(())
 }

@@ -120,6 +120,7 @@ pub fn placeholders(resources: &Resources) -> BTreeMap<StoreKey, StoredCert> {
                     StoredCert {
                         cert_chain_pem: c.cert.pem(),
                         key_pem: c.signing_key.serialize_pem(),
+                        ca_pem: None,
                     },
                 );
             }
@@ -165,8 +166,7 @@ stringData: {tls.crt: user-cert, tls.key: user-key}
 
     #[test]
     fn auto_filled_listener_points_at_its_secret_and_compiles_with_the_stored_certificate() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let ca = LocalCa::load_or_create(dir.path(), SystemTime::now()).expect("CA");
+        let ca = LocalCa::generate(SystemTime::now()).expect("CA");
         let cert = ca
             .issue(
                 &["app.test".into()],
@@ -215,6 +215,7 @@ stringData: {tls.crt: user-cert, tls.key: user-key}
         let stored = StoredCert {
             cert_chain_pem: "stored".into(),
             key_pem: "stored".into(),
+            ca_pem: None,
         };
         let out = augment(&resources(), &BTreeMap::from([(key, stored)]));
         let mine = out.secret("default", "mine").expect("kept");
@@ -253,8 +254,7 @@ spec:
     - {name: web, protocol: HTTPS, port: 443, hostname: extra.test}
 "#;
         let r = Resources::from_objects(parse_documents(yaml, "t.yaml").expect("parses").objects);
-        let dir = tempfile::tempdir().expect("tempdir");
-        let ca = LocalCa::load_or_create(dir.path(), SystemTime::now()).expect("CA");
+        let ca = LocalCa::generate(SystemTime::now()).expect("CA");
         let cert = ca
             .issue(
                 &["extra.test".into()],

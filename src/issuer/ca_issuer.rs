@@ -85,10 +85,19 @@ impl CaSigner {
             cert: StoredCert {
                 cert_chain_pem: chain,
                 key_pem: key.serialize_pem(),
+                ca_pem: Some(top_of_chain(&self.chain_pem).to_owned()),
             },
             renewal_window: None,
         })
     }
+}
+
+/// The last PEM certificate of `chain_pem` (the CA's root, or the CA itself
+/// when its Secret holds no chain): what `ca.crt` names.
+fn top_of_chain(chain_pem: &str) -> &str {
+    chain_pem
+        .rfind("-----BEGIN CERTIFICATE-----")
+        .map_or(chain_pem, |at| &chain_pem[at..])
 }
 
 #[cfg(test)]
@@ -132,6 +141,7 @@ mod tests {
             .issue(&req, req.key.generate().expect("key"), now)
             .expect("issues");
         assert!(issued.cert.cert_chain_pem.ends_with(&cert));
+        assert_eq!(issued.cert.ca_pem.as_deref(), Some(cert.as_str()));
         let held = Held::parse(&req.secret, &issued.cert).expect("usable");
         assert_eq!(held.dns_names, ["app.test"]);
         assert!(held.ari_id.is_some(), "leaf carries the CA's key id");
@@ -153,6 +163,15 @@ mod tests {
             UNIX_EPOCH + Duration::from_secs(1_893_456_000)
         );
         assert_eq!(ca.not_after, 1_893_456_000);
+    }
+
+    #[test]
+    fn ca_crt_is_the_top_of_the_ca_chain() {
+        let (intermediate, _) = ca_pem(true);
+        let (root, _) = ca_pem(true);
+        let chain = format!("{intermediate}{root}");
+        assert_eq!(top_of_chain(&chain), root);
+        assert_eq!(top_of_chain(&root), root);
     }
 
     #[test]

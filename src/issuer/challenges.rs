@@ -1,9 +1,14 @@
-//! The challenge board: what the data plane must answer while an ACME
-//! authorization is pending.
+//! ACME challenges: how the ACME client makes them answerable
+//! ([`ChallengePublisher`]), and the board the data plane answers from
+//! ([`ChallengeBoard`]).
 //!
-//! The ACME client ([`super::acme`]) publishes a challenge here before it
-//! tells the CA to validate, and withdraws it afterwards (also on failure,
-//! through [`Published`]'s drop). The data plane reads it:
+//! The ACME client ([`super::acme`]) publishes a [`Challenge`] through a
+//! [`ChallengePublisher`] before it tells the CA to validate, and withdraws
+//! it afterwards ([`PublishedChallenge::withdraw`], also on failure; dropping
+//! the guard is a best-effort fallback). Standalone, [`LocalPublisher`] puts
+//! it on this process's board; in Kubernetes mode a publisher writes it
+//! through the API so every replica's board gets it. The data plane reads
+//! the board:
 //!
 //! - HTTP-01 (RFC 8555 §8.3): `crate::proxy` answers
 //!   `GET /.well-known/acme-challenge/<token>` on port-80 listeners with the
@@ -41,6 +46,102 @@ pub enum Error {
     /// rustls rejected the generated key or configuration.
     #[error("loading the TLS-ALPN-01 certificate into rustls")]
     Tls(#[source] rustls::Error),
+}
+
+/// A challenge the data plane must answer while the CA validates it.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Challenge {
+    /// HTTP-01: answer `GET /.well-known/acme-challenge/<token>` with the key
+    /// authorization.
+    Http01 {
+        /// The token in the path.
+        token: String,
+        /// The body to answer.
+        key_authorization: String,
+    },
+    /// TLS-ALPN-01: complete `acme-tls/1` handshakes for `domain` with a
+    /// certificate carrying the key authorization's digest (each publisher
+    /// builds it, [`tls_alpn01_certificate`]).
+    TlsAlpn01 {
+        /// The domain (no `*.`), in any case, with or without a trailing dot.
+        domain: String,
+        /// The key authorization.
+        key_authorization: String,
+    },
+}
+
+impl std::fmt::Debug for Challenge {
+    // Key authorizations are not secrets after validation, but a log line
+    // has no use for them before.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Http01 { token, .. } => f
+                .debug_struct("Http01")
+                .field("token", token)
+                .finish_non_exhaustive(),
+            Self::TlsAlpn01 { domain, .. } => f
+                .debug_struct("TlsAlpn01")
+                .field("domain", domain)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+/// Makes challenges answerable wherever the CA may connect.
+#[async_trait::async_trait]
+pub trait ChallengePublisher: Send + Sync + std::fmt::Debug {
+    /// Publishes `challenge`; returns once it is answerable (the CA may be
+    /// told to validate), with the guard that withdraws it.
+    async fn publish(&self, challenge: &Challenge) -> Result<Box<dyn PublishedChallenge>, Error>;
+}
+
+/// A published challenge. [`withdraw`](Self::withdraw) it when the
+/// validation is over; dropping it without withdrawing withdraws it on a
+/// best-effort basis (it may take a moment, or, for a publisher writing
+/// through an API, not happen if the process ends first).
+#[async_trait::async_trait]
+pub trait PublishedChallenge: Send + Sync {
+    /// Withdraws the challenge (failures are logged: a stale challenge only
+    /// answers a validation nobody asks for).
+    async fn withdraw(self: Box<Self>);
+}
+
+/// The standalone publisher: challenges go on this process's own board.
+#[derive(Debug, Clone)]
+pub struct LocalPublisher {
+    board: Arc<ChallengeBoard>,
+}
+
+impl LocalPublisher {
+    /// A publisher writing to `board` (the one the proxy and the TLS front
+    /// read).
+    pub fn new(board: Arc<ChallengeBoard>) -> Self {
+        Self { board }
+    }
+}
+
+#[async_trait::async_trait]
+impl ChallengePublisher for LocalPublisher {
+    async fn publish(&self, challenge: &Challenge) -> Result<Box<dyn PublishedChallenge>, Error> {
+        Ok(Box::new(match challenge {
+            Challenge::Http01 {
+                token,
+                key_authorization,
+            } => self.board.publish_http01(token, key_authorization),
+            Challenge::TlsAlpn01 {
+                domain,
+                key_authorization,
+            } => self.board.publish_tls_alpn01(domain, key_authorization)?,
+        }))
+    }
+}
+
+#[async_trait::async_trait]
+impl PublishedChallenge for Published {
+    async fn withdraw(self: Box<Self>) {
+        // Dropping withdraws it from the board, at once.
+        drop(self);
+    }
 }
 
 /// A pending TLS-ALPN-01 challenge: the self-signed certificate carrying the
@@ -352,6 +453,47 @@ mod tests {
         drop(guard);
         assert!(board.http01("tok").is_none());
         assert!(board.is_empty());
+    }
+
+    #[tokio::test]
+    async fn local_publisher_answers_until_withdrawn() {
+        let board = Arc::new(ChallengeBoard::new());
+        let publisher: Arc<dyn ChallengePublisher> = Arc::new(LocalPublisher::new(board.clone()));
+        let http = publisher
+            .publish(&Challenge::Http01 {
+                token: "tok".into(),
+                key_authorization: "tok.thumb".into(),
+            })
+            .await
+            .expect("publishes");
+        let alpn = publisher
+            .publish(&Challenge::TlsAlpn01 {
+                domain: "a.example.test".into(),
+                key_authorization: KEY_AUTH.into(),
+            })
+            .await
+            .expect("publishes");
+        assert_eq!(board.http01("tok").as_deref(), Some("tok.thumb"));
+        assert!(board.tls_alpn01("a.example.test").is_some());
+        http.withdraw().await;
+        assert!(board.http01("tok").is_none());
+        assert!(board.tls_alpn01("a.example.test").is_some());
+        // Dropping is the fallback.
+        drop(alpn);
+        assert!(board.is_empty());
+    }
+
+    #[test]
+    fn challenge_debug_leaves_out_the_key_authorization() {
+        let c = Challenge::Http01 {
+            token: "tok".into(),
+            key_authorization: "tok.SECRETISH".into(),
+        };
+        let shown = format!("{c:?}");
+        assert!(
+            shown.contains("tok") && !shown.contains("SECRETISH"),
+            "{shown}"
+        );
     }
 
     #[test]

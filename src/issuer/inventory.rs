@@ -125,9 +125,8 @@ mod tests {
 
     #[test]
     fn local_ca_leaf_parses_with_names_key_validity_and_ari_id() {
-        let dir = tempfile::tempdir().expect("tempdir");
         let now = UNIX_EPOCH + Duration::from_secs(1_767_225_600);
-        let ca = LocalCa::load_or_create(dir.path(), now).expect("CA");
+        let ca = LocalCa::generate(now).expect("CA");
         let names = vec!["b.test".to_string(), "a.test".to_string()];
         let cert = ca
             .issue(&names, Duration::from_secs(3600), now)
@@ -146,9 +145,8 @@ mod tests {
 
     #[test]
     fn mismatched_key_is_unusable() {
-        let dir = tempfile::tempdir().expect("tempdir");
         let now = UNIX_EPOCH + Duration::from_secs(1_767_225_600);
-        let ca = LocalCa::load_or_create(dir.path(), now).expect("CA");
+        let ca = LocalCa::generate(now).expect("CA");
         let a = ca
             .issue(&["a.test".into()], Duration::from_secs(3600), now)
             .expect("issue");
@@ -158,6 +156,7 @@ mod tests {
         let mixed = StoredCert {
             cert_chain_pem: a.cert_chain_pem,
             key_pem: b.key_pem,
+            ca_pem: None,
         };
         let key = StoreKey::new("default", "x").expect("valid");
         assert!(Held::parse(&key, &mixed).is_err());

@@ -1,24 +1,19 @@
-//! The built-in local CA: a self-signed ECDSA P-256 root kept in
-//! `<state>/local-ca/{ca.crt,ca.key}` that signs short-lived leaf
-//! certificates for listeners nobody gave a certificate to.
+//! The built-in local CA: a self-signed ECDSA P-256 root kept in the
+//! [`Store`] (the directory store's `<state>/local-ca/{ca.crt,ca.key}`, a
+//! Secret in Kubernetes mode) that signs short-lived leaf certificates for
+//! listeners nobody gave a certificate to.
 //!
-//! Creating and loading the root is the only I/O here; issuing is pure apart
-//! from key generation. Time is always an argument, never read from the clock.
+//! Loading and creating the root go through the Store; issuing is pure apart
+//! from key generation. Time is always an argument, never read from the
+//! clock.
 //!
-//! Crash safety: each file is written with [`write_atomic`]; the key is
-//! written before the certificate, and the certificate's presence marks the
-//! CA complete. A crash between the two leaves a key without a certificate,
-//! which the next start reuses (no key is ever lost or replaced); a
-//! certificate without its key is never produced, and if found it is reported
-//! as an error rather than silently replaced by a new CA.
-//!
-//! Two processes creating the same CA at the same instant are not guarded
-//! against; one state directory belongs to one portcullis.
+//! Creation is compare-and-create ([`Store::create_local_ca`]): two
+//! creators (two replicas, two processes) end up with the same CA, the
+//! first one stored. A key a crash left without its certificate is reused
+//! ([`Store::orphan_local_ca_key`]): no key is ever lost or replaced; a
+//! certificate without its key is reported as an error rather than silently
+//! replaced by a new CA.
 
-use std::fs::{self, DirBuilder, File};
-use std::io;
-use std::os::unix::fs::DirBuilderExt;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rcgen::{
@@ -28,7 +23,7 @@ use rcgen::{
 use x509_parser::prelude::FromDer;
 
 use super::Error;
-use crate::store::{self, write_atomic, StoredCert};
+use crate::store::{self, Store, StoredCert};
 
 /// How long a leaf from the local CA is valid when the caller has no reason
 /// to choose otherwise: 7 days. Short, because renewal is automatic and
@@ -41,12 +36,6 @@ const ROOT_VALIDITY: Duration = Duration::from_secs(3650 * 24 * 60 * 60);
 /// How far before `now` certificates start, to tolerate clock skew between
 /// this host and its clients.
 const BACKDATE: Duration = Duration::from_secs(60);
-/// The CA's directory under the state directory.
-const CA_DIR: &str = "local-ca";
-/// The root certificate file.
-const CERT_FILE: &str = "ca.crt";
-/// The root private key file.
-const KEY_FILE: &str = "ca.key";
 
 /// The local CA: its root certificate and a signer for leaves.
 pub struct LocalCa {
@@ -67,44 +56,45 @@ impl std::fmt::Debug for LocalCa {
 }
 
 impl LocalCa {
-    /// Loads the CA from `<state_dir>/local-ca/`, creating it on first start
-    /// (a new root valid from `now` for about ten years).
-    pub fn load_or_create(state_dir: &Path, now: SystemTime) -> Result<Self, Error> {
-        let dir = ca_dir(state_dir);
-        create_private_dir(&dir)?;
-        let key_path = dir.join(KEY_FILE);
-        let cert_path = dir.join(CERT_FILE);
-
-        let key = match read_optional(&key_path)? {
-            Some(pem) => KeyPair::from_pem(&pem).map_err(|e| load_err(&dir, e.to_string()))?,
-            None => {
-                if cert_path.exists() {
-                    return Err(load_err(
-                        &dir,
-                        format!("{CERT_FILE} exists without {KEY_FILE}"),
-                    ));
-                }
-                let key = generate_key("local CA key")?;
-                write_atomic(&key_path, key.serialize_pem().as_bytes(), 0o600)
-                    .map_err(Error::Store)?;
-                key
-            }
+    /// Loads the CA from `store`, creating it on first start (a new root
+    /// valid from `now` for about ten years). When another creator stored a
+    /// CA first, that one is returned.
+    pub async fn load_or_create(store: &dyn Store, now: SystemTime) -> Result<Self, Error> {
+        if let Some(stored) = store.local_ca().await.map_err(ca_store_err)? {
+            return Self::from_stored(&stored);
+        }
+        let key = match store.orphan_local_ca_key().await.map_err(ca_store_err)? {
+            Some(pem) => KeyPair::from_pem(&pem).map_err(|e| load_err(e.to_string()))?,
+            None => generate_key("local CA key")?,
         };
-        let root_pem = match read_optional(&cert_path)? {
-            Some(pem) => pem,
-            None => {
-                let pem = self_sign_root(&key, now)?;
-                write_atomic(&cert_path, pem.as_bytes(), 0o644).map_err(Error::Store)?;
-                pem
-            }
+        let candidate = StoredCert {
+            cert_chain_pem: self_sign_root(&key, now)?,
+            key_pem: key.serialize_pem(),
+            ca_pem: None,
         };
-        Self::from_parts(&dir, root_pem, key)
+        let stored = store
+            .create_local_ca(&candidate)
+            .await
+            .map_err(ca_store_err)?;
+        Self::from_stored(&stored)
     }
 
-    /// The root certificate PEM of an existing CA in `state_dir`, or `None` if
-    /// none was created yet. Never creates one (for `portcullis ca export`).
-    pub fn read_root_pem(state_dir: &Path) -> Result<Option<String>, Error> {
-        read_optional(&ca_dir(state_dir).join(CERT_FILE))
+    /// A new CA kept nowhere (for tests and previews): a fresh key and a
+    /// root valid from `now`.
+    pub fn generate(now: SystemTime) -> Result<Self, Error> {
+        let key = generate_key("local CA key")?;
+        let root_pem = self_sign_root(&key, now)?;
+        Self::from_parts(root_pem, key)
+    }
+
+    /// The root certificate PEM of the CA in `store`, or `None` if none was
+    /// created yet. Never creates one (for `portcullis ca export`).
+    pub async fn read_root_pem(store: &dyn Store) -> Result<Option<String>, Error> {
+        Ok(store
+            .local_ca()
+            .await
+            .map_err(ca_store_err)?
+            .map(|ca| ca.cert_chain_pem))
     }
 
     /// The root certificate, PEM: what clients add to their trust store.
@@ -153,28 +143,34 @@ impl LocalCa {
         Ok(StoredCert {
             cert_chain_pem: format!("{}{}", cert.pem(), self.root_pem),
             key_pem: key.serialize_pem(),
+            ca_pem: Some(self.root_pem.clone()),
         })
+    }
+
+    /// The CA a Store holds: its root and key, checked to belong together.
+    fn from_stored(stored: &StoredCert) -> Result<Self, Error> {
+        let key = KeyPair::from_pem(&stored.key_pem).map_err(|e| load_err(e.to_string()))?;
+        Self::from_parts(stored.cert_chain_pem.clone(), key)
     }
 
     /// Checks that `root_pem` is a certificate for `key` and builds the
     /// signer.
-    fn from_parts(dir: &Path, root_pem: String, key: KeyPair) -> Result<Self, Error> {
+    fn from_parts(root_pem: String, key: KeyPair) -> Result<Self, Error> {
         let der = crate::tls::certs::parse_chain(root_pem.as_bytes())
-            .map_err(|e| load_err(dir, e.to_string()))?;
+            .map_err(|e| load_err(e.to_string()))?;
         let Some(root_der) = der.first() else {
-            return Err(load_err(dir, "no certificate".into()));
+            return Err(load_err("no certificate".into()));
         };
         let (_, x509) = x509_parser::certificate::X509Certificate::from_der(root_der)
-            .map_err(|e| load_err(dir, e.to_string()))?;
+            .map_err(|e| load_err(e.to_string()))?;
         if x509.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
             return Err(load_err(
-                dir,
-                format!("{KEY_FILE} does not match {CERT_FILE}"),
+                "the key does not match the root certificate".into(),
             ));
         }
         let root_not_after = x509.validity().not_after.timestamp();
         let issuer =
-            Issuer::from_ca_cert_der(root_der, key).map_err(|e| load_err(dir, e.to_string()))?;
+            Issuer::from_ca_cert_der(root_der, key).map_err(|e| load_err(e.to_string()))?;
         Ok(Self {
             root_pem,
             root_not_after,
@@ -274,49 +270,17 @@ fn generate_key(what: &'static str) -> Result<KeyPair, Error> {
         .map_err(|source| Error::Generate { what, source })
 }
 
-fn ca_dir(state_dir: &Path) -> PathBuf {
-    state_dir.join(CA_DIR)
-}
-
-/// Creates `dir` (mode 0700) if missing and fsyncs its parent so the new
-/// entry survives a crash.
-fn create_private_dir(dir: &Path) -> Result<(), Error> {
-    let write_err = |path: &Path, source| {
-        Error::Store(store::Error::Write {
-            path: path.to_path_buf(),
-            source,
-        })
-    };
-    DirBuilder::new()
-        .mode(0o700)
-        .recursive(true)
-        .create(dir)
-        .map_err(|e| write_err(dir, e))?;
-    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        File::open(parent)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| write_err(parent, e))?;
-    }
-    Ok(())
-}
-
-/// The text of `path`, or `None` if it does not exist.
-fn read_optional(path: &Path) -> Result<Option<String>, Error> {
-    match fs::read_to_string(path) {
-        Ok(text) => Ok(Some(text)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(Error::Store(store::Error::Read {
-            path: path.to_path_buf(),
-            source,
-        })),
+/// A Store error about the CA: an incomplete CA is unusable (never
+/// replaced); anything else is storage.
+fn ca_store_err(error: store::Error) -> Error {
+    match error {
+        store::Error::Incomplete { .. } => load_err(error.to_string()),
+        other => Error::Store(other),
     }
 }
 
-fn load_err(dir: &Path, reason: String) -> Error {
-    Error::LoadCa {
-        path: dir.to_path_buf(),
-        reason,
-    }
+fn load_err(reason: String) -> Error {
+    Error::LoadCa { reason }
 }
 
 #[cfg(test)]

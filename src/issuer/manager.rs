@@ -2,44 +2,54 @@
 //! plan's next time comes) it computes the demand, reads what the [`Store`]
 //! holds, plans, issues (local CA, `selfSigned`, `ca` inline; `acme` as
 //! bounded concurrent orders, one per Secret at a time), writes results
-//! atomically through the Store, records per-certificate state in
-//! `<state>/issuer/state.json`, and tells the runtime to recompile so the
-//! next handshake serves the new certificate.
+//! atomically through the Store, records per-certificate state in the
+//! Store's issuer records, and tells the runtime to recompile so the next
+//! handshake serves the new certificate.
 //!
 //! A failure only updates the record: the stored certificate is never
 //! removed or replaced by nothing, so a valid one keeps being served.
 //!
+//! # Running and stopping
+//!
+//! [`Manager::run`] runs until its input closes or its `stop` token is
+//! cancelled. Every task a run spawns (ACME orders, renewal-window checks)
+//! belongs to that run and is aborted when it stops, so in Kubernetes mode
+//! losing the Lease stops issuance at once. A stopped order leaves its
+//! pending-order record in the Store, and the next run (on this replica or
+//! the next leader) resumes it. A manager may be run again after it
+//! stopped; each run reads the issuer records from the Store first.
+//!
 //! ACME orders go through the ACME module:
-//! `crate::issuer::acme::issue(&AcmeIssuer, &AcmeContext, &CertRequest) -> Result<Issued, acme::Error>`,
+//! `crate::issuer::acme::issue_with_key(&AcmeIssuer, &AcmeContext, &CertRequest, key)`,
 //! with the issuer resolved by `AcmeIssuer::resolve(spec, namespace, resources)`,
 //! and windows refreshed by `crate::issuer::acme::renewal_window`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{watch, Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
-use super::acme::{self, AcmeContext, AcmeIssuer};
-use super::ca_issuer::CaSigner;
-use super::demand::{demand, Demand, Demands, IssuerRef};
+use super::acme::{AcmeContext, AcmeIssuer};
+use super::demand::{demand, Demand, Demands};
 use super::inventory::Held;
 use super::plan::{plan, Action, Record, Step};
 use super::status::{certificate_statuses, CertStatus};
-use super::{Error, Issued, LocalCa, DEFAULT_LEAF_VALIDITY};
+use super::{ErrorChain, Issued, LocalCa};
 use crate::model::Resources;
 use crate::status::Status;
-use crate::store::{write_atomic, Store, StoreKey, StoredCert};
+use crate::store::{self, Store, StoreKey, StoredCert};
+
+mod work;
 
 /// Most ACME orders running at once.
 pub const MAX_CONCURRENT_ORDERS: usize = 4;
 /// Longest sleep between passes, so clock jumps and lost wake-ups heal.
 const MAX_SLEEP: Duration = Duration::from_secs(3600);
-/// How soon a pass is retried when the Store could not be read at all.
+/// How soon reading the issuer records is tried again after it failed.
 const RETRY_READ: Duration = Duration::from_secs(5);
-/// The state file, under the state directory.
-const STATE_FILE: &str = "issuer/state.json";
 
 /// What one pass works from: the loaded resources and their compile status
 /// (route attachment).
@@ -51,31 +61,33 @@ pub struct Input {
     pub status: Arc<Status>,
 }
 
-/// Why the manager could not start.
+/// Why the manager could not read its state.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ManagerError {
-    /// The state file exists but cannot be read or parsed.
-    #[error("issuer state file {path}: {reason}")]
-    State {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
-    },
+    /// The issuer records exist but cannot be read.
+    #[error("reading the issuer records")]
+    ReadRecords(#[source] store::Error),
 }
 
-/// The certificate manager. Share it in an `Arc`; run [`Manager::run`] once.
+/// The tasks one run spawned (ACME orders, renewal-window checks), aborted
+/// together when the run stops.
+type Tasks = JoinSet<()>;
+
+/// The certificate manager. Share it in an `Arc`; run [`Manager::run`] (one
+/// run at a time).
 pub struct Manager {
     store: Arc<dyn Store>,
-    state_file: PathBuf,
     local_ca: Arc<LocalCa>,
     acme: Option<Arc<AcmeContext>>,
     records: Mutex<BTreeMap<StoreKey, Record>>,
+    /// The records as the Store holds them (last read or written): only
+    /// what differs is written.
+    persisted: tokio::sync::Mutex<BTreeMap<StoreKey, Record>>,
     in_flight: Mutex<BTreeSet<StoreKey>>,
     orders: Arc<Semaphore>,
     seed: u64,
-    /// An ACME order finished: plan again.
+    /// An ACME order finished, or a window changed: plan again.
     finished: Notify,
     /// Bumped whenever a certificate was stored: the runtime recompiles.
     stored: watch::Sender<u64>,
@@ -86,36 +98,39 @@ pub struct Manager {
 impl std::fmt::Debug for Manager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Manager")
-            .field("state_file", &self.state_file)
+            .field("store", &self.store)
             .finish_non_exhaustive()
     }
 }
 
 impl Manager {
-    /// A manager keeping certificates in `store` and its records under
-    /// `state_dir`. `acme` is `None` where ACME is not wired (then ACME
-    /// issuers report an error per certificate).
+    /// A manager keeping certificates, records and ACME state in `store`.
+    /// `acme` is `None` where ACME is not wired (then ACME issuers report an
+    /// error per certificate). Does no I/O: [`run`](Self::run) reads the
+    /// records.
     pub fn new(
-        state_dir: &Path,
         store: Arc<dyn Store>,
         local_ca: Arc<LocalCa>,
         acme: Option<Arc<AcmeContext>>,
-    ) -> Result<Self, ManagerError> {
-        let state_file = state_dir.join(STATE_FILE);
-        let records = read_records(&state_file)?;
-        Ok(Self {
+    ) -> Self {
+        Self {
             store,
-            state_file,
             local_ca,
             acme,
-            records: Mutex::new(records),
+            records: Mutex::new(BTreeMap::new()),
+            persisted: tokio::sync::Mutex::new(BTreeMap::new()),
             in_flight: Mutex::new(BTreeSet::new()),
             orders: Arc::new(Semaphore::new(MAX_CONCURRENT_ORDERS)),
             seed: rand::random(),
             finished: Notify::new(),
             stored: watch::channel(0).0,
             certificates: watch::channel(Arc::new(Vec::new())).0,
-        })
+        }
+    }
+
+    /// The Store it keeps everything in.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
     }
 
     /// Changes (a counter) each time a certificate is stored.
@@ -134,43 +149,93 @@ impl Manager {
     }
 
     /// The stored certificates of every Secret a managed listener uses, for
-    /// [`super::augment()`]. Blocking (reads the Store); entries that cannot
-    /// be read are left out and logged.
+    /// [`super::augment()`]; entries that cannot be read are left out and
+    /// logged. Blocking: call it from a blocking thread of the runtime
+    /// (`spawn_blocking`), never from an async task; [`stored_for`] is the
+    /// async form.
     pub fn stored_for(&self, resources: &Resources) -> BTreeMap<StoreKey, StoredCert> {
-        stored_for(self.store.as_ref(), resources)
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => handle.block_on(stored_for(self.store.as_ref(), resources)),
+            Err(error) => {
+                tracing::error!(%error, "stored certificates read outside the runtime; none used");
+                BTreeMap::new()
+            }
+        }
     }
 
-    /// Runs passes until `input` closes: after each new input, when the plan
-    /// says something is due, and when an order finishes.
-    pub async fn run(self: Arc<Self>, mut input: watch::Receiver<Option<Input>>) {
+    /// Replaces the records in memory with the Store's. A damaged record set
+    /// is started afresh (records only tune timing; the Store's certificates
+    /// still prevent duplicate orders); one that cannot be read is an error.
+    pub async fn load_records(&self) -> Result<(), ManagerError> {
+        let records = read_records(self.store.as_ref()).await?;
+        *self.records.lock().unwrap_or_else(PoisonError::into_inner) = records.clone();
+        *self.persisted.lock().await = records;
+        Ok(())
+    }
+
+    /// Runs passes until `input` closes or `stop` is cancelled: after each
+    /// new input, when the plan says something is due, and when an order
+    /// finishes. Reads the records from the Store first (retrying until it
+    /// can). When it returns, every order and check it started has been
+    /// aborted and has ended; orders in progress stay recorded in the Store
+    /// for the next run.
+    pub async fn run(
+        self: Arc<Self>,
+        mut input: watch::Receiver<Option<Input>>,
+        stop: CancellationToken,
+    ) {
+        let mut tasks = Tasks::new();
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => {
+                tracing::info!(orders = tasks.len(), "certificate manager stopped; orders in progress stay recorded");
+            }
+            () = self.serve(&mut input, &mut tasks) => {}
+        }
+        tasks.shutdown().await;
+    }
+
+    /// The body of [`run`](Self::run).
+    async fn serve(
+        self: &Arc<Self>,
+        input: &mut watch::Receiver<Option<Input>>,
+        tasks: &mut Tasks,
+    ) {
+        while let Err(error) = self.load_records().await {
+            tracing::error!(error = %ErrorChain(&error), "cannot read the issuer records; retrying");
+            tokio::time::sleep(RETRY_READ).await;
+        }
         loop {
             let current = input.borrow_and_update().clone();
             let sleep = match current {
-                Some(current) => self.clone().pass(&current).await,
+                Some(current) => self.pass(&current, tasks).await,
                 None => MAX_SLEEP,
             };
-            tokio::select! {
-                changed = input.changed() => if changed.is_err() { return },
-                _ = tokio::time::sleep(sleep) => {}
-                _ = self.finished.notified() => {}
+            let wake = tokio::time::Instant::now() + sleep;
+            loop {
+                tokio::select! {
+                    changed = input.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        break;
+                    }
+                    () = tokio::time::sleep_until(wake) => break,
+                    () = self.finished.notified() => break,
+                    Some(joined) = tasks.join_next() => {
+                        if let Err(error) = joined {
+                            tracing::error!(%error, "an issuer task failed");
+                        }
+                    }
+                }
             }
         }
     }
 
     /// One pass; returns how long to sleep before the next.
-    pub async fn pass(self: Arc<Self>, input: &Input) -> Duration {
+    async fn pass(self: &Arc<Self>, input: &Input, tasks: &mut Tasks) -> Duration {
         let demands = demand(&input.resources, &input.status);
-        let me = self.clone();
-        let certs = demands.certificates.clone();
-        let (held, unreadable) =
-            match tokio::task::spawn_blocking(move || me.read_held(&certs)).await {
-                Ok(read) => read,
-                Err(error) => {
-                    // Planning without the inventory would order duplicates.
-                    tracing::error!(%error, "reading stored certificates failed; retrying shortly");
-                    return RETRY_READ;
-                }
-            };
+        let (held, unreadable) = self.read_held(&demands.certificates).await;
         let now = SystemTime::now();
         let records = self.records_snapshot();
         let actions = plan(&demands.certificates, &held, &records, now, self.seed);
@@ -188,40 +253,39 @@ impl Manager {
             let req = d.request(replaces.clone());
             match self.acme_issuer(d, &input.resources) {
                 None => {
-                    let me = self.clone();
-                    let d2 = d.clone();
-                    let resources = input.resources.clone();
-                    let result =
-                        tokio::task::spawn_blocking(move || me.issue_local(&d2, &req, &resources))
-                            .await
-                            .unwrap_or_else(|e| Err(format!("issuing task failed: {e}")));
+                    let result = self.issue_local(d, req, &input.resources).await;
                     stored_any |= self.finish(d, result.map_err(|e| (e, None)));
                 }
-                Some(acme_issuer) => self.clone().spawn_acme(d.clone(), req, acme_issuer),
+                Some(acme_issuer) => self.spawn_acme(tasks, d.clone(), req, acme_issuer),
             }
         }
         if stored_any {
             self.stored.send_modify(|n| *n += 1);
         }
         self.refresh_windows(
+            tasks,
             &demands.certificates,
             &actions,
             &held,
             &input.resources,
             now,
         );
-        self.publish(&demands, now);
-        self.persist();
+        // Records first: a report says what the Store already holds.
+        self.persist().await;
+        self.publish(&demands, now).await;
         next_sleep(&actions, now)
     }
 
     /// Reads and parses what the store holds for `demands`.
     /// Also returns the Secrets the Store could not be read for.
-    fn read_held(&self, demands: &[Demand]) -> (BTreeMap<StoreKey, Held>, BTreeSet<StoreKey>) {
+    async fn read_held(
+        &self,
+        demands: &[Demand],
+    ) -> (BTreeMap<StoreKey, Held>, BTreeSet<StoreKey>) {
         let mut held = BTreeMap::new();
         let mut unreadable = BTreeSet::new();
         for d in demands {
-            match self.store.get(&d.secret) {
+            match self.store.get_cert(&d.secret).await {
                 Ok(Some(stored)) => match Held::parse(&d.secret, &stored) {
                     Ok(h) => {
                         held.insert(d.secret.clone(), h);
@@ -232,7 +296,7 @@ impl Manager {
                 },
                 Ok(None) => {}
                 Err(error) => {
-                    tracing::warn!(secret = %d.secret, error = chain(&error), "cannot read stored certificate");
+                    tracing::warn!(secret = %d.secret, error = %ErrorChain(&error), "cannot read stored certificate");
                     unreadable.insert(d.secret.clone());
                 }
             }
@@ -249,188 +313,6 @@ impl Manager {
         )
     }
 
-    /// Issues `req` with a local issuer (local CA, `selfSigned`, `ca`) and
-    /// stores it. Blocking.
-    fn issue_local(
-        &self,
-        d: &Demand,
-        req: &super::CertRequest,
-        resources: &Resources,
-    ) -> Result<Issued, String> {
-        let key = self.key_for(d).map_err(|e| e.to_string())?;
-        let now = SystemTime::now();
-        let issued = match &d.issuer {
-            IssuerRef::LocalCa => self
-                .local_ca
-                .issue_with_key(
-                    &req.dns_names,
-                    req.duration.unwrap_or(DEFAULT_LEAF_VALIDITY),
-                    now,
-                    key,
-                )
-                .map(|cert| Issued {
-                    cert,
-                    renewal_window: None,
-                }),
-            issuer => {
-                let spec = issuer
-                    .spec(resources)
-                    .ok_or_else(|| format!("{issuer} not found"))?;
-                if spec.self_signed.is_some() {
-                    super::self_signed::issue(req, key, now)
-                } else if let Some(ca) = &spec.ca {
-                    let ns = issuer.secret_namespace();
-                    let secret = resources
-                        .secret(ns, &ca.secret_name)
-                        .ok_or_else(|| format!("CA Secret {ns}/{} not found", ca.secret_name))?;
-                    let (Some(crt), Some(k)) =
-                        (secret.data.get("tls.crt"), secret.data.get("tls.key"))
-                    else {
-                        return Err(format!(
-                            "CA Secret {ns}/{} lacks tls.crt or tls.key",
-                            ca.secret_name
-                        ));
-                    };
-                    CaSigner::from_pem(crt, k).and_then(|ca| ca.issue(req, key, now))
-                } else {
-                    return Err(format!("{issuer} has no usable kind"));
-                }
-            }
-        }
-        .map_err(|e| chain(&e))?;
-        self.store
-            .put(&d.secret, &issued.cert)
-            .map_err(|e| format!("storing: {}", chain(&e)))?;
-        Ok(issued)
-    }
-
-    /// A new key, or the stored one when the demand does not rotate keys
-    /// and the stored key has the wanted algorithm.
-    fn key_for(&self, d: &Demand) -> Result<rcgen::KeyPair, Error> {
-        if !d.rotate_key {
-            if let Ok(Some(stored)) = self.store.get(&d.secret) {
-                if let Ok(key) = rcgen::KeyPair::from_pem(&stored.key_pem) {
-                    let held = Held::parse(&d.secret, &stored).ok();
-                    if held.and_then(|h| h.key) == Some(d.key) {
-                        return Ok(key);
-                    }
-                }
-            }
-        }
-        d.key.generate()
-    }
-
-    /// Starts an ACME order in the background (bounded by the semaphore).
-    fn spawn_acme(
-        self: Arc<Self>,
-        d: Demand,
-        req: super::CertRequest,
-        issuer: Result<AcmeIssuer, String>,
-    ) {
-        self.in_flight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(d.secret.clone());
-        tokio::spawn(async move {
-            let result = match (&self.acme, issuer) {
-                (None, _) => Err(("ACME issuer not available in this build".to_string(), None)),
-                (_, Err(e)) => Err((e, None)),
-                (Some(ctx), Ok(issuer)) => {
-                    let _permit = self.orders.clone().acquire_owned().await;
-                    // `private-key-rotation: Never` keeps the stored key.
-                    let key = (!d.rotate_key).then(|| self.key_for(&d).ok()).flatten();
-                    match acme::issue_with_key(&issuer, ctx, &req, key).await {
-                        Ok(issued) => {
-                            let store = self.store.clone();
-                            let secret = d.secret.clone();
-                            let cert = issued.cert.clone();
-                            match tokio::task::spawn_blocking(move || store.put(&secret, &cert))
-                                .await
-                            {
-                                Ok(Ok(())) => Ok(issued),
-                                Ok(Err(e)) => Err((format!("storing: {}", chain(&e)), None)),
-                                Err(e) => Err((format!("storing task failed: {e}"), None)),
-                            }
-                        }
-                        Err(e) => Err((chain(&e), e.retry_after())),
-                    }
-                }
-            };
-            if self.finish(&d, result) {
-                self.stored.send_modify(|n| *n += 1);
-            }
-            self.in_flight
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&d.secret);
-            self.persist();
-            self.finished.notify_one();
-        });
-    }
-
-    /// Asks the ACME CA again for the renewal window of every held ACME
-    /// certificate that is not being renewed and whose window is stale
-    /// ([`super::plan::window_stale`]), in the background; a changed window
-    /// wakes the loop so the plan sees it.
-    fn refresh_windows(
-        self: &Arc<Self>,
-        demands: &[Demand],
-        actions: &[Action],
-        held: &BTreeMap<StoreKey, Held>,
-        resources: &Resources,
-        now: SystemTime,
-    ) {
-        let Some(ctx) = self.acme.clone() else {
-            return;
-        };
-        let records = self.records_snapshot();
-        for (d, a) in demands.iter().zip(actions) {
-            let (Some(h), Step::WaitUntil { .. }) = (held.get(&d.secret), &a.step) else {
-                continue;
-            };
-            let record = records.get(&d.secret).cloned().unwrap_or_default();
-            if !super::plan::window_stale(h, &record, now) || self.in_flight_contains(&d.secret) {
-                continue;
-            }
-            let Some(Ok(issuer)) = self.acme_issuer(d, resources) else {
-                continue;
-            };
-            let Ok(Some(stored)) = self.store.get(&d.secret) else {
-                continue;
-            };
-            // Marked now so a slow answer is not asked for twice.
-            self.update_record(&d.secret, |r| {
-                r.window_checked = Some(now);
-                if r.window_serial.as_deref() != Some(h.serial.as_str()) {
-                    r.renewal_window = None;
-                }
-                r.window_serial = Some(h.serial.clone());
-            });
-            let me = self.clone();
-            let ctx = ctx.clone();
-            let secret = d.secret.clone();
-            tokio::spawn(async move {
-                match acme::renewal_window(&issuer, &ctx, &stored.cert_chain_pem).await {
-                    Ok(window) => {
-                        let mut changed = false;
-                        me.update_record(&secret, |r| {
-                            changed = r.renewal_window != window;
-                            r.renewal_window = window;
-                        });
-                        if changed {
-                            tracing::info!(%secret, ?window, "ACME renewal window changed");
-                            me.persist();
-                            me.finished.notify_one();
-                        }
-                    }
-                    Err(error) => {
-                        tracing::debug!(%secret, error = %chain(&error), "renewal information unavailable")
-                    }
-                }
-            });
-        }
-    }
-
     fn update_record(&self, secret: &StoreKey, f: impl FnOnce(&mut Record)) {
         let mut records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
         f(records.entry(secret.clone()).or_default());
@@ -442,15 +324,9 @@ impl Manager {
         let r = records.entry(d.secret.clone()).or_default();
         match result {
             Ok(issued) => {
-                let serial = Held::parse(&d.secret, &issued.cert).ok().map(|h| h.serial);
-                tracing::info!(secret = %d.secret, ?serial, "certificate stored");
-                *r = Record {
-                    issued_for: Some(d.fingerprint()),
-                    renewal_window: issued.renewal_window,
-                    window_checked: issued.renewal_window.map(|_| SystemTime::now()),
-                    window_serial: issued.renewal_window.and(serial),
-                    ..Record::default()
-                };
+                let held = Held::parse(&d.secret, &issued.cert).ok();
+                tracing::info!(secret = %d.secret, serial = ?held.as_ref().map(|h| &h.serial), "certificate stored");
+                *r = success_record(d, &issued, held.as_ref(), SystemTime::now());
                 true
             }
             Err((error, retry_after)) => {
@@ -480,10 +356,10 @@ impl Manager {
     }
 
     /// Recomputes the per-certificate report from the store and records.
-    fn publish(&self, demands: &Demands, now: SystemTime) {
+    async fn publish(&self, demands: &Demands, now: SystemTime) {
         // Re-plan from what is stored now, so the report reflects this
         // pass's results rather than its starting point.
-        let (held, _) = self.read_held(&demands.certificates);
+        let (held, _) = self.read_held(&demands.certificates).await;
         let records = self.records_snapshot();
         let actions = plan(&demands.certificates, &held, &records, now, self.seed);
         let in_flight = self
@@ -495,38 +371,39 @@ impl Manager {
         self.certificates.send_replace(Arc::new(statuses));
     }
 
-    /// Writes the records atomically; failures are logged (the records are
-    /// an optimisation: losing them never causes a duplicate order).
-    fn persist(&self) {
-        let records = self.records_snapshot();
-        let by_name: BTreeMap<String, Record> = records
+    /// Writes the records that changed since the Store last had them;
+    /// failures are logged (the records are an optimisation: losing them
+    /// never causes a duplicate order).
+    async fn persist(&self) {
+        let mut persisted = self.persisted.lock().await;
+        let changed: BTreeMap<StoreKey, Record> = self
+            .records_snapshot()
             .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
+            .filter(|(k, v)| persisted.get(k) != Some(v))
             .collect();
-        let result = serde_json::to_vec_pretty(&by_name)
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| {
-                if let Some(dir) = self.state_file.parent() {
-                    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-                }
-                write_atomic(&self.state_file, &bytes, 0o600).map_err(|e| e.to_string())
-            });
-        if let Err(error) = result {
-            tracing::warn!(file = %self.state_file.display(), %error, "cannot write issuer state");
+        if changed.is_empty() {
+            return;
+        }
+        match self.store.put_records(&changed).await {
+            Ok(()) => persisted.extend(changed),
+            Err(error) => {
+                tracing::warn!(error = %ErrorChain(&error), "cannot write the issuer records")
+            }
         }
     }
 }
 
-/// An error with its sources, `a: b: c`.
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
+/// The record of a certificate just stored (`held`, parsed): issued for
+/// the demand, with the CA's renewal window (checked `now`) when it gave
+/// one.
+fn success_record(d: &Demand, issued: &Issued, held: Option<&Held>, now: SystemTime) -> Record {
+    Record {
+        issued_for: Some(d.fingerprint()),
+        renewal_window: issued.renewal_window,
+        window_checked: issued.renewal_window.map(|_| now),
+        window_serial: issued.renewal_window.and(held.map(|h| h.serial.clone())),
+        ..Record::default()
     }
-    text
 }
 
 /// How long until the earliest wait in `actions` ends (at most an hour).
@@ -542,50 +419,37 @@ fn next_sleep(actions: &[Action], now: SystemTime) -> Duration {
         .clamp(Duration::from_millis(200), MAX_SLEEP)
 }
 
-/// Reads the records file; a missing file is an empty record set.
-fn read_records(path: &Path) -> Result<BTreeMap<StoreKey, Record>, ManagerError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
-        Err(e) => {
-            return Err(ManagerError::State {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            })
+/// The records in `store`; a damaged set is an empty one.
+async fn read_records(store: &dyn Store) -> Result<BTreeMap<StoreKey, Record>, ManagerError> {
+    match store.records().await {
+        Ok(records) => Ok(records),
+        Err(error @ store::Error::Decode { .. }) => {
+            // Records only tune timing; a damaged set is started over (the
+            // Store still prevents duplicate orders).
+            tracing::warn!(error = %ErrorChain(&error), "issuer records unreadable; starting afresh");
+            Ok(BTreeMap::new())
         }
-    };
-    let by_name: BTreeMap<String, Record> = match serde_json::from_str(&text) {
-        Ok(m) => m,
-        Err(error) => {
-            // Records only tune timing; a damaged file is started over
-            // (the Store still prevents duplicate orders).
-            tracing::warn!(file = %path.display(), %error, "issuer state unreadable; starting afresh");
-            return Ok(BTreeMap::new());
-        }
-    };
-    Ok(by_name
-        .into_iter()
-        .filter_map(|(k, v)| {
-            let (ns, name) = k.split_once('/')?;
-            Some((StoreKey::new(ns, name).ok()?, v))
-        })
-        .collect())
+        Err(error) => Err(ManagerError::ReadRecords(error)),
+    }
 }
 
 /// The stored certificates of the Secrets managed listeners use.
-pub fn stored_for(store: &dyn Store, resources: &Resources) -> BTreeMap<StoreKey, StoredCert> {
+pub async fn stored_for(
+    store: &dyn Store,
+    resources: &Resources,
+) -> BTreeMap<StoreKey, StoredCert> {
     let mut out = BTreeMap::new();
     for m in super::demand::managed_listeners(resources) {
         if out.contains_key(&m.secret) {
             continue;
         }
-        match store.get(&m.secret) {
+        match store.get_cert(&m.secret).await {
             Ok(Some(cert)) => {
                 out.insert(m.secret, cert);
             }
             Ok(None) => {}
             Err(error) => {
-                tracing::warn!(secret = %m.secret, error = chain(&error), "cannot read stored certificate")
+                tracing::warn!(secret = %m.secret, error = %ErrorChain(&error), "cannot read stored certificate")
             }
         }
     }
@@ -594,19 +458,18 @@ pub fn stored_for(store: &dyn Store, resources: &Resources) -> BTreeMap<StoreKey
 
 /// What `portcullis certs` shows: the report a manager would publish for
 /// the configuration in `resources` (compiled with `status`), from what
-/// `store` holds and the records in `state_dir`. Blocking; never issues.
-pub fn snapshot(
+/// `store` holds and its records. Never issues.
+pub async fn snapshot(
     resources: &Resources,
     status: &Status,
     store: &dyn Store,
-    state_dir: &Path,
     now: SystemTime,
 ) -> Result<Vec<CertStatus>, ManagerError> {
     let demands = demand(resources, status);
-    let records = read_records(&state_dir.join(STATE_FILE))?;
+    let records = read_records(store).await?;
     let mut held = BTreeMap::new();
     for d in &demands.certificates {
-        if let Ok(Some(stored)) = store.get(&d.secret) {
+        if let Ok(Some(stored)) = store.get_cert(&d.secret).await {
             if let Ok(h) = Held::parse(&d.secret, &stored) {
                 held.insert(d.secret.clone(), h);
             }
@@ -622,3 +485,6 @@ pub fn snapshot(
         now,
     ))
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,6 +1,6 @@
 //! Certificate issuance: which certificates Gateways need, when to issue
-//! and renew them, and the issuers that sign them. Storing the results
-//! belongs to [`crate::store`].
+//! and renew them, and the issuers that sign them. Keeping the results and
+//! every other piece of issuer state belongs to [`crate::store`].
 //!
 //! | module | owns | pure? |
 //! |---|---|---|
@@ -10,9 +10,9 @@
 //! | [`inventory`] | facts about a stored certificate (`Held`) | yes |
 //! | [`plan`] | issue / renew / retry / wait decisions with a fake-able clock | yes |
 //! | [`status`] | the per-certificate report and the `portcullis certs` table | yes |
-//! | [`manager`] | the loop: demand → inventory → plan → issue → store → recompile | I/O |
+//! | [`manager`] | the loop: demand → inventory → plan → issue → store → recompile; run until stopped | I/O |
 //! | `local_ca`, [`self_signed`], [`ca_issuer`] | the local issuers | issue is pure given keys |
-//! | [`acme`], [`challenges`], [`dns`] | the ACME issuer and its challenge solvers | I/O |
+//! | [`acme`], [`challenges`], [`dns`] | the ACME issuer, challenge publishing and the board, DNS-01 | I/O |
 
 pub mod acme;
 pub mod augment;
@@ -36,15 +36,13 @@ pub use request::{CertRequest, Issued, KeyAlgorithm, RenewalWindow};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// Reading or writing the CA's files failed.
-    #[error("local CA storage")]
+    /// Reading or writing the issuer's state in the Store failed.
+    #[error("issuer storage")]
     Store(#[source] crate::store::Error),
-    /// The stored CA certificate or key could not be parsed or do not belong
-    /// together.
-    #[error("stored local CA in {path} is unusable: {reason}")]
+    /// The stored CA certificate or key could not be parsed, do not belong
+    /// together, or one is missing.
+    #[error("stored local CA is unusable: {reason}")]
     LoadCa {
-        /// The CA directory.
-        path: std::path::PathBuf,
         /// What is wrong with it.
         reason: String,
     },
@@ -67,4 +65,20 @@ pub enum Error {
     /// a validity that ends before it starts).
     #[error("invalid certificate request: {0}")]
     InvalidRequest(String),
+}
+
+/// Displays an error with its sources, `a: b: c`, for log lines and
+/// per-certificate status.
+pub(crate) struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
 }

@@ -27,6 +27,9 @@ pub fn issue(req: &CertRequest, key: KeyPair, now: SystemTime) -> Result<Issued,
         cert: StoredCert {
             cert_chain_pem: cert.pem(),
             key_pem: key.serialize_pem(),
+            // A self-signed certificate is its own CA (as cert-manager's
+            // `selfSigned` issuer writes `ca.crt`).
+            ca_pem: Some(cert.pem()),
         },
         renewal_window: None,
     })
@@ -59,5 +62,10 @@ mod tests {
         assert_eq!(held.key, Some(KeyAlgorithm::EcdsaP384));
         assert_eq!(held.not_after, now + Duration::from_secs(600));
         assert!(issued.renewal_window.is_none());
+        assert_eq!(
+            issued.cert.ca_pem.as_deref(),
+            Some(issued.cert.cert_chain_pem.as_str()),
+            "a self-signed certificate is its own CA"
+        );
     }
 }

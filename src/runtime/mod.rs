@@ -380,9 +380,12 @@ pub async fn serve(options: ServeOptions) -> Result<(), Error> {
                 path: options.state_dir.clone(),
                 source,
             })?;
-            let manager = start_issuer(&options, &shared)?;
+            let manager = start_issuer(&options, &shared).await?;
             let (input, input_rx) = watch::channel(None);
-            tokio::spawn(manager.clone().run(input_rx));
+            // Standalone mode issues for as long as it serves: nothing
+            // stops it.
+            let stop = tokio_util::sync::CancellationToken::new();
+            tokio::spawn(manager.clone().run(input_rx, stop));
             let source = DirSource::new(options.config_dir.clone()).with_issuer(manager.clone());
             (Source::Dir(Box::new(source)), Some((manager, input)), None)
         }
@@ -511,26 +514,24 @@ async fn certificates_changed(
 /// How long start-up waits for the issuer's first pass before serving.
 const FIRST_ISSUE_WAIT: Duration = Duration::from_secs(10);
 
-/// Loads the local CA and starts the certificate manager over the state
-/// directory's store.
-fn start_issuer(
+/// Loads the local CA and the certificate manager's records from the state
+/// directory's store, and builds the manager (challenges go on the local
+/// board).
+async fn start_issuer(
     options: &ServeOptions,
     shared: &Arc<Shared>,
 ) -> Result<Arc<crate::issuer::manager::Manager>, Error> {
-    let local_ca = crate::issuer::LocalCa::load_or_create(&options.state_dir, SystemTime::now())
-        .map_err(Error::LocalCa)?;
     let store: Arc<dyn crate::store::Store> =
         Arc::new(crate::store::DirStore::new(&options.state_dir));
-    let mut acme =
-        crate::issuer::acme::AcmeContext::new(options.state_dir.clone(), shared.challenges.clone());
+    let local_ca = crate::issuer::LocalCa::load_or_create(store.as_ref(), SystemTime::now())
+        .await
+        .map_err(Error::LocalCa)?;
+    let publisher = crate::issuer::challenges::LocalPublisher::new(shared.challenges.clone());
+    let mut acme = crate::issuer::acme::AcmeContext::new(store.clone(), Arc::new(publisher));
     acme.metrics = Some(shared.metrics.clone());
-    let manager = crate::issuer::manager::Manager::new(
-        &options.state_dir,
-        store,
-        Arc::new(local_ca),
-        Some(Arc::new(acme)),
-    )
-    .map_err(Error::Issuer)?;
+    let manager =
+        crate::issuer::manager::Manager::new(store, Arc::new(local_ca), Some(Arc::new(acme)));
+    manager.load_records().await.map_err(Error::Issuer)?;
     Ok(Arc::new(manager))
 }
 

@@ -1,19 +1,29 @@
-//! Certificate storage: where issued certificates and their private keys live
-//! between runs.
+//! The issuer's durable state behind one async boundary, [`Store`]: issued
+//! certificates and their keys, ACME account keys, pending ACME orders, the
+//! local CA's key pair and the per-certificate issuer records.
 //!
-//! A [`Store`] maps a Secret identity ([`StoreKey`]: namespace and name) to a
-//! certificate chain and its key ([`StoredCert`]), like a
-//! `kubernetes.io/tls` Secret. The backend is swappable: [`DirStore`] keeps
-//! them in the state directory for standalone mode; a Kubernetes Secret
-//! backend will implement the same trait. Issuing, renewing and deciding what
-//! to store belong to [`crate::issuer`]; this module only keeps bytes safe.
+//! Two backends implement it: [`DirStore`] keeps everything in the state
+//! directory (standalone mode); the Kubernetes backend keeps it in Secrets
+//! and ConfigMaps, so a new leader replica resumes where the last one
+//! stopped. Keys are typed ([`StoreKey`], [`AccountId`]); values are the
+//! issuer's own nouns ([`StoredCert`], [`PendingOrder`], the planner's
+//! [`Record`]). Issuing, renewing and deciding what to store belong to
+//! [`crate::issuer`]; this module only keeps bytes safe.
 
 mod dir;
+mod key;
 
 pub use dir::{write_atomic, DirStore};
+pub use key::{AccountId, StoreKey};
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
+use std::time::SystemTime;
+
+/// What the planner remembers per certificate between attempts and
+/// restarts (attempts, backoff, the ARI window).
+pub use crate::issuer::plan::Record;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -54,80 +64,46 @@ pub enum Error {
         /// The offending file.
         path: PathBuf,
     },
-}
-
-/// The identity of one stored certificate: the namespace and name of the
-/// Secret it is (or will be) kept in.
-///
-/// Both parts are validated on construction as Kubernetes object names
-/// (lowercase RFC 1123 subdomains), which also guarantees they are safe single
-/// path components: no `/`, no leading `.`, never `..`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct StoreKey {
-    namespace: String,
-    name: String,
-}
-
-impl StoreKey {
-    /// Builds a key, rejecting names that are not valid Kubernetes object
-    /// names.
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Result<Self, Error> {
-        let namespace = namespace.into();
-        let name = name.into();
-        validate_object_name("namespace", &namespace)?;
-        validate_object_name("name", &name)?;
-        Ok(Self { namespace, name })
-    }
-
-    /// The Secret's namespace.
-    pub fn namespace(&self) -> &str {
-        &self.namespace
-    }
-
-    /// The Secret's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-}
-
-impl fmt::Display for StoreKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
-
-/// Checks `value` against the Kubernetes object-name rule (RFC 1123
-/// subdomain: at most 253 characters of `[a-z0-9.-]`, starting and ending
-/// with an alphanumeric).
-fn validate_object_name(field: &'static str, value: &str) -> Result<(), Error> {
-    let invalid = |reason| Error::InvalidKey {
-        field,
-        value: value.to_owned(),
-        reason,
-    };
-    if value.is_empty() {
-        return Err(invalid("must not be empty"));
-    }
-    if value.len() > 253 {
-        return Err(invalid("must be at most 253 characters"));
-    }
-    if !value
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-    {
-        return Err(invalid(
-            "may only contain lowercase letters, digits, '-' and '.'",
-        ));
-    }
-    let alnum = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    if !alnum(value.bytes().next()) || !alnum(value.bytes().last()) {
-        return Err(invalid("must start and end with a letter or digit"));
-    }
-    Ok(())
+    /// A stored entry exists but cannot be parsed (damaged JSON).
+    #[error("decoding {what}: {reason}")]
+    Decode {
+        /// The entry (a path, or an object name).
+        what: String,
+        /// What the parser said.
+        reason: String,
+    },
+    /// A value could not be serialised for storing.
+    #[error("encoding {what}")]
+    Encode {
+        /// The entry being written.
+        what: String,
+        /// The serialiser's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Half of a pair is stored without the other (a local CA certificate
+    /// without its key): refused rather than replaced, so no key is lost.
+    #[error("{what} is incomplete: {reason}")]
+    Incomplete {
+        /// The entry.
+        what: String,
+        /// Which part is missing.
+        reason: String,
+    },
+    /// The blocking task running a store operation panicked or was
+    /// cancelled.
+    #[error("store operation {op} did not finish")]
+    Blocking {
+        /// The operation (`put_cert`, `records`, …).
+        op: &'static str,
+        /// The task's failure.
+        #[source]
+        source: tokio::task::JoinError,
+    },
 }
 
 /// A certificate chain and its private key, as kept in a `kubernetes.io/tls`
-/// Secret (`tls.crt`, `tls.key`).
+/// Secret (`tls.crt`, `tls.key`, and `ca.crt` when the issuing CA is known).
 ///
 /// `Debug` never prints the key.
 #[derive(Clone, PartialEq, Eq)]
@@ -137,6 +113,9 @@ pub struct StoredCert {
     pub cert_chain_pem: String,
     /// The leaf's private key, PEM.
     pub key_pem: String,
+    /// The certificate of the CA that issued it, PEM, when known (local CA,
+    /// `ca` and `selfSigned` issuers; not ACME).
+    pub ca_pem: Option<String>,
 }
 
 impl fmt::Debug for StoredCert {
@@ -144,22 +123,118 @@ impl fmt::Debug for StoredCert {
         f.debug_struct("StoredCert")
             .field("cert_chain_pem", &self.cert_chain_pem)
             .field("key_pem", &"<redacted>")
+            .field("ca_pem", &self.ca_pem)
             .finish()
     }
 }
 
-/// A place certificates are kept between runs.
+/// What is known about an issued certificate besides its bytes, passed
+/// with every [`Store::put_cert`]: the Kubernetes store writes it as the
+/// Secret's annotations and labels (which issuer, which names, when renewal
+/// is due); the directory store has no place for it and reads it back from
+/// the certificate when needed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertMeta {
+    /// `Issuer`, `ClusterIssuer` or `local-ca`.
+    pub issuer_kind: String,
+    /// The issuer's name (`local-ca` for the local CA); an `Issuer` is in the
+    /// certificate's namespace.
+    pub issuer_name: String,
+    /// The names the certificate was requested for.
+    pub dns_names: Vec<String>,
+    /// The leaf's notAfter.
+    pub not_after: Option<SystemTime>,
+    /// When the planner will renew it.
+    pub renewal_time: Option<SystemTime>,
+}
+
+/// An ACME order the CA created for a certificate that has not been stored
+/// yet: kept so that a restart, or a new leader, resumes it instead of
+/// ordering again.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PendingOrder {
+    /// The order URL (RFC 8555 §7.1.3), for POST-as-GET.
+    pub url: String,
+    /// The ACME directory URL it was placed with.
+    pub server: String,
+    /// The names ordered, as requested.
+    pub names: Vec<String>,
+    /// The profile ordered, if any.
+    pub profile: Option<String>,
+}
+
+impl PendingOrder {
+    /// Whether this order is for the same certificate on the same server:
+    /// only then may it be resumed (the key is chosen at finalize, so a new
+    /// key algorithm does not matter).
+    pub fn serves(&self, server: &str, names: &[String], profile: Option<&str>) -> bool {
+        self.server == server && self.names == names && self.profile.as_deref() == profile
+    }
+}
+
+/// Where the issuer keeps everything it must not lose.
 ///
-/// Implementations make each [`put`](Store::put) atomic: a reader sees either
-/// the previous pair or the new pair, never a certificate with another
-/// certificate's key, even after a crash.
-pub trait Store: Send + Sync {
-    /// The certificate stored under `name`, or `None` if there is none.
-    fn get(&self, name: &StoreKey) -> Result<Option<StoredCert>, Error>;
-    /// Stores `value` under `name`, replacing any previous value atomically.
-    fn put(&self, name: &StoreKey, value: &StoredCert) -> Result<(), Error>;
+/// Every write is atomic: a reader (or the next process, after a crash)
+/// sees the previous value or the new one, never a mix, and never a
+/// certificate with another certificate's key. Only the leader writes; any
+/// number of readers may read. Implementations keep blocking I/O off the
+/// async workers.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + fmt::Debug {
+    /// The certificate stored under `key`, or `None` if there is none.
+    async fn get_cert(&self, key: &StoreKey) -> Result<Option<StoredCert>, Error>;
+
+    /// Stores `cert` under `key`, replacing any previous pair atomically;
+    /// `meta` describes it (see [`CertMeta`]).
+    async fn put_cert(
+        &self,
+        key: &StoreKey,
+        cert: &StoredCert,
+        meta: &CertMeta,
+    ) -> Result<(), Error>;
+
     /// Every key with a stored certificate, sorted.
-    fn list(&self) -> Result<Vec<StoreKey>, Error>;
+    async fn list_certs(&self) -> Result<Vec<StoreKey>, Error>;
+
+    /// The private key (PKCS#8 PEM) of `account`, or `None` if none was
+    /// stored.
+    async fn account_key(&self, account: &AccountId) -> Result<Option<String>, Error>;
+
+    /// Stores the private key of `account`, replacing any previous one.
+    async fn put_account_key(&self, account: &AccountId, key_pem: &str) -> Result<(), Error>;
+
+    /// The order in progress for the certificate `cert`, if one is recorded.
+    async fn pending_order(&self, cert: &StoreKey) -> Result<Option<PendingOrder>, Error>;
+
+    /// Records `order` as the one in progress for `cert`.
+    async fn put_pending_order(&self, cert: &StoreKey, order: &PendingOrder) -> Result<(), Error>;
+
+    /// Forgets the order in progress for `cert`; nothing recorded is fine.
+    async fn remove_pending_order(&self, cert: &StoreKey) -> Result<(), Error>;
+
+    /// The local CA's root certificate (`cert_chain_pem`) and key, if one was
+    /// created.
+    async fn local_ca(&self) -> Result<Option<StoredCert>, Error>;
+
+    /// Compare-and-create: stores `ca` as the local CA unless one exists, and
+    /// returns the CA stored afterwards — `ca` itself, or the one another
+    /// creator stored first. Two creators never end up with two CAs.
+    async fn create_local_ca(&self, ca: &StoredCert) -> Result<StoredCert, Error>;
+
+    /// A local CA key a crash left without its certificate, which the next
+    /// creator must sign a root for (and pass to
+    /// [`create_local_ca`](Store::create_local_ca)) instead of replacing it.
+    /// Only a store that writes the key and the certificate separately can
+    /// have one; by default there is none.
+    async fn orphan_local_ca_key(&self) -> Result<Option<String>, Error> {
+        Ok(None)
+    }
+
+    /// Every issuer record.
+    async fn records(&self) -> Result<BTreeMap<StoreKey, Record>, Error>;
+
+    /// Creates or replaces the records in `changed`; others are untouched.
+    async fn put_records(&self, changed: &BTreeMap<StoreKey, Record>) -> Result<(), Error>;
 }
 
 #[cfg(test)]
@@ -167,33 +242,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn object_names_with_slash_or_dots_are_rejected() {
-        for bad in [
-            "", "a/b", "..", ".", "../etc", ".hidden", "..data", "Upper", "a_b", "-a", "a-",
-        ] {
-            assert!(StoreKey::new("default", bad).is_err(), "name {bad:?}");
-            assert!(StoreKey::new(bad, "ok").is_err(), "namespace {bad:?}");
-        }
-        assert!(StoreKey::new("default", "x".repeat(254)).is_err());
-    }
-
-    #[test]
-    fn kubernetes_object_names_are_accepted() {
-        for good in ["a", "gw-https-tls", "my.secret-1", "0"] {
-            let key = StoreKey::new("ns-1", good).expect("valid name");
-            assert_eq!(key.name(), good);
-            assert_eq!(key.namespace(), "ns-1");
-        }
-    }
-
-    #[test]
     fn stored_cert_debug_redacts_key() {
         let cert = StoredCert {
             cert_chain_pem: "CERT".into(),
             key_pem: "SECRET-KEY-MATERIAL".into(),
+            ca_pem: Some("ROOT".into()),
         };
         let shown = format!("{cert:?}");
-        assert!(shown.contains("CERT"));
+        assert!(shown.contains("CERT") && shown.contains("ROOT"));
         assert!(!shown.contains("SECRET-KEY-MATERIAL"));
+    }
+
+    #[test]
+    fn pending_order_resumes_only_for_the_same_server_names_and_profile() {
+        let o = PendingOrder {
+            url: "https://ca.test/order/1".into(),
+            server: "https://ca.test/dir".into(),
+            names: vec!["a.test".into(), "b.test".into()],
+            profile: None,
+        };
+        let names = o.names.clone();
+        assert!(o.serves("https://ca.test/dir", &names, None));
+        assert!(!o.serves("https://other.test/dir", &names, None));
+        assert!(!o.serves("https://ca.test/dir", &names[..1], None));
+        assert!(!o.serves("https://ca.test/dir", &names, Some("shortlived")));
     }
 }

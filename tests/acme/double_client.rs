@@ -10,6 +10,7 @@ use anyhow::{ensure, Result};
 use base64::Engine;
 use portcullis::compile::{compile, CompileOptions};
 use portcullis::issuer::acme::{AcmeContext, AcmeIssuer};
+use portcullis::issuer::challenges::LocalPublisher;
 use portcullis::issuer::manager::{Input, Manager};
 use portcullis::issuer::status::CertStatus;
 use portcullis::issuer::{CertRequest, Issued, LocalCa};
@@ -17,6 +18,7 @@ use portcullis::store::DirStore;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// The double's issuer spec as YAML (the body under `spec.acme`).
 fn acme_spec_yaml(double: &AriDouble, indent: &str) -> String {
@@ -55,7 +57,10 @@ impl Direct {
             AcmeIssuer::resolve(&spec, "default", &portcullis::model::Resources::default())?;
         let state = tempfile::tempdir()?;
         Ok(Direct {
-            ctx: AcmeContext::new(state.path(), Arc::default()),
+            ctx: AcmeContext::new(
+                Arc::new(DirStore::new(state.path())),
+                Arc::new(LocalPublisher::new(Arc::default())),
+            ),
             double,
             issuer,
             _state: state,
@@ -78,13 +83,13 @@ pub struct Managed {
     pub double: AriDouble,
     manager: Arc<Manager>,
     input: watch::Sender<Option<Input>>,
-    task: tokio::task::JoinHandle<()>,
+    stop: CancellationToken,
     _state: tempfile::TempDir,
 }
 
 impl Drop for Managed {
     fn drop(&mut self) {
-        self.task.abort();
+        self.stop.cancel();
     }
 }
 
@@ -95,21 +100,18 @@ impl Managed {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let double = AriDouble::start(behaviour).await?;
         let state = tempfile::tempdir()?;
-        let local_ca = LocalCa::load_or_create(state.path(), SystemTime::now())?;
-        let ctx = AcmeContext::new(state.path(), Arc::default());
-        let manager = Arc::new(Manager::new(
-            state.path(),
-            Arc::new(DirStore::new(state.path())),
-            Arc::new(local_ca),
-            Some(Arc::new(ctx)),
-        )?);
+        let store = Arc::new(DirStore::new(state.path()));
+        let local_ca = LocalCa::load_or_create(store.as_ref(), SystemTime::now()).await?;
+        let ctx = AcmeContext::new(store.clone(), Arc::new(LocalPublisher::new(Arc::default())));
+        let manager = Arc::new(Manager::new(store, Arc::new(local_ca), Some(Arc::new(ctx))));
         let (input, rx) = watch::channel(None);
-        let task = tokio::spawn(manager.clone().run(rx));
+        let stop = CancellationToken::new();
+        tokio::spawn(manager.clone().run(rx, stop.clone()));
         Ok(Managed {
             double,
             manager,
             input,
-            task,
+            stop,
             _state: state,
         })
     }

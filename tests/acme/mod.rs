@@ -9,6 +9,7 @@ pub mod ari_double;
 pub mod binary;
 pub mod bind;
 pub mod double_client;
+pub mod leader;
 pub mod pebble;
 pub mod rig;
 

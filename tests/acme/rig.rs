@@ -9,8 +9,10 @@ use super::DataPlane;
 use anyhow::{ensure, Context, Result};
 use base64::Engine;
 use portcullis::issuer::acme::{AcmeContext, AcmeIssuer};
+use portcullis::issuer::challenges::LocalPublisher;
 use portcullis::issuer::{CertRequest, KeyAlgorithm};
-use portcullis::store::StoreKey;
+use portcullis::store::{DirStore, StoreKey};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The user route both rigs serve on Gateway `gw`: a static `user route`
@@ -168,7 +170,10 @@ spec:
             .as_ref()
             .map(|p| p.board.clone())
             .unwrap_or_default();
-        let mut ctx = AcmeContext::new(self.state.path(), board);
+        let mut ctx = AcmeContext::new(
+            Arc::new(DirStore::new(self.state.path())),
+            Arc::new(LocalPublisher::new(board)),
+        );
         ctx.timeouts.validation = Duration::from_secs(60);
         ctx
     }

@@ -1,18 +1,15 @@
 //! ACME accounts: created once per issuer and server, their key kept in the
-//! state directory (`acme/<namespace>/<secret>/account-<server hash>.pem`,
-//! written atomically, mode 0600) unless the user supplied one in the
-//! `privateKeySecretRef` Secret, and reused on every later run.
+//! [`Store`] under the issuer's `privateKeySecretRef` and server
+//! ([`AccountId`]) unless the user supplied one in that Secret, and reused on
+//! every later run (and by the next leader).
 //!
 //! On start the stored key is presented again (`newAccount` returns the
 //! existing account for a known key, RFC 8555 §7.3.1), which also
 //! re-registers it with a CA that forgot it (Pebble restarted). Accounts are
-//! cached per key in memory; the caller drops the cached one when the CA
-//! says it does not know it.
+//! cached per account id in memory; the caller drops the cached one when the
+//! CA says it does not know it.
 
 use std::collections::HashMap;
-use std::fs::DirBuilder;
-use std::os::unix::fs::DirBuilderExt;
-use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use instant_acme::{Account, ExternalAccountKey, NewAccount};
@@ -22,25 +19,7 @@ use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use super::config::AcmeIssuer;
 use super::http::{AcmeHttp, RetryAfterSlot};
 use super::Error;
-
-/// Mode of account key files.
-const KEY_MODE: u32 = 0o600;
-/// Mode of the directories holding them.
-const DIR_MODE: u32 = 0o700;
-
-/// Where an issuer's account key for its server lives under `state_dir`.
-pub fn key_path(state_dir: &Path, issuer: &AcmeIssuer) -> PathBuf {
-    let digest = ring::digest::digest(&ring::digest::SHA256, issuer.server.as_bytes());
-    let hash: String = digest.as_ref()[..6]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    state_dir
-        .join("acme")
-        .join(&issuer.account_namespace)
-        .join(&issuer.account_secret)
-        .join(format!("account-{hash}.pem"))
-}
+use crate::store::{AccountId, Store};
 
 /// PKCS#8 DER as PEM.
 fn pkcs8_pem(der: &[u8]) -> String {
@@ -54,12 +33,12 @@ fn pkcs8_pem(der: &[u8]) -> String {
     pem
 }
 
-/// Accounts in use, by key file.
+/// Accounts in use, by account id.
 #[derive(Default)]
 pub struct Accounts {
     /// Each account with the Retry-After slot its HTTP client writes (the
     /// client lives as long as the account, so the slot must too).
-    cache: tokio::sync::Mutex<HashMap<PathBuf, (Account, RetryAfterSlot)>>,
+    cache: tokio::sync::Mutex<HashMap<AccountId, (Account, RetryAfterSlot)>>,
 }
 
 impl std::fmt::Debug for Accounts {
@@ -73,33 +52,36 @@ impl Accounts {
     /// with the slot where its HTTP client records the CA's Retry-After.
     pub async fn get(
         &self,
-        state_dir: &Path,
+        store: &dyn Store,
         issuer: &AcmeIssuer,
         metrics: Option<&std::sync::Arc<crate::metrics::Metrics>>,
     ) -> Result<(Account, RetryAfterSlot), Error> {
-        let path = key_path(state_dir, issuer);
+        let id = issuer.account_id()?;
         // Held across creation: two orders of one issuer never create two
-        // accounts or race on the key file.
+        // accounts or race on the stored key.
         let mut cache = self.cache.lock().await;
-        if let Some((account, slot)) = cache.get(&path) {
+        if let Some((account, slot)) = cache.get(&id) {
             return Ok((account.clone(), slot.clone()));
         }
         let slot = RetryAfterSlot::default();
-        let account = open_or_create(&path, issuer, &slot, metrics)
+        let account = open_or_create(store, &id, issuer, &slot, metrics)
             .await
             .map_err(|e| super::order::with_retry_after(e, &slot))?;
-        cache.insert(path, (account.clone(), slot.clone()));
+        cache.insert(id, (account.clone(), slot.clone()));
         Ok((account, slot))
     }
 
     /// Forgets the cached account of `issuer` (the CA no longer knows it).
-    pub async fn forget(&self, state_dir: &Path, issuer: &AcmeIssuer) {
-        self.cache.lock().await.remove(&key_path(state_dir, issuer));
+    pub async fn forget(&self, issuer: &AcmeIssuer) {
+        if let Ok(id) = issuer.account_id() {
+            self.cache.lock().await.remove(&id);
+        }
     }
 }
 
 async fn open_or_create(
-    path: &Path,
+    store: &dyn Store,
+    id: &AccountId,
     issuer: &AcmeIssuer,
     retry_after: &RetryAfterSlot,
     metrics: Option<&std::sync::Arc<crate::metrics::Metrics>>,
@@ -113,26 +95,23 @@ async fn open_or_create(
     };
     let stored = match &issuer.account_key_pem {
         Some(pem) => Some(pem.clone()),
-        None => match std::fs::read_to_string(path) {
-            Ok(pem) => Some(pem),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(source) => {
-                return Err(Error::AccountKey {
-                    path: path.to_owned(),
-                    reason: source.to_string(),
-                })
-            }
-        },
+        None => store
+            .account_key(id)
+            .await
+            .map_err(|source| Error::StoreAccountKey {
+                account: Box::new(id.clone()),
+                source,
+            })?,
     };
     if let Some(pem) = stored {
         let der =
             PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| Error::AccountKey {
-                path: path.to_owned(),
+                account: Box::new(id.clone()),
                 reason: format!("not a PKCS#8 PEM key: {e}"),
             })?;
         let key =
             instant_acme::Key::from_pkcs8_der(der.clone_key()).map_err(|e| Error::AccountKey {
-                path: path.to_owned(),
+                account: Box::new(id.clone()),
                 reason: format!("unusable account key (ECDSA P-256 expected): {e}"),
             })?;
         let found = Account::builder_with_http(http()?)
@@ -173,21 +152,14 @@ async fn open_or_create(
         .await
         .map_err(|e| Error::from_acme(super::Phase::Account, e))?;
     let pem = pkcs8_pem(credentials.private_key().secret_pkcs8_der());
-    if let Some(dir) = path.parent() {
-        DirBuilder::new()
-            .recursive(true)
-            .mode(DIR_MODE)
-            .create(dir)
-            .map_err(|source| Error::AccountKey {
-                path: dir.to_owned(),
-                reason: source.to_string(),
-            })?;
-    }
-    crate::store::write_atomic(path, pem.as_bytes(), KEY_MODE).map_err(|e| Error::AccountKey {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })?;
-    tracing::info!(server = %issuer.server, key = %path.display(), "ACME account created");
+    store
+        .put_account_key(id, &pem)
+        .await
+        .map_err(|source| Error::StoreAccountKey {
+            account: Box::new(id.clone()),
+            source,
+        })?;
+    tracing::info!(server = %issuer.server, account = %id, "ACME account created");
     Ok(account)
 }
 
@@ -205,7 +177,7 @@ mod tests {
     }
 
     #[test]
-    fn key_path_differs_per_server_and_stays_in_state_dir() {
+    fn account_id_is_the_key_secret_on_the_server() {
         let mut issuer = AcmeIssuer {
             server: "https://a.test/dir".into(),
             email: None,
@@ -217,10 +189,15 @@ mod tests {
             ca_bundle_pem: None,
             solvers: vec![],
         };
-        let a = key_path(Path::new("/state"), &issuer);
+        let a = issuer.account_id().expect("valid");
+        assert_eq!(a.secret().to_string(), "web/le-account");
+        assert_eq!(a.server(), "https://a.test/dir");
         issuer.server = "https://b.test/dir".into();
-        let b = key_path(Path::new("/state"), &issuer);
-        assert_ne!(a, b);
-        assert!(a.starts_with("/state/acme/web/le-account"));
+        assert_ne!(issuer.account_id().expect("valid"), a);
+        issuer.account_secret = "Not/A/Name".into();
+        assert!(matches!(
+            issuer.account_id(),
+            Err(Error::InvalidIssuer { .. })
+        ));
     }
 }

@@ -79,7 +79,7 @@ pub struct AcmeIssuer {
     /// Name of the account key Secret.
     pub account_secret: String,
     /// A PKCS#8 PEM account key the user supplied in that Secret, if any;
-    /// otherwise the key is created once and kept in the state directory.
+    /// otherwise the key is created once and kept in the Store.
     pub account_key_pem: Option<String>,
     /// External Account Binding.
     pub eab: Option<Eab>,
@@ -92,6 +92,16 @@ pub struct AcmeIssuer {
 }
 
 impl AcmeIssuer {
+    /// The account this issuer orders with: its `privateKeySecretRef`
+    /// Secret on its server.
+    pub fn account_id(&self) -> Result<crate::store::AccountId, Error> {
+        let secret = crate::store::StoreKey::new(&self.account_namespace, &self.account_secret)
+            .map_err(|e| Error::InvalidIssuer {
+                reason: format!("privateKeySecretRef: {e}"),
+            })?;
+        Ok(crate::store::AccountId::new(secret, self.server.clone()))
+    }
+
     /// Resolves `spec`, reading its Secrets from `namespace` in `resources`
     /// (the issuer's namespace, or the cluster resource namespace for a
     /// ClusterIssuer).

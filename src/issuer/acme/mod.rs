@@ -6,10 +6,10 @@
 //! | module | owns |
 //! |---|---|
 //! | `config` | [`AcmeIssuer`]: the spec with its Secrets resolved; solver choice |
-//! | `account` | account creation, key storage in the state dir, reuse |
+//! | `account` | account creation, key storage in the [`Store`], reuse |
 //! | `http` | the HTTPS client (caBundle trust, Retry-After capture) |
 //! | `order` | one order: new order, authorizations, finalize, download |
-//! | `pending` | the URL of an order in progress, kept so a restart resumes it |
+//! | `pending` | the URL of an order in progress, kept in the Store so a restart (or a new leader) resumes it |
 //! | `ari` | certificate ids and renewal windows |
 //!
 //! When to issue, where to store the result and how to back off are the
@@ -28,11 +28,11 @@ pub use config::{choose_solver, AcmeIssuer, Eab, Solver, SolverKind};
 pub use http::parse_retry_after;
 pub use order::{issue, issue_with_key, renewal_window};
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::challenges::ChallengeBoard;
+use super::challenges::ChallengePublisher;
+use crate::store::{AccountId, Store};
 
 /// The step of an order that failed (RFC 8555 §7.1's lifecycle as seen
 /// from the client).
@@ -86,13 +86,22 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
-    /// The account key file cannot be read, parsed or written.
-    #[error("ACME account key {path}: {reason}")]
+    /// The account key cannot be parsed or used.
+    #[error("ACME account key of {account}: {reason}")]
     AccountKey {
-        /// The key file.
-        path: PathBuf,
-        /// What went wrong.
+        /// The account (boxed: errors stay small).
+        account: Box<AccountId>,
+        /// What is wrong with it.
         reason: String,
+    },
+    /// Reading or writing the account key in the Store failed.
+    #[error("storing the ACME account key of {account}")]
+    StoreAccountKey {
+        /// The account (boxed: errors stay small).
+        account: Box<AccountId>,
+        /// The Store's error.
+        #[source]
+        source: crate::store::Error,
     },
     /// The CA rate-limited us (`rateLimited`, HTTP 429).
     #[error("rate limited by the ACME server during {phase}: {detail}")]
@@ -155,6 +164,13 @@ pub enum Error {
     /// Generating the certificate key or CSR failed.
     #[error("generating the key or CSR")]
     Key(#[source] super::Error),
+    /// A step that runs in a task of its own (placing and recording an
+    /// order) ended without finishing (the task panicked).
+    #[error("ACME {phase} was interrupted")]
+    Interrupted {
+        /// The phase.
+        phase: Phase,
+    },
     /// Any other protocol or transport failure (server unreachable, bad
     /// answer).
     #[error("ACME {phase} failed")]
@@ -244,13 +260,14 @@ impl Error {
         match self {
             Self::InvalidIssuer { .. } => "InvalidIssuer",
             Self::AccountKey { .. } => "AccountKeyUnusable",
+            Self::StoreAccountKey { .. } => "StoreFailed",
             Self::RateLimited { .. } => "RateLimited",
             Self::Rejected { .. } => "Rejected",
             Self::ChallengeFailed { .. } => "ChallengeFailed",
             Self::NoSolver { .. } => "NoSolver",
             Self::Timeout { .. } => "Timeout",
             Self::Dns { .. } => "DnsUpdateFailed",
-            Self::Challenge(_) | Self::Key(_) => "InternalError",
+            Self::Challenge(_) | Self::Key(_) | Self::Interrupted { .. } => "InternalError",
             Self::Protocol { .. } => "AcmeError",
         }
     }
@@ -277,14 +294,14 @@ impl Default for Timeouts {
     }
 }
 
-/// What every ACME order shares: the state directory (account keys), the
-/// challenge board the data plane answers from, accounts in use, timeouts.
+/// What every ACME order shares: the Store (account keys, pending orders),
+/// the publisher of challenges, accounts in use, timeouts.
 #[derive(Debug)]
 pub struct AcmeContext {
-    /// The state directory; account keys live under `acme/`.
-    pub state_dir: PathBuf,
-    /// Challenges the data plane answers.
-    pub challenges: Arc<ChallengeBoard>,
+    /// Where account keys and pending orders are kept.
+    pub store: Arc<dyn Store>,
+    /// Where challenges are published for the data plane to answer.
+    pub challenges: Arc<dyn ChallengePublisher>,
     /// Bounds on waiting.
     pub timeouts: Timeouts,
     /// Where requests, orders and failures are counted (none in tests that
@@ -294,11 +311,11 @@ pub struct AcmeContext {
 }
 
 impl AcmeContext {
-    /// A context keeping accounts under `state_dir` and publishing challenges
-    /// on `challenges` (the board the proxy and TLS front read).
-    pub fn new(state_dir: impl Into<PathBuf>, challenges: Arc<ChallengeBoard>) -> Self {
+    /// A context keeping accounts and pending orders in `store` and
+    /// publishing challenges through `challenges`.
+    pub fn new(store: Arc<dyn Store>, challenges: Arc<dyn ChallengePublisher>) -> Self {
         Self {
-            state_dir: state_dir.into(),
+            store,
             challenges,
             timeouts: Timeouts::default(),
             metrics: None,

@@ -5,8 +5,15 @@
 //! Retry-After honoured by instant-acme), finalize with a CSR from the
 //! requested key, download the chain, then read its renewal window (RFC
 //! 9773). Challenges are withdrawn and DNS records deleted afterwards, on
-//! failure too. The order URL is recorded ([`super::pending`]) so that a
-//! restart resumes a pending or ready order instead of placing another.
+//! failure too. The order URL is recorded in the Store ([`super::pending`])
+//! so that a restart, or the next leader, resumes a pending or ready order
+//! instead of placing another.
+//!
+//! An order may be stopped at any await (the manager lost its Lease): what
+//! it published is withdrawn by the guards' drop, and its record stays for
+//! the next leader. Placing the order and recording it run in a task of
+//! their own, so a stop between the two never leaves an order the CA
+//! created but nobody recorded.
 
 use std::time::{Duration, SystemTime};
 
@@ -19,12 +26,12 @@ use instant_acme::{
 
 use super::config::{choose_solver, AcmeIssuer, SolverKind};
 use super::http::RetryAfterSlot;
-use super::pending::{self, PendingOrder};
+use super::pending;
 use super::{ari, AcmeContext, Error, Phase};
-use crate::issuer::challenges::Published;
+use crate::issuer::challenges::{Challenge, PublishedChallenge};
 use crate::issuer::dns;
 use crate::issuer::request::{CertRequest, Issued, RenewalWindow};
-use crate::store::StoredCert;
+use crate::store::{PendingOrder, StoredCert};
 
 /// A DNS-01 record added for this order, deleted when it ends.
 struct DnsRecord {
@@ -37,16 +44,18 @@ struct DnsRecord {
 /// What an order put in place for its challenges.
 #[derive(Default)]
 struct Presented {
-    /// Board entries; dropping them withdraws them.
-    board: Vec<Published>,
+    /// Published challenges; dropping them withdraws them (best effort).
+    published: Vec<Box<dyn PublishedChallenge>>,
     /// DNS records to delete.
     dns: Vec<DnsRecord>,
 }
 
 impl Presented {
-    /// Withdraws everything (DNS deletions are best effort and logged).
+    /// Withdraws everything (failures are logged).
     async fn clean_up(self) {
-        drop(self.board);
+        for published in self.published {
+            published.withdraw().await;
+        }
         for r in self.dns {
             if let Err(error) = r.server.remove_txt(&r.zone, &r.name, &r.value).await {
                 tracing::warn!(name = %r.name, %error, "could not delete DNS-01 record");
@@ -81,7 +90,7 @@ pub async fn issue_with_key(
     async {
         let (account, retry_after) = ctx
             .accounts
-            .get(&ctx.state_dir, issuer, ctx.metrics.as_ref())
+            .get(ctx.store.as_ref(), issuer, ctx.metrics.as_ref())
             .await?;
         // What an earlier order saw is not this order's answer.
         if let Ok(mut slot) = retry_after.lock() {
@@ -93,10 +102,10 @@ pub async fn issue_with_key(
             // server): present the stored key again, which registers it
             // anew, and try once more.
             tracing::info!("the ACME server does not know the account; registering it again");
-            ctx.accounts.forget(&ctx.state_dir, issuer).await;
+            ctx.accounts.forget(issuer).await;
             let (account, _) = ctx
                 .accounts
-                .get(&ctx.state_dir, issuer, ctx.metrics.as_ref())
+                .get(ctx.store.as_ref(), issuer, ctx.metrics.as_ref())
                 .await?;
             result = issue_with(issuer, ctx, req, &account, &mut key).await;
         }
@@ -128,7 +137,7 @@ pub async fn renewal_window(
 ) -> Result<Option<RenewalWindow>, Error> {
     let (account, _) = ctx
         .accounts
-        .get(&ctx.state_dir, issuer, ctx.metrics.as_ref())
+        .get(ctx.store.as_ref(), issuer, ctx.metrics.as_ref())
         .await?;
     renewal_info(&account, chain_pem).await
 }
@@ -174,25 +183,11 @@ async fn issue_with(
             reason: "certificate request without names".into(),
         });
     }
-    let pending_path = pending::path(&ctx.state_dir, &req.secret);
+    let store = ctx.store.as_ref();
     let profile = wanted_profile(issuer, req, account);
-    let mut order = match resume(issuer, req, profile, account, &pending_path).await {
+    let mut order = match resume(issuer, req, profile, account, store).await {
         Some(order) => order,
-        None => {
-            let order = new_order(req, profile, account).await?;
-            // Recorded before anything else can happen to this process.
-            pending::write(
-                &pending_path,
-                &PendingOrder {
-                    url: order.url().to_owned(),
-                    server: issuer.server.clone(),
-                    names: req.dns_names.clone(),
-                    profile: profile.map(str::to_owned),
-                },
-            );
-            tracing::info!(url = order.url(), names = ?req.dns_names, "ACME order created");
-            order
-        }
+        None => place_and_record(ctx, issuer, req, profile, account).await?,
     };
 
     let mut presented = Presented::default();
@@ -236,7 +231,7 @@ async fn issue_with(
         .await
         .map_err(|e| timeout_or(Phase::Download, ctx.timeouts.certificate, e))?;
     tracing::info!(names = ?req.dns_names, "ACME certificate issued");
-    pending::remove(&pending_path);
+    pending::remove(store, &req.secret).await;
     let renewal_window = match renewal_info(account, &chain).await {
         Ok(window) => window,
         Err(error) => {
@@ -248,6 +243,7 @@ async fn issue_with(
         cert: StoredCert {
             cert_chain_pem: chain,
             key_pem: key.serialize_pem(),
+            ca_pem: None,
         },
         renewal_window,
     })
@@ -271,19 +267,55 @@ fn wanted_profile<'a>(
     profile
 }
 
-/// The order recorded at `path` for this certificate, when the CA still has
-/// it pending or ready (so it can still be finalized with a key of ours);
+/// Places a new order and records it, in a task of its own so that
+/// stopping the caller between the two cannot happen.
+async fn place_and_record(
+    ctx: &AcmeContext,
+    issuer: &AcmeIssuer,
+    req: &CertRequest,
+    profile: Option<&str>,
+    account: &Account,
+) -> Result<Order, Error> {
+    let (store, account, req) = (ctx.store.clone(), account.clone(), req.clone());
+    let recorded = PendingOrder {
+        url: String::new(),
+        server: issuer.server.clone(),
+        names: req.dns_names.clone(),
+        profile: profile.map(str::to_owned),
+    };
+    let placing = async move {
+        let order = new_order(&req, recorded.profile.as_deref(), &account).await?;
+        // Recorded before anything else can happen to this order.
+        let recorded = PendingOrder {
+            url: order.url().to_owned(),
+            ..recorded
+        };
+        pending::write(store.as_ref(), &req.secret, &recorded).await;
+        tracing::info!(url = order.url(), names = ?req.dns_names, "ACME order created");
+        Ok(order)
+    };
+    tokio::spawn(placing.in_current_span())
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::Interrupted {
+                phase: Phase::NewOrder,
+            })
+        })
+}
+
+/// The order recorded for this certificate, when the CA still has it
+/// pending or ready (so it can still be finalized with a key of ours);
 /// otherwise the record is dropped and `None` returned.
 async fn resume(
     issuer: &AcmeIssuer,
     req: &CertRequest,
     profile: Option<&str>,
     account: &Account,
-    path: &std::path::Path,
+    store: &dyn crate::store::Store,
 ) -> Option<Order> {
-    let recorded = pending::read(path)?;
+    let recorded = pending::read(store, &req.secret).await?;
     if !recorded.serves(&issuer.server, &req.dns_names, profile) {
-        pending::remove(path);
+        pending::remove(store, &req.secret).await;
         return None;
     }
     match account.order(recorded.url.clone()).await {
@@ -299,7 +331,7 @@ async fn resume(
             tracing::info!(url = %recorded.url, %error, "the recorded ACME order is gone; ordering anew");
         }
     }
-    pending::remove(path);
+    pending::remove(store, &req.secret).await;
     None
 }
 
@@ -389,17 +421,24 @@ async fn authorize(
         let bare = name.strip_prefix("*.").unwrap_or(&name).to_owned();
         match &solver.kind {
             SolverKind::Http01 => {
-                presented.board.push(
-                    ctx.challenges
-                        .publish_http01(&challenge.token, key_auth.as_str()),
-                );
+                let http01 = Challenge::Http01 {
+                    token: challenge.token.clone(),
+                    key_authorization: key_auth.as_str().to_owned(),
+                };
+                let published = ctx.challenges.publish(&http01).await;
+                presented
+                    .published
+                    .push(published.map_err(Error::Challenge)?);
             }
             SolverKind::TlsAlpn01 => {
-                let published = ctx
-                    .challenges
-                    .publish_tls_alpn01(&bare, key_auth.as_str())
-                    .map_err(Error::Challenge)?;
-                presented.board.push(published);
+                let tls_alpn01 = Challenge::TlsAlpn01 {
+                    domain: bare,
+                    key_authorization: key_auth.as_str().to_owned(),
+                };
+                let published = ctx.challenges.publish(&tls_alpn01).await;
+                presented
+                    .published
+                    .push(published.map_err(Error::Challenge)?);
             }
             SolverKind::Dns01(server) => {
                 let record = dns::challenge_name(&name);

@@ -1,7 +1,10 @@
 //! Tests of the local CA: leaves verify against the root with a real
-//! verifier, keys match, the root persists, files are private.
+//! verifier, keys match, the root persists in the Store (one CA however
+//! many creators race), files are private.
 
+use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::sync::Arc;
 
 use rustls::client::danger::ServerCertVerifier;
@@ -10,6 +13,7 @@ use rustls::pki_types::{ServerName, UnixTime};
 use rustls::RootCertStore;
 
 use super::*;
+use crate::store::DirStore;
 use crate::tls::certs::{inspect, load_certified_key, parse_chain};
 
 /// 2026-01-01T00:00:00Z.
@@ -23,10 +27,13 @@ fn names(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
-fn new_ca() -> (tempfile::TempDir, LocalCa) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let ca = LocalCa::load_or_create(dir.path(), now()).expect("create CA");
-    (dir, ca)
+fn new_ca() -> LocalCa {
+    LocalCa::generate(now()).expect("generate CA")
+}
+
+/// The CA kept in a directory store at `dir`.
+async fn load_or_create(dir: &Path, at: SystemTime) -> Result<LocalCa, Error> {
+    LocalCa::load_or_create(&DirStore::new(dir), at).await
 }
 
 /// Runs rustls' WebPKI server verification of `chain_pem` for `name` at
@@ -53,7 +60,7 @@ fn verify(root_pem: &str, chain_pem: &str, name: &str, at: SystemTime) -> Result
 
 #[test]
 fn issued_leaf_verifies_for_its_names_only() {
-    let (_dir, ca) = new_ca();
+    let ca = new_ca();
     let leaf = ca
         .issue(
             &names(&["localhost", "app.example.test"]),
@@ -81,7 +88,7 @@ fn issued_leaf_verifies_for_its_names_only() {
 
 #[test]
 fn issued_leaf_is_rejected_outside_its_validity() {
-    let (_dir, ca) = new_ca();
+    let ca = new_ca();
     let leaf = ca
         .issue(&names(&["localhost"]), DEFAULT_LEAF_VALIDITY, now())
         .expect("issue");
@@ -93,8 +100,8 @@ fn issued_leaf_is_rejected_outside_its_validity() {
 
 #[test]
 fn leaf_from_another_ca_is_rejected() {
-    let (_dir, ca) = new_ca();
-    let (_other_dir, other) = new_ca();
+    let ca = new_ca();
+    let other = new_ca();
     let leaf = other
         .issue(&names(&["localhost"]), DEFAULT_LEAF_VALIDITY, now())
         .expect("issue");
@@ -103,7 +110,7 @@ fn leaf_from_another_ca_is_rejected() {
 
 #[test]
 fn leaf_starts_one_minute_early_and_lasts_the_validity() {
-    let (_dir, ca) = new_ca();
+    let ca = new_ca();
     let leaf = ca
         .issue(&names(&["localhost"]), Duration::from_secs(3600), now())
         .expect("issue");
@@ -119,7 +126,7 @@ fn leaf_starts_one_minute_early_and_lasts_the_validity() {
 
 #[test]
 fn leaf_never_outlives_the_root() {
-    let (_dir, ca) = new_ca();
+    let ca = new_ca();
     let leaf = ca
         .issue(
             &names(&["localhost"]),
@@ -135,7 +142,7 @@ fn leaf_never_outlives_the_root() {
 
 #[test]
 fn issuing_after_the_root_expired_fails() {
-    let (_dir, ca) = new_ca();
+    let ca = new_ca();
     let later = now() + ROOT_VALIDITY + Duration::from_secs(3600);
     assert!(matches!(
         ca.issue(&names(&["localhost"]), DEFAULT_LEAF_VALIDITY, later),
@@ -145,7 +152,7 @@ fn issuing_after_the_root_expired_fails() {
 
 #[test]
 fn issued_key_matches_certificate() {
-    let (_dir, ca) = new_ca();
+    let ca = new_ca();
     let leaf = ca
         .issue(&names(&["localhost"]), DEFAULT_LEAF_VALIDITY, now())
         .expect("issue");
@@ -155,7 +162,7 @@ fn issued_key_matches_certificate() {
 
 #[test]
 fn each_leaf_gets_a_fresh_key_and_serial() {
-    let (_dir, ca) = new_ca();
+    let ca = new_ca();
     let a = ca
         .issue(&names(&["localhost"]), DEFAULT_LEAF_VALIDITY, now())
         .expect("issue");
@@ -172,7 +179,7 @@ fn each_leaf_gets_a_fresh_key_and_serial() {
 
 #[test]
 fn issue_without_names_is_rejected() {
-    let (_dir, ca) = new_ca();
+    let ca = new_ca();
     assert!(matches!(
         ca.issue(&[], DEFAULT_LEAF_VALIDITY, now()),
         Err(Error::InvalidRequest(_))
@@ -181,7 +188,7 @@ fn issue_without_names_is_rejected() {
 
 #[test]
 fn root_is_a_ca_named_after_portcullis() {
-    let (_dir, ca) = new_ca();
+    let ca = new_ca();
     let der = parse_chain(ca.root_pem().as_bytes()).expect("parse");
     let (_, x509) =
         x509_parser::certificate::X509Certificate::from_der(&der[0]).expect("valid X.509");
@@ -199,12 +206,12 @@ fn root_is_a_ca_named_after_portcullis() {
     assert_eq!(cn.len(), "portcullis local CA ".len() + 6);
 }
 
-#[test]
-fn load_or_create_twice_returns_the_same_root() {
+#[tokio::test]
+async fn load_or_create_twice_returns_the_same_root() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let first = LocalCa::load_or_create(dir.path(), now()).expect("create");
+    let first = load_or_create(dir.path(), now()).await.expect("create");
     let later = now() + Duration::from_secs(86_400);
-    let second = LocalCa::load_or_create(dir.path(), later).expect("load");
+    let second = load_or_create(dir.path(), later).await.expect("load");
     assert_eq!(first.root_pem(), second.root_pem());
     // The reloaded CA still signs leaves the original root trusts.
     let leaf = second
@@ -212,14 +219,43 @@ fn load_or_create_twice_returns_the_same_root() {
         .expect("issue");
     verify(first.root_pem(), &leaf.cert_chain_pem, "localhost", later).expect("verifies");
     assert_eq!(
-        LocalCa::read_root_pem(dir.path()).expect("read").as_deref(),
+        LocalCa::read_root_pem(&DirStore::new(dir.path()))
+            .await
+            .expect("read")
+            .as_deref(),
         Some(first.root_pem())
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn creators_racing_over_one_state_directory_share_one_root() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let path = dir.path().to_path_buf();
+        tasks.spawn(async move { load_or_create(&path, now()).await.map(|ca| ca.root_pem) });
+    }
+    let mut roots = Vec::new();
+    while let Some(root) = tasks.join_next().await {
+        roots.push(root.expect("task").expect("load or create"));
+    }
+    roots.dedup();
+    assert_eq!(roots.len(), 1, "more than one CA was created");
+}
+
 #[test]
-fn ca_key_file_is_owner_only() {
-    let (dir, _ca) = new_ca();
+fn issued_pairs_carry_the_root_as_their_ca() {
+    let ca = new_ca();
+    let leaf = ca
+        .issue(&names(&["localhost"]), DEFAULT_LEAF_VALIDITY, now())
+        .expect("issue");
+    assert_eq!(leaf.ca_pem.as_deref(), Some(ca.root_pem()));
+}
+
+#[tokio::test]
+async fn ca_key_file_is_owner_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    load_or_create(dir.path(), now()).await.expect("create");
     let mode = |name: &str| {
         fs::metadata(dir.path().join("local-ca").join(name))
             .expect("exists")
@@ -232,20 +268,21 @@ fn ca_key_file_is_owner_only() {
     assert_eq!(mode(""), 0o700);
 }
 
-#[test]
-fn read_root_pem_does_not_create_a_ca() {
+#[tokio::test]
+async fn read_root_pem_does_not_create_a_ca() {
     let dir = tempfile::tempdir().expect("tempdir");
-    assert_eq!(LocalCa::read_root_pem(dir.path()).expect("read"), None);
+    let store = DirStore::new(dir.path());
+    assert_eq!(LocalCa::read_root_pem(&store).await.expect("read"), None);
     assert!(!dir.path().join("local-ca").exists());
 }
 
-#[test]
-fn crash_between_key_and_cert_reuses_the_key() {
+#[tokio::test]
+async fn crash_between_key_and_cert_reuses_the_key() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let ca = LocalCa::load_or_create(dir.path(), now()).expect("create");
+    let ca = load_or_create(dir.path(), now()).await.expect("create");
     let key_before = fs::read(dir.path().join("local-ca/ca.key")).expect("key");
     fs::remove_file(dir.path().join("local-ca/ca.crt")).expect("remove cert");
-    let again = LocalCa::load_or_create(dir.path(), now()).expect("recover");
+    let again = load_or_create(dir.path(), now()).await.expect("recover");
     assert_ne!(ca.root_pem(), again.root_pem(), "a new root certificate");
     assert_eq!(
         fs::read(dir.path().join("local-ca/ca.key")).expect("key"),
@@ -254,32 +291,33 @@ fn crash_between_key_and_cert_reuses_the_key() {
     );
 }
 
-#[test]
-fn certificate_without_key_is_an_error_not_a_new_ca() {
+#[tokio::test]
+async fn certificate_without_key_is_an_error_not_a_new_ca() {
     let dir = tempfile::tempdir().expect("tempdir");
-    LocalCa::load_or_create(dir.path(), now()).expect("create");
+    load_or_create(dir.path(), now()).await.expect("create");
     fs::remove_file(dir.path().join("local-ca/ca.key")).expect("remove key");
     assert!(matches!(
-        LocalCa::load_or_create(dir.path(), now()),
+        load_or_create(dir.path(), now()).await,
         Err(Error::LoadCa { .. })
     ));
 }
 
-#[test]
-fn mismatched_key_is_an_error() {
+#[tokio::test]
+async fn mismatched_key_is_an_error() {
     let dir = tempfile::tempdir().expect("tempdir");
-    LocalCa::load_or_create(dir.path(), now()).expect("create");
+    load_or_create(dir.path(), now()).await.expect("create");
     let other = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("keygen");
     fs::write(dir.path().join("local-ca/ca.key"), other.serialize_pem()).expect("write");
     assert!(matches!(
-        LocalCa::load_or_create(dir.path(), now()),
+        load_or_create(dir.path(), now()).await,
         Err(Error::LoadCa { .. })
     ));
 }
 
-#[test]
-fn debug_does_not_print_the_key() {
-    let (dir, ca) = new_ca();
+#[tokio::test]
+async fn debug_does_not_print_the_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = load_or_create(dir.path(), now()).await.expect("create");
     let key = fs::read_to_string(dir.path().join("local-ca/ca.key")).expect("key");
     let body: String = key.lines().nth(1).expect("PEM body line").to_owned();
     assert!(!format!("{ca:?}").contains(&body));
