@@ -233,9 +233,8 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if !args.kubernetes {
         // The built-in local CA exists from the first start, so `portcullis
         // ca export` can hand its root out before any listener needs it.
-        std::fs::create_dir_all(&args.state).with_context(|| {
-            format!("cannot create state directory {}", args.state.display())
-        })?;
+        std::fs::create_dir_all(&args.state)
+            .with_context(|| format!("cannot create state directory {}", args.state.display()))?;
         let store = DirStore::new(&args.state);
         runtime
             .block_on(portcullis::issuer::LocalCa::load_or_create(

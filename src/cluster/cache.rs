@@ -285,7 +285,9 @@ mod tests {
         assert_eq!(live.object["apiVersion"], "gateway.networking.k8s.io/v1");
         assert_eq!(live.object["spec"], json!({"parentRefs": [{"name": "gw"}]}));
         assert_eq!(live.object["metadata"]["resourceVersion"], "1");
-        let managed = live.object["metadata"]["managedFields"].as_array().expect("kept");
+        let managed = live.object["metadata"]["managedFields"]
+            .as_array()
+            .expect("kept");
         assert_eq!(managed.len(), 1, "only the status writer's entry");
         let mut slices = KindCache::new(
             Watched::EndpointSlice,

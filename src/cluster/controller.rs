@@ -9,14 +9,17 @@
 //! a time, and retries a write the API refused with 409 Conflict on the
 //! next snapshot (which carries the newer object the conflict was about).
 
+use super::addresses::AddressSources;
 use super::cache::Live;
 use super::kinds::Watched;
+use super::writes::{Apply, Settings};
 use crate::model::{ObjectKey, Resources};
 use crate::status::Status;
 use futures_util::StreamExt;
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::SystemTime;
 use tokio::sync::watch;
 
 /// Writes applied at once.
@@ -39,28 +42,13 @@ pub struct Input {
     pub live: Arc<BTreeMap<(Watched, ObjectKey), Live>>,
 }
 
-/// One server-side apply.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Apply {
-    /// The resource written.
-    pub resource: ApiResource,
-    /// Its namespace (empty for cluster-scoped objects).
-    pub namespace: String,
-    /// Its name.
-    pub name: String,
-    /// Whether the body goes to the status subresource.
-    pub status: bool,
-    /// The field manager.
-    pub manager: &'static str,
-    /// The body.
-    pub body: serde_json::Value,
-}
-
 /// The leader's writer.
 pub struct Controller {
     client: kube::Client,
     controller_name: String,
     write_certificate_refs: bool,
+    gateway_service: Option<ObjectKey>,
+    addresses: AddressSources,
 }
 
 impl std::fmt::Debug for Controller {
@@ -72,13 +60,25 @@ impl std::fmt::Debug for Controller {
 }
 
 impl Controller {
-    /// A controller writing as `controller_name`; filled references are
-    /// written back when `write_certificate_refs`.
-    pub fn new(client: kube::Client, controller_name: &str, write_certificate_refs: bool) -> Self {
+    /// A controller writing as `controller_name`, as `options` and
+    /// `compile` say.
+    pub fn new(
+        client: kube::Client,
+        options: &super::ClusterOptions,
+        compile: &crate::compile::CompileOptions,
+    ) -> Self {
         Self {
             client,
-            controller_name: controller_name.to_string(),
-            write_certificate_refs,
+            controller_name: compile.controller_name.clone(),
+            write_certificate_refs: options.write_certificate_refs,
+            gateway_service: options
+                .gateway_service
+                .as_ref()
+                .map(|name| ObjectKey::new(&options.namespace, name)),
+            addresses: AddressSources {
+                configured: options.gateway_addresses.clone(),
+                listen_address: Some(compile.listen_address),
+            },
         }
     }
 
@@ -132,31 +132,31 @@ impl Controller {
 
     /// The writes one snapshot needs.
     pub fn plan(&self, input: &Input) -> Vec<Apply> {
-        let gateway = |kind: Watched| kind.api_resource("v1");
-        let refs = if self.write_certificate_refs {
-            super::certificate_refs::plan(&input.resources, &self.controller_name)
-        } else {
-            Vec::new()
+        let settings = Settings {
+            controller_name: &self.controller_name,
+            write_certificate_refs: self.write_certificate_refs,
+            gateway_service: self.gateway_service.as_ref(),
+            addresses: &self.addresses,
         };
-        refs.into_iter()
-            .map(|w| Apply {
-                resource: gateway(match w.kind {
-                    crate::issuer::demand::OwnerKind::Gateway => Watched::Gateway,
-                    crate::issuer::demand::OwnerKind::ListenerSet => Watched::ListenerSet,
-                }),
-                namespace: w.key.namespace,
-                name: w.key.name,
-                status: false,
-                manager: super::certificate_refs::FIELD_MANAGER,
-                body: w.body,
-            })
-            .collect()
+        super::writes::plan(
+            &input.resources,
+            &input.status,
+            &input.live,
+            &settings,
+            SystemTime::now(),
+        )
     }
 
     /// Applies what `input` needs; returns how many writes failed for
     /// another reason than a conflict or a deleted object.
     async fn write(&self, input: &Input) -> usize {
         let applies = self.plan(input);
+        tracing::debug!(
+            objects = input.status.objects.len(),
+            live = input.live.len(),
+            writes = applies.len(),
+            "planned writes"
+        );
         if applies.is_empty() {
             return 0;
         }
@@ -178,9 +178,10 @@ impl Controller {
         } else {
             Api::namespaced_with(self.client.clone(), &a.namespace, &a.resource)
         };
-        // Force: these fields are portcullis's to decide; a conflict with
-        // another manager means a user took a field over, and the
-        // planner already leaves what users own out of its bodies.
+        // Force: these fields are portcullis's to decide. Status lists other
+        // controllers share carry the resourceVersion read, so a write over
+        // a newer version fails with 409 instead of losing their entries;
+        // the planner leaves references users took over out of its bodies.
         let params = PatchParams::apply(a.manager).force();
         let patch = Patch::Apply(&a.body);
         let result = if a.status {

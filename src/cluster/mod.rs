@@ -11,6 +11,7 @@
 //! | [`certificate_refs`] | writing filled `certificateRefs` back (the plan is pure) | yes |
 //! | [`controller`] | the leader's writes: status and filled references, by server-side apply | I/O |
 //! | [`status_patch`] | the status bodies written for each object | yes |
+//! | [`writes`] | every write a snapshot needs (status, readiness, references) | yes |
 //! | [`lease`] | leader election over a Lease (the rule is pure) | I/O |
 
 pub mod addresses;
@@ -22,6 +23,7 @@ pub mod lease;
 pub mod referenced;
 pub mod source;
 pub mod status_patch;
+pub mod writes;
 
 /// Why Kubernetes mode could not start.
 #[derive(Debug, thiserror::Error)]

@@ -66,8 +66,9 @@ impl Referenced {
 }
 
 /// Every Secret and ConfigMap `resources` refers to. A ClusterIssuer's
-/// Secrets are in `cluster_resource_namespace`.
-pub fn referenced(resources: &Resources, cluster_resource_namespace: &str) -> Referenced {
+/// Secrets are in its cluster resource namespace.
+pub fn referenced(resources: &Resources) -> Referenced {
+    let cluster_resource_namespace = resources.cluster_resource_namespace();
     let mut out = Referenced::default();
     for gw in &resources.gateways {
         let ns = &gw.metadata.namespace;
@@ -136,7 +137,9 @@ mod tests {
 
     fn resources(yaml: &str) -> Resources {
         let parsed = parse_documents(yaml, "t.yaml").expect("parses");
-        Resources::from_objects(parsed.objects)
+        let mut r = Resources::from_objects(parsed.objects);
+        r.cluster_resource_namespace = "portcullis".into();
+        r
     }
 
     #[test]
@@ -144,7 +147,7 @@ mod tests {
         let r = resources(
             "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: g, namespace: edge}\nspec:\n  gatewayClassName: c\n  listeners:\n  - name: a\n    port: 443\n    protocol: HTTPS\n    tls:\n      certificateRefs: [{name: own}, {name: shared, namespace: certs}, {name: x, group: example.com, kind: Vault}]\n",
         );
-        let got = referenced(&r, "portcullis");
+        let got = referenced(&r);
         assert_eq!(
             got.secrets,
             BTreeSet::from([
@@ -165,7 +168,7 @@ mod tests {
             "  listeners: []\n---\n",
             "apiVersion: gateway.networking.k8s.io/v1\nkind: BackendTLSPolicy\nmetadata: {name: p, namespace: apps}\nspec:\n  targetRefs: [{group: '', kind: Service, name: s}]\n  validation: {hostname: s.apps, caCertificateRefs: [{group: '', kind: ConfigMap, name: backend-ca}]}\n",
         ));
-        let got = referenced(&r, "portcullis");
+        let got = referenced(&r);
         assert_eq!(
             got.secrets,
             BTreeSet::from([
@@ -190,7 +193,7 @@ mod tests {
             "    solvers: [{dns01: {rfc2136: {nameserver: ns.test, tsigKeyName: k, tsigSecretSecretRef: {name: tsig}}}}]\n---\n",
             "apiVersion: portcullis.dev/v1alpha1\nkind: Issuer\nmetadata: {name: ca, namespace: team}\nspec: {ca: {secretName: team-ca}}\n",
         ));
-        let got = referenced(&r, "portcullis");
+        let got = referenced(&r);
         assert_eq!(
             got.secrets,
             BTreeSet::from([

@@ -253,7 +253,7 @@ impl ClusterSource {
     /// Which Secrets and ConfigMaps `resources` needs, including the ones
     /// the issuer will fill listeners with.
     fn wanted(&self, resources: &Resources) -> Referenced {
-        let mut wanted = referenced(resources, &self.cluster_resource_namespace);
+        let mut wanted = referenced(resources);
         for m in crate::issuer::demand::managed_listeners(resources) {
             wanted
                 .secrets
@@ -272,7 +272,10 @@ impl ClusterSource {
         BTreeMap<(Watched, ObjectKey), Live>,
     ) {
         let s = lock(&self.state);
-        let mut resources = Resources::default();
+        let mut resources = Resources {
+            cluster_resource_namespace: self.cluster_resource_namespace.clone(),
+            ..Resources::default()
+        };
         let mut refusals = Vec::new();
         let mut live = BTreeMap::new();
         for (kind, cache) in &s.kinds {

@@ -155,13 +155,12 @@ impl IssuerRef {
         }
     }
 
-    /// The namespace the issuer's own Secrets are read from.
-    pub fn secret_namespace(&self) -> &str {
+    /// The namespace the issuer's own Secrets are read from: its own, or
+    /// for a ClusterIssuer the cluster resource namespace of `resources`.
+    pub fn secret_namespace<'a>(&'a self, resources: &'a Resources) -> &'a str {
         match self {
             Self::Issuer { namespace, .. } => namespace,
-            Self::LocalCa | Self::ClusterIssuer { .. } => {
-                crate::model::issuer::CLUSTER_RESOURCE_NAMESPACE
-            }
+            Self::LocalCa | Self::ClusterIssuer { .. } => resources.cluster_resource_namespace(),
         }
     }
 }

@@ -308,7 +308,7 @@ impl Manager {
     fn acme_issuer(&self, d: &Demand, resources: &Resources) -> Option<Result<AcmeIssuer, String>> {
         let spec = d.issuer.spec(resources)?.acme.as_ref()?;
         Some(
-            AcmeIssuer::resolve(spec, d.issuer.secret_namespace(), resources)
+            AcmeIssuer::resolve(spec, d.issuer.secret_namespace(resources), resources)
                 .map_err(|e| e.to_string()),
         )
     }

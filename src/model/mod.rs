@@ -131,6 +131,10 @@ pub struct Resources {
     pub issuers: Vec<Issuer>,
     /// portcullis.dev ClusterIssuers.
     pub cluster_issuers: Vec<ClusterIssuer>,
+    /// Where ClusterIssuers' Secrets are read from (cert-manager's "cluster
+    /// resource namespace"): the controller's own namespace in Kubernetes
+    /// mode; empty means [`issuer::CLUSTER_RESOURCE_NAMESPACE`].
+    pub cluster_resource_namespace: String,
 }
 
 impl Resources {
@@ -165,6 +169,15 @@ impl Resources {
             r.push(o);
         }
         r
+    }
+
+    /// The namespace ClusterIssuers' Secrets are read from.
+    pub fn cluster_resource_namespace(&self) -> &str {
+        if self.cluster_resource_namespace.is_empty() {
+            issuer::CLUSTER_RESOURCE_NAMESPACE
+        } else {
+            &self.cluster_resource_namespace
+        }
     }
 
     /// Finds a Secret.

@@ -416,8 +416,8 @@ pub async fn serve(options: ServeOptions) -> Result<(), Error> {
             let (input, input_rx) = watch::channel(None);
             let controller = crate::cluster::controller::Controller::new(
                 source.client(),
-                &options.compile.controller_name,
-                cluster.write_certificate_refs,
+                cluster,
+                &options.compile,
             );
             tokio::spawn(controller.run(input_rx, leading));
             cluster_tasks = Some((stop_tx, election));

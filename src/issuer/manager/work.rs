@@ -100,7 +100,7 @@ impl Manager {
                 if spec.self_signed.is_some() {
                     crate::issuer::self_signed::issue(req, key, now)
                 } else if let Some(ca) = &spec.ca {
-                    let ns = issuer.secret_namespace();
+                    let ns = issuer.secret_namespace(resources);
                     let secret = resources
                         .secret(ns, &ca.secret_name)
                         .ok_or_else(|| format!("CA Secret {ns}/{} not found", ca.secret_name))?;
