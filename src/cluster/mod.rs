@@ -4,25 +4,31 @@
 //! | module | holds | pure? |
 //! |---|---|---|
 //! | [`addresses`] | the addresses a Gateway reports | yes |
+//! | [`issuing`] | the certificate manager, run while leading | I/O |
 //! | [`kinds`] | the watched kinds, their versions, decoding served objects | yes |
 //! | [`cache`] | one kind's objects as watch events leave them | yes |
 //! | [`referenced`] | which Secrets and ConfigMaps the configuration needs | yes |
 //! | [`source`] | watches → [`crate::model::Resources`] snapshots | I/O |
 //! | [`certificate_refs`] | writing filled `certificateRefs` back (the plan is pure) | yes |
+//! | [`challenges`] | ACME challenges published as Secrets, answered by every replica | I/O |
 //! | [`controller`] | the leader's writes: status and filled references, by server-side apply | I/O |
 //! | [`status_patch`] | the status bodies written for each object | yes |
+//! | [`store`] | the issuer's state in Secrets and ConfigMaps | I/O |
 //! | [`writes`] | every write a snapshot needs (status, readiness, references) | yes |
 //! | [`lease`] | leader election over a Lease (the rule is pure) | I/O |
 
 pub mod addresses;
 pub mod cache;
 pub mod certificate_refs;
+pub mod challenges;
 pub mod controller;
+pub mod issuing;
 pub mod kinds;
 pub mod lease;
 pub mod referenced;
 pub mod source;
 pub mod status_patch;
+pub mod store;
 pub mod writes;
 
 /// Why Kubernetes mode could not start.

@@ -132,6 +132,32 @@ impl std::fmt::Debug for ClusterSource {
     }
 }
 
+/// A read-only view of the Secrets the source holds in full, for readers
+/// that would otherwise ask the API server for them again (the issuer's
+/// store).
+#[derive(Clone)]
+pub struct SecretCache(Arc<Mutex<State>>);
+
+impl std::fmt::Debug for SecretCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretCache")
+    }
+}
+
+impl SecretCache {
+    /// The Secret `key` as last read, when that read is of the version the
+    /// metadata watch says is current; `None` when it is not held, or
+    /// stale.
+    pub fn get(&self, key: &ObjectKey) -> Option<Secret> {
+        let s = lock(&self.0);
+        let current = s.secrets.versions.get(key)?;
+        match s.secrets.content.get(key) {
+            Some((read, secret)) if read == current => Some(secret.clone()),
+            _ => None,
+        }
+    }
+}
+
 /// Bumps the revision the source waits on.
 #[derive(Debug, Clone)]
 struct Changes(Arc<watch::Sender<u64>>);
@@ -183,6 +209,11 @@ impl ClusterSource {
     /// The client the source watches through.
     pub fn client(&self) -> Client {
         self.client.clone()
+    }
+
+    /// A view of the Secrets the source holds.
+    pub fn secret_cache(&self) -> SecretCache {
+        SecretCache(self.state.clone())
     }
 
     /// Whether every watch has listed its kind once.

@@ -46,6 +46,25 @@ pub enum Error {
     /// rustls rejected the generated key or configuration.
     #[error("loading the TLS-ALPN-01 certificate into rustls")]
     Tls(#[source] rustls::Error),
+    /// Kubernetes mode: the challenge's Secret could not be written.
+    #[error("publishing the challenge as Secret {secret}")]
+    Api {
+        /// The Secret, `namespace/name`.
+        secret: String,
+        /// The client's error.
+        #[source]
+        source: Box<kube::Error>,
+    },
+    /// Kubernetes mode: the challenge's Secret was written but this replica
+    /// did not see it come back through its watch in time, so the other
+    /// replicas may not answer it either.
+    #[error("challenge Secret {secret} did not come back through the watch within {seconds}s")]
+    Unconfirmed {
+        /// The Secret, `namespace/name`.
+        secret: String,
+        /// How long was waited.
+        seconds: u64,
+    },
 }
 
 /// A challenge the data plane must answer while the CA validates it.

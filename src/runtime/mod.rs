@@ -221,13 +221,20 @@ struct Runtime {
     /// `None` only while a compile runs on the blocking pool.
     compiler: Option<Compiler>,
     generation: u64,
-    /// The certificate manager and the channel feeding it each reload.
-    issuer: Option<(
-        Arc<crate::issuer::manager::Manager>,
-        watch::Sender<Option<crate::issuer::manager::Input>>,
-    )>,
-    /// Kubernetes mode: what the leader's writer gets after each reload.
+    /// The issuer's input (each reload) and its per-certificate report.
+    issuer: Option<IssuerLink>,
+    /// Kubernetes mode: what the leader's writer gets after each reload,
+    /// and the last snapshot sent (re-sent with new certificate conditions
+    /// when the issuer's report changes).
     controller: Option<watch::Sender<Option<crate::cluster::controller::Input>>>,
+    last_controller_input: Option<crate::cluster::controller::Input>,
+}
+
+/// The runtime's side of the certificate manager: standalone, the manager
+/// itself; Kubernetes mode, whichever manager the Lease holder runs.
+struct IssuerLink {
+    input: watch::Sender<Option<crate::issuer::manager::Input>>,
+    certificates: watch::Receiver<Arc<Vec<crate::issuer::status::CertStatus>>>,
 }
 
 impl Runtime {
@@ -283,27 +290,30 @@ impl Runtime {
             bind_errors.len(),
             unix_now(),
         );
-        if let (Some(controller), Some(live)) = (&self.controller, &reloaded.live) {
-            controller.send_replace(Some(crate::cluster::controller::Input {
-                resources: reloaded.resources.clone(),
-                status: Arc::new(status.clone()),
-                live: live.clone(),
-            }));
-        }
-        if let Some((_, input)) = &self.issuer {
-            input.send_replace(Some(crate::issuer::manager::Input {
-                resources: reloaded.resources.clone(),
-                status: Arc::new(status.clone()),
-            }));
+        if let Some(issuer) = &self.issuer {
+            issuer
+                .input
+                .send_replace(Some(crate::issuer::manager::Input {
+                    resources: reloaded.resources.clone(),
+                    status: Arc::new(status.clone()),
+                }));
         }
         let certificates = self
             .issuer
             .as_ref()
-            .map(|(m, _)| m.certificates())
+            .map(|i| i.certificates.borrow().clone())
             .unwrap_or_default();
         self.shared
             .metrics
             .set_managed(managed_metrics(&certificates));
+        if let Some(live) = &reloaded.live {
+            self.last_controller_input = Some(crate::cluster::controller::Input {
+                resources: reloaded.resources.clone(),
+                status: Arc::new(status.clone()),
+                live: live.clone(),
+            });
+            self.send_to_controller(&certificates);
+        }
         let mut status = status;
         crate::issuer::status::annotate_listeners(&mut status, &certificates);
         self.shared.report.store(Arc::new(Report {
@@ -320,6 +330,21 @@ impl Runtime {
             last_reload: unix_now(),
         }));
         Ok(())
+    }
+
+    /// Gives the leader's writer the last snapshot, its listeners annotated
+    /// with `certificates` (the `CertificateReady` conditions).
+    fn send_to_controller(&self, certificates: &[crate::issuer::status::CertStatus]) {
+        let (Some(controller), Some(input)) = (&self.controller, &self.last_controller_input)
+        else {
+            return;
+        };
+        let mut status = crate::status::Status::clone(&input.status);
+        crate::issuer::status::annotate_listeners(&mut status, certificates);
+        controller.send_replace(Some(crate::cluster::controller::Input {
+            status: Arc::new(status),
+            ..input.clone()
+        }));
     }
 
     /// Whether some socket of the current configuration is not bound.
@@ -386,8 +411,12 @@ pub async fn serve(options: ServeOptions) -> Result<(), Error> {
             // stops it.
             let stop = tokio_util::sync::CancellationToken::new();
             tokio::spawn(manager.clone().run(input_rx, stop));
-            let source = DirSource::new(options.config_dir.clone()).with_issuer(manager.clone());
-            (Source::Dir(Box::new(source)), Some((manager, input)), None)
+            let link = IssuerLink {
+                input,
+                certificates: manager.certificate_changes(),
+            };
+            let source = DirSource::new(options.config_dir.clone()).with_issuer(manager);
+            (Source::Dir(Box::new(source)), Some(link), None)
         }
         Some(cluster) => {
             let client = cluster.client().await.map_err(Error::Cluster)?;
@@ -419,12 +448,37 @@ pub async fn serve(options: ServeOptions) -> Result<(), Error> {
                 cluster,
                 &options.compile,
             );
-            tokio::spawn(controller.run(input_rx, leading));
+            tokio::spawn(controller.run(input_rx, leading.clone()));
+            // Every replica answers the challenges the leader publishes.
+            tokio::spawn(crate::cluster::challenges::watch_challenges(
+                source.client(),
+                cluster.namespace.clone(),
+                shared.challenges.clone(),
+            ));
+            let (issuer_input, issuer_input_rx) = watch::channel(None);
+            let (report, certificates) = watch::channel(Arc::new(Vec::new()));
+            let issuing = crate::cluster::issuing::Context {
+                client: source.client(),
+                namespace: cluster.namespace.clone(),
+                board: shared.challenges.clone(),
+                secrets: source.secret_cache(),
+                metrics: shared.metrics.clone(),
+            };
+            tokio::spawn(crate::cluster::issuing::supervise(
+                issuing,
+                issuer_input_rx,
+                leading,
+                report,
+            ));
             cluster_tasks = Some((stop_tx, election));
-            (Source::Cluster(Box::new(source)), None, Some(input))
+            let link = IssuerLink {
+                input: issuer_input,
+                certificates,
+            };
+            (Source::Cluster(Box::new(source)), Some(link), Some(input))
         }
     };
-    let mut certificate_changes = issuer.as_ref().map(|(m, _)| m.certificate_changes());
+    let mut certificate_changes = issuer.as_ref().map(|i| i.certificates.clone());
     let mut runtime = Runtime {
         shared: shared.clone(),
         sockets: Sockets::new(Arc::new(ctx)),
@@ -433,6 +487,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), Error> {
         generation: 0,
         issuer,
         controller,
+        last_controller_input: None,
     };
     runtime.apply().await?;
     if let (Some(changes), Source::Dir(dir)) = (&mut certificate_changes, &mut runtime.source) {
@@ -458,6 +513,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), Error> {
             () = runtime.source.changed() => {}
             Some(certificates) = certificates_changed(&mut certificate_changes) => {
                 shared.metrics.set_managed(managed_metrics(&certificates));
+                runtime.send_to_controller(&certificates);
                 shared.report.rcu(|r| {
                     let mut r = Report::clone(r);
                     r.certificates = certificates.clone();

@@ -90,6 +90,25 @@ pub enum Error {
         /// Which part is missing.
         reason: String,
     },
+    /// The Kubernetes API failed or refused an operation (Kubernetes mode).
+    #[error("{operation} {what}")]
+    Api {
+        /// What was attempted (`reading`, `writing`, `deleting`).
+        operation: &'static str,
+        /// The object (`Secret ns/name`).
+        what: String,
+        /// The client's error.
+        #[source]
+        source: Box<kube::Error>,
+    },
+    /// An object of the name portcullis would write exists and is not one
+    /// it manages (no `portcullis.dev/managed: "true"` label): it is left as
+    /// it is.
+    #[error("{what} exists and is not managed by portcullis (no label portcullis.dev/managed=\"true\"); it is not overwritten")]
+    Unmanaged {
+        /// The object (`Secret ns/name`).
+        what: String,
+    },
     /// The blocking task running a store operation panicked or was
     /// cancelled.
     #[error("store operation {op} did not finish")]
