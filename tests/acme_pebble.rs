@@ -314,6 +314,67 @@ async fn a_stopped_manager_leaves_its_order_recorded_and_the_next_leader_resumes
     rig.serve_and_verify(&issued, &host).await
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_finalized_by_a_stopped_leader_is_downloaded_by_the_next() -> Result<()> {
+    let mut rig = Rig::start(0).await?;
+    let host = format!("finalized.{ZONE}");
+    let secret = portcullis::store::StoreKey::new("default", "gw-https-tls")?;
+    let store = portcullis::store::DirStore::new(rig.state.path());
+    let board = rig.plane()?.board.clone();
+
+    // The first leader has its order finalized and issued, then dies before
+    // the certificate is kept.
+    let loses = Arc::new(acme::leader::LosesCertificates {
+        dir: portcullis::store::DirStore::new(rig.state.path()),
+        lost: Default::default(),
+    });
+    let first = Leader::start_with_store(
+        &rig,
+        &host,
+        Arc::new(LocalPublisher::new(board.clone())),
+        loses.clone(),
+    )
+    .await?;
+    tokio::time::timeout(Duration::from_secs(60), loses.lost.notified())
+        .await
+        .with_context(|| format!("never issued\n{}", rig.pebble.log()))?;
+    first.stop.cancel();
+    tokio::time::timeout(Duration::from_secs(2), first.run)
+        .await
+        .context("the run did not stop at once")??;
+    let recorded = store
+        .pending_order(&secret)
+        .await?
+        .context("the finalized order was forgotten before its certificate was kept")?;
+    ensure!(recorded.key_pem.is_some(), "the CSR's key was not recorded");
+    ensure!(store.get_cert(&secret).await?.is_none());
+
+    // The next leader downloads the certificate of that order and pairs it
+    // with the recorded key: no second order, nothing abandoned.
+    let next = Leader::start(&rig, &host, Arc::new(LocalPublisher::new(board))).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let issued = loop {
+        if let Some(cert) = store.get_cert(&secret).await? {
+            break cert;
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "never stored: {:?}\n{}",
+            next.manager.certificates(),
+            rig.pebble.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    next.stop.cancel();
+    let orders = rig.pebble.log().matches("Added order").count();
+    ensure!(orders == 1, "{orders} orders for one certificate");
+    ensure!(
+        store.pending_order(&secret).await?.is_none(),
+        "the pending order outlived the stored certificate"
+    );
+    rig.serve_and_verify(&issued, &host).await
+}
+
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)

@@ -7,7 +7,7 @@
 //! |---|---|
 //! | issued pair | `kubernetes.io/tls` Secret the listener names (`tls.crt`, `tls.key`, `ca.crt`), annotated with issuer, names, expiry and renewal time |
 //! | ACME account key | the issuer's `privateKeySecretRef` Secret (`tls.key`) |
-//! | pending order | ConfigMap `portcullis-order-<hash>` in the controller namespace |
+//! | pending order | Secret `portcullis-order-<hash>` in the controller namespace (it may hold the key its CSR was made with) |
 //! | local CA | Secret `portcullis-local-ca` in the controller namespace |
 //! | records | ConfigMap `portcullis-issuer-records` in the controller namespace |
 //!
@@ -200,9 +200,9 @@ fn rfc3339(t: SystemTime) -> String {
         .unwrap_or_default()
 }
 
-/// The name of the ConfigMap holding `cert`'s pending order: a hash, since
+/// The name of the Secret holding `cert`'s pending order: a hash, since
 /// `<namespace>-<name>` could exceed the name limit or be ambiguous.
-fn order_config_map(cert: &StoreKey) -> String {
+fn order_secret(cert: &StoreKey) -> String {
     let digest = ring::digest::digest(
         &ring::digest::SHA256,
         format!("{}/{}", cert.namespace(), cert.name()).as_bytes(),
@@ -321,49 +321,54 @@ impl Store for KubeStore {
     }
 
     async fn pending_order(&self, cert: &StoreKey) -> Result<Option<PendingOrder>, Error> {
-        let name = order_config_map(cert);
-        let Some(cm) = self.get_config_map(&name).await? else {
+        let name = order_secret(cert);
+        let Some(secret) = self.get_secret(&self.namespace, &name).await? else {
             return Ok(None);
         };
-        let Some(text) = cm.data.as_ref().and_then(|d| d.get("order.json")) else {
+        let Some(text) = secret_text(&secret, "order.json") else {
             return Ok(None);
         };
-        serde_json::from_str(text)
+        serde_json::from_str(&text)
             .map(Some)
             .map_err(|e| Error::Decode {
-                what: format!("ConfigMap {}/{name}", self.namespace),
+                what: format!("Secret {}/{name}", self.namespace),
                 reason: e.to_string(),
             })
     }
 
     async fn put_pending_order(&self, cert: &StoreKey, order: &PendingOrder) -> Result<(), Error> {
-        let name = order_config_map(cert);
+        let name = order_secret(cert);
         let text = serde_json::to_string(order).map_err(|source| Error::Encode {
-            what: format!("ConfigMap {}/{name}", self.namespace),
+            what: format!("Secret {}/{name}", self.namespace),
             source,
         })?;
         let body = json!({
             "apiVersion": "v1",
-            "kind": "ConfigMap",
+            "kind": "Secret",
             "metadata": {
                 "name": name,
                 "namespace": self.namespace,
                 "labels": {MANAGED_LABEL: "true", ROLE_LABEL: "acme-order"},
                 "annotations": {"portcullis.dev/certificate": format!("{}/{}", cert.namespace(), cert.name())},
             },
-            "data": {"order.json": text},
+            "type": "Opaque",
+            "data": {"order.json": b64(&text)},
         });
-        self.apply_config_map(&name, body).await
+        self.apply_secret(&self.namespace, &name, body).await
     }
 
     async fn remove_pending_order(&self, cert: &StoreKey) -> Result<(), Error> {
-        let name = order_config_map(cert);
-        match self.config_maps().delete(&name, &Default::default()).await {
+        let name = order_secret(cert);
+        match self
+            .secrets(&self.namespace)
+            .delete(&name, &Default::default())
+            .await
+        {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
             Err(e) => Err(api(
                 "deleting",
-                &format!("ConfigMap {}/{name}", self.namespace),
+                &format!("Secret {}/{name}", self.namespace),
                 e,
             )),
         }
@@ -511,9 +516,9 @@ mod tests {
     }
 
     #[test]
-    fn order_config_maps_are_named_by_a_hash_of_the_certificate() {
-        let a = order_config_map(&StoreKey::new("edge", "gw-web-tls").expect("valid"));
-        let b = order_config_map(&StoreKey::new("edge-gw", "web-tls").expect("valid"));
+    fn order_secrets_are_named_by_a_hash_of_the_certificate() {
+        let a = order_secret(&StoreKey::new("edge", "gw-web-tls").expect("valid"));
+        let b = order_secret(&StoreKey::new("edge-gw", "web-tls").expect("valid"));
         assert_ne!(a, b);
         assert!(a.starts_with("portcullis-order-") && a.len() <= 63, "{a}");
     }

@@ -170,7 +170,9 @@ pub struct CertMeta {
 /// An ACME order the CA created for a certificate that has not been stored
 /// yet: kept so that a restart, or a new leader, resumes it instead of
 /// ordering again.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+///
+/// `Debug` never prints the key.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PendingOrder {
     /// The order URL (RFC 8555 §7.1.3), for POST-as-GET.
     pub url: String,
@@ -180,6 +182,24 @@ pub struct PendingOrder {
     pub names: Vec<String>,
     /// The profile ordered, if any.
     pub profile: Option<String>,
+    /// The private key (PEM) of the CSR the order was finalized with,
+    /// recorded just before finalizing: a process that stops after that
+    /// lets the next one download the certificate and pair it with this
+    /// key, instead of abandoning the order and placing another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_pem: Option<String>,
+}
+
+impl fmt::Debug for PendingOrder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingOrder")
+            .field("url", &self.url)
+            .field("server", &self.server)
+            .field("names", &self.names)
+            .field("profile", &self.profile)
+            .field("key_pem", &self.key_pem.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl PendingOrder {
@@ -275,6 +295,7 @@ mod tests {
     #[test]
     fn pending_order_resumes_only_for_the_same_server_names_and_profile() {
         let o = PendingOrder {
+            key_pem: None,
             url: "https://ca.test/order/1".into(),
             server: "https://ca.test/dir".into(),
             names: vec!["a.test".into(), "b.test".into()],

@@ -135,6 +135,33 @@ async fn open_or_create(
     }
     let contact = issuer.email.as_ref().map(|e| format!("mailto:{e}"));
     let contacts: Vec<&str> = contact.iter().map(String::as_str).collect();
+    if issuer.eab.is_none() && issuer.account_key_pem.is_none() {
+        // The key is stored before the CA hears of it: a process stopped
+        // between the two leaves a key the next one registers (the CA
+        // returns the account of a known key), never an account at the CA
+        // whose key nobody kept.
+        let (key, der) = instant_acme::Key::generate_pkcs8()
+            .map_err(|e| Error::from_acme(super::Phase::Account, e))?;
+        let pem = pkcs8_pem(der.secret_pkcs8_der());
+        store
+            .put_account_key(id, &pem)
+            .await
+            .map_err(|source| Error::StoreAccountKey {
+                account: Box::new(id.clone()),
+                source,
+            })?;
+        let (account, _) = Account::builder_with_http(http()?)
+            .create_from_key((key, PrivateKeyDer::Pkcs8(der)), issuer.server.clone())
+            .await
+            .map_err(|e| Error::from_acme(super::Phase::Account, e))?;
+        if !contacts.is_empty() {
+            if let Err(error) = account.update_contacts(&contacts).await {
+                tracing::warn!(server = %issuer.server, %error, "ACME account created without its contact address");
+            }
+        }
+        tracing::info!(server = %issuer.server, account = %id, "ACME account created");
+        return Ok(account);
+    }
     let eab = issuer
         .eab
         .as_ref()

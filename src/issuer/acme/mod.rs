@@ -26,7 +26,7 @@ mod pending;
 pub use ari::{cert_id, parse_cert_id};
 pub use config::{choose_solver, AcmeIssuer, Eab, Solver, SolverKind};
 pub use http::parse_retry_after;
-pub use order::{issue, issue_with_key, renewal_window};
+pub use order::{issue, issue_with_key, order_stored, renewal_window};
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

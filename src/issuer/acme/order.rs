@@ -64,21 +64,28 @@ impl Presented {
     }
 }
 
-/// Obtains the certificate `req` asks for from the ACME CA of `issuer`.
+/// Obtains the certificate `req` asks for from the ACME CA of `issuer`, for
+/// a caller that keeps it only in hand: the order is forgotten once the
+/// certificate is downloaded.
 ///
 /// Blocks (asynchronously) until the certificate is issued or the order
 /// fails; bounded by `ctx.timeouts`. The key is generated here with
-/// `req.key`; nothing is stored (the caller stores [`Issued::cert`]).
+/// `req.key`.
 pub async fn issue(
     issuer: &AcmeIssuer,
     ctx: &AcmeContext,
     req: &CertRequest,
 ) -> Result<Issued, Error> {
-    issue_with_key(issuer, ctx, req, None).await
+    let issued = issue_with_key(issuer, ctx, req, None).await?;
+    order_stored(ctx.store.as_ref(), &req.secret).await;
+    Ok(issued)
 }
 
 /// [`issue`] with the certificate key given (`Some`: the stored key, when
-/// the key is not rotated on renewal) instead of a new one of `req.key`.
+/// the key is not rotated on renewal) instead of a new one of `req.key`,
+/// for a caller that stores the certificate: the order stays recorded
+/// until it calls [`order_stored`], so a process stopped before storing
+/// leaves the next one an order to download again rather than to abandon.
 pub async fn issue_with_key(
     issuer: &AcmeIssuer,
     ctx: &AcmeContext,
@@ -185,43 +192,31 @@ async fn issue_with(
     }
     let store = ctx.store.as_ref();
     let profile = wanted_profile(issuer, req, account);
-    let mut order = match resume(issuer, req, profile, account, store).await {
-        Some(order) => order,
-        None => place_and_record(ctx, issuer, req, profile, account).await?,
+    let (mut order, key) = match resume(issuer, req, profile, account, store).await {
+        Some(Resumed::Finalized { order, key }) => (order, *key),
+        resumed => {
+            let mut order = match resumed {
+                Some(Resumed::Open(order)) => order,
+                _ => place_and_record(ctx, issuer, req, profile, account).await?,
+            };
+            let mut presented = Presented::default();
+            let outcome = async {
+                authorize(issuer, ctx, &mut order, &mut presented).await?;
+                wait_ready(ctx, &mut order).await
+            }
+            .await;
+            presented.clean_up().await;
+            outcome?;
+            // Taken only here, so an attempt that failed earlier leaves it
+            // for the next one.
+            let key = match key.take() {
+                Some(key) => key,
+                None => req.key.generate().map_err(Error::Key)?,
+            };
+            finalize(store, issuer, req, profile, &mut order, &key).await?;
+            (order, key)
+        }
     };
-
-    let mut presented = Presented::default();
-    let outcome = async {
-        authorize(issuer, ctx, &mut order, &mut presented).await?;
-        wait_ready(ctx, &mut order).await
-    }
-    .await;
-    presented.clean_up().await;
-    outcome?;
-
-    // Taken only here, so an attempt that failed earlier leaves it for the
-    // next one.
-    let key = match key.take() {
-        Some(key) => key,
-        None => req.key.generate().map_err(Error::Key)?,
-    };
-    let mut params = rcgen::CertificateParams::new(req.dns_names.clone()).map_err(|source| {
-        Error::Key(crate::issuer::Error::Generate {
-            what: "CSR",
-            source,
-        })
-    })?;
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    let csr = params.serialize_request(&key).map_err(|source| {
-        Error::Key(crate::issuer::Error::Generate {
-            what: "CSR",
-            source,
-        })
-    })?;
-    order
-        .finalize_csr(csr.der())
-        .await
-        .map_err(|e| Error::from_acme(Phase::Finalize, e))?;
     let policy = RetryPolicy::new()
         .initial_delay(Duration::from_millis(250))
         .backoff(1.5)
@@ -231,7 +226,8 @@ async fn issue_with(
         .await
         .map_err(|e| timeout_or(Phase::Download, ctx.timeouts.certificate, e))?;
     tracing::info!(names = ?req.dns_names, "ACME certificate issued");
-    pending::remove(store, &req.secret).await;
+    // The order stays recorded until the certificate is stored
+    // ([`order_stored`]): a process stopped in between downloads it again.
     let renewal_window = match renewal_info(account, &chain).await {
         Ok(window) => window,
         Err(error) => {
@@ -282,6 +278,7 @@ async fn place_and_record(
         server: issuer.server.clone(),
         names: req.dns_names.clone(),
         profile: profile.map(str::to_owned),
+        key_pem: None,
     };
     let placing = async move {
         let order = new_order(&req, recorded.profile.as_deref(), &account).await?;
@@ -303,16 +300,72 @@ async fn place_and_record(
         })
 }
 
-/// The order recorded for this certificate, when the CA still has it
-/// pending or ready (so it can still be finalized with a key of ours);
-/// otherwise the record is dropped and `None` returned.
+/// Forgets the order recorded for `secret` once its certificate is stored.
+pub async fn order_stored(store: &dyn crate::store::Store, secret: &crate::store::StoreKey) {
+    pending::remove(store, secret).await;
+}
+
+/// Sends the CSR for `key`, recording the key with the order first, so a
+/// process stopped after this point leaves a resumable order behind.
+async fn finalize(
+    store: &dyn crate::store::Store,
+    issuer: &AcmeIssuer,
+    req: &CertRequest,
+    profile: Option<&str>,
+    order: &mut Order,
+    key: &rcgen::KeyPair,
+) -> Result<(), Error> {
+    let mut params = rcgen::CertificateParams::new(req.dns_names.clone()).map_err(|source| {
+        Error::Key(crate::issuer::Error::Generate {
+            what: "CSR",
+            source,
+        })
+    })?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    let csr = params.serialize_request(key).map_err(|source| {
+        Error::Key(crate::issuer::Error::Generate {
+            what: "CSR",
+            source,
+        })
+    })?;
+    let recorded = PendingOrder {
+        url: order.url().to_owned(),
+        server: issuer.server.clone(),
+        names: req.dns_names.clone(),
+        profile: profile.map(str::to_owned),
+        key_pem: Some(key.serialize_pem()),
+    };
+    pending::write(store, &req.secret, &recorded).await;
+    order
+        .finalize_csr(csr.der())
+        .await
+        .map_err(|e| Error::from_acme(Phase::Finalize, e))
+}
+
+/// An order recorded for a certificate that can still give it.
+enum Resumed {
+    /// Pending or ready: authorize (again) and finalize with a key of ours.
+    Open(Order),
+    /// Finalized by a process that stopped before storing the certificate,
+    /// which recorded the key of its CSR: download and pair with that key.
+    Finalized {
+        /// The order.
+        order: Order,
+        /// The CSR's key.
+        key: Box<rcgen::KeyPair>,
+    },
+}
+
+/// The order recorded for this certificate, when the CA can still give the
+/// certificate through it; otherwise the record is dropped and `None`
+/// returned.
 async fn resume(
     issuer: &AcmeIssuer,
     req: &CertRequest,
     profile: Option<&str>,
     account: &Account,
     store: &dyn crate::store::Store,
-) -> Option<Order> {
+) -> Option<Resumed> {
     let recorded = pending::read(store, &req.secret).await?;
     if !recorded.serves(&issuer.server, &req.dns_names, profile) {
         pending::remove(store, &req.secret).await;
@@ -321,11 +374,26 @@ async fn resume(
     match account.order(recorded.url.clone()).await {
         Ok(mut order) => {
             let status = order.state().status;
-            if matches!(status, OrderStatus::Pending | OrderStatus::Ready) {
-                tracing::info!(url = order.url(), ?status, names = ?req.dns_names, "ACME order resumed");
-                return Some(order);
+            let key = recorded
+                .key_pem
+                .as_deref()
+                .and_then(|pem| rcgen::KeyPair::from_pem(pem).ok());
+            match (status, key) {
+                (OrderStatus::Pending | OrderStatus::Ready, _) => {
+                    tracing::info!(url = order.url(), ?status, names = ?req.dns_names, "ACME order resumed");
+                    return Some(Resumed::Open(order));
+                }
+                (OrderStatus::Processing | OrderStatus::Valid, Some(key)) => {
+                    tracing::info!(url = order.url(), ?status, names = ?req.dns_names, "ACME order resumed after finalize; downloading its certificate");
+                    return Some(Resumed::Finalized {
+                        order,
+                        key: Box::new(key),
+                    });
+                }
+                _ => {
+                    tracing::info!(url = %recorded.url, ?status, "the recorded ACME order cannot be resumed; ordering anew");
+                }
             }
-            tracing::info!(url = %recorded.url, ?status, "the recorded ACME order cannot be resumed; ordering anew");
         }
         Err(error) => {
             tracing::info!(url = %recorded.url, %error, "the recorded ACME order is gone; ordering anew");

@@ -45,6 +45,7 @@ mod tests {
 
     fn order() -> PendingOrder {
         PendingOrder {
+            key_pem: None,
             url: "https://ca.test/order/1".into(),
             server: "https://ca.test/dir".into(),
             names: vec!["a.test".into(), "b.test".into()],

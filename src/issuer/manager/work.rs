@@ -173,11 +173,13 @@ impl Manager {
                     // `private-key-rotation: Never` keeps the stored key.
                     let key = me.reusable_key(&d).await;
                     match acme::issue_with_key(&issuer, ctx, &req, key).await {
-                        Ok(issued) => me
-                            .store_issued(&d, &issued)
-                            .await
-                            .map(|()| issued)
-                            .map_err(|e| (e, None)),
+                        Ok(issued) => match me.store_issued(&d, &issued).await {
+                            Ok(()) => {
+                                acme::order_stored(ctx.store.as_ref(), &d.secret).await;
+                                Ok(issued)
+                            }
+                            Err(e) => Err((e, None)),
+                        },
                         Err(e) => Err((ErrorChain(&e).to_string(), e.retry_after())),
                     }
                 }

@@ -42,6 +42,7 @@ fn account(server: &str) -> AccountId {
 
 fn order(n: u32) -> PendingOrder {
     PendingOrder {
+        key_pem: None,
         url: format!("https://ca.test/order/{n}"),
         server: "https://ca.test/dir".into(),
         names: vec!["a.test".into()],
