@@ -44,6 +44,18 @@ if ! python3 -c "import kubernetes_validate" >/dev/null 2>&1; then
     python3 -m pip install --quiet kubernetes-validate
 fi
 
+# The real Kubernetes control plane of tests/kubernetes.rs: kube-apiserver and
+# etcd built with Go from tests/k8s/rig, cached outside the clone per version
+# (cold: about 6 min on 2 cores; cached: instant). The tests read the path.
+if ! command -v go >/dev/null 2>&1; then
+    echo "scripts/test.sh: Go 1.26 is needed to build the Kubernetes test rig (scripts/k8s-rig.sh)" >&2
+    exit 1
+fi
+echo "==> Kubernetes test rig"
+PORTCULLIS_K8S_RIG="$(bash scripts/k8s-rig.sh | tail -n 1)"
+export PORTCULLIS_K8S_RIG
+echo "    $PORTCULLIS_K8S_RIG"
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"

@@ -1,14 +1,16 @@
 //! Shared support for integration tests that drive the real `portcullis` binary:
 //! certificates ([`pki`]), in-process echo backends ([`echo`], [`tcp_echo`]), the simulated
 //! cluster environment written into a config directory ([`env`]), an HTTP/TLS/
-//! WebSocket client ([`client`]) and a guard around the spawned binary
-//! ([`portcullis`]).
+//! WebSocket client ([`client`]), a guard around the spawned binary
+//! ([`portcullis`]) and a real Kubernetes control plane, etcd and
+//! kube-apiserver ([`control_plane`]).
 //!
 //! Each integration test that uses it declares `mod support;`. Not every test
 //! uses every helper, hence the crate-level `dead_code` allowance here.
 #![allow(dead_code)]
 
 pub mod client;
+pub mod control_plane;
 pub mod echo;
 pub mod env;
 pub mod expect;
