@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests need, as "command:package" pairs.
-TOOLS="curl:curl unzip:unzip npm:npm openssl:openssl pebble:pebble named:bind9 promtool:prometheus amtool:prometheus-alertmanager prometheus-alertmanager:prometheus-alertmanager"
+TOOLS="ip:iproute2 curl:curl unzip:unzip npm:npm openssl:openssl pebble:pebble named:bind9 promtool:prometheus amtool:prometheus-alertmanager prometheus-alertmanager:prometheus-alertmanager"
 
 missing=()
 for pair in $TOOLS; do
@@ -55,6 +55,15 @@ echo "==> Kubernetes test rig"
 PORTCULLIS_K8S_RIG="$(bash scripts/k8s-rig.sh | tail -n 1)"
 export PORTCULLIS_K8S_RIG
 echo "    $PORTCULLIS_K8S_RIG"
+
+# The pod network of the Kubernetes tests (tests/support/kube_mode.rs): the
+# API server refuses loopback addresses in EndpointSlices, so backends
+# listen on 198.18.0.0/16 (RFC 2544's benchmarking range), made local to
+# this host like 127.0.0.0/8. Needs root, as CI runs.
+if ! ip route show table local 198.18.0.0/16 | grep -q .; then
+    echo "==> making 198.18.0.0/16 local (pod network of the Kubernetes tests)"
+    ip route add local 198.18.0.0/16 dev lo
+fi
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

@@ -6,8 +6,13 @@
 //!   RBAC is enforced for client-certificate users and ServiceAccounts, the API
 //!   server restarts under a client, the listener TLS forms the CRDs admit and
 //!   refuse, and the control plane's processes die with the test process.
+//! - `routing`: the seed's traffic exercises applied through the API (weights,
+//!   header routing, mirroring, cross-namespace attachment and grants) to
+//!   real echo backends, and the status written back.
 
 mod support;
 
 #[path = "kubernetes/rig.rs"]
 mod rig;
+#[path = "kubernetes/routing.rs"]
+mod routing;

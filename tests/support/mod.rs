@@ -14,6 +14,7 @@ pub mod control_plane;
 pub mod echo;
 pub mod env;
 pub mod expect;
+pub mod kube_mode;
 pub mod pki;
 pub mod portcullis;
 pub mod scenarios;
