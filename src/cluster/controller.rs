@@ -13,6 +13,7 @@ use super::addresses::AddressSources;
 use super::cache::Live;
 use super::kinds::Watched;
 use super::writes::{Apply, Settings};
+use crate::metrics::cluster::WriteOutcome;
 use crate::model::{ObjectKey, Resources};
 use crate::status::Status;
 use futures_util::StreamExt;
@@ -45,6 +46,7 @@ pub struct Input {
 /// The leader's writer.
 pub struct Controller {
     client: kube::Client,
+    metrics: Arc<crate::metrics::Metrics>,
     controller_name: String,
     write_certificate_refs: bool,
     gateway_service: Option<ObjectKey>,
@@ -66,9 +68,11 @@ impl Controller {
         client: kube::Client,
         options: &super::ClusterOptions,
         compile: &crate::compile::CompileOptions,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Self {
         Self {
             client,
+            metrics,
             controller_name: compile.controller_name.clone(),
             write_certificate_refs: options.write_certificate_refs,
             gateway_service: options
@@ -161,18 +165,21 @@ impl Controller {
             return 0;
         }
         let total = applies.len();
-        let outcomes: Vec<Outcome> = futures_util::stream::iter(applies)
+        let outcomes: Vec<WriteOutcome> = futures_util::stream::iter(applies)
             .map(|a| self.apply(a))
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
-        let failed = outcomes.iter().filter(|o| **o == Outcome::Failed).count();
+        let failed = outcomes
+            .iter()
+            .filter(|o| **o == WriteOutcome::Failed)
+            .count();
         tracing::debug!(total, failed, "wrote to the API server");
         failed
     }
 
     /// Applies one body (failures are logged).
-    async fn apply(&self, a: Apply) -> Outcome {
+    async fn apply(&self, a: Apply) -> WriteOutcome {
         let api: Api<DynamicObject> = if a.namespace.is_empty() {
             Api::all_with(self.client.clone(), &a.resource)
         } else {
@@ -189,28 +196,20 @@ impl Controller {
         } else {
             api.patch(&a.name, &params, &patch).await
         };
-        match result {
-            Ok(_) => Outcome::Written,
+        let outcome = match result {
+            Ok(_) => WriteOutcome::Written,
             Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => {
                 // A newer version (or the deletion) is on its way through
                 // the watch, and with it the next snapshot.
                 tracing::debug!(kind = %a.resource.kind, namespace = %a.namespace, name = %a.name, code = e.code, "write superseded; redone on the next snapshot");
-                Outcome::Superseded
+                WriteOutcome::Superseded
             }
             Err(error) => {
                 tracing::warn!(kind = %a.resource.kind, namespace = %a.namespace, name = %a.name, status = a.status, %error, "cannot write to the API server; retrying");
-                Outcome::Failed
+                WriteOutcome::Failed
             }
-        }
+        };
+        self.metrics.cluster().write(&a.resource.kind, outcome);
+        outcome
     }
-}
-
-/// What became of one write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
-    Written,
-    /// Conflict or deleted object: the next snapshot redoes it.
-    Superseded,
-    /// Anything else: retried after a backoff.
-    Failed,
 }

@@ -158,13 +158,17 @@ impl SecretCache {
     }
 }
 
-/// Bumps the revision the source waits on.
+/// Bumps the revision the source waits on (and counts watch failures).
 #[derive(Debug, Clone)]
-struct Changes(Arc<watch::Sender<u64>>);
+struct Changes(Arc<watch::Sender<u64>>, Arc<crate::metrics::Metrics>);
 
 impl Changes {
     fn bump(&self) {
         self.0.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    fn watch_failed(&self, kind: &str) {
+        self.1.cluster().watch_error(kind);
     }
 }
 
@@ -174,10 +178,15 @@ fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
 
 impl ClusterSource {
     /// Starts watching through `client`. ClusterIssuers' Secrets are read
-    /// from `cluster_resource_namespace`.
-    pub fn start(client: Client, cluster_resource_namespace: &str) -> Self {
+    /// from `cluster_resource_namespace`; watch failures are counted in
+    /// `metrics`.
+    pub fn start(
+        client: Client,
+        cluster_resource_namespace: &str,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Self {
         let (tx, revision) = watch::channel(0u64);
-        let changes = Changes(Arc::new(tx));
+        let changes = Changes(Arc::new(tx), metrics);
         let state = Arc::new(Mutex::new(State::default()));
         let mut tasks = JoinSet::new();
         tasks.spawn(discover(client.clone(), state.clone(), changes.clone()));
@@ -513,6 +522,7 @@ async fn watch_kind(
                 e
             }
             Err(error) => {
+                changes.watch_failed(kind.kind());
                 if !failing {
                     tracing::warn!(kind = %kind, %error, "watch failed; retrying with backoff, serving the last configuration");
                     failing = true;
@@ -588,6 +598,7 @@ async fn watch_versions<K>(
                 e
             }
             Err(error) => {
+                changes.watch_failed(&K::kind(&()));
                 if !failing {
                     tracing::warn!(kind = %K::kind(&()), %error, "metadata watch failed; retrying with backoff");
                     failing = true;

@@ -7,6 +7,7 @@
 //! | [`certificates`] | served certificates, per-listener served expiry, managed certificates ([`ManagedCertificate`]), cert-manager-compatible names |
 //! | [`traffic`] | requests, durations, upstream failures, connections, TLS handshakes (lock-free handles per dataplane) |
 //! | [`acme`] | ACME client requests, orders, challenges, rate limits, issuance failures |
+//! | [`cluster`] | Kubernetes mode: leadership, writes to the API server, watch failures, refused objects |
 //! | [`process`] | `process_*`: memory, CPU, file descriptors |
 //! | [`histogram`] | the lock-free histogram the families use |
 //!
@@ -19,6 +20,7 @@
 
 pub mod acme;
 pub mod certificates;
+pub mod cluster;
 pub mod histogram;
 pub mod names;
 pub mod process;
@@ -101,6 +103,7 @@ pub struct Metrics {
     registry: Registry,
     traffic: traffic::Traffic,
     acme: acme::Acme,
+    cluster: cluster::Cluster,
     config: Config,
     certs: Arc<CertState>,
 }
@@ -117,6 +120,7 @@ impl Metrics {
         let mut registry = Registry::default();
         let traffic = traffic::Traffic::new(&mut registry);
         let acme = acme::Acme::new(&mut registry);
+        let cluster = cluster::Cluster::new(&mut registry);
         let config = Config {
             reloads: Family::default(),
             duration: Histogram::new(SLOW_SECONDS),
@@ -173,6 +177,7 @@ impl Metrics {
             registry,
             traffic,
             acme,
+            cluster,
             config,
             certs,
         }
@@ -205,6 +210,11 @@ impl Metrics {
     /// ACME client counters.
     pub fn acme(&self) -> &acme::Acme {
         &self.acme
+    }
+
+    /// Kubernetes-mode families.
+    pub fn cluster(&self) -> &cluster::Cluster {
+        &self.cluster
     }
 
     /// Resolves the counters `dataplane` will use and makes it the one

@@ -82,6 +82,15 @@ pub const ACME_RATE_LIMITED: &str = "portcullis_acme_rate_limited";
 /// Failed issuances by reason.
 pub const ISSUANCE_FAILURES: &str = "portcullis_certificate_issuance_failures";
 
+/// 1 while this replica holds the leader Lease (Kubernetes mode).
+pub const KUBERNETES_LEADER: &str = "portcullis_kubernetes_leader";
+/// Writes to the API server by kind and outcome.
+pub const KUBERNETES_WRITES: &str = "portcullis_kubernetes_writes";
+/// Failed watch requests by kind.
+pub const KUBERNETES_WATCH_ERRORS: &str = "portcullis_kubernetes_watch_errors";
+/// Objects the API holds that portcullis refuses.
+pub const KUBERNETES_REFUSED: &str = "portcullis_kubernetes_refused_objects";
+
 /// Process resident memory.
 pub const PROCESS_RSS: &str = "process_resident_memory_bytes";
 /// Process CPU seconds.
@@ -110,6 +119,8 @@ pub fn all() -> Vec<String> {
         ACME_CHALLENGES,
         ACME_RATE_LIMITED,
         ISSUANCE_FAILURES,
+        KUBERNETES_WRITES,
+        KUBERNETES_WATCH_ERRORS,
         PROCESS_CPU,
     ];
     let histograms = [REQUEST_DURATION, RELOAD_DURATION, ACME_REQUEST_DURATION];
@@ -133,6 +144,8 @@ pub fn all() -> Vec<String> {
         CONFIG_PROBLEMS,
         BIND_ERRORS,
         CONFIG_OBJECTS,
+        KUBERNETES_LEADER,
+        KUBERNETES_REFUSED,
         PROCESS_RSS,
         PROCESS_OPEN_FDS,
         PROCESS_MAX_FDS,

@@ -263,6 +263,14 @@ impl Runtime {
         for p in &reloaded.problems {
             p.log();
         }
+        if reloaded.live.is_some() {
+            let refused = reloaded
+                .problems
+                .iter()
+                .filter(|p| matches!(p, source::Problem::Object(_)))
+                .count();
+            self.shared.metrics.cluster().set_refused(refused);
+        }
         let Compiled { dataplane, status } = reloaded.compiled;
         let counts = Counts::of(&dataplane, &status);
         let dataplane = Arc::new(dataplane);
@@ -420,8 +428,11 @@ pub async fn serve(options: ServeOptions) -> Result<(), Error> {
         }
         Some(cluster) => {
             let client = cluster.client().await.map_err(Error::Cluster)?;
-            let mut source =
-                crate::cluster::source::ClusterSource::start(client, &cluster.namespace);
+            let mut source = crate::cluster::source::ClusterSource::start(
+                client,
+                &cluster.namespace,
+                shared.metrics.clone(),
+            );
             tracing::info!("waiting for every watch to list its kind");
             tokio::select! {
                 () = source.wait_synced() => tracing::info!("cluster state listed"),
@@ -447,7 +458,21 @@ pub async fn serve(options: ServeOptions) -> Result<(), Error> {
                 source.client(),
                 cluster,
                 &options.compile,
+                shared.metrics.clone(),
             );
+            let metrics = shared.metrics.clone();
+            let mut leads = leading.clone();
+            let lease = cluster.lease_name.clone();
+            tokio::spawn(async move {
+                loop {
+                    metrics
+                        .cluster()
+                        .set_leader(&lease, *leads.borrow_and_update());
+                    if leads.changed().await.is_err() {
+                        return;
+                    }
+                }
+            });
             tokio::spawn(controller.run(input_rx, leading.clone()));
             // Every replica answers the challenges the leader publishes.
             tokio::spawn(crate::cluster::challenges::watch_challenges(

@@ -197,11 +197,17 @@ fn the_load_balancer_maps_80_and_443_to_unprivileged_ports_and_gives_gateway_add
         "--gateway-address=192.0.2.10",
         "--gateway-address=192.0.2.11",
         "--no-certificate-refs-writeback",
-        "--default-cluster-issuer=letsencrypt",
         "--lease-name=edge-lease",
     ] {
         assert!(args.iter().any(|a| a == expected), "{expected} in {args:?}");
     }
+    // The default issuer is the GatewayClass's, as an annotation the
+    // issuer reads from the object (one rule in both modes).
+    let class = get(&objects, "GatewayClass/portcullis");
+    assert_eq!(
+        class["metadata"]["annotations"]["portcullis.dev/cluster-issuer"],
+        "letsencrypt"
+    );
     assert!(!args.iter().any(|a| a.starts_with("--gateway-service")));
     // The Role follows the Lease's name.
     let role = get(&objects, "Role/edge-portcullis");

@@ -241,6 +241,17 @@ spec:
             .is_some_and(|f| f.iter().any(|x| x["name"] == "HTTPRoute")),
         "{class}"
     );
+    // What the alert rules read about Kubernetes mode is exported.
+    let metrics = gw.metrics().await?;
+    ensure!(
+        metrics.contains("portcullis_kubernetes_leader{lease=\"portcullis-leader\"} 1"),
+        "{metrics}"
+    );
+    ensure!(
+        metrics
+            .contains("portcullis_kubernetes_writes_total{kind=\"HTTPRoute\",outcome=\"written\"}"),
+        "{metrics}"
+    );
     let generation = gateway["metadata"]["generation"].as_i64();
     ensure!(
         condition(&st["conditions"], "Accepted").and_then(|c| c["observedGeneration"].as_i64())
