@@ -87,8 +87,15 @@ echo "==> k8s-rig: built in ${seconds}s" >&2
 # The channels as released: where a channel has a kustomization.yaml, the
 # files it lists (experimental also carries a file no release bundle
 # includes), else every YAML file of the directory.
+# No built package imports gateway-api, so the build may not have fetched it:
+# download it (checked against go.sum) before asking for its directory.
+(cd "$module" && go mod download sigs.k8s.io/gateway-api) >&2
 gateway_api="$(cd "$module" && go list -mod=readonly -m -f '{{.Dir}} {{.Version}}' sigs.k8s.io/gateway-api)"
 gateway_api_dir="${gateway_api% *}"
+if [ ! -d "$gateway_api_dir/config/crd" ]; then
+    echo "k8s-rig: the sigs.k8s.io/gateway-api module has no config/crd (got '$gateway_api')" >&2
+    exit 1
+fi
 for channel in standard experimental; do
     src="$gateway_api_dir/config/crd/$channel"
     mkdir -p "$tmp/crds/$channel"
