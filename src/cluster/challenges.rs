@@ -182,6 +182,20 @@ impl ChallengePublisher for KubePublisher {
         tracing::debug!(%secret, "challenge published to every replica");
         Ok(Box::new(withdraw))
     }
+
+    async fn withdraw_stale(&self, challenge: &Challenge) {
+        let name = secret_name(challenge);
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
+        match api.delete(&name, &DeleteParams::default()).await {
+            Ok(_) => {
+                tracing::info!(secret = %format!("{}/{name}", self.namespace), "withdrew a challenge an earlier leader left published")
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(error) => {
+                tracing::warn!(secret = %name, %error, "cannot delete a stale challenge Secret; it answers nothing once validation is over")
+            }
+        }
+    }
 }
 
 /// Deletes a challenge Secret when withdrawn (or, best effort, dropped).

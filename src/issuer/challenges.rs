@@ -112,6 +112,12 @@ pub trait ChallengePublisher: Send + Sync + std::fmt::Debug {
     /// Publishes `challenge`; returns once it is answerable (the CA may be
     /// told to validate), with the guard that withdraws it.
     async fn publish(&self, challenge: &Challenge) -> Result<Box<dyn PublishedChallenge>, Error>;
+
+    /// Withdraws `challenge` if an earlier process published it and was
+    /// stopped before withdrawing it (a leader killed mid-order); a resumed
+    /// order calls this for each authorization already valid. Publishers
+    /// whose challenges end with their process have nothing to do.
+    async fn withdraw_stale(&self, _challenge: &Challenge) {}
 }
 
 /// A published challenge. [`withdraw`](Self::withdraw) it when the

@@ -20,8 +20,8 @@ use std::time::{Duration, SystemTime};
 use tracing::Instrument;
 
 use instant_acme::{
-    Account, AuthorizationStatus, ChallengeStatus, ChallengeType, Identifier, NewOrder, Order,
-    OrderStatus, RetryPolicy,
+    Account, AuthorizationHandle, AuthorizationStatus, ChallengeHandle, ChallengeStatus,
+    ChallengeType, Identifier, NewOrder, Order, OrderStatus, RetryPolicy,
 };
 
 use super::config::{choose_solver, AcmeIssuer, SolverKind};
@@ -458,7 +458,10 @@ async fn authorize(
         let mut authz = authz.map_err(acme)?;
         let name = authz.identifier().to_string();
         match authz.status {
-            AuthorizationStatus::Valid => continue,
+            AuthorizationStatus::Valid => {
+                withdraw_stale(issuer, ctx, &mut authz, &name).await;
+                continue;
+            }
             AuthorizationStatus::Pending => {}
             other => {
                 return Err(Error::ChallengeFailed {
@@ -485,32 +488,19 @@ async fn authorize(
                 name: name.clone(),
                 offered: String::new(),
             })?;
-        let key_auth = challenge.key_authorization();
-        let bare = name.strip_prefix("*.").unwrap_or(&name).to_owned();
         match &solver.kind {
-            SolverKind::Http01 => {
-                let http01 = Challenge::Http01 {
-                    token: challenge.token.clone(),
-                    key_authorization: key_auth.as_str().to_owned(),
+            SolverKind::Http01 | SolverKind::TlsAlpn01 => {
+                let Some(answer) = answer(&solver.kind, &challenge, &name) else {
+                    continue;
                 };
-                let published = ctx.challenges.publish(&http01).await;
-                presented
-                    .published
-                    .push(published.map_err(Error::Challenge)?);
-            }
-            SolverKind::TlsAlpn01 => {
-                let tls_alpn01 = Challenge::TlsAlpn01 {
-                    domain: bare,
-                    key_authorization: key_auth.as_str().to_owned(),
-                };
-                let published = ctx.challenges.publish(&tls_alpn01).await;
+                let published = ctx.challenges.publish(&answer).await;
                 presented
                     .published
                     .push(published.map_err(Error::Challenge)?);
             }
             SolverKind::Dns01(server) => {
                 let record = dns::challenge_name(&name);
-                let value = key_auth.dns_value();
+                let value = challenge.key_authorization().dns_value();
                 let dns_err = |source| Error::Dns {
                     name: record.clone(),
                     source,
@@ -556,6 +546,46 @@ async fn authorize(
         }
     }
     Ok(())
+}
+
+/// What a replica answers for `challenge` of `name` with an HTTP-01 or
+/// TLS-ALPN-01 solver (`None` for DNS-01, answered by a DNS server).
+fn answer(kind: &SolverKind, challenge: &ChallengeHandle<'_>, name: &str) -> Option<Challenge> {
+    let key_authorization = challenge.key_authorization().as_str().to_owned();
+    match kind {
+        SolverKind::Http01 => Some(Challenge::Http01 {
+            token: challenge.token.clone(),
+            key_authorization,
+        }),
+        SolverKind::TlsAlpn01 => Some(Challenge::TlsAlpn01 {
+            domain: name.strip_prefix("*.").unwrap_or(name).to_owned(),
+            key_authorization,
+        }),
+        SolverKind::Dns01(_) => None,
+    }
+}
+
+/// An authorization already valid in an order being resumed: the process
+/// that presented its challenge may have been stopped before withdrawing it
+/// (a leader killed while the CA validated). Withdraws what that process
+/// would have published, so nothing keeps answering a finished validation.
+async fn withdraw_stale<'a>(
+    issuer: &AcmeIssuer,
+    ctx: &AcmeContext,
+    authz: &'a mut AuthorizationHandle<'a>,
+    name: &str,
+) {
+    let offered: Vec<ChallengeType> = authz.challenges.iter().map(|c| c.r#type.clone()).collect();
+    let Some(solver) = choose_solver(&issuer.solvers, name, &offered) else {
+        return;
+    };
+    let kind = solver.kind.challenge_type();
+    if let Some(answer) = authz
+        .challenge(kind)
+        .and_then(|c| answer(&solver.kind, &c, name))
+    {
+        ctx.challenges.withdraw_stale(&answer).await;
+    }
 }
 
 /// Waits until the CA has validated every authorization; on failure, finds
