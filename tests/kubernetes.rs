@@ -9,9 +9,16 @@
 //! - `routing`: the seed's traffic exercises applied through the API (weights,
 //!   header routing, mirroring, cross-namespace attachment and grants) to
 //!   real echo backends, and the status written back.
+//! - `issuance`: a real Pebble (and BIND) issuing into Secrets for every
+//!   listener form the CRDs admit, renewals in place, a dead CA, and two
+//!   replicas handing an order over when the leader is killed mid-order.
 
+#[path = "acme/mod.rs"]
+mod acme;
 mod support;
 
+#[path = "kubernetes/issuance.rs"]
+mod issuance;
 #[path = "kubernetes/rig.rs"]
 mod rig;
 #[path = "kubernetes/routing.rs"]
