@@ -11,7 +11,7 @@
 
 use super::acme::pebble::Pebble;
 use super::acme::rig::Rig;
-use super::acme::{leaf_of, served_leaf, Leaf};
+use super::acme::{leaf_of, served_leaf};
 use super::support::control_plane::ControlPlane;
 use super::support::kube_mode::{
     condition, eventually, get_object, install_crds, KubeGateway, KubeOptions,
@@ -177,6 +177,14 @@ fn certificates_in(pem: &str) -> usize {
     pem.matches("BEGIN CERTIFICATE").count()
 }
 
+/// The issuer's decisions in a replica's log, for failure messages.
+fn issuing_lines(log: &str) -> String {
+    log.lines()
+        .filter(|l| l.contains("issuing certificate") || l.contains("certificate stored"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// The listener `name` of a Gateway's spec.
 fn spec_listener<'a>(gateway: &'a Value, name: &str) -> Option<&'a Value> {
     gateway["spec"]["listeners"]
@@ -301,10 +309,17 @@ spec:
         // serves; curl verifies it against Pebble's root.
         let want = leaf_of(&chain)?;
         let served = eventually(&format!("{host} serves {name}"), WAIT, || async {
-            let leaf = served_leaf(host, port + offset).await.ok();
-            Ok(leaf.filter(|l: &Leaf| l.serial == want.serial))
+            let leaf = served_leaf(host, port + offset).await?;
+            ensure!(
+                leaf.serial == want.serial,
+                "served {}, want {}",
+                leaf.serial,
+                want.serial
+            );
+            Ok(Some(leaf))
         })
-        .await?;
+        .await
+        .with_context(|| issuing_lines(&gw.log()))?;
         ensure!(served == want);
         curl_verifies(&root, host, Ipv4Addr::LOCALHOST, port + offset)?;
     }
