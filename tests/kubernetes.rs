@@ -9,9 +9,20 @@
 //! - `routing`: the seed's traffic exercises applied through the API (weights,
 //!   header routing, mirroring, cross-namespace attachment and grants) to
 //!   real echo backends, and the status written back.
+//! - `faults`: the API server restarted under traffic, a watch compacted
+//!   away (410 Gone) and relisted, another controller's entry in a route's
+//!   status kept, an object admitted but refused, a certificate turned to
+//!   garbage.
+//! - `chart_rbac`: the Helm chart's objects admitted by the API server, and
+//!   portcullis doing its job as the chart's ServiceAccount with only the
+//!   chart's RBAC, refused what the chart does not grant.
 
 mod support;
 
+#[path = "kubernetes/chart_rbac.rs"]
+mod chart_rbac;
+#[path = "kubernetes/faults.rs"]
+mod faults;
 #[path = "kubernetes/rig.rs"]
 mod rig;
 #[path = "kubernetes/routing.rs"]
