@@ -16,6 +16,8 @@
 //! - `chart_rbac`: the Helm chart's objects admitted by the API server, and
 //!   portcullis doing its job as the chart's ServiceAccount with only the
 //!   chart's RBAC, refused what the chart does not grant.
+//! - `fixtures`: what `faults` and `chart_rbac` share (backends, requests,
+//!   route status polling, base manifests).
 
 mod support;
 
@@ -23,6 +25,8 @@ mod support;
 mod chart_rbac;
 #[path = "kubernetes/faults.rs"]
 mod faults;
+#[path = "kubernetes/fixtures.rs"]
+mod fixtures;
 #[path = "kubernetes/rig.rs"]
 mod rig;
 #[path = "kubernetes/routing.rs"]

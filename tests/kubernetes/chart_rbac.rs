@@ -6,7 +6,7 @@
 //! RBAC or by the chart's ValidatingAdmissionPolicy, with the API's exact
 //! answer.
 
-use crate::faults::{accepted_by_us, backend, is_true, wait_route, wait_routed, WAIT};
+use crate::fixtures::{accepted_by_us, backend, is_true, wait_route, wait_routed, WAIT};
 use crate::support::control_plane::ControlPlane;
 use crate::support::kube_mode::{condition, eventually, get_object, KubeGateway, KubeOptions};
 use crate::support::portcullis::free_port;
