@@ -481,6 +481,25 @@ spec:
     );
     let (status, _) = get(addr, "bad.example", "/").await?;
     ensure!(status == 404, "the refused route serves nothing: {status}");
+    // The log names it too, once.
+    let logged = |log: &str| {
+        log.lines()
+            .filter(|l| {
+                l.contains("refused by compile")
+                    && l.contains("HTTPRoute apps/bad-regex")
+                    && l.contains("UnsupportedValue")
+            })
+            .count()
+    };
+    eventually("the log names the refused route", WAIT, || async {
+        Ok((logged(&gw.log()) > 0).then_some(()))
+    })
+    .await?;
+    // Changes to other objects reload without logging it again.
+    cp.apply_yaml(&route("other", "other.example", "shop"))
+        .await?;
+    wait_routed(addr, "other.example", 200, "shop").await?;
+    ensure!(logged(&gw.log()) == 1, "{}", gw.log_tail(30));
     wait_route(&client, "apps", "good", "good accepted", |r| {
         accepted_by_us(r, "web")
     })
