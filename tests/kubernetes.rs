@@ -12,6 +12,15 @@
 //! - `issuance`: a real Pebble (and BIND) issuing into Secrets for every
 //!   listener form the CRDs admit, renewals in place, a dead CA, and two
 //!   replicas handing an order over when the leader is killed mid-order.
+//! - `faults`: the API server restarted under traffic, a watch compacted
+//!   away (410 Gone) and relisted, another controller's entry in a route's
+//!   status kept, an object admitted but refused, a certificate turned to
+//!   garbage.
+//! - `chart_rbac`: the Helm chart's objects admitted by the API server, and
+//!   portcullis doing its job as the chart's ServiceAccount with only the
+//!   chart's RBAC, refused what the chart does not grant.
+//! - `fixtures`: what `faults` and `chart_rbac` share (backends, requests,
+//!   route status polling, base manifests).
 
 #[path = "acme/mod.rs"]
 mod acme;
@@ -19,6 +28,12 @@ mod support;
 
 #[path = "kubernetes/issuance.rs"]
 mod issuance;
+#[path = "kubernetes/chart_rbac.rs"]
+mod chart_rbac;
+#[path = "kubernetes/faults.rs"]
+mod faults;
+#[path = "kubernetes/fixtures.rs"]
+mod fixtures;
 #[path = "kubernetes/rig.rs"]
 mod rig;
 #[path = "kubernetes/routing.rs"]

@@ -12,7 +12,9 @@
 //!
 //! An object the API accepted but portcullis refuses (a field of a shape
 //! the model cannot read) keeps its last good version, if it had one, and
-//! carries the refusal, which becomes a status condition and a log line.
+//! carries the refusal, which becomes a log line, a `/status` problem and
+//! the refused-objects metric (no status condition on the object: its
+//! status is written from compile's output, which never saw it).
 
 use super::kinds::{decode, key_of, Watched};
 use super::status_patch::FIELD_MANAGER as STATUS_MANAGER;

@@ -512,6 +512,11 @@ async fn watch_kind(
         .default_backoff()
         .boxed();
     let mut failing = false;
+    // kube-runtime's watcher lists at start and lists again only when it
+    // cannot resume (410 Gone: its position was compacted away); a relist
+    // is worth a line, the first list is not.
+    let mut listed = false;
+    let mut relisting = false;
     while let Some(event) = events.next().await {
         let event = match event {
             Ok(e) => {
@@ -547,6 +552,10 @@ async fn watch_kind(
                 true
             }
             watcher::Event::Init => {
+                if listed {
+                    tracing::info!(kind = %kind, "watch expired (410 Gone); relisting");
+                    relisting = true;
+                }
                 cache.init();
                 false
             }
@@ -556,6 +565,11 @@ async fn watch_kind(
             }
             watcher::Event::InitDone => {
                 cache.init_done();
+                if relisting {
+                    tracing::info!(kind = %kind, objects = cache.objects().len(), "relisted");
+                }
+                listed = true;
+                relisting = false;
                 true
             }
         };

@@ -45,10 +45,17 @@ type Digest = [u8; 32];
 /// Parsed Secrets kept from one compile to the next, keyed by a digest of
 /// their bytes. Holds only what the last compile used: entries of Secrets
 /// that disappeared or changed are dropped.
+///
+/// It also remembers, per Secret (`namespace/name`), the last certificate
+/// that Secret gave which could be served ([`CertCache::last_good`]): when
+/// the Secret's content turns bad (garbage, a key that does not match, an
+/// expired certificate), the listener keeps serving that one instead of
+/// nothing, while its status says the reference is invalid.
 #[derive(Default)]
 pub struct CertCache {
     entries: HashMap<Digest, Outcome>,
     misses: usize,
+    last_good: HashMap<String, Arc<Parsed>>,
 }
 
 impl std::fmt::Debug for CertCache {
@@ -80,6 +87,18 @@ impl CertCache {
     /// How many pairs the last compile had to parse (cache misses).
     pub fn misses(&self) -> usize {
         self.misses
+    }
+
+    /// The last servable certificate Secret `name` (`namespace/name`) gave
+    /// in an earlier compile, if it was referenced since.
+    pub(crate) fn last_good(&self, name: &str) -> Option<Arc<Parsed>> {
+        self.last_good.get(name).cloned()
+    }
+
+    /// Replaces the remembered certificates by those a compile served:
+    /// Secrets no longer referenced are forgotten.
+    pub(crate) fn set_last_good(&mut self, good: HashMap<String, Arc<Parsed>>) {
+        self.last_good = good;
     }
 
     /// Parses every `(tls.crt, tls.key)` pair of `pairs`, reusing what the
@@ -393,6 +412,60 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The certificates the data plane serves on listener `l0`.
+    fn served(c: &crate::compile::Compiled) -> Vec<Arc<CertifiedKey>> {
+        c.dataplane
+            .binds
+            .iter()
+            .flat_map(|b| &b.listeners)
+            .filter(|l| l.key.name == "l0")
+            .flat_map(|l| l.certificates.clone())
+            .collect()
+    }
+
+    #[test]
+    fn a_secret_turned_bad_keeps_its_last_good_certificate_served() {
+        let options = crate::compile::CompileOptions::default();
+        let good = pair("h0.test");
+        let mut cache = CertCache::new();
+        let first = crate::compile::compile_cached(
+            &gateway_with(std::slice::from_ref(&good)),
+            &options,
+            &mut cache,
+        );
+        assert!(resolved_refs(&first)[0].1);
+        let before = served(&first);
+        assert_eq!(before.len(), 1);
+
+        // Garbage in tls.crt: said in status, the last good one served on.
+        let bad = (b"this is not a certificate".to_vec(), good.1.clone());
+        let resources = gateway_with(std::slice::from_ref(&bad));
+        let kept = crate::compile::compile_cached(&resources, &options, &mut cache);
+        let (_, ok, message) = &resolved_refs(&kept)[0];
+        assert!(!ok, "the reference is reported invalid");
+        assert!(
+            message.starts_with("Secret default/c0: ")
+                && message.ends_with("; still serving its last valid certificate"),
+            "{message}"
+        );
+        let after = served(&kept);
+        assert_eq!(after.len(), 1, "the listener still serves");
+        assert!(Arc::ptr_eq(&before[0], &after[0]), "the same certificate");
+        // And again on the next reload while the Secret stays bad.
+        let again = crate::compile::compile_cached(&resources, &options, &mut cache);
+        assert_eq!(served(&again).len(), 1);
+
+        // Without a history (a fresh start) there is nothing to serve.
+        let fresh = crate::compile::compile(&resources, &options);
+        assert!(served(&fresh).is_empty());
+        assert!(!resolved_refs(&fresh)[0].1);
+
+        // Once the Secret is no longer referenced it is forgotten.
+        crate::compile::compile_cached(&gateway_with(&[]), &options, &mut cache);
+        let forgotten = crate::compile::compile_cached(&resources, &options, &mut cache);
+        assert!(served(&forgotten).is_empty());
     }
 
     #[test]

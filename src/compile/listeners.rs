@@ -2,7 +2,7 @@
 //! allowed route kinds validation, certificate resolution for HTTPS, conflicts
 //! between listeners sharing a socket, and the listener status conditions.
 
-use super::cert_cache::{CertCache, Outcome};
+use super::cert_cache::{CertCache, Outcome, Parsed};
 use super::gateway::World;
 use super::refs::{self, Referrer, Target, GATEWAY_GROUP};
 use super::{Ctx, Problem};
@@ -107,6 +107,10 @@ pub(crate) struct ListenerState<'a> {
     pub conflicted: Option<Problem>,
     /// Why a reference did not resolve.
     pub unresolved: Option<Problem>,
+    /// Why a certificateRef's Secret no longer gives a usable certificate
+    /// although the listener still serves the last one it gave: reported
+    /// like `unresolved`, but the listener stays programmed.
+    pub stale_certificate: Option<Problem>,
     /// Certificates to serve (HTTPS).
     pub certificates: Vec<Arc<rustls::sign::CertifiedKey>>,
     /// The Secrets behind `certificates`, as `namespace/name`.
@@ -158,6 +162,7 @@ impl<'a> ListenerState<'a> {
             rejected: None,
             conflicted: None,
             unresolved: None,
+            stale_certificate: None,
             certificates: Vec::new(),
             certificate_refs: Vec::new(),
             attached_routes: 0,
@@ -247,21 +252,49 @@ pub(crate) fn validate_all(world: &mut World<'_>, ctx: &Ctx<'_>, certs: &mut Cer
         })
         .collect();
     let parsed = certs.resolve(&pairs);
+    // Bad content in a Secret never replaces a certificate that was being
+    // served by nothing: the last good one is served on, and the status
+    // says the reference is invalid.
+    let mut good: HashMap<String, Arc<Parsed>> = HashMap::new();
     for (i, refs) in located {
         let l = &mut world.listeners[i];
         for r in refs {
-            match r.and_then(|(name, pair)| finish_certificate(name, &parsed[pair], ctx)) {
-                Ok((key, name)) => {
-                    l.certificates.push(key);
-                    l.certificate_refs.push(name);
-                }
+            let (name, pair) = match r {
+                Ok(located) => located,
                 Err(p) => {
                     l.unresolved.get_or_insert(p);
+                    continue;
                 }
+            };
+            let outcome = &parsed[pair];
+            let served = match finish_certificate(&name, outcome, ctx) {
+                Ok(current) => Some(current),
+                Err(p) => {
+                    let previous = certs.last_good(&name).filter(|prev| !is_expired(prev, ctx));
+                    match previous {
+                        Some(prev) => {
+                            l.stale_certificate.get_or_insert(Problem::new(
+                                p.reason,
+                                format!("{}; still serving its last valid certificate", p.message),
+                            ));
+                            Some(prev)
+                        }
+                        None => {
+                            l.unresolved.get_or_insert(p);
+                            None
+                        }
+                    }
+                }
+            };
+            if let Some(parsed) = served {
+                l.certificates.push(parsed.key.clone());
+                l.certificate_refs.push(name.clone());
+                good.insert(name, parsed);
             }
         }
         super::frontend_tls::resolve(l, ctx);
     }
+    certs.set_last_good(good);
 }
 
 /// Validates everything but certificates; true when the listener goes on to
@@ -452,26 +485,25 @@ fn locate_certificate<'a>(
 }
 
 /// The certificate of Secret `name` once parsed, or why it cannot be served.
-fn finish_certificate(
-    name: String,
-    parsed: &Outcome,
-    ctx: &Ctx<'_>,
-) -> Result<(Arc<rustls::sign::CertifiedKey>, String), Problem> {
+fn finish_certificate(name: &str, parsed: &Outcome, ctx: &Ctx<'_>) -> Result<Arc<Parsed>, Problem> {
     let parsed = parsed
         .as_ref()
         .map_err(|e| invalid_ref(format!("Secret {name}: {e}")))?;
     // An expired (or not yet valid) certificate is a broken reference: clients
     // reject it anyway, and saying so in status is what gets it fixed.
-    if ctx
-        .options
-        .now
-        .is_some_and(|now| parsed.leaf.is_expired_at(now))
-    {
+    if is_expired(parsed, ctx) {
         return Err(invalid_ref(format!(
             "certificate in Secret {name} is outside its validity period"
         )));
     }
-    Ok((parsed.key.clone(), name))
+    Ok(parsed.clone())
+}
+
+/// Whether the certificate is outside its validity period at compile time.
+fn is_expired(parsed: &Parsed, ctx: &Ctx<'_>) -> bool {
+    ctx.options
+        .now
+        .is_some_and(|now| parsed.leaf.is_expired_at(now))
 }
 
 /// Marks listeners that lose a conflict on a shared socket. Listeners are
@@ -554,7 +586,7 @@ pub(crate) fn status(l: &ListenerState<'_>, generation: i64) -> ListenerStatus {
         }
         (None, None) => cond(ConditionType::Accepted, true, Reason::Accepted, ""),
     };
-    let resolved = match &l.unresolved {
+    let resolved = match l.unresolved.as_ref().or(l.stale_certificate.as_ref()) {
         Some(p) => cond(ConditionType::ResolvedRefs, false, p.reason, &p.message),
         None => cond(ConditionType::ResolvedRefs, true, Reason::ResolvedRefs, ""),
     };

@@ -91,7 +91,10 @@ pub fn compile(resources: &Resources, options: &CompileOptions) -> Compiled {
 
 /// [`compile`], parsing only the Secrets whose certificate or key changed
 /// since the previous compile with the same `certs` (a reloader keeps one).
-/// The output is the same as [`compile`]'s.
+/// The output is the same as [`compile`]'s, except that a Secret whose
+/// content turned unusable keeps serving the last certificate it gave
+/// (with ResolvedRefs False/InvalidCertificateRef in status) instead of
+/// none.
 pub fn compile_cached(
     resources: &Resources,
     options: &CompileOptions,

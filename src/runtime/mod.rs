@@ -11,6 +11,7 @@ pub mod certs;
 pub mod check;
 pub mod limits;
 pub mod logging;
+pub mod refused;
 pub mod report;
 pub mod source;
 
@@ -228,6 +229,8 @@ struct Runtime {
     /// when the issuer's report changes).
     controller: Option<watch::Sender<Option<crate::cluster::controller::Input>>>,
     last_controller_input: Option<crate::cluster::controller::Input>,
+    /// What compile refused at the last reload (logged when it changes).
+    refused: refused::RefusedLog,
 }
 
 /// The runtime's side of the certificate manager: standalone, the manager
@@ -272,6 +275,9 @@ impl Runtime {
             self.shared.metrics.cluster().set_refused(refused);
         }
         let Compiled { dataplane, status } = reloaded.compiled;
+        for r in self.refused.changed(&status) {
+            r.log();
+        }
         let counts = Counts::of(&dataplane, &status);
         let dataplane = Arc::new(dataplane);
         self.shared.metrics.publish(&dataplane, reloaded.secrets);
@@ -513,6 +519,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), Error> {
         issuer,
         controller,
         last_controller_input: None,
+        refused: refused::RefusedLog::default(),
     };
     runtime.apply().await?;
     if let (Some(changes), Source::Dir(dir)) = (&mut certificate_changes, &mut runtime.source) {
