@@ -26,14 +26,14 @@
 mod acme;
 mod support;
 
-#[path = "kubernetes/issuance.rs"]
-mod issuance;
 #[path = "kubernetes/chart_rbac.rs"]
 mod chart_rbac;
 #[path = "kubernetes/faults.rs"]
 mod faults;
 #[path = "kubernetes/fixtures.rs"]
 mod fixtures;
+#[path = "kubernetes/issuance.rs"]
+mod issuance;
 #[path = "kubernetes/rig.rs"]
 mod rig;
 #[path = "kubernetes/routing.rs"]
