@@ -207,7 +207,8 @@ async fn every_listener_form_the_crds_admit_gets_a_pebble_certificate_in_a_secre
     // - b: certificateRefs naming a Secret that does not exist yet;
     // - c: tls.options naming a ClusterIssuer (over the annotation);
     // - d: no tls block, no annotation: the GatewayClass's default;
-    // - e: cert-manager's annotation and a Secret to create.
+    // - e: cert-manager's annotation and a Secret to create;
+    // - f: a ListenerSet's listener, no tls block, its parent's annotation.
     cp.apply_yaml(
         r#"
 apiVersion: gateway.networking.k8s.io/v1
@@ -215,6 +216,7 @@ kind: Gateway
 metadata: {name: annotated, namespace: apps, annotations: {portcullis.dev/issuer: pebble}}
 spec:
   gatewayClassName: portcullis
+  allowedListeners: {namespaces: {from: Same}}
   listeners:
   - {name: http, protocol: HTTP, port: 80}
   - {name: a, protocol: HTTPS, port: 443, hostname: a.acme.test}
@@ -234,6 +236,13 @@ metadata: {name: cm, namespace: apps, annotations: {cert-manager.io/issuer: pebb
 spec:
   gatewayClassName: portcullis
   listeners: [{name: e, protocol: HTTPS, port: 9443, hostname: e.acme.test, tls: {certificateRefs: [{name: e-cert}]}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: ListenerSet
+metadata: {name: extra, namespace: apps}
+spec:
+  parentRef: {name: annotated}
+  listeners: [{name: f, protocol: HTTPS, port: 443, hostname: f.acme.test}]
 "#,
     )
     .await?;
@@ -261,6 +270,7 @@ spec:
             "pebble-cluster",
         ),
         ("e-cert", "e.acme.test", 9443, "Issuer", "pebble"),
+        ("extra-f-tls", "f.acme.test", 443, "Issuer", "pebble"),
     ];
     let root = pebble_root(&rig).await?;
     for (name, host, port, kind, issuer) in expected {
@@ -367,6 +377,25 @@ spec:
         managers.contains(&"portcullis.dev/certificate-refs"),
         "{managers:?}"
     );
+    eventually(
+        "the ListenerSet's filled ref written back",
+        WAIT,
+        || async {
+            let set = get_object(
+                &client,
+                "gateway.networking.k8s.io/v1",
+                "ListenerSet",
+                Some("apps"),
+                "extra",
+            )
+            .await?;
+            Ok(set.filter(|s| {
+                spec_listener(s, "f")
+                    .is_some_and(|l| l["tls"]["certificateRefs"][0]["name"] == "extra-f-tls")
+            }))
+        },
+    )
+    .await?;
     // The listeners say their certificates are ready.
     let status = &annotated["status"];
     for l in status["listeners"].as_array().context("listeners")? {
