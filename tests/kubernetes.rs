@@ -9,9 +9,13 @@
 //! - `routing`: the seed's traffic exercises applied through the API (weights,
 //!   header routing, mirroring, cross-namespace attachment and grants) to
 //!   real echo backends, and the status written back.
+//! - `conformance_status`: the conformance cases' status checks run on the
+//!   status portcullis wrote through the API server.
 
 mod support;
 
+#[path = "kubernetes/conformance_status.rs"]
+mod conformance_status;
 #[path = "kubernetes/rig.rs"]
 mod rig;
 #[path = "kubernetes/routing.rs"]
