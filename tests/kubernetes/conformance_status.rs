@@ -19,10 +19,13 @@
 //! up front and never deleted: without kube-controller-manager a deleted
 //! namespace stays Terminating.
 //!
-//! On a failure, each failing case is reported with the check's error, the
-//! same check on the replica's own `/status` (passing there and failing on
-//! the API means the status writing lost something), and the API status of
-//! the objects the error names.
+//! Besides the checks, the API status of the case's objects must say what
+//! the replica's own `/status` says (`api_status::differences`: conditions,
+//! listeners, attached counts, route parents). On a failure, each failing
+//! case is reported with the check's error, the same check on the replica's
+//! `/status` (passing there and failing on the API means the status writing
+//! lost something), the differences, and the API status of the objects the
+//! error names.
 //!
 //! Left out of status-only.json, with why:
 //! - `GatewayInfrastructure`, `GatewayOptionalAddressValue`,
@@ -34,7 +37,7 @@
 //! - The `BackendTLSPolicy` reconcile sub-test (ConfigMap edits): the
 //!   standalone harness runs it through its config directory; not ported.
 
-use crate::support::api_status::{self, ApiStatusReader};
+use crate::support::api_status::{self, ApiStatusReader, Key};
 use crate::support::control_plane::{ApplyError, ControlPlane};
 use crate::support::env::{identity, Cluster, Layout, CONTROLLER_NAME};
 use crate::support::kube_mode::{install_crds, KubeGateway, KubeOptions};
@@ -238,11 +241,13 @@ impl Rig {
         Ok(())
     }
 
-    /// Polls the API status until `check` passes on it and no condition of
-    /// the `keys` objects is of an older generation, for at most [`SETTLE`].
+    /// Polls until `check` passes on the API status, no condition of the
+    /// `keys` objects is of an older generation, and their API status says
+    /// what the replica's own `/status` says ([`api_status::differences`]),
+    /// for at most [`SETTLE`].
     async fn settle(
         &self,
-        keys: &BTreeSet<(String, String, String)>,
+        keys: &BTreeSet<Key>,
         check: &dyn Fn(&Value) -> Result<(), String>,
     ) -> Result<(), String> {
         let start = Instant::now();
@@ -255,66 +260,75 @@ impl Rig {
                 .cloned()
                 .collect();
             let stale = api_status::stale(&ours, CONTROLLER_NAME);
+            let replica = self.gateway.status().await.map_err(|e| format!("{e:#}"));
+            let differences = match &replica {
+                Ok(r) => api_status::differences(&doc, r, keys),
+                Err(e) => vec![format!("the replica's /status: {e}")],
+            };
             let checked = check(&doc);
-            if stale.is_empty() && checked.is_ok() {
+            if stale.is_empty() && differences.is_empty() && checked.is_ok() {
                 return Ok(());
             }
             if start.elapsed() > SETTLE {
-                return Err(self.explain(checked, &stale, &ours, check).await);
+                let on_replica = replica.map(|r| check(&r));
+                return Err(explain(checked, on_replica, &stale, &differences, &ours));
             }
             tokio::time::sleep(POLL).await;
         }
     }
-
-    /// The failure report of a case: the check's error on the API status,
-    /// the same check on the replica's `/status`, stale conditions, and the
-    /// API status of the objects the error names (all the case's when none).
-    async fn explain(
-        &self,
-        checked: Result<(), String>,
-        stale: &[String],
-        ours: &[Value],
-        check: &dyn Fn(&Value) -> Result<(), String>,
-    ) -> String {
-        let mut out = match &checked {
-            Ok(()) => "check passes on the API status, but it did not settle".to_string(),
-            Err(e) => format!("on the API status: {e}"),
-        };
-        let replica = match self.gateway.status().await {
-            Ok(st) => match check(&st) {
-                Ok(()) => "passes".to_string(),
-                Err(e) => format!("fails too: {e}"),
-            },
-            Err(e) => format!("unreadable: {e:#}"),
-        };
-        out.push_str(&format!("\n    on the replica's /status: {replica}"));
-        if !stale.is_empty() {
-            out.push_str(&format!("\n    stale: {}", stale.join("; ")));
-        }
-        let error = checked.err().unwrap_or_default();
-        let named: Vec<&Value> = ours
-            .iter()
-            .filter(|o| {
-                o["metadata"]["name"]
-                    .as_str()
-                    .is_some_and(|n| error.contains(n))
-            })
-            .collect();
-        let shown = if named.is_empty() {
-            ours.iter().collect()
-        } else {
-            named
-        };
-        for o in shown {
-            let (kind, ns, name) = key_of(o);
-            let st: String = o["status"].to_string().chars().take(2000).collect();
-            out.push_str(&format!("\n    {kind} {ns}/{name} status: {st}"));
-        }
-        out
-    }
 }
 
-fn key_of(o: &Value) -> (String, String, String) {
+/// The failure report of a case: the check's error on the API status, the
+/// same check on the replica's `/status` (passing there and failing on the
+/// API means the status writing lost something), stale conditions, where the
+/// two differ, and the API status of the objects the error names (all the
+/// case's when none).
+fn explain(
+    checked: Result<(), String>,
+    on_replica: Result<Result<(), String>, String>,
+    stale: &[String],
+    differences: &[String],
+    ours: &[Value],
+) -> String {
+    let mut out = match &checked {
+        Ok(()) => "the check passes on the API status, which did not settle".to_string(),
+        Err(e) => format!("on the API status: {e}"),
+    };
+    let replica = match on_replica {
+        Ok(Ok(())) => "passes".to_string(),
+        Ok(Err(e)) => format!("fails too: {e}"),
+        Err(e) => format!("unreadable: {e}"),
+    };
+    out.push_str(&format!("\n    on the replica's /status: {replica}"));
+    if !stale.is_empty() {
+        out.push_str(&format!("\n    stale: {}", stale.join("; ")));
+    }
+    for d in differences {
+        out.push_str(&format!("\n    API vs /status: {d}"));
+    }
+    let error = checked.err().unwrap_or_default();
+    let named: Vec<&Value> = ours
+        .iter()
+        .filter(|o| {
+            o["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| error.contains(n))
+        })
+        .collect();
+    let shown = if named.is_empty() {
+        ours.iter().collect()
+    } else {
+        named
+    };
+    for o in shown {
+        let (kind, ns, name) = key_of(o);
+        let st: String = o["status"].to_string().chars().take(2000).collect();
+        out.push_str(&format!("\n    {kind} {ns}/{name} status: {st}"));
+    }
+    out
+}
+
+fn key_of(o: &Value) -> Key {
     let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
     (
         s(&o["kind"]),
@@ -448,7 +462,7 @@ async fn run_case(rig: &mut Rig, n: u32, case: &Case) -> Result<Result<(), Strin
         .filter(|d| applied(d))
         .cloned()
         .collect();
-    let keys: BTreeSet<(String, String, String)> = docs.iter().map(identity).collect();
+    let keys: BTreeSet<Key> = docs.iter().map(identity).collect();
     let refused = rig.apply_all(&docs).await?;
     let outcome = if refused.is_empty() {
         run_steps(rig, case, &docs, &keys).await?
@@ -463,7 +477,7 @@ async fn run_steps(
     rig: &mut Rig,
     case: &Case,
     docs: &[serde_yaml::Value],
-    keys: &BTreeSet<(String, String, String)>,
+    keys: &BTreeSet<Key>,
 ) -> Result<Result<(), String>> {
     let name = case.name.clone();
     match case.steps {

@@ -26,6 +26,7 @@ use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::{pinned_kind, Scope};
 use serde_json::{json, Map, Value};
+use std::collections::BTreeSet;
 
 /// The Gateway API group.
 pub const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
@@ -282,6 +283,186 @@ pub fn stale(objects: &[Value], controller_name: &str) -> Vec<String> {
     out
 }
 
+/// `kind`, `namespace`, `name` of an object.
+pub type Key = (String, String, String);
+
+/// Where the API status (a [`to_status_document`]) of the objects `keys`
+/// differs from the replica's own `/status` document, one line per
+/// difference. What the API carries differently by design is not one: the
+/// Gateway's `AttachedListenerSets` condition (the API has the
+/// `attachedListenerSets` field), and route parents that are not Gateways or
+/// ListenerSets the replica reports on (their controller may be another).
+pub fn differences(api: &Value, replica: &Value, keys: &BTreeSet<Key>) -> Vec<String> {
+    let objects =
+        |doc: &Value| -> Vec<Value> { doc["objects"].as_array().cloned().unwrap_or_default() };
+    let key = |o: &Value| -> Key {
+        let s = |f: &str| o[f].as_str().unwrap_or_default().to_string();
+        (s("kind"), s("namespace"), s("name"))
+    };
+    let replica_objects = objects(replica);
+    let owned: BTreeSet<Key> = replica_objects
+        .iter()
+        .map(key)
+        .filter(|(k, _, _)| k == "Gateway" || k == "ListenerSet")
+        .collect();
+    let api_objects = objects(api);
+    let mut out = Vec::new();
+    for r in replica_objects.iter().filter(|o| keys.contains(&key(o))) {
+        let (kind, ns, name) = key(r);
+        let what = format!("{kind} {ns}/{name}");
+        let empty = json!({});
+        // A route with no parent of ours has no status of ours in the API.
+        let a = match api_objects.iter().find(|a| key(a) == key(r)) {
+            Some(a) => a,
+            None if ROUTE_KINDS.contains(&kind.as_str()) => &empty,
+            None => {
+                out.push(format!("{what}: on /status, not in the API"));
+                continue;
+            }
+        };
+        let skip_attached = kind == "Gateway";
+        diff_conditions(
+            &mut out,
+            &what,
+            &a["conditions"],
+            &r["conditions"],
+            skip_attached,
+        );
+        if r["attachedListenerSets"] != a["attachedListenerSets"]
+            && !r["attachedListenerSets"].is_null()
+        {
+            out.push(format!(
+                "{what}: attachedListenerSets {} in the API, {} on /status",
+                a["attachedListenerSets"], r["attachedListenerSets"]
+            ));
+        }
+        for l in r["listeners"].as_array().into_iter().flatten() {
+            let lw = format!("{what} listener {}", l["name"]);
+            let Some(al) = a["listeners"]
+                .as_array()
+                .and_then(|ls| ls.iter().find(|x| x["name"] == l["name"]))
+            else {
+                out.push(format!("{lw}: not in the API"));
+                continue;
+            };
+            if al["attachedRoutes"] != l["attachedRoutes"] {
+                out.push(format!(
+                    "{lw}: attachedRoutes {} in the API, {} on /status",
+                    al["attachedRoutes"], l["attachedRoutes"]
+                ));
+            }
+            if sorted(&al["supportedKinds"]) != sorted(&l["supportedKinds"]) {
+                out.push(format!(
+                    "{lw}: supportedKinds {} in the API, {} on /status",
+                    al["supportedKinds"], l["supportedKinds"]
+                ));
+            }
+            diff_conditions(&mut out, &lw, &al["conditions"], &l["conditions"], false);
+        }
+        let api_listeners = a["listeners"].as_array().map_or(0, Vec::len);
+        let replica_listeners = r["listeners"].as_array().map_or(0, Vec::len);
+        if api_listeners != replica_listeners {
+            out.push(format!(
+                "{what}: {api_listeners} listeners in the API, {replica_listeners} on /status"
+            ));
+        }
+        let mut expected_parents = 0;
+        for p in r["parents"].as_array().into_iter().flatten() {
+            let pr = &p["parentRef"];
+            let parent: Key = (
+                pr["kind"].as_str().unwrap_or("Gateway").to_string(),
+                pr["namespace"].as_str().unwrap_or(&ns).to_string(),
+                pr["name"].as_str().unwrap_or_default().to_string(),
+            );
+            let in_group = pr["group"].as_str().is_none_or(|g| g == GATEWAY_GROUP);
+            if !in_group
+                || !owned.contains(&parent)
+                || p["conditions"].as_array().is_none_or(Vec::is_empty)
+            {
+                continue;
+            }
+            expected_parents += 1;
+            let pw = format!("{what} parent {pr}");
+            let Some(ap) = a["parents"]
+                .as_array()
+                .and_then(|ps| ps.iter().find(|x| same_ref(&x["parentRef"], pr, &ns)))
+            else {
+                out.push(format!("{pw}: not in the API"));
+                continue;
+            };
+            diff_conditions(&mut out, &pw, &ap["conditions"], &p["conditions"], false);
+        }
+        let api_parents = a["parents"].as_array().map_or(0, Vec::len);
+        if api_parents != expected_parents {
+            out.push(format!(
+                "{what}: {api_parents} parents of ours in the API, {expected_parents} on /status"
+            ));
+        }
+    }
+    out
+}
+
+fn same_ref(a: &Value, b: &Value, ns: &str) -> bool {
+    let f = |v: &Value, k: &str, d: &str| v[k].as_str().unwrap_or(d).to_string();
+    f(a, "group", GATEWAY_GROUP) == f(b, "group", GATEWAY_GROUP)
+        && f(a, "kind", "Gateway") == f(b, "kind", "Gateway")
+        && f(a, "namespace", ns) == f(b, "namespace", ns)
+        && a["name"] == b["name"]
+        && a["sectionName"] == b["sectionName"]
+        && a["port"] == b["port"]
+}
+
+fn sorted(v: &Value) -> Vec<String> {
+    let mut out: Vec<String> = v
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Conditions compared by type: status, reason, message, observedGeneration.
+fn diff_conditions(
+    out: &mut Vec<String>,
+    what: &str,
+    api: &Value,
+    replica: &Value,
+    skip_attached: bool,
+) {
+    let fields = ["status", "reason", "message", "observedGeneration"];
+    let list = |v: &Value| -> Vec<Value> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| !(skip_attached && c["type"] == "AttachedListenerSets"))
+            .cloned()
+            .collect()
+    };
+    let (api, replica) = (list(api), list(replica));
+    for r in &replica {
+        match api.iter().find(|a| a["type"] == r["type"]) {
+            None => out.push(format!("{what}: condition {} not in the API", r["type"])),
+            Some(a) => {
+                for f in fields {
+                    if a[f] != r[f] {
+                        out.push(format!(
+                            "{what}: condition {} {f} {} in the API, {} on /status",
+                            r["type"], a[f], r[f]
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    for a in &api {
+        if !replica.iter().any(|r| r["type"] == a["type"]) {
+            out.push(format!("{what}: condition {} only in the API", a["type"]));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -357,5 +538,42 @@ mod tests {
             json!({"kind": "Gateway", "metadata": {"namespace": "a", "name": "g"}}),
         ];
         assert_eq!(to_status_document(&objects, OURS), json!({"objects": []}));
+    }
+
+    #[test]
+    fn differences_name_what_the_api_lacks_and_skip_what_it_carries_elsewhere() {
+        let c = |ty: &str, status: &str| {
+            json!({"type": ty, "status": status, "reason": "R",
+                                                 "message": "", "observedGeneration": 1})
+        };
+        let key = |k: &str, n: &str| (k.to_string(), "ns".to_string(), n.to_string());
+        let keys: BTreeSet<Key> = [key("Gateway", "gw"), key("HTTPRoute", "r")].into();
+        let replica = json!({"objects": [
+            {"kind": "Gateway", "namespace": "ns", "name": "gw",
+             "conditions": [c("Accepted", "True"), c("AttachedListenerSets", "False")],
+             "listeners": [{"name": "http", "attachedRoutes": 1, "supportedKinds": ["HTTPRoute"],
+                            "conditions": [c("Accepted", "True")]}]},
+            {"kind": "HTTPRoute", "namespace": "ns", "name": "r", "conditions": [], "parents": [
+                {"parentRef": {"group": GATEWAY_GROUP, "kind": "Gateway", "namespace": "ns", "name": "gw"},
+                 "conditions": [c("Accepted", "True")]},
+                {"parentRef": {"group": GATEWAY_GROUP, "kind": "Gateway", "namespace": "ns", "name": "absent"},
+                 "conditions": [c("Accepted", "False")]}]},
+        ]});
+        let mut api = replica.clone();
+        api["objects"][0]["conditions"] = json!([c("Accepted", "True")]);
+        api["objects"][1]["parents"] = json!([replica["objects"][1]["parents"][0]]);
+        assert_eq!(differences(&api, &replica, &keys), Vec::<String>::new());
+        api["objects"][0]["listeners"][0]["attachedRoutes"] = json!(0);
+        api["objects"][1]["parents"][0]["conditions"] = json!([c("Accepted", "False")]);
+        let found = differences(&api, &replica, &keys);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(
+            found[0].contains("attachedRoutes 0 in the API, 1 on /status"),
+            "{found:?}"
+        );
+        assert!(
+            found[1].contains("condition \"Accepted\" status"),
+            "{found:?}"
+        );
     }
 }
