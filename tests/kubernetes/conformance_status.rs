@@ -8,7 +8,9 @@
 //! condition at the object's current generation. Each case's objects are
 //! deleted before the next case. The multi-step cases (the
 //! `*ObservedGenerationBump`s and `GatewayModifyListeners`) edit their objects
-//! through the API, where the API server bumps `metadata.generation` itself.
+//! through the API, where the API server bumps `metadata.generation` itself;
+//! `BackendTLSPolicy` also runs its reconcile sub-test (the policy pointed at
+//! a missing CA ConfigMap, which is then created, emptied and restored).
 //!
 //! The environment is the standalone harness's (`support::env::Cluster`):
 //! the class name substituted, a loopback address of a block per case
@@ -34,8 +36,6 @@
 //! - `TLSRouteListenerTerminateNotSupported`,
 //!   `TLSRouteListenerMixedTerminationNotSupported`: only for implementations
 //!   without those features; portcullis supports them.
-//! - The `BackendTLSPolicy` reconcile sub-test (ConfigMap edits): the
-//!   standalone harness runs it through its config directory; not ported.
 
 use crate::support::api_status::{self, ApiStatusReader, Key};
 use crate::support::control_plane::{ApplyError, ControlPlane};
@@ -65,6 +65,8 @@ enum Steps {
     GenerationBump(&'static str, &'static str, &'static str),
     /// Add a listener to one Gateway and remove one from another.
     ModifyListeners,
+    /// [`Steps::Check`], then the BackendTLSPolicy reconcile sub-test.
+    CheckThenReconcile,
 }
 
 #[derive(Debug, Clone)]
@@ -91,6 +93,7 @@ fn steps_of(name: &str) -> Option<Steps> {
             Steps::GenerationBump("GatewayClass", "", "gatewayclass-observed-generation-bump")
         }
         "GatewayModifyListeners" => Steps::ModifyListeners,
+        "BackendTLSPolicy" => Steps::CheckThenReconcile,
         _ => {
             return status_checks::check(name, &serde_json::json!({"objects": []}))
                 .map(|_| Steps::Check)
@@ -481,12 +484,22 @@ async fn run_steps(
 ) -> Result<Result<(), String>> {
     let name = case.name.clone();
     match case.steps {
-        Steps::Check => {
+        Steps::Check | Steps::CheckThenReconcile => {
             let check = move |st: &Value| match status_checks::check(&name, st) {
                 Some(r) => r,
                 None => Err("status checks not encoded".into()),
             };
-            Ok(rig.settle(keys, &check).await)
+            let checked = rig.settle(keys, &check).await;
+            if checked.is_err() || matches!(case.steps, Steps::Check) {
+                return Ok(checked);
+            }
+            let reconciled = reconcile(rig, docs, keys).await;
+            let config_map = crate::support::env::doc(serde_json::json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": RECONCILE_CA, "namespace": INFRA},
+            }));
+            rig.delete_all(&[config_map]).await?;
+            Ok(reconciled)
         }
         Steps::GenerationBump(kind, ns, obj) => {
             let Some(mut doc) = find_doc(docs, kind, ns, obj) else {
@@ -523,6 +536,81 @@ async fn run_steps(
             Ok(Ok(()))
         }
     }
+}
+
+const RECONCILE_POLICY: &str = "reconcile-test";
+const RECONCILE_CA: &str = "backendtlspolicy-reconcile-ca";
+
+/// The BackendTLSPolicy reconcile sub-test through the API: point
+/// `reconcile-test` at a missing ConfigMap (Accepted=False/
+/// NoValidCACertificate, ResolvedRefs=False/InvalidCACertificateRef), create
+/// it (True), empty its `ca.crt` (False again), restore it (True).
+async fn reconcile(
+    rig: &Rig,
+    docs: &[serde_yaml::Value],
+    keys: &BTreeSet<Key>,
+) -> Result<(), String> {
+    let fail = |e: anyhow::Error| format!("{e:#}");
+    let mut policy =
+        find_doc(docs, "BackendTLSPolicy", INFRA, RECONCILE_POLICY).ok_or_else(|| {
+            format!("BackendTLSPolicy {INFRA}/{RECONCILE_POLICY} not in the manifests")
+        })?;
+    if let Some(refs) = policy
+        .get_mut("spec")
+        .and_then(|s| s.get_mut("validation"))
+        .and_then(|v| v.get_mut("caCertificateRefs"))
+        .and_then(serde_yaml::Value::as_sequence_mut)
+    {
+        for r in refs
+            .iter_mut()
+            .filter_map(serde_yaml::Value::as_mapping_mut)
+        {
+            r.insert("name".into(), RECONCILE_CA.into());
+        }
+    }
+    let ca = pki::suite()
+        .config_map(&format!("{INFRA}/tls-checks-ca-certificate"))
+        .map_err(fail)?;
+    let valid = |st: &Value| {
+        status_checks::policy_conditions(
+            st,
+            INFRA,
+            RECONCILE_POLICY,
+            ("True", "Accepted"),
+            ("True", "ResolvedRefs"),
+        )
+    };
+    let invalid = |st: &Value| {
+        status_checks::policy_conditions(
+            st,
+            INFRA,
+            RECONCILE_POLICY,
+            ("False", "NoValidCACertificate"),
+            ("False", "InvalidCACertificateRef"),
+        )
+    };
+    rig.apply_doc(&policy).await.map_err(fail)?;
+    rig.settle(keys, &invalid)
+        .await
+        .map_err(|e| format!("reconcile, ConfigMap missing: {e}"))?;
+    type Check<'a> = &'a dyn Fn(&Value) -> Result<(), String>;
+    let steps: [(&str, &str, Check<'_>); 3] = [
+        ("ConfigMap created", ca, &valid),
+        ("ca.crt emptied", "", &invalid),
+        ("ca.crt restored", ca, &valid),
+    ];
+    for (what, pem, check) in steps {
+        let config_map = crate::support::env::doc(serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": RECONCILE_CA, "namespace": INFRA},
+            "data": {"ca.crt": pem},
+        }));
+        rig.apply_doc(&config_map).await.map_err(fail)?;
+        rig.settle(keys, check)
+            .await
+            .map_err(|e| format!("reconcile, {what}: {e}"))?;
+    }
+    Ok(())
 }
 
 fn find_doc(
