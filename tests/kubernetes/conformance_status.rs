@@ -176,6 +176,9 @@ struct Rig {
     reader: ApiStatusReader,
     gateway: KubeGateway,
     kinds: HashMap<(String, String), (ApiResource, bool)>,
+    /// The objects of the base manifests and the GatewayClass, compared
+    /// with `/status` in every case too (routes attach to base Gateways).
+    shared_keys: BTreeSet<Key>,
     base: u32,
     port_offset: u16,
 }
@@ -284,8 +287,8 @@ impl Rig {
 /// The failure report of a case: the check's error on the API status, the
 /// same check on the replica's `/status` (passing there and failing on the
 /// API means the status writing lost something), stale conditions, where the
-/// two differ, and the API status of the objects the error names (all the
-/// case's when none).
+/// two differ, and the API status of the objects the error or a difference
+/// names (all compared objects when none).
 fn explain(
     checked: Result<(), String>,
     on_replica: Result<Result<(), String>, String>,
@@ -315,7 +318,7 @@ fn explain(
         .filter(|o| {
             o["metadata"]["name"]
                 .as_str()
-                .is_some_and(|n| error.contains(n))
+                .is_some_and(|n| error.contains(n) || differences.iter().any(|d| d.contains(n)))
         })
         .collect();
     let shown = if named.is_empty() {
@@ -394,6 +397,7 @@ async fn the_status_written_through_the_api_meets_the_conformance_checks() -> Re
         reader,
         gateway,
         kinds: HashMap::new(),
+        shared_keys: shared.iter().map(identity).collect(),
         base,
         port_offset,
     };
@@ -465,7 +469,8 @@ async fn run_case(rig: &mut Rig, n: u32, case: &Case) -> Result<Result<(), Strin
         .filter(|d| applied(d))
         .cloned()
         .collect();
-    let keys: BTreeSet<Key> = docs.iter().map(identity).collect();
+    let mut keys: BTreeSet<Key> = docs.iter().map(identity).collect();
+    keys.extend(rig.shared_keys.iter().cloned());
     let refused = rig.apply_all(&docs).await?;
     let outcome = if refused.is_empty() {
         run_steps(rig, case, &docs, &keys).await?
