@@ -23,8 +23,10 @@
 //!
 //! Besides the checks, the API status of the case's objects must say what
 //! the replica's own `/status` says (`api_status::differences`: conditions,
-//! listeners, attached counts, route parents). On a failure, each failing
-//! case is reported with the check's error, the same check on the replica's
+//! listeners, attached counts, route parents), and, for the single-step
+//! cases, what a standalone portcullis given the same manifests in a config
+//! directory says on its `/status`. On a failure, each failing case is
+//! reported with the check's error, the same check on the replica's
 //! `/status` (passing there and failing on the API means the status writing
 //! lost something), the differences, and the API status of the objects the
 //! error names.
@@ -41,6 +43,7 @@ use crate::support::api_status::{self, ApiStatusReader, Key};
 use crate::support::control_plane::{ApplyError, ControlPlane};
 use crate::support::env::{identity, Cluster, Layout, CONTROLLER_NAME};
 use crate::support::kube_mode::{install_crds, KubeGateway, KubeOptions};
+use crate::support::portcullis::{Portcullis, ServeOptions};
 use crate::support::{conformance_dir, pki, status_checks};
 use anyhow::{bail, Context, Result};
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject};
@@ -473,7 +476,7 @@ async fn run_case(rig: &mut Rig, n: u32, case: &Case) -> Result<Result<(), Strin
     keys.extend(rig.shared_keys.iter().cloned());
     let refused = rig.apply_all(&docs).await?;
     let outcome = if refused.is_empty() {
-        run_steps(rig, case, &docs, &keys).await?
+        run_steps(rig, n, case, &docs, &keys).await?
     } else {
         Err(format!("manifests refused: {}", refused.join("; ")))
     };
@@ -483,6 +486,7 @@ async fn run_case(rig: &mut Rig, n: u32, case: &Case) -> Result<Result<(), Strin
 
 async fn run_steps(
     rig: &mut Rig,
+    n: u32,
     case: &Case,
     docs: &[serde_yaml::Value],
     keys: &BTreeSet<Key>,
@@ -495,7 +499,13 @@ async fn run_steps(
                 None => Err("status checks not encoded".into()),
             };
             let checked = rig.settle(keys, &check).await;
-            if checked.is_err() || matches!(case.steps, Steps::Check) {
+            if checked.is_err() {
+                return Ok(checked);
+            }
+            if let Err(e) = compare_standalone(rig, case, n, keys).await? {
+                return Ok(Err(e));
+            }
+            if matches!(case.steps, Steps::Check) {
                 return Ok(checked);
             }
             let reconciled = reconcile(rig, docs, keys).await;
@@ -542,6 +552,49 @@ async fn run_steps(
         }
     }
 }
+
+/// The same manifests run by a standalone portcullis (config directory,
+/// addresses of another block): its `/status` must say what the API says
+/// about every compared object ([`api_status::differences`]).
+async fn compare_standalone(
+    rig: &Rig,
+    case: &Case,
+    n: u32,
+    keys: &BTreeSet<Key>,
+) -> Result<Result<(), String>> {
+    let mut manifests = Vec::new();
+    for (file, path) in named(&case.manifests) {
+        manifests.push((file, read_manifest(&path)?));
+    }
+    let layout = layout(rig.base, n + STANDALONE_BLOCKS, rig.port_offset);
+    let cluster = Cluster::build(&manifests, &layout, pki::suite())?;
+    let tmp = tempfile::tempdir()?;
+    let (config_dir, state_dir) = (tmp.path().join("config"), tmp.path().join("state"));
+    std::fs::create_dir_all(&config_dir)?;
+    std::fs::create_dir_all(&state_dir)?;
+    cluster.write_all(&config_dir)?;
+    let mut standalone = Portcullis::spawn(&ServeOptions {
+        config_dir,
+        state_dir,
+        listen_address: layout.listen_address(),
+        port_offset: layout.port_offset,
+        log_file: tmp.path().join("portcullis.log"),
+    })?;
+    standalone.wait_ready(SETTLE).await?;
+    let standalone_status = standalone.status().await?;
+    let api = rig.reader.status_document(CONTROLLER_NAME).await?;
+    let differences = api_status::differences(&api, &standalone_status, keys);
+    if differences.is_empty() {
+        return Ok(Ok(()));
+    }
+    Ok(Err(format!(
+        "the API status differs from a standalone portcullis's /status:\n    {}",
+        differences.join("\n    ")
+    )))
+}
+
+/// Blocks after a case's own for its standalone run's addresses.
+const STANDALONE_BLOCKS: u32 = 1000;
 
 const RECONCILE_POLICY: &str = "reconcile-test";
 const RECONCILE_CA: &str = "backendtlspolicy-reconcile-ca";

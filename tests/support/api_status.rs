@@ -287,7 +287,8 @@ pub fn stale(objects: &[Value], controller_name: &str) -> Vec<String> {
 pub type Key = (String, String, String);
 
 /// Where the API status (a [`to_status_document`]) of the objects `keys`
-/// differs from the replica's own `/status` document, one line per
+/// differs from portcullis's own `/status` document (`replica`: a
+/// Kubernetes-mode replica's or a standalone one's), one line per
 /// difference. What the API carries differently by design is not one: the
 /// Gateway's `AttachedListenerSets` condition (the API has the
 /// `attachedListenerSets` field), and route parents that are not Gateways or
