@@ -21,6 +21,8 @@
 //!   chart's RBAC, refused what the chart does not grant.
 //! - `fixtures`: what `faults` and `chart_rbac` share (backends, requests,
 //!   route status polling, base manifests).
+//! - `conformance_status`: the conformance cases' status checks run on the
+//!   status portcullis wrote through the API server.
 
 #[path = "acme/mod.rs"]
 mod acme;
@@ -28,6 +30,8 @@ mod support;
 
 #[path = "kubernetes/chart_rbac.rs"]
 mod chart_rbac;
+#[path = "kubernetes/conformance_status.rs"]
+mod conformance_status;
 #[path = "kubernetes/faults.rs"]
 mod faults;
 #[path = "kubernetes/fixtures.rs"]

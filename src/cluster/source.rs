@@ -116,9 +116,47 @@ struct State {
 pub struct ClusterSource {
     client: Client,
     state: Arc<Mutex<State>>,
-    revision: watch::Receiver<u64>,
+    revision: Revision,
     cluster_resource_namespace: String,
     _tasks: JoinSet<()>,
+}
+
+/// The revision the watches bump, debounced for [`ClusterSource::changed`].
+#[derive(Debug)]
+struct Revision {
+    rx: watch::Receiver<u64>,
+    /// When the change being debounced was first seen, while a wait for
+    /// quiet is under way or was dropped.
+    pending_since: Option<tokio::time::Instant>,
+}
+
+impl Revision {
+    /// Waits for a change, then for the burst to settle (at most
+    /// [`MAX_DELAY`] after the first). Cancel-safe: taking the change marks
+    /// it seen, so a wait dropped during its quiet time (the serve loop's
+    /// `select!` drops it when another branch fires) leaves it pending for
+    /// the next wait instead of losing it.
+    async fn changed(&mut self) {
+        let first = match self.pending_since {
+            Some(first) => first,
+            None => {
+                if self.rx.changed().await.is_err() {
+                    return std::future::pending().await;
+                }
+                *self.pending_since.insert(tokio::time::Instant::now())
+            }
+        };
+        loop {
+            let quiet = tokio::time::sleep(DEBOUNCE);
+            let cap = tokio::time::sleep_until(first + MAX_DELAY);
+            tokio::select! {
+                _ = quiet => break,
+                _ = cap => break,
+                r = self.rx.changed() => if r.is_err() { break },
+            }
+        }
+        self.pending_since = None;
+    }
 }
 
 impl std::fmt::Debug for ClusterSource {
@@ -209,7 +247,10 @@ impl ClusterSource {
         Self {
             client,
             state,
-            revision,
+            revision: Revision {
+                rx: revision,
+                pending_since: None,
+            },
             cluster_resource_namespace: cluster_resource_namespace.to_string(),
             _tasks: tasks,
         }
@@ -238,7 +279,7 @@ impl ClusterSource {
     /// Waits until [`is_synced`](Self::is_synced).
     pub async fn wait_synced(&mut self) {
         while !self.is_synced() {
-            if self.revision.changed().await.is_err() {
+            if self.revision.rx.changed().await.is_err() {
                 return;
             }
         }
@@ -247,19 +288,7 @@ impl ClusterSource {
     /// Waits until the cluster changed, then for the burst of changes to
     /// settle. Cancel-safe.
     pub async fn changed(&mut self) {
-        if self.revision.changed().await.is_err() {
-            return std::future::pending().await;
-        }
-        let first = tokio::time::Instant::now();
-        loop {
-            let quiet = tokio::time::sleep(DEBOUNCE);
-            let cap = tokio::time::sleep_until(first + MAX_DELAY);
-            tokio::select! {
-                _ = quiet => return,
-                _ = cap => return,
-                r = self.revision.changed() => if r.is_err() { return },
-            }
-        }
+        self.revision.changed().await
     }
 
     /// A snapshot, with every referenced Secret and ConfigMap that exists
@@ -670,6 +699,35 @@ async fn watch_versions<K>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_change_taken_by_a_wait_dropped_during_its_quiet_time_is_not_lost() {
+        let (tx, rx) = watch::channel(0u64);
+        let mut revision = Revision {
+            rx,
+            pending_since: None,
+        };
+        // No change: no wake-up.
+        assert!(tokio::time::timeout(MAX_DELAY * 4, revision.changed())
+            .await
+            .is_err());
+        tx.send_modify(|n| *n += 1);
+        // Dropped while waiting for quiet, as the serve loop's select!
+        // drops it when the issuer's report or a bind retry comes first.
+        assert!(tokio::time::timeout(DEBOUNCE / 2, revision.changed())
+            .await
+            .is_err());
+        // The change is still reported, within the original cap.
+        let start = tokio::time::Instant::now();
+        assert!(tokio::time::timeout(MAX_DELAY, revision.changed())
+            .await
+            .is_ok());
+        assert!(start.elapsed() <= DEBOUNCE, "{:?}", start.elapsed());
+        // And only once.
+        assert!(tokio::time::timeout(MAX_DELAY * 4, revision.changed())
+            .await
+            .is_err());
+    }
 
     #[test]
     fn only_referenced_objects_whose_version_moved_are_fetched() {

@@ -9,6 +9,7 @@
 //! uses every helper, hence the crate-level `dead_code` allowance here.
 #![allow(dead_code)]
 
+pub mod api_status;
 pub mod client;
 pub mod control_plane;
 pub mod echo;
