@@ -23,7 +23,11 @@
 //! `cargo test --all-targets` runs bench targets without `--bench`; then
 //! this prints one line and exits.
 
+// The tests' support: the control plane, `portcullis serve --kubernetes`
+// under a guard, echo pods. Its unit tests' imports go unused here (a
+// `harness = false` target is not built with --test).
 #[path = "../tests/support/mod.rs"]
+#[allow(unused_imports)]
 mod support;
 
 #[path = "k8s_scale/measure.rs"]
