@@ -86,7 +86,8 @@ fn parse_args() -> Result<Option<Args>> {
             it.next().with_context(|| format!("{name} needs a value"))
         };
         let number = |s: String, name: &str| -> Result<usize> {
-            s.parse().with_context(|| format!("{name}: not a number: {s}"))
+            s.parse()
+                .with_context(|| format!("{name}: not a number: {s}"))
         };
         match flag.as_str() {
             "--bench" => {}
@@ -165,7 +166,11 @@ async fn run(args: Args) -> Result<()> {
     apply_all(&client, objects::gateways(scale)).await?;
     apply_all(&client, objects::routes(scale)).await?;
     let create_seconds = created.elapsed().as_secs_f64();
-    let created_objects = 1 + scale.namespaces() + 1 + scale.secrets() + 2 * scale.services()
+    let created_objects = 1
+        + scale.namespaces()
+        + 1
+        + scale.secrets()
+        + 2 * scale.services()
         + scale.gateways
         + scale.routes;
     log(
@@ -206,7 +211,10 @@ async fn run(args: Args) -> Result<()> {
     let pid = gw.pid();
     gw.wait_ready(args.converge_timeout).await?;
     let ready_seconds = started.elapsed().as_secs_f64();
-    log(began, &format!("portcullis ready after {ready_seconds:.2}s"));
+    log(
+        began,
+        &format!("portcullis ready after {ready_seconds:.2}s"),
+    );
 
     // Until every route is Accepted and every Gateway Programmed.
     let mut last_report = Instant::now();
@@ -505,9 +513,9 @@ async fn change_latencies(
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         match p {
             Some(d) => out.programmed.push(ms(d)),
-            None => out
-                .failures
-                .push(format!("{host}: {expect} not answering after {CHANGE_TIMEOUT:?}")),
+            None => out.failures.push(format!(
+                "{host}: {expect} not answering after {CHANGE_TIMEOUT:?}"
+            )),
         }
         match o {
             Some(d) => out.observed.push(ms(d)),

@@ -29,21 +29,22 @@ pub fn lock(p: &Shared) -> std::sync::MutexGuard<'_, Progress> {
 }
 
 fn is_true_current(conditions: &Value, kind: &str, generation: Option<i64>) -> bool {
-    condition(conditions, kind).is_some_and(|c| {
-        c["status"] == "True" && c["observedGeneration"].as_i64() == generation
-    })
+    condition(conditions, kind)
+        .is_some_and(|c| c["status"] == "True" && c["observedGeneration"].as_i64() == generation)
 }
 
 /// An HTTPRoute whose parent entry written by `controller` says Accepted
 /// for the current generation.
 pub fn route_accepted(route: &Value, controller: &str) -> bool {
     let generation = route["metadata"]["generation"].as_i64();
-    route["status"]["parents"].as_array().is_some_and(|parents| {
-        parents.iter().any(|p| {
-            p["controllerName"] == controller
-                && is_true_current(&p["conditions"], "Accepted", generation)
+    route["status"]["parents"]
+        .as_array()
+        .is_some_and(|parents| {
+            parents.iter().any(|p| {
+                p["controllerName"] == controller
+                    && is_true_current(&p["conditions"], "Accepted", generation)
+            })
         })
-    })
 }
 
 /// A Gateway that is Programmed for its current generation.

@@ -149,8 +149,8 @@ pub fn secrets(scale: Scale) -> Result<Vec<Object>> {
             ("wild", format!("*.g{gateway}.bench")),
             ("alt", format!("alt.g{gateway}.bench")),
         ] {
-            let certified = rcgen::generate_simple_self_signed(vec![host])
-                .context("generate a certificate")?;
+            let certified =
+                rcgen::generate_simple_self_signed(vec![host]).context("generate a certificate")?;
             let name = format!("g{gateway}-{suffix}");
             let body = json!({
                 "apiVersion": "v1",
