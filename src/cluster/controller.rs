@@ -18,9 +18,8 @@ use crate::model::{ObjectKey, Resources};
 use crate::status::Status;
 use futures_util::StreamExt;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
-use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasher, Hash, Hasher};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::SystemTime;
 use tokio::sync::watch;
 
@@ -32,9 +31,6 @@ const CONCURRENCY: usize = 16;
 const RETRY_FIRST: std::time::Duration = std::time::Duration::from_secs(1);
 /// Longest wait between retries.
 const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// A write's target: kind, namespace, name, and whether it is the status.
-type Target = (String, String, String, bool);
 
 /// What one compiled snapshot gives the controller.
 #[derive(Debug, Clone)]
@@ -55,12 +51,6 @@ pub struct Controller {
     write_certificate_refs: bool,
     gateway_service: Option<ObjectKey>,
     addresses: AddressSources,
-    /// Per target, the `resourceVersion` precondition and a digest of the
-    /// body last applied with one. A snapshot taken before the watch
-    /// delivered that write plans it again, identical and on the same
-    /// version: the API server could only refuse it (409) or find it
-    /// applied, so it is skipped ([`Controller::repeats`]).
-    applied: Mutex<HashMap<Target, (String, u64)>>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -93,7 +83,6 @@ impl Controller {
                 configured: options.gateway_addresses.clone(),
                 listen_address: Some(compile.listen_address),
             },
-            applied: Mutex::default(),
         }
     }
 
@@ -165,22 +154,7 @@ impl Controller {
     /// Applies what `input` needs; returns how many writes failed for
     /// another reason than a conflict or a deleted object.
     async fn write(&self, input: &Input) -> usize {
-        let mut applies = self.plan(input);
-        let planned = applies.len();
-        {
-            let mut applied = self.lock_applied();
-            // Entries of deleted objects go with an occasional clear.
-            if applied.len() > 2 * input.live.len() + 1024 {
-                applied.clear();
-            }
-            applies.retain(|a| !Self::repeats(&applied, a));
-        }
-        if applies.len() < planned {
-            tracing::debug!(
-                skipped = planned - applies.len(),
-                "writes already applied on the same version"
-            );
-        }
+        let applies = self.plan(input);
         tracing::debug!(
             objects = input.status.objects.len(),
             live = input.live.len(),
@@ -223,14 +197,7 @@ impl Controller {
             api.patch(&a.name, &params, &patch).await
         };
         let outcome = match result {
-            Ok(_) => {
-                if let Some(version) = precondition(&a.body) {
-                    let version = version.to_string();
-                    self.lock_applied()
-                        .insert(target(&a), (version, digest(&a.body)));
-                }
-                WriteOutcome::Written
-            }
+            Ok(_) => WriteOutcome::Written,
             Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => {
                 // A newer version (or the deletion) is on its way through
                 // the watch, and with it the next snapshot.
@@ -245,42 +212,4 @@ impl Controller {
         self.metrics.cluster().write(&a.resource.kind, outcome);
         outcome
     }
-
-    /// Whether `a` is the body last applied to its target, with the same
-    /// `resourceVersion` precondition.
-    fn repeats(applied: &HashMap<Target, (String, u64)>, a: &Apply) -> bool {
-        let Some(version) = precondition(&a.body) else {
-            return false;
-        };
-        applied
-            .get(&target(a))
-            .is_some_and(|(v, d)| v == version && *d == digest(&a.body))
-    }
-
-    fn lock_applied(&self) -> std::sync::MutexGuard<'_, HashMap<Target, (String, u64)>> {
-        self.applied.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-fn target(a: &Apply) -> Target {
-    (
-        a.resource.kind.clone(),
-        a.namespace.clone(),
-        a.name.clone(),
-        a.status,
-    )
-}
-
-/// The `metadata.resourceVersion` a body is applied on, if any.
-fn precondition(body: &serde_json::Value) -> Option<&str> {
-    body["metadata"]["resourceVersion"]
-        .as_str()
-        .filter(|v| !v.is_empty())
-}
-
-/// A digest of a body (its serialization; serde_json keeps map order).
-fn digest(body: &serde_json::Value) -> u64 {
-    let mut hasher = foldhash::fast::FixedState::default().build_hasher();
-    body.to_string().hash(&mut hasher);
-    hasher.finish()
 }
