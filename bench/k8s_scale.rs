@@ -14,9 +14,16 @@
 //!    repeated sequentially.
 //!
 //! ```sh
-//! cargo bench --bench k8s_scale                      # 500 Gateways, 5,000 HTTPRoutes, 1,000 Secrets
-//! cargo bench --bench k8s_scale -- --gateways 50 --routes 500 --changes 20 --out /tmp/k8s.json
+//! cargo build --release --bin portcullis
+//! # 500 Gateways, 5,000 HTTPRoutes, 1,000 Secrets; the harness in the test
+//! # profile, portcullis the release build (as the README's figures were made):
+//! PORTCULLIS_BIN=$PWD/target/release/portcullis cargo test --bench k8s_scale -- --bench
+//! # smaller, elsewhere:
+//! PORTCULLIS_BIN=... cargo test --bench k8s_scale -- --bench --gateways 50 --routes 500 --changes 20 --out /tmp/k8s.json
 //! ```
+//!
+//! (`cargo bench --bench k8s_scale` runs it too, with everything built in
+//! the release profile.)
 //!
 //! Needs root (the backend pods' addresses, see tests/support/kube_mode.rs)
 //! and the rig (`PORTCULLIS_K8S_RIG`, else scripts/k8s-rig.sh is run).
