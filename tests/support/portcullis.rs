@@ -45,10 +45,17 @@ impl Drop for Portcullis {
     }
 }
 
-/// A free TCP port on 127.0.0.1 (bound then released).
+/// A free TCP port on 127.0.0.1 (bound then released), in 3000..10000:
+/// below Linux's ephemeral range (32768 and up), so an outgoing connection's
+/// source port cannot take it before the process it is meant for binds it.
 pub fn free_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?.port())
+    for _ in 0..200 {
+        let port: u16 = rand::random_range(3_000..10_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("no free port in 3000..10000")
 }
 
 impl Portcullis {
