@@ -70,7 +70,8 @@ cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --quiet --all-targets -- -D warnings
 echo "==> cargo test"
-cargo test --all-targets 2>&1
+# --no-fail-fast: one run reports every failing test binary, not only the first.
+cargo test --all-targets --no-fail-fast 2>&1
 # The AWS-LC crypto provider (a build feature): lint it and run the TLS
 # unit tests (handshakes, certificate loading, verifiers) with it.
 echo "==> cargo clippy + tls tests --features aws-lc-rs"
