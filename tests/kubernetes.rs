@@ -19,7 +19,7 @@
 //! - `chart_rbac`: the Helm chart's objects admitted by the API server, and
 //!   portcullis doing its job as the chart's ServiceAccount with only the
 //!   chart's RBAC, refused what the chart does not grant.
-//! - `fixtures`: what `faults` and `chart_rbac` share (backends, requests,
+//! - `fixtures`: what `faults`, `chart_rbac` and `routing` share (backends, requests,
 //!   route status polling, base manifests).
 //! - `conformance_status`: the conformance cases' status checks run on the
 //!   status portcullis wrote through the API server.

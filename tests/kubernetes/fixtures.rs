@@ -1,4 +1,4 @@
-//! What the Kubernetes-mode tests of `faults` and `chart_rbac` share: echo
+//! What the Kubernetes-mode tests share (`faults`, `chart_rbac`, `routing`): echo
 //! backends behind a Service and EndpointSlice, plain HTTP requests by
 //! Host, polling a route's status, and the manifests most tests start
 //! from.

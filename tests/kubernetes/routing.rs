@@ -3,63 +3,19 @@
 //! `allowedRoutes` and a ReferenceGrant, to real echo backends that the
 //! test's EndpointSlices point at; and the status portcullis writes back.
 
+use crate::fixtures::backend;
 use crate::support::control_plane::ControlPlane;
-use crate::support::echo::{EchoPod, PodSpec, RetryCounters, HTTP_PORT};
 use crate::support::kube_mode::{
-    condition, eventually, get_object, install_crds, pod_ip, KubeGateway, KubeOptions,
+    condition, eventually, get_object, install_crds, KubeGateway, KubeOptions,
 };
 use crate::support::portcullis::free_port;
 use anyhow::{ensure, Context, Result};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// An echo pod of `deployment` in `namespace`, and the Service and
-/// EndpointSlice that make it reachable as `deployment:80`.
-async fn backend(
-    cp: &ControlPlane,
-    namespace: &str,
-    deployment: &str,
-    retry: &Arc<RetryCounters>,
-) -> Result<EchoPod> {
-    let ip = pod_ip()?;
-    let pod = EchoPod::start(
-        PodSpec {
-            kind: Default::default(),
-            name: format!("{deployment}-pod-0"),
-            namespace: namespace.into(),
-            deployment: deployment.into(),
-            ip,
-            tls: None,
-        },
-        retry.clone(),
-    )
-    .await?;
-    cp.apply_yaml(&format!(
-        r#"
-apiVersion: v1
-kind: Service
-metadata: {{name: {deployment}, namespace: {namespace}}}
-spec: {{ports: [{{name: http, port: 80, targetPort: {HTTP_PORT}}}]}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: {deployment}-1
-  namespace: {namespace}
-  labels: {{kubernetes.io/service-name: {deployment}}}
-addressType: IPv4
-endpoints: [{{addresses: ["{ip}"], conditions: {{ready: true}}}}]
-ports: [{{name: http, port: {HTTP_PORT}}}]
-"#
-    ))
-    .await?;
-    Ok(pod)
-}
 
 /// GET `path` on `addr` for `host`; (status, the answering pod's name).
 async fn get(
@@ -143,10 +99,9 @@ spec:
 "#
     ))
     .await?;
-    let retry = Arc::new(RetryCounters::default());
-    let v1 = backend(&cp, "apps", "v1", &retry).await?;
-    let v2 = backend(&cp, "apps", "v2", &retry).await?;
-    let shadow = backend(&cp, "apps", "shadow", &retry).await?;
+    let v1 = backend(&cp, "apps", "v1").await?;
+    let v2 = backend(&cp, "apps", "v2").await?;
+    let shadow = backend(&cp, "apps", "shadow").await?;
     let mut gw = KubeGateway::spawn(&KubeOptions::admin(&cp, "portcullis-system", "replica-a"))?;
     gw.wait_ready(WAIT).await?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -325,8 +280,7 @@ spec:
 "#
     ))
     .await?;
-    let retry = Arc::new(RetryCounters::default());
-    let _api = backend(&cp, "backends", "api", &retry).await?;
+    let _api = backend(&cp, "backends", "api").await?;
     let mut gw = KubeGateway::spawn(&KubeOptions::admin(&cp, "portcullis-system", "replica-a"))?;
     gw.wait_ready(WAIT).await?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
