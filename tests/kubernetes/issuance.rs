@@ -208,6 +208,8 @@ async fn every_listener_form_the_crds_admit_gets_a_pebble_certificate_in_a_secre
     // - c: tls.options naming a ClusterIssuer (over the annotation);
     // - d: no tls block, no annotation: the GatewayClass's default;
     // - e: cert-manager's annotation and a Secret to create;
+    // every Gateway on port 443, told apart by hostname (the offset was
+    // chosen for 80 and 443 to be free);
     // - f: a ListenerSet's listener, no tls block, its parent's annotation.
     cp.apply_yaml(
         r#"
@@ -228,14 +230,14 @@ kind: Gateway
 metadata: {name: plain, namespace: apps}
 spec:
   gatewayClassName: portcullis
-  listeners: [{name: d, protocol: HTTPS, port: 8443, hostname: d.acme.test}]
+  listeners: [{name: d, protocol: HTTPS, port: 443, hostname: d.acme.test}]
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: {name: cm, namespace: apps, annotations: {cert-manager.io/issuer: pebble}}
 spec:
   gatewayClassName: portcullis
-  listeners: [{name: e, protocol: HTTPS, port: 9443, hostname: e.acme.test, tls: {certificateRefs: [{name: e-cert}]}}]
+  listeners: [{name: e, protocol: HTTPS, port: 443, hostname: e.acme.test, tls: {certificateRefs: [{name: e-cert}]}}]
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: ListenerSet
@@ -265,11 +267,11 @@ spec:
         (
             "plain-d-tls",
             "d.acme.test",
-            8443,
+            443,
             "ClusterIssuer",
             "pebble-cluster",
         ),
-        ("e-cert", "e.acme.test", 9443, "Issuer", "pebble"),
+        ("e-cert", "e.acme.test", 443, "Issuer", "pebble"),
         ("extra-f-tls", "f.acme.test", 443, "Issuer", "pebble"),
     ];
     let root = pebble_root(&rig).await?;
