@@ -61,6 +61,16 @@ ports: [{{name: http, port: {HTTP_PORT}}}]
 
 /// GET `path` on `addr` for `host`; (status, the answering pod's name).
 pub(crate) async fn get(addr: SocketAddr, host: &str, path: &str) -> Result<(u16, String)> {
+    get_with(addr, host, path, &[]).await
+}
+
+/// [`get`] with request `headers`.
+pub(crate) async fn get_with(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<(u16, String)> {
     let resp = crate::support::client::send(&crate::support::client::HttpRequest {
         addr,
         tls: None,
@@ -68,7 +78,10 @@ pub(crate) async fn get(addr: SocketAddr, host: &str, path: &str) -> Result<(u16
         method: "GET".into(),
         path: path.into(),
         host: host.into(),
-        headers: Vec::new(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         timeout: Duration::from_secs(5),
     })
     .await

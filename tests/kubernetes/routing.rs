@@ -3,59 +3,18 @@
 //! `allowedRoutes` and a ReferenceGrant, to real echo backends that the
 //! test's EndpointSlices point at; and the status portcullis writes back.
 
-use crate::fixtures::backend;
+use crate::fixtures::{backend, get_with as get, is_true, parent};
 use crate::support::control_plane::ControlPlane;
 use crate::support::kube_mode::{
     condition, eventually, get_object, install_crds, KubeGateway, KubeOptions,
 };
 use crate::support::portcullis::free_port;
 use anyhow::{ensure, Context, Result};
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// GET `path` on `addr` for `host`; (status, the answering pod's name).
-async fn get(
-    addr: SocketAddr,
-    host: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> Result<(u16, String)> {
-    let resp = crate::support::client::send(&crate::support::client::HttpRequest {
-        addr,
-        tls: None,
-        protocol: crate::support::client::Protocol::Http1,
-        method: "GET".into(),
-        path: path.into(),
-        host: host.into(),
-        headers: headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        timeout: Duration::from_secs(5),
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let pod = serde_json::from_slice::<Value>(&resp.body)
-        .ok()
-        .and_then(|v| v["pod"].as_str().map(str::to_owned))
-        .unwrap_or_default();
-    Ok((resp.status, pod))
-}
-
-fn parent<'a>(route: &'a Value, gateway: &str) -> Option<&'a Value> {
-    route["status"]["parents"]
-        .as_array()?
-        .iter()
-        .find(|p| p["parentRef"]["name"] == gateway)
-}
-
-fn is_true(conditions: &Value, kind: &str) -> bool {
-    condition(conditions, kind).is_some_and(|c| c["status"] == "True")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weights_headers_and_mirrors_route_through_the_api_and_status_comes_back() -> Result<()> {
