@@ -210,9 +210,14 @@ pub struct Leaf {
 /// The leaf `openssl s_client` is served by 127.0.0.1:`port` for SNI
 /// `host` (no verification: the caller checks trust with curl).
 pub async fn served_leaf(host: &str, port: u16) -> Result<Leaf> {
+    served_leaf_at(IpAddr::V4(Ipv4Addr::LOCALHOST), host, port).await
+}
+
+/// [`served_leaf`] from `ip`:`port`.
+pub async fn served_leaf_at(ip: IpAddr, host: &str, port: u16) -> Result<Leaf> {
     let out = tokio::process::Command::new("openssl")
         .args(["s_client", "-connect"])
-        .arg(format!("127.0.0.1:{port}"))
+        .arg(std::net::SocketAddr::new(ip, port).to_string())
         .args(["-servername", host])
         .stdin(std::process::Stdio::null())
         .output()

@@ -529,12 +529,6 @@ async fn get_tls(addr: SocketAddr, sni: &str, trusted_pem: &str) -> Result<u16> 
     Ok(resp.status)
 }
 
-/// A self-signed certificate for `name`: (cert PEM, key PEM).
-fn self_signed(name: &str) -> Result<(String, String)> {
-    let made = rcgen::generate_simple_self_signed(vec![name.to_string()])?;
-    Ok((made.cert.pem(), made.signing_key.serialize_pem()))
-}
-
 /// Secret `apps/secure-cert` holding `cert` and `key` as they are.
 fn tls_secret(cert: &str, key: &str) -> Result<String> {
     let secret = serde_json::json!({
@@ -564,7 +558,7 @@ async fn a_certificate_turned_to_garbage_keeps_the_last_good_one_served() -> Res
     install_crds(&cp).await?;
     let client = cp.client();
     let (http_port, https_port) = (free_port()?, free_port()?);
-    let (cert, key) = self_signed("secure.example")?;
+    let (cert, key) = crate::acme::self_signed(&["secure.example"])?;
     cp.apply_yaml(&base(http_port)).await?;
     cp.apply_yaml(&format!(
         r#"{}
@@ -632,7 +626,7 @@ spec:
     }
 
     // A valid certificate again: served, and the listener resolves it.
-    let (cert2, key2) = self_signed("secure.example")?;
+    let (cert2, key2) = crate::acme::self_signed(&["secure.example"])?;
     cp.apply_yaml(&tls_secret(&cert2, &key2)?).await?;
     eventually("the new certificate is served", WAIT, || async {
         Ok(get_tls(tls, "secure.example", &cert2)

@@ -11,7 +11,7 @@
 
 use super::acme::pebble::Pebble;
 use super::acme::rig::Rig;
-use super::acme::{leaf_of, served_leaf};
+use super::acme::{leaf_of, served_leaf, served_leaf_at};
 use super::support::control_plane::ControlPlane;
 use super::support::kube_mode::{
     condition, eventually, get_object, install_crds, KubeGateway, KubeOptions,
@@ -678,17 +678,8 @@ spec:
     let want = leaf_of(&data(&issued_secret, "tls.crt"))?;
     let root = pebble_root(&rig).await?;
     eventually("replica b serves it", WAIT, || async {
-        let out = Command::new("openssl")
-            .args(["s_client", "-connect"])
-            .arg(format!("{ip_b}:{}", 443 + offset))
-            .args(["-servername", "failover.acme.test"])
-            .stdin(std::process::Stdio::null())
-            .output()?;
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        Ok(leaf_of(&text)
-            .ok()
-            .filter(|l| l.serial == want.serial)
-            .map(drop))
+        let leaf = served_leaf_at(IpAddr::V4(ip_b), "failover.acme.test", 443 + offset).await;
+        Ok(leaf.ok().filter(|l| l.serial == want.serial).map(drop))
     })
     .await?;
     curl_verifies(&root, "failover.acme.test", ip_b, 443 + offset)?;
