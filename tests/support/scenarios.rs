@@ -73,19 +73,7 @@ pub async fn backend_tls_reconcile(
     };
     let found = cluster
         .modify(dir, "BackendTLSPolicy", NS, POLICY, |d| {
-            if let Some(refs) = d
-                .get_mut("spec")
-                .and_then(|s| s.get_mut("validation"))
-                .and_then(|v| v.get_mut("caCertificateRefs"))
-                .and_then(serde_yaml::Value::as_sequence_mut)
-            {
-                for r in refs
-                    .iter_mut()
-                    .filter_map(serde_yaml::Value::as_mapping_mut)
-                {
-                    r.insert("name".into(), CONFIG_MAP.into());
-                }
-            }
+            name_ca_refs(d, CONFIG_MAP)
         })
         .map_err(|e| format!("{e:#}"))?;
     if found.is_none() {
@@ -110,4 +98,22 @@ pub async fn backend_tls_reconcile(
             .map_err(|e| format!("reconcile, {what}: {e}"))?;
     }
     Ok(())
+}
+
+/// Points every `caCertificateRefs` entry of BackendTLSPolicy `policy` at
+/// ConfigMap `name`.
+pub fn name_ca_refs(policy: &mut serde_yaml::Value, name: &str) {
+    if let Some(refs) = policy
+        .get_mut("spec")
+        .and_then(|s| s.get_mut("validation"))
+        .and_then(|v| v.get_mut("caCertificateRefs"))
+        .and_then(serde_yaml::Value::as_sequence_mut)
+    {
+        for r in refs
+            .iter_mut()
+            .filter_map(serde_yaml::Value::as_mapping_mut)
+        {
+            r.insert("name".into(), name.into());
+        }
+    }
 }

@@ -25,19 +25,7 @@ pub(super) async fn reconcile(
         find_doc(docs, "BackendTLSPolicy", INFRA, RECONCILE_POLICY).ok_or_else(|| {
             format!("BackendTLSPolicy {INFRA}/{RECONCILE_POLICY} not in the manifests")
         })?;
-    if let Some(refs) = policy
-        .get_mut("spec")
-        .and_then(|s| s.get_mut("validation"))
-        .and_then(|v| v.get_mut("caCertificateRefs"))
-        .and_then(serde_yaml::Value::as_sequence_mut)
-    {
-        for r in refs
-            .iter_mut()
-            .filter_map(serde_yaml::Value::as_mapping_mut)
-        {
-            r.insert("name".into(), RECONCILE_CA.into());
-        }
-    }
+    crate::support::scenarios::name_ca_refs(&mut policy, RECONCILE_CA);
     let ca = pki::suite()
         .config_map(&format!("{INFRA}/tls-checks-ca-certificate"))
         .map_err(fail)?;
