@@ -27,7 +27,7 @@ use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// Labels of a request series.
@@ -282,7 +282,10 @@ pub struct Snapshot {
     /// The dataplane the handles belong to.
     pub(crate) dataplane: Arc<Dataplane>,
     listeners: FastMap<usize, Arc<ListenerHandles>>,
-    routes: FastMap<(usize, usize, Option<usize>), RouteHandles>,
+    /// Created at the first request of each (listener, rule, backend): at
+    /// 5,000 routes, creating every series up front cost 36 MiB and a
+    /// /metrics page of series that never counted anything.
+    routes: FastMap<(usize, usize, Option<usize>), OnceLock<Box<RouteHandles>>>,
     sockets: FastMap<SocketAddr, Arc<SocketHandles>>,
 }
 
@@ -406,24 +409,12 @@ impl Traffic {
                     snap.listeners
                         .insert(lp, Arc::new(self.listener_handles(listener)));
                 }
-                snap.routes.insert(
-                    (lp, 0, None),
-                    self.route_handles(route_labels(Some(listener), None, None)),
-                );
+                snap.routes.insert((lp, 0, None), OnceLock::new());
                 for entry in &listener.routes.entries {
-                    let rule = &entry.rule;
-                    let rp = Arc::as_ptr(rule) as usize;
-                    snap.routes.entry((lp, rp, None)).or_insert_with(|| {
-                        self.route_handles(route_labels(Some(listener), Some(rule), None))
-                    });
-                    for (i, backend) in rule.backends.iter().enumerate() {
-                        snap.routes.entry((lp, rp, Some(i))).or_insert_with(|| {
-                            self.route_handles(route_labels(
-                                Some(listener),
-                                Some(rule),
-                                Some(backend),
-                            ))
-                        });
+                    let rp = Arc::as_ptr(&entry.rule) as usize;
+                    snap.routes.entry((lp, rp, None)).or_default();
+                    for i in 0..entry.rule.backends.len() {
+                        snap.routes.entry((lp, rp, Some(i))).or_default();
                     }
                 }
             }
@@ -560,20 +551,21 @@ impl Traffic {
         let found = Arc::ptr_eq(&snap.dataplane, dataplane)
             .then(|| snap.routes.get(&target.key()))
             .flatten();
+        let labels = || {
+            let backend = target
+                .rule
+                .as_ref()
+                .zip(target.backend)
+                .and_then(|(r, i)| r.backends.get(i));
+            route_labels(target.listener.as_deref(), target.rule.as_deref(), backend)
+        };
         let owned;
         let handles = match found {
-            Some(h) => h,
+            // The family's lock is taken once per key and dataplane, at its
+            // first request; every later request counts lock-free.
+            Some(cell) => cell.get_or_init(|| Box::new(self.route_handles(labels()))),
             None => {
-                let backend = target
-                    .rule
-                    .as_ref()
-                    .zip(target.backend)
-                    .and_then(|(r, i)| r.backends.get(i));
-                owned = self.route_handles(route_labels(
-                    target.listener.as_deref(),
-                    target.rule.as_deref(),
-                    backend,
-                ));
+                owned = self.route_handles(labels());
                 &owned
             }
         };
