@@ -21,6 +21,7 @@ use super::status_patch::FIELD_MANAGER as STATUS_MANAGER;
 use crate::model::{Object, ObjectKey};
 use kube::api::ApiResource;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// What portcullis keeps of the live object for writing its status.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -34,8 +35,10 @@ pub struct Live {
     /// `metadata` (name, namespace, resourceVersion, generation, and the
     /// `managedFields` entries portcullis's status writer owns),
     /// `spec.parentRefs` (echoed in route status) and `status`.
-    /// `Null` otherwise.
-    pub object: serde_json::Value,
+    /// `Null` otherwise. Shared: every snapshot and the status writer's
+    /// input hold the same tree (cloning it per snapshot was half of
+    /// portcullis's heap at scale).
+    pub object: Arc<serde_json::Value>,
 }
 
 /// One object of the cache.
@@ -57,6 +60,11 @@ pub struct KindCache {
     objects: BTreeMap<ObjectKey, Cached>,
     relist: Option<BTreeMap<ObjectKey, Cached>>,
     synced: bool,
+    /// Bumped when what compile reads changes: an object's decoded
+    /// content or refusal, an addition, a deletion, a relist. Not bumped
+    /// by a change to status or metadata alone (the echo of portcullis's
+    /// own status writes), so those need no recompile.
+    revision: u64,
 }
 
 impl KindCache {
@@ -68,7 +76,14 @@ impl KindCache {
             objects: BTreeMap::new(),
             relist: None,
             synced: false,
+            revision: 0,
         }
+    }
+
+    /// The configuration revision: equal revisions mean compile would read
+    /// the same objects.
+    pub fn revision(&self) -> u64 {
+        self.revision
     }
 
     /// The kind.
@@ -91,12 +106,17 @@ impl KindCache {
         let key = key_of(&value);
         let previous = self.objects.get(&key);
         let cached = self.entry(value, previous);
+        if previous.is_none_or(|p| p.object != cached.object || p.problem != cached.problem) {
+            self.revision += 1;
+        }
         self.objects.insert(key, cached);
     }
 
     /// An object was deleted.
     pub fn delete(&mut self, value: &serde_json::Value) {
-        self.objects.remove(&key_of(value));
+        if self.objects.remove(&key_of(value)).is_some() {
+            self.revision += 1;
+        }
     }
 
     /// A relist starts.
@@ -119,6 +139,7 @@ impl KindCache {
             self.objects = list;
         }
         self.synced = true;
+        self.revision += 1;
     }
 
     /// The cache entry for `value`, reusing `previous`'s decode when the
@@ -197,7 +218,7 @@ fn live_of(resource: &ApiResource, value: &serde_json::Value, keep: bool) -> Liv
     Live {
         resource_version,
         generation,
-        object,
+        object: Arc::new(object),
     }
 }
 
@@ -300,7 +321,7 @@ mod tests {
                             "status": {"x": 1}}),
         );
         assert_eq!(
-            slices.objects()[&ObjectKey::new("apps", "s")].live.object,
+            *slices.objects()[&ObjectKey::new("apps", "s")].live.object,
             serde_json::Value::Null
         );
     }
@@ -311,5 +332,32 @@ mod tests {
         c.apply(route("a", "1", json!([])));
         c.delete(&route("a", "1", json!([])));
         assert!(c.objects().is_empty());
+    }
+
+    #[test]
+    fn only_what_compile_reads_moves_the_revision() {
+        let mut c = cache();
+        c.apply(route("a", "1", json!(["a.test"])));
+        let added = c.revision();
+        // The echo of a status write: new resourceVersion and status, the
+        // same spec.
+        let mut echo = route("a", "2", json!(["a.test"]));
+        echo["status"] = json!({"parents": [{"controllerName": "x"}]});
+        c.apply(echo);
+        assert_eq!(c.revision(), added, "status alone is not configuration");
+        assert_eq!(
+            c.objects()[&ObjectKey::new("apps", "a")]
+                .live
+                .resource_version,
+            "2",
+            "but the live object is the new one"
+        );
+        c.apply(route("a", "3", json!(["b.test"])));
+        assert!(c.revision() > added, "a spec change is");
+        let changed = c.revision();
+        c.delete(&route("gone", "1", json!([])));
+        assert_eq!(c.revision(), changed, "deleting an unknown object");
+        c.delete(&route("a", "3", json!([])));
+        assert!(c.revision() > changed, "a deletion is");
     }
 }

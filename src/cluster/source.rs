@@ -28,6 +28,7 @@ use kube::api::{Api, ApiResource, DynamicObject, PartialObjectMeta};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Client;
 use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -65,6 +66,20 @@ pub struct Snapshot {
     pub refusals: Vec<Refusal>,
     /// What status writing needs of each live object, by kind and key.
     pub live: BTreeMap<(Watched, ObjectKey), Live>,
+    /// Equal for two snapshots whose `resources` and `refusals` are equal
+    /// (every kind's configuration revision and the version of every
+    /// Secret and ConfigMap read): a snapshot that only brings new status
+    /// (portcullis's own writes coming back) need not be compiled again.
+    pub config_stamp: u64,
+}
+
+/// The watched objects of one snapshot, before Secrets and ConfigMaps.
+struct Objects {
+    resources: Resources,
+    refusals: Vec<Refusal>,
+    live: BTreeMap<(Watched, ObjectKey), Live>,
+    /// The kinds' configuration revisions so far.
+    stamp: std::hash::DefaultHasher,
 }
 
 /// Secrets or ConfigMaps: metadata of all, content of the referenced ones.
@@ -91,12 +106,19 @@ impl<T: Clone> Referenceable<T> {
             .collect()
     }
 
-    /// The content of the referenced objects that still exist; content no
-    /// longer referenced is dropped.
-    fn current(&mut self, wanted: &BTreeSet<ObjectKey>) -> Vec<T> {
+    /// The content of the referenced objects that still exist (their keys
+    /// and versions hashed into `stamp`); content no longer referenced is
+    /// dropped.
+    fn current(&mut self, wanted: &BTreeSet<ObjectKey>, stamp: &mut impl Hasher) -> Vec<T> {
         self.content
             .retain(|k, _| wanted.contains(k) && self.versions.contains_key(k));
-        self.content.values().map(|(_, v)| v.clone()).collect()
+        self.content
+            .iter()
+            .map(|(k, (version, v))| {
+                (k, version).hash(stamp);
+                v.clone()
+            })
+            .collect()
     }
 }
 
@@ -300,7 +322,7 @@ impl ClusterSource {
         // safety margin against a cluster changing underneath.
         for _ in 0..3 {
             let resources = self.objects();
-            let wanted = self.wanted(&resources.0);
+            let wanted = self.wanted(&resources.resources);
             let (secrets, config_maps) = {
                 let mut s = lock(&self.state);
                 s.wanted = wanted.clone();
@@ -333,14 +355,9 @@ impl ClusterSource {
 
     /// The watched objects as resources (no Secrets or ConfigMaps yet),
     /// with the refusals and live metadata.
-    fn objects(
-        &self,
-    ) -> (
-        Resources,
-        Vec<Refusal>,
-        BTreeMap<(Watched, ObjectKey), Live>,
-    ) {
+    fn objects(&self) -> Objects {
         let s = lock(&self.state);
+        let mut stamp = std::hash::DefaultHasher::new();
         let mut resources = Resources {
             cluster_resource_namespace: self.cluster_resource_namespace.clone(),
             ..Resources::default()
@@ -348,6 +365,7 @@ impl ClusterSource {
         let mut refusals = Vec::new();
         let mut live = BTreeMap::new();
         for (kind, cache) in &s.kinds {
+            (kind, cache.revision()).hash(&mut stamp);
             for (key, cached) in cache.objects() {
                 if let Some(object) = &cached.object {
                     resources.push(object.clone());
@@ -365,25 +383,29 @@ impl ClusterSource {
                 }
             }
         }
-        (resources, refusals, live)
+        Objects {
+            resources,
+            refusals,
+            live,
+            stamp,
+        }
     }
 
-    fn finish(
-        &self,
-        (mut resources, refusals, live): (
-            Resources,
-            Vec<Refusal>,
-            BTreeMap<(Watched, ObjectKey), Live>,
-        ),
-        wanted: &Referenced,
-    ) -> Snapshot {
+    fn finish(&self, objects: Objects, wanted: &Referenced) -> Snapshot {
+        let Objects {
+            mut resources,
+            refusals,
+            live,
+            mut stamp,
+        } = objects;
         let mut s = lock(&self.state);
-        resources.secrets = s.secrets.current(&wanted.secrets);
-        resources.config_maps = s.config_maps.current(&wanted.config_maps);
+        resources.secrets = s.secrets.current(&wanted.secrets, &mut stamp);
+        resources.config_maps = s.config_maps.current(&wanted.config_maps, &mut stamp);
         Snapshot {
             resources,
             refusals,
             live,
+            config_stamp: stamp.finish(),
         }
     }
 
@@ -754,13 +776,31 @@ mod tests {
             r.versions.insert(k.clone(), "1".into());
             r.content.insert(k.clone(), ("1".into(), v.into()));
         }
-        assert_eq!(r.current(&BTreeSet::from([a.clone(), b.clone()])).len(), 2);
+        let mut stamp = std::hash::DefaultHasher::new();
+        let both = BTreeSet::from([a.clone(), b.clone()]);
+        assert_eq!(r.current(&both, &mut stamp).len(), 2);
         r.versions.remove(&b);
-        assert_eq!(
-            r.current(&BTreeSet::from([a.clone(), b])),
-            vec!["a".to_string()]
-        );
-        assert!(r.current(&BTreeSet::new()).is_empty());
+        assert_eq!(r.current(&both, &mut stamp), vec!["a".to_string()]);
+        assert!(r.current(&BTreeSet::new(), &mut stamp).is_empty());
         assert!(r.content.is_empty(), "memory released");
+    }
+
+    #[test]
+    fn the_stamp_follows_the_versions_read() {
+        let mut r: Referenceable<String> = Referenceable::default();
+        let a = ObjectKey::new("ns", "a");
+        let wanted = BTreeSet::from([a.clone()]);
+        r.versions.insert(a.clone(), "1".into());
+        r.content.insert(a.clone(), ("1".into(), "x".into()));
+        let stamp = |r: &mut Referenceable<String>| {
+            let mut h = std::hash::DefaultHasher::new();
+            r.current(&wanted, &mut h);
+            h.finish()
+        };
+        let first = stamp(&mut r);
+        assert_eq!(stamp(&mut r), first, "same content, same stamp");
+        r.versions.insert(a.clone(), "2".into());
+        r.content.insert(a, ("2".into(), "y".into()));
+        assert_ne!(stamp(&mut r), first, "a new version read");
     }
 }

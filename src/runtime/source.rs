@@ -45,6 +45,9 @@ pub struct Loaded {
     pub stored: BTreeMap<StoreKey, StoredCert>,
     /// Kubernetes mode: what status writing needs of each live object.
     pub live: Option<Arc<BTreeMap<(Watched, ObjectKey), Live>>>,
+    /// Kubernetes mode: equal for two loads of the same configuration
+    /// ([`crate::cluster::source::Snapshot::config_stamp`]).
+    pub config_stamp: Option<u64>,
 }
 
 /// Something a load could not read.
@@ -210,6 +213,7 @@ impl DirSource {
             ignored: loaded.ignored,
             stored,
             live: None,
+            config_stamp: None,
         })
     }
 }
@@ -244,6 +248,7 @@ impl Source {
                     ignored: Vec::new(),
                     stored: BTreeMap::new(),
                     live: Some(Arc::new(snapshot.live)),
+                    config_stamp: Some(snapshot.config_stamp),
                 })
             }
         }
