@@ -69,7 +69,7 @@ pub fn plan(
     let ingress = settings
         .gateway_service
         .and_then(|k| live.get(&(Watched::Service, k.clone())))
-        .map(|l| service_ingress(l.object.get("status")))
+        .map(|l| service_ingress(l.object.value().get("status")))
         .unwrap_or_default();
     let ancestors = policy_ancestors(resources, status);
     let mut out = Vec::new();
@@ -79,7 +79,7 @@ pub fn plan(
             // Deleted since the snapshot: nothing to write to.
             return;
         };
-        match status_patch(target, ours, &l.object, &ctx, now) {
+        match status_patch(target, ours, &l.object.value(), &ctx, now) {
             Ok(Some(body)) => out.push(status_apply(target, ours, body)),
             Ok(None) => {}
             Err(error) => {
@@ -132,7 +132,7 @@ pub fn plan(
             _ => continue,
         };
         if reported.contains(&(*watched, key.clone()))
-            || !has_entry_of(&l.object, list, settings.controller_name)
+            || !has_entry_of(&l.object.value(), list, settings.controller_name)
         {
             continue;
         }
