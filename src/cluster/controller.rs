@@ -190,7 +190,7 @@ impl Controller {
         // a newer version fails with 409 instead of losing their entries;
         // the planner leaves references users took over out of its bodies.
         let params = PatchParams::apply(a.manager).force();
-        let patch = Patch::Apply(&a.body);
+        let patch = Patch::Apply(a.body.value());
         let result = if a.status {
             api.patch_status(&a.name, &params, &patch).await
         } else {
