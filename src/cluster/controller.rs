@@ -51,6 +51,9 @@ pub struct Controller {
     write_certificate_refs: bool,
     gateway_service: Option<ObjectKey>,
     addresses: AddressSources,
+    /// What was applied on which live version (never held across an
+    /// await).
+    applied: std::sync::Mutex<super::writes::Applied>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -83,6 +86,7 @@ impl Controller {
                 configured: options.gateway_addresses.clone(),
                 listen_address: Some(compile.listen_address),
             },
+            applied: Default::default(),
         }
     }
 
@@ -134,6 +138,12 @@ impl Controller {
         }
     }
 
+    fn applied(&self) -> std::sync::MutexGuard<'_, super::writes::Applied> {
+        self.applied
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// The writes one snapshot needs.
     pub fn plan(&self, input: &Input) -> Vec<Apply> {
         let settings = Settings {
@@ -154,7 +164,7 @@ impl Controller {
     /// Applies what `input` needs; returns how many writes failed for
     /// another reason than a conflict or a deleted object.
     async fn write(&self, input: &Input) -> usize {
-        let applies = self.plan(input);
+        let applies = self.applied().not_yet_applied(self.plan(input));
         tracing::debug!(
             objects = input.status.objects.len(),
             live = input.live.len(),
@@ -197,7 +207,10 @@ impl Controller {
             api.patch(&a.name, &params, &patch).await
         };
         let outcome = match result {
-            Ok(_) => WriteOutcome::Written,
+            Ok(_) => {
+                self.applied().record(&a);
+                WriteOutcome::Written
+            }
             Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => {
                 // A newer version (or the deletion) is on its way through
                 // the watch, and with it the next snapshot.

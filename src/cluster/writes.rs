@@ -18,7 +18,8 @@ use crate::model::issuer::IssuerSpec;
 use crate::model::{ObjectKey, Resources};
 use crate::status::{ObjectStatus, Status};
 use kube::api::ApiResource;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
 use std::time::SystemTime;
 
 /// One server-side apply.
@@ -36,13 +37,16 @@ pub struct Apply {
     pub manager: &'static str,
     /// The body.
     pub body: Body,
+    /// The live object's resourceVersion the body was planned from (empty
+    /// when not planned from a live object's status).
+    pub read_version: String,
 }
 
 /// A write's body as compact JSON text. The first plan after a start
 /// holds one body per object (5,500 in the scale benchmark); as
 /// `serde_json::Value` trees they were the largest share of the heap's
 /// peak. Parsed again only when its request is sent.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Body(Box<str>);
 
 impl Body {
@@ -54,6 +58,60 @@ impl Body {
     /// The body as a value.
     pub fn value(&self) -> serde_json::Value {
         serde_json::from_str(&self.0).unwrap_or_default()
+    }
+}
+
+/// The status bodies applied, each with the live version it was planned
+/// from. A plan made from a snapshot taken before the watch brought a
+/// write back plans the same body on the same version again; the API
+/// server would refuse it (409: the body carries the old resourceVersion).
+/// Only the objects of the latest plan are kept: once the watch delivers
+/// the write, the planner reads the new version and plans nothing more.
+#[derive(Debug, Default)]
+pub struct Applied(HashMap<(String, ObjectKey), (String, u64)>);
+
+impl Applied {
+    /// `applies` without those already applied on the version they were
+    /// planned from.
+    pub fn not_yet_applied(&mut self, applies: Vec<Apply>) -> Vec<Apply> {
+        let previous = std::mem::take(&mut self.0);
+        applies
+            .into_iter()
+            .filter(|a| {
+                let Some((key, stamp)) = Self::entry(a) else {
+                    return true;
+                };
+                match previous.get(&key) {
+                    Some(done) if *done == stamp => {
+                        self.0.insert(key, stamp);
+                        false
+                    }
+                    _ => true,
+                }
+            })
+            .collect()
+    }
+
+    /// `a` was applied.
+    pub fn record(&mut self, a: &Apply) {
+        if let Some((key, stamp)) = Self::entry(a) {
+            self.0.insert(key, stamp);
+        }
+    }
+
+    fn entry(a: &Apply) -> Option<((String, ObjectKey), (String, u64))> {
+        if a.read_version.is_empty() {
+            return None;
+        }
+        let mut hash = std::hash::DefaultHasher::new();
+        a.body.hash(&mut hash);
+        Some((
+            (
+                a.resource.kind.clone(),
+                ObjectKey::new(&a.namespace, &a.name),
+            ),
+            (a.read_version.clone(), hash.finish()),
+        ))
     }
 }
 
@@ -99,7 +157,7 @@ pub fn plan(
             return;
         };
         match status_patch(target, ours, &l.object.value(), &ctx, now) {
-            Ok(Some(body)) => out.push(status_apply(target, ours, body)),
+            Ok(Some(body)) => out.push(status_apply(target, ours, body, &l.resource_version)),
             Ok(None) => {}
             Err(error) => {
                 tracing::warn!(kind = target.kind(), namespace = %ours.namespace, name = %ours.name, %error, "status not written");
@@ -203,6 +261,7 @@ pub fn plan(
                 status: false,
                 manager: super::certificate_refs::FIELD_MANAGER,
                 body: Body::new(&w.body),
+                read_version: String::new(),
             });
         }
     }
@@ -231,7 +290,12 @@ fn has_entry_of(object: &serde_json::Value, list: &str, controller_name: &str) -
 }
 
 /// The apply of a status body, to the version the body names.
-fn status_apply(target: &Target<'_>, ours: &ObjectStatus, body: serde_json::Value) -> Apply {
+fn status_apply(
+    target: &Target<'_>,
+    ours: &ObjectStatus,
+    body: serde_json::Value,
+    read_version: &str,
+) -> Apply {
     let api_version = body["apiVersion"]
         .as_str()
         .unwrap_or(target.api_version())
@@ -254,6 +318,7 @@ fn status_apply(target: &Target<'_>, ours: &ObjectStatus, body: serde_json::Valu
         status: true,
         manager: status_patch::FIELD_MANAGER,
         body: Body::new(&body),
+        read_version: read_version.to_string(),
     }
 }
 

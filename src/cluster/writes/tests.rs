@@ -256,3 +256,53 @@ fn objects_of_other_controllers_get_no_write() {
         .collect();
     assert_eq!(gateway_api, Vec::<&Apply>::new());
 }
+
+fn status_write(name: &str, read_version: &str, body: Value) -> Apply {
+    Apply {
+        resource: Watched::HttpRoute.api_resource("v1"),
+        namespace: "edge".into(),
+        name: name.into(),
+        status: true,
+        manager: status_patch::FIELD_MANAGER,
+        body: Body::new(&body),
+        read_version: read_version.into(),
+    }
+}
+
+#[test]
+fn a_write_applied_on_a_version_is_not_sent_again_until_the_version_moves() {
+    let mut applied = Applied::default();
+    let a = status_write("a", "7", json!({"status": {"parents": []}}));
+    let first = applied.not_yet_applied(vec![a.clone()]);
+    assert_eq!(first, vec![a.clone()], "never applied: sent");
+    applied.record(&a);
+    // The next snapshot was taken before the watch brought the write back:
+    // the same body on the same version.
+    assert!(applied.not_yet_applied(vec![a.clone()]).is_empty());
+    // Still not back: still not sent.
+    assert!(applied.not_yet_applied(vec![a.clone()]).is_empty());
+    // Another body on that version (compile decided something new) is sent.
+    let changed = status_write("a", "7", json!({"status": {"parents": [{"x": 1}]}}));
+    assert_eq!(
+        applied.not_yet_applied(vec![changed.clone()]),
+        vec![changed]
+    );
+    // Someone else moved the object: the planner read a new version.
+    let moved = status_write("a", "9", json!({"status": {"parents": []}}));
+    assert_eq!(applied.not_yet_applied(vec![moved.clone()]), vec![moved]);
+    // Writes planned from no live status are never held back.
+    let mut refs = status_write("a", "", json!({"spec": {}}));
+    refs.status = false;
+    applied.record(&refs);
+    assert_eq!(applied.not_yet_applied(vec![refs.clone()]), vec![refs]);
+}
+
+#[test]
+fn only_the_latest_plan_is_remembered() {
+    let mut applied = Applied::default();
+    let a = status_write("a", "1", json!({"status": {}}));
+    applied.record(&a);
+    // A plan without `a` (its write came back; nothing to do) forgets it.
+    assert!(applied.not_yet_applied(Vec::new()).is_empty());
+    assert_eq!(applied.not_yet_applied(vec![a.clone()]), vec![a]);
+}
