@@ -51,8 +51,8 @@ pub struct Controller {
     write_certificate_refs: bool,
     gateway_service: Option<ObjectKey>,
     addresses: AddressSources,
-    /// What was applied on which live version (never held across an
-    /// await).
+    /// The live version each write was applied on, until its echo
+    /// arrives (never held across an await).
     applied: std::sync::Mutex<super::writes::Applied>,
 }
 
@@ -207,8 +207,12 @@ impl Controller {
             api.patch(&a.name, &params, &patch).await
         };
         let outcome = match result {
-            Ok(_) => {
-                self.applied().record(&a);
+            Ok(written) => {
+                // An apply that changed nothing keeps the version and sends
+                // no echo to wait for.
+                if written.metadata.resource_version.as_deref() != Some(a.read_version.as_str()) {
+                    self.applied().record(&a);
+                }
                 WriteOutcome::Written
             }
             Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => {

@@ -19,7 +19,6 @@ use crate::model::{ObjectKey, Resources};
 use crate::status::{ObjectStatus, Status};
 use kube::api::ApiResource;
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher};
 use std::time::SystemTime;
 
 /// One server-side apply.
@@ -46,7 +45,7 @@ pub struct Apply {
 /// holds one body per object (5,500 in the scale benchmark); as
 /// `serde_json::Value` trees they were the largest share of the heap's
 /// peak. Parsed again only when its request is sent.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Body(Box<str>);
 
 impl Body {
@@ -61,29 +60,31 @@ impl Body {
     }
 }
 
-/// The status bodies applied, each with the live version it was planned
-/// from. A plan made from a snapshot taken before the watch brought a
-/// write back plans the same body on the same version again; the API
-/// server would refuse it (409: the body carries the old resourceVersion).
-/// Only the objects of the latest plan are kept: once the watch delivers
-/// the write, the planner reads the new version and plans nothing more.
+/// The live version each status write was planned from, for the objects
+/// whose write has not come back through the watch yet. A plan made from
+/// a snapshot older than that echo reads the same version again; a write
+/// planned from it would carry the old resourceVersion and be refused
+/// (409), or repeat what was just written. Such writes wait for the echo,
+/// which brings a new snapshot and a new plan. Only the objects of the
+/// latest plan are kept: once the echo arrives the planner reads the new
+/// version (and usually plans nothing more for it).
 #[derive(Debug, Default)]
-pub struct Applied(HashMap<(String, ObjectKey), (String, u64)>);
+pub struct Applied(HashMap<(String, ObjectKey), String>);
 
 impl Applied {
-    /// `applies` without those already applied on the version they were
-    /// planned from.
+    /// `applies` without those planned from a version a write was already
+    /// applied on.
     pub fn not_yet_applied(&mut self, applies: Vec<Apply>) -> Vec<Apply> {
         let previous = std::mem::take(&mut self.0);
         applies
             .into_iter()
             .filter(|a| {
-                let Some((key, stamp)) = Self::entry(a) else {
+                let Some(key) = Self::key(a) else {
                     return true;
                 };
                 match previous.get(&key) {
-                    Some(done) if *done == stamp => {
-                        self.0.insert(key, stamp);
+                    Some(version) if *version == a.read_version => {
+                        self.0.insert(key, version.clone());
                         false
                     }
                     _ => true,
@@ -94,24 +95,18 @@ impl Applied {
 
     /// `a` was applied.
     pub fn record(&mut self, a: &Apply) {
-        if let Some((key, stamp)) = Self::entry(a) {
-            self.0.insert(key, stamp);
+        if let Some(key) = Self::key(a) {
+            self.0.insert(key, a.read_version.clone());
         }
     }
 
-    fn entry(a: &Apply) -> Option<((String, ObjectKey), (String, u64))> {
-        if a.read_version.is_empty() {
-            return None;
-        }
-        let mut hash = std::hash::DefaultHasher::new();
-        a.body.hash(&mut hash);
-        Some((
+    fn key(a: &Apply) -> Option<(String, ObjectKey)> {
+        (!a.read_version.is_empty()).then(|| {
             (
                 a.resource.kind.clone(),
                 ObjectKey::new(&a.namespace, &a.name),
-            ),
-            (a.read_version.clone(), hash.finish()),
-        ))
+            )
+        })
     }
 }
 
