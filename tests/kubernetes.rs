@@ -23,6 +23,10 @@
 //!   route status polling, base manifests).
 //! - `conformance_status`: the conformance cases' status checks run on the
 //!   status portcullis wrote through the API server.
+//! - `workloads`: kube-controller-manager, kube-scheduler and the tests'
+//!   stand-in kubelet (the node agent) running a Deployment of the
+//!   conformance echo image as processes in their own network namespaces,
+//!   published in EndpointSlices, stopped on deletion.
 
 #[path = "acme/mod.rs"]
 mod acme;
@@ -42,3 +46,5 @@ mod issuance;
 mod rig;
 #[path = "kubernetes/routing.rs"]
 mod routing;
+#[path = "kubernetes/workloads.rs"]
+mod workloads;

@@ -215,6 +215,39 @@ func registerNode(ctx context.Context, client kubernetes.Interface, cfg config, 
 		if err != nil {
 			return fmt.Errorf("report node status: %v", err)
 		}
+		break
+	}
+	return removeNotReadyTaint(ctx, client, cfg.nodeName)
+}
+
+// removeNotReadyTaint takes off the node.kubernetes.io/not-ready taint the
+// API server's TaintNodesByCondition admission puts on every new Node. In a
+// cluster the node-lifecycle controller removes it once the Node is Ready;
+// the rig does not run that controller (it would also evict pods whenever a
+// heartbeat is late), so the agent does it, or nothing is ever scheduled here.
+func removeNotReadyTaint(ctx context.Context, client kubernetes.Interface, name string) error {
+	for {
+		node, err := client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("get node: %v", err)
+		}
+		var kept []corev1.Taint
+		for _, taint := range node.Spec.Taints {
+			if taint.Key != corev1.TaintNodeNotReady && taint.Key != corev1.TaintNodeUnreachable {
+				kept = append(kept, taint)
+			}
+		}
+		if len(kept) == len(node.Spec.Taints) {
+			return nil
+		}
+		node.Spec.Taints = kept
+		_, err = client.CoreV1().Nodes().Update(ctx, node, metav1.UpdateOptions{})
+		if apierrors.IsConflict(err) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("remove the not-ready taint: %v", err)
+		}
 		return nil
 	}
 }

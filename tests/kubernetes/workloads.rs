@@ -1,0 +1,294 @@
+//! Workloads on the test control plane: kube-controller-manager,
+//! kube-scheduler and the stand-in kubelet (the node agent) turn a Deployment
+//! of the Gateway API conformance echo image into echo-basic processes, each
+//! in its own network namespace, that the host reaches at their pod IPs and
+//! the EndpointSlice controller publishes; deleting the Deployment stops them
+//! and removes their namespaces. This is the ground the upstream conformance
+//! suite needs (its backends are such Deployments).
+
+use crate::support::control_plane::{ControlPlane, NodeAgent, ECHO_IMAGE};
+use crate::support::kube_mode::eventually;
+use anyhow::{ensure, Context, Result};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{Api, DeleteParams, ListParams};
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const NAMESPACE: &str = "echo";
+
+/// Pods scheduled, started (echo-basic listening) and reported Ready; the
+/// controllers act within a second or two, echo-basic starts in milliseconds.
+const RUNNING_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The manifests of the test: the suite's own backend shape
+/// (conformance/base/manifests.yaml's infra-backend-v1: echo-basic with its
+/// pod name and namespace from fieldRefs, port 3000 behind a Service).
+fn manifests(image_tag: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Namespace
+metadata: {{name: {NAMESPACE}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: echo, namespace: {NAMESPACE}}}
+spec:
+  selector: {{app: echo}}
+  ports: [{{protocol: TCP, port: 8080, targetPort: 3000}}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: echo, namespace: {NAMESPACE}, labels: {{app: echo}}}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: echo}}}}
+  template:
+    metadata: {{labels: {{app: echo}}}}
+    spec:
+      containers:
+      - name: echo
+        image: {ECHO_IMAGE}:{image_tag}
+        env:
+        - name: POD_NAME
+          valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}
+        - name: NAMESPACE
+          valueFrom: {{fieldRef: {{fieldPath: metadata.namespace}}}}
+        resources: {{requests: {{cpu: 10m}}}}
+"#
+    )
+}
+
+/// A pod's IP and the pid of its echo-basic (the agent's container ID is
+/// `nodeagent://PID`), once it is Running and Ready.
+fn running(pod: &Pod) -> Option<(String, u32)> {
+    let status = pod.status.as_ref()?;
+    let ready = status
+        .conditions
+        .as_ref()?
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    if status.phase.as_deref() != Some("Running") || !ready {
+        return None;
+    }
+    let id = status
+        .container_statuses
+        .as_ref()?
+        .first()?
+        .container_id
+        .as_ref()?;
+    let pid = id.strip_prefix("nodeagent://")?.parse().ok()?;
+    Some((status.pod_ip.clone()?, pid))
+}
+
+/// What says why pods did not come or go: the namespace's pods and events,
+/// and the logs of the agent and the controllers.
+async fn diagnose(cp: &ControlPlane, agent: &NodeAgent) -> String {
+    let pods: Api<Pod> = Api::namespaced(cp.client(), NAMESPACE);
+    let pods = match pods.list(&ListParams::default()).await {
+        Ok(list) => list
+            .items
+            .iter()
+            .map(|pod| {
+                let status = pod.status.clone().unwrap_or_default();
+                format!(
+                    "{} node={:?} phase={:?} ip={:?} deleting={}",
+                    pod.metadata.name.clone().unwrap_or_default(),
+                    pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+                    status.phase,
+                    status.pod_ip,
+                    pod.metadata.deletion_timestamp.is_some()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Err(e) => format!("cannot list pods: {e}"),
+    };
+    let events: Api<Event> = Api::namespaced(cp.client(), NAMESPACE);
+    let events = match events.list(&ListParams::default()).await {
+        Ok(list) => list
+            .items
+            .iter()
+            .map(|e| {
+                format!(
+                    "{:?} {:?} {:?}: {:?}",
+                    e.involved_object.name, e.type_, e.reason, e.message
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Err(e) => format!("cannot list events: {e}"),
+    };
+    format!(
+        "pods:\n{pods}\nevents:\n{events}\nnode agent log:\n{}\nkube-scheduler log:\n{}\nkube-controller-manager log:\n{}",
+        agent.log_tail(30),
+        cp.log_tail("kube-scheduler", 20),
+        cp.log_tail("kube-controller-manager", 30)
+    )
+}
+
+/// GET / on the pod's echo-basic, from the host: its JSON answer.
+async fn echo(ip: &str) -> Result<serde_json::Value> {
+    use crate::support::client::{send, HttpRequest, Protocol};
+    let ip: IpAddr = ip.parse().context("pod IP")?;
+    let addr = SocketAddr::new(ip, 3000);
+    let response = send(&HttpRequest {
+        addr,
+        tls: None,
+        protocol: Protocol::Http1,
+        method: "GET".into(),
+        path: "/hello".into(),
+        host: "echo.example".into(),
+        headers: vec![],
+        timeout: Duration::from_secs(5),
+    })
+    .await
+    .with_context(|| format!("GET http://{addr}/hello"))?;
+    ensure!(
+        response.status == 200,
+        "{addr} answered {}",
+        response.status
+    );
+    serde_json::from_slice(&response.body).with_context(|| {
+        format!(
+            "{addr} answered no JSON: {}",
+            String::from_utf8_lossy(&response.body)
+        )
+    })
+}
+
+#[tokio::test]
+async fn a_deployment_of_the_echo_image_runs_in_pod_namespaces_and_goes_with_its_deletion(
+) -> Result<()> {
+    let began = Instant::now();
+    let cp = ControlPlane::start().await?;
+    cp.start_controllers().await?;
+    let agent = cp.start_node_agent().await?;
+    eprintln!(
+        "control plane in {:?}, controllers and node agent {} ({}) after {:?}",
+        cp.started_in(),
+        agent.node_name(),
+        agent.pod_cidr(),
+        began.elapsed()
+    );
+    let client = cp.client();
+    // A tag the suite's manifests use; any tag of the image runs echo-basic.
+    cp.apply_yaml(&manifests("v1.5.1")).await?;
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let running_pods = eventually("two echo pods Running and Ready", RUNNING_TIMEOUT, || {
+        let pods = pods.clone();
+        async move {
+            let list = pods.list(&ListParams::default().labels("app=echo")).await?;
+            let running: Vec<(String, String, u32)> = list
+                .items
+                .iter()
+                .filter_map(|pod| {
+                    let (ip, pid) = running(pod)?;
+                    Some((pod.metadata.name.clone()?, ip, pid))
+                })
+                .collect();
+            Ok((list.items.len() == 2 && running.len() == 2).then_some(running))
+        }
+    })
+    .await;
+    let running_pods = match running_pods {
+        Ok(pods) => pods,
+        Err(e) => return Err(e.context(diagnose(&cp, &agent).await)),
+    };
+    eprintln!("pods running after {:?}: {running_pods:?}", began.elapsed());
+
+    let ips: BTreeSet<String> = running_pods.iter().map(|(_, ip, _)| ip.clone()).collect();
+    ensure!(ips.len() == 2, "the two pods share an address: {ips:?}");
+    for (name, ip, pid) in &running_pods {
+        ensure!(
+            agent.owns_pod_ip(ip),
+            "pod {name} has {ip}, not an address of the agent's {}",
+            agent.pod_cidr()
+        );
+        ensure!(
+            Path::new(&format!("/proc/{pid}")).exists(),
+            "pod {name}'s process {pid} is not running"
+        );
+    }
+    ensure!(
+        agent.namespaces().len() == 2,
+        "want one network namespace per pod, have {:?}",
+        agent.namespaces()
+    );
+
+    // The EndpointSlice controller publishes exactly the pods' addresses,
+    // ready: it skips pods whose Node does not exist, so this also proves
+    // the agent's Node is a real one.
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), NAMESPACE);
+    eventually(
+        "the Service's EndpointSlice holds both pod IPs, ready",
+        RUNNING_TIMEOUT,
+        || {
+            let (slices, ips) = (slices.clone(), ips.clone());
+            async move {
+                let list = slices
+                    .list(&ListParams::default().labels("kubernetes.io/service-name=echo"))
+                    .await?;
+                let ready: BTreeSet<String> = list
+                    .items
+                    .iter()
+                    .flat_map(|slice| slice.endpoints.iter().flatten())
+                    .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
+                    .flat_map(|e| e.addresses.iter().cloned())
+                    .collect();
+                Ok((ready == ips).then_some(()))
+            }
+        },
+    )
+    .await?;
+
+    // Each pod's echo-basic answers from its own address, naming itself:
+    // two processes listening on the same port, apart only by namespace.
+    for (name, ip, _) in &running_pods {
+        let answer = echo(ip).await?;
+        ensure!(
+            answer["pod"] == name.as_str() && answer["namespace"] == NAMESPACE,
+            "{ip} answered for another pod: {answer}"
+        );
+        ensure!(answer["path"] == "/hello", "{ip} echoed {answer}");
+    }
+
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);
+    deployments
+        .delete("echo", &DeleteParams::background())
+        .await
+        .context("delete the Deployment")?;
+    let gone = eventually(
+        "the garbage collector and the node agent remove both pods",
+        RUNNING_TIMEOUT,
+        || {
+            let pods = pods.clone();
+            async move {
+                let list = pods.list(&ListParams::default().labels("app=echo")).await?;
+                Ok(list.items.is_empty().then_some(()))
+            }
+        },
+    )
+    .await;
+    if let Err(e) = gone {
+        return Err(e.context(diagnose(&cp, &agent).await));
+    }
+    for (name, _, pid) in &running_pods {
+        ensure!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "pod {name} is gone but its process {pid} still runs"
+        );
+    }
+    ensure!(
+        agent.namespaces().is_empty(),
+        "pods are gone but their namespaces remain: {:?}",
+        agent.namespaces()
+    );
+    eprintln!("deployment gone after {:?}", began.elapsed());
+    Ok(())
+}
