@@ -6,16 +6,21 @@
 //! and removes their namespaces. This is the ground the upstream conformance
 //! suite needs (its backends are such Deployments).
 
-use crate::support::control_plane::{ControlPlane, NodeAgent, ECHO_IMAGE};
+use crate::rig::is_running;
+use crate::support::control_plane::{
+    remove_stale_node_networks, ControlPlane, NodeAgent, ECHO_IMAGE,
+};
 use crate::support::kube_mode::eventually;
-use anyhow::{ensure, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, ListParams};
 use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const NAMESPACE: &str = "echo";
@@ -27,7 +32,7 @@ const RUNNING_TIMEOUT: Duration = Duration::from_secs(60);
 /// The manifests of the test: the suite's own backend shape
 /// (conformance/base/manifests.yaml's infra-backend-v1: echo-basic with its
 /// pod name and namespace from fieldRefs, port 3000 behind a Service).
-fn manifests(image_tag: &str) -> String {
+fn manifests(image_tag: &str, replicas: u32) -> String {
     format!(
         r#"
 apiVersion: v1
@@ -45,7 +50,7 @@ apiVersion: apps/v1
 kind: Deployment
 metadata: {{name: echo, namespace: {NAMESPACE}, labels: {{app: echo}}}}
 spec:
-  replicas: 2
+  replicas: {replicas}
   selector: {{matchLabels: {{app: echo}}}}
   template:
     metadata: {{labels: {{app: echo}}}}
@@ -177,7 +182,7 @@ async fn a_deployment_of_the_echo_image_runs_in_pod_namespaces_and_goes_with_its
     );
     let client = cp.client();
     // A tag the suite's manifests use; any tag of the image runs echo-basic.
-    cp.apply_yaml(&manifests("v1.5.1")).await?;
+    cp.apply_yaml(&manifests("v1.5.1", 2)).await?;
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
     let running_pods = eventually("two echo pods Running and Ready", RUNNING_TIMEOUT, || {
@@ -291,4 +296,135 @@ async fn a_deployment_of_the_echo_image_runs_in_pod_namespaces_and_goes_with_its
     );
     eprintln!("deployment gone after {:?}", began.elapsed());
     Ok(())
+}
+
+/// Set in the helper process [`a_killed_test_leaves_no_process_and_the_next_agent_removes_its_network`] starts.
+const WORKLOAD_HELPER: &str = "PORTCULLIS_WORKLOAD_HELPER";
+
+#[tokio::test]
+async fn a_killed_test_leaves_no_process_and_the_next_agent_removes_its_network() -> Result<()> {
+    // This test binary, running only `workload_helper`: a control plane with
+    // controllers and a node agent running one echo pod; it prints what runs
+    // and waits to be killed. SIGKILL runs no destructor: the parent-death
+    // signals must take every process down (the agent's children included),
+    // and the network the agent made must be recognisable as stale.
+    let mut helper = Command::new(std::env::current_exe()?)
+        .args([
+            "--exact",
+            "workloads::workload_helper",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(WORKLOAD_HELPER, "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let stdout = helper.stdout.take().expect("stdout was piped");
+    let read = tokio::task::spawn_blocking(move || -> Result<(PathBuf, String, Vec<u32>)> {
+        for line in BufReader::new(stdout).lines() {
+            let line = line?;
+            if let Some((_, rest)) = line.split_once("workload:") {
+                let mut words = rest.split_whitespace();
+                let dir = PathBuf::from(words.next().context("the helper's directory")?);
+                let bridge = words.next().context("the bridge")?.to_string();
+                let pids = words
+                    .map(|p| p.parse().context("a pid"))
+                    .collect::<Result<_>>()?;
+                return Ok((dir, bridge, pids));
+            }
+        }
+        bail!("the helper ended without printing its workload")
+    });
+    let (dir, bridge, pids) = match tokio::time::timeout(Duration::from_secs(900), read).await {
+        Ok(Ok(Ok(started))) => started,
+        outcome => {
+            let _ = helper.kill();
+            let _ = helper.wait();
+            bail!("the helper printed no workload: {outcome:?}");
+        }
+    };
+    // etcd, kube-apiserver, kube-controller-manager, kube-scheduler, the
+    // agent, echo-basic.
+    ensure!(pids.len() == 6, "six processes: {pids:?}");
+    ensure!(
+        pids.iter().all(|&p| is_running(p)),
+        "all run before the kill"
+    );
+
+    helper.kill()?;
+    helper.wait()?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pids.iter().any(|&p| is_running(p)) {
+        ensure!(
+            Instant::now() < deadline,
+            "still running 10 s after the test process was killed: {:?}",
+            pids.iter().filter(|&&p| is_running(p)).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ensure!(
+        bridge_exists(&bridge),
+        "the killed agent could not remove its bridge {bridge}, yet it is gone"
+    );
+    remove_stale_node_networks();
+    ensure!(
+        !bridge_exists(&bridge),
+        "the stale bridge {bridge} was kept"
+    );
+    let leftover: Vec<String> = namespaces_named(&format!("{bridge}-"));
+    ensure!(leftover.is_empty(), "stale namespaces kept: {leftover:?}");
+    // The killed helper could not remove its directory.
+    std::fs::remove_dir_all(&dir).with_context(|| format!("remove {}", dir.display()))?;
+    Ok(())
+}
+
+/// Not a test on its own: the body of the process that
+/// [`a_killed_test_leaves_no_process_and_the_next_agent_removes_its_network`]
+/// starts and kills (selected by `WORKLOAD_HELPER`; otherwise it returns at
+/// once).
+#[tokio::test]
+async fn workload_helper() -> Result<()> {
+    if std::env::var_os(WORKLOAD_HELPER).is_none() {
+        return Ok(());
+    }
+    let cp = ControlPlane::start().await?;
+    cp.start_controllers().await?;
+    let agent = cp.start_node_agent().await?;
+    cp.apply_yaml(&manifests("v1.5.1", 1)).await?;
+    let pods: Api<Pod> = Api::namespaced(cp.client(), NAMESPACE);
+    let pid = eventually("the echo pod Running", RUNNING_TIMEOUT, || {
+        let pods = pods.clone();
+        async move {
+            let list = pods.list(&ListParams::default().labels("app=echo")).await?;
+            Ok(list.items.iter().find_map(running).map(|(_, pid)| pid))
+        }
+    })
+    .await?;
+    let mut pids: Vec<String> = cp.pids().iter().map(u32::to_string).collect();
+    pids.push(agent.pid().context("the agent runs")?.to_string());
+    pids.push(pid.to_string());
+    println!(
+        "workload: {} {} {}",
+        cp.dir().display(),
+        agent.bridge(),
+        pids.join(" ")
+    );
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    bail!("the helper was not killed within 10 minutes")
+}
+
+fn bridge_exists(name: &str) -> bool {
+    Path::new("/sys/class/net").join(name).exists()
+}
+
+fn namespaces_named(prefix: &str) -> Vec<String> {
+    std::fs::read_dir("/run/netns")
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|name| name.starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -28,7 +28,7 @@ mod process;
 #[allow(unused_imports)]
 pub use apply::{apply_independent_with, apply_yaml_with, ApplyError, ApplyOptions};
 #[allow(unused_imports)]
-pub use node_agent::{NodeAgent, ECHO_IMAGE};
+pub use node_agent::{remove_stale_node_networks, NodeAgent, ECHO_IMAGE};
 
 use anyhow::{anyhow, bail, Context, Result};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -222,11 +222,15 @@ impl ControlPlane {
         self.started_in
     }
 
-    /// The process ids of etcd and (when running) kube-apiserver.
+    /// The process ids of etcd, (when running) kube-apiserver, and (when
+    /// started) kube-controller-manager and kube-scheduler.
     pub fn pids(&self) -> Vec<u32> {
         let mut pids = vec![self.etcd.pid()];
         if let Some(apiserver) = self.lock_apiserver().as_ref() {
             pids.push(apiserver.pid());
+        }
+        if let Some(controllers) = self.lock_controllers().as_ref() {
+            pids.extend(controllers.pids());
         }
         pids
     }

@@ -48,8 +48,15 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// The running controllers; killed on drop.
 pub(super) struct Controllers {
     // Field order is drop order: stop placing pods before their controllers.
-    _scheduler: Process,
-    _controller_manager: Process,
+    scheduler: Process,
+    controller_manager: Process,
+}
+
+impl Controllers {
+    /// The process ids of kube-controller-manager and kube-scheduler.
+    pub(super) fn pids(&self) -> Vec<u32> {
+        vec![self.controller_manager.pid(), self.scheduler.pid()]
+    }
 }
 
 /// Starts kube-controller-manager and kube-scheduler with the binaries of
@@ -126,7 +133,7 @@ pub(super) async fn start(rig: &Path, dir: &Path, client: &Client) -> Result<Con
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Ok(Controllers {
-        _scheduler: scheduler,
-        _controller_manager: controller_manager,
+        scheduler,
+        controller_manager,
     })
 }

@@ -58,6 +58,14 @@ impl ControlPlane {
     /// Starts a node agent acting as the admin, and waits until its Node is
     /// registered and its pod watch has synced. Needs root and iproute2.
     pub async fn start_node_agent(&self) -> Result<NodeAgent> {
+        self.start_node_agent_with(&[]).await
+    }
+
+    /// [`ControlPlane::start_node_agent`], also reporting pods of the image
+    /// repositories `pretend_ready` Ready (with an address, nothing running):
+    /// what a test does for pods it only needs to exist, e.g. the conformance
+    /// suite's coredns, which its Setup waits for.
+    pub async fn start_node_agent_with(&self, pretend_ready: &[&str]) -> Result<NodeAgent> {
         let binary = |name: &str| -> Result<PathBuf> {
             let path = self.rig.join("bin").join(name);
             if !path.exists() {
@@ -69,7 +77,7 @@ impl ControlPlane {
             Ok(path)
         };
         let (agent_binary, echo_binary) = (binary("nodeagent")?, binary("echo-basic")?);
-        remove_leftovers();
+        remove_stale_node_networks();
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let bridge = format!(
@@ -81,7 +89,7 @@ impl ControlPlane {
         let node_name = format!("node-{bridge}");
         let state_dir = self.dir().join(format!("node-agent-{bridge}"));
         let log = self.dir().join(format!("node-agent-{bridge}.log"));
-        let args = vec![
+        let mut args = vec![
             format!("--kubeconfig={}", self.kubeconfig_path().display()),
             format!("--node-name={node_name}"),
             format!("--pod-cidr={pod_cidr}"),
@@ -90,6 +98,11 @@ impl ControlPlane {
             format!("--echo-image={ECHO_IMAGE}"),
             format!("--state-dir={}", state_dir.display()),
         ];
+        args.extend(
+            pretend_ready
+                .iter()
+                .map(|image| format!("--pretend-ready-image={image}")),
+        );
         let process = Process::spawn("nodeagent", &agent_binary, &args, &log)?;
         let mut agent = NodeAgent {
             process: Some(process),
@@ -119,6 +132,11 @@ impl NodeAgent {
     pub fn owns_pod_ip(&self, ip: &str) -> bool {
         let prefix = self.pod_cidr.trim_end_matches("0/24");
         ip.starts_with(prefix) && ip != format!("{prefix}1")
+    }
+
+    /// The agent's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(Process::pid)
     }
 
     /// Its bridge's name.
@@ -236,8 +254,8 @@ fn remove_network(bridge: &str) {
 }
 
 /// Removes the networks of agents whose test process is gone (killed before
-/// any guard could run).
-fn remove_leftovers() {
+/// any guard could run); every agent's start does it first.
+pub fn remove_stale_node_networks() {
     let Ok(out) = Command::new("ip")
         .args(["-o", "link", "show", "type", "bridge"])
         .output()
