@@ -10,11 +10,22 @@
 //! `PORTCULLIS_UPSTREAM_PROFILES` (default `GATEWAY-HTTP`) picks the profiles,
 //! `PORTCULLIS_UPSTREAM_RUN_TEST` one test. The suite's log and its
 //! ConformanceReport go to `target/upstream-conformance/`.
+//!
+//! `PORTCULLIS_UPSTREAM_ASSIGN_ADDRESSES=1` is a diagnostic, not a fix: the
+//! suite's base Gateways share port 80 without hostnames, so on portcullis's
+//! one address all but one are Conflicted and the suite's Setup never ends.
+//! With it set, the test gives every Gateway without `spec.addresses` one of
+//! its own (127.0.81.N), as portcullis should itself, to see which tests
+//! fail past Setup.
 
 use crate::fixtures::CONTROLLER;
 use crate::support::control_plane::ControlPlane;
 use crate::support::kube_mode::{install_crds, KubeGateway, KubeOptions};
 use anyhow::{bail, Context, Result};
+use kube::api::{
+    Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+};
+use kube::Client;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -65,6 +76,8 @@ const HTTP_FEATURES: &[&str] = &[
     "BackendTLSPolicySANValidation",
     "GatewayFrontendClientCertificateValidation",
     "GatewayFrontendClientCertificateValidationInsecureFallback",
+    "GatewayHTTPSListenerDetectMisdirectedRequests",
+    "GatewayBackendClientCertificate",
 ];
 
 /// The suite's UDP backend (conformance/base/manifests.yaml): nothing runs
@@ -109,6 +122,9 @@ spec: {{controllerName: {CONTROLLER}}}
         agent.node_name(),
         began.elapsed()
     );
+
+    let assigner = std::env::var_os("PORTCULLIS_UPSTREAM_ASSIGN_ADDRESSES")
+        .map(|_| tokio::spawn(assign_addresses(cp.client())));
 
     let out_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/upstream-conformance");
     std::fs::create_dir_all(&out_dir)?;
@@ -159,6 +175,9 @@ spec: {{controllerName: {CONTROLLER}}}
         failed.len(),
         failed.join("\n")
     );
+    if let Some(assigner) = assigner {
+        assigner.abort();
+    }
     if !status.success() {
         bail!(
             "the conformance suite failed ({status}); portcullis log tail:\n{}",
@@ -166,4 +185,49 @@ spec: {{controllerName: {CONTROLLER}}}
         );
     }
     Ok(())
+}
+
+/// Gives every Gateway without `spec.addresses` an address of its own
+/// (127.0.81.1, .2, ...), until aborted. See the module documentation.
+async fn assign_addresses(client: Client) {
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "gateway.networking.k8s.io",
+        "v1",
+        "Gateway",
+    ));
+    let all: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+    let mut next: u8 = 1;
+    loop {
+        if let Ok(list) = all.list(&ListParams::default()).await {
+            for gateway in list.items {
+                let has_addresses = gateway.data["spec"]["addresses"]
+                    .as_array()
+                    .is_some_and(|a| !a.is_empty());
+                let (Some(namespace), Some(name)) = (
+                    gateway.metadata.namespace.as_deref(),
+                    gateway.metadata.name.as_deref(),
+                ) else {
+                    continue;
+                };
+                if has_addresses || next == u8::MAX {
+                    continue;
+                }
+                let address = Ipv4Addr::new(127, 0, 81, next);
+                let api: Api<DynamicObject> =
+                    Api::namespaced_with(client.clone(), namespace, &resource);
+                let patch = serde_json::json!({
+                    "spec": {"addresses": [{"type": "IPAddress", "value": address.to_string()}]}
+                });
+                if api
+                    .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .is_ok()
+                {
+                    eprintln!("assigned {address} to Gateway {namespace}/{name}");
+                    next += 1;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -2,8 +2,9 @@
 //! kube-scheduler and the stand-in kubelet (the node agent) turn a Deployment
 //! of the Gateway API conformance echo image into echo-basic processes, each
 //! in its own network namespace, that the host reaches at their pod IPs and
-//! the EndpointSlice controller publishes; deleting the Deployment stops them
-//! and removes their namespaces. This is the ground the upstream conformance
+//! the EndpointSlice controller publishes and whose logs the API server
+//! serves (pods/log); deleting the Deployment stops them and removes their
+//! namespaces. This is the ground the upstream conformance
 //! suite needs (its backends are such Deployments).
 
 use crate::rig::is_running;
@@ -15,7 +16,7 @@ use anyhow::{bail, ensure, Context, Result};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{Api, DeleteParams, ListParams};
+use kube::api::{Api, DeleteParams, ListParams, LogParams};
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr};
@@ -261,6 +262,23 @@ async fn a_deployment_of_the_echo_image_runs_in_pod_namespaces_and_goes_with_its
             "{ip} answered for another pod: {answer}"
         );
         ensure!(answer["path"] == "/hello", "{ip} echoed {answer}");
+        // pods/log, proxied by the API server to the agent's logs endpoint
+        // as to a kubelet's: what the suite's mirror tests read.
+        let logs = pods
+            .logs(
+                name,
+                &LogParams {
+                    container: Some("echo".into()),
+                    since_seconds: Some(300),
+                    ..Default::default()
+                },
+            )
+            .await
+            .with_context(|| format!("read pod {name}'s logs"))?;
+        ensure!(
+            logs.contains("Echoing back request made to /hello to client"),
+            "pod {name}'s logs do not show the request:\n{logs}"
+        );
     }
 
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);

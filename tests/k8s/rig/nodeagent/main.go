@@ -12,6 +12,7 @@
 // UnsupportedImage, unless their image matches --pretend-ready-image, in which
 // case they get a namespace and an address and are reported Ready with
 // nothing running (what a suite needs when it only waits for them).
+// Container logs are served as a kubelet serves them (logs.go).
 //
 // Needs root (network namespaces, a bridge, veth pairs) and iproute2.
 package main
@@ -109,12 +110,15 @@ func run(cfg config) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
+	agent := newAgent(client, cfg, podNet)
+	if err := agent.serveLogs(); err != nil {
+		return err
+	}
 	if err := registerNode(ctx, client, cfg, podNet); err != nil {
 		return err
 	}
 	go heartbeat(ctx, client, cfg.nodeName)
 
-	agent := newAgent(client, cfg, podNet)
 	factory := informers.NewSharedInformerFactoryWithOptions(client, 0,
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 			o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", cfg.nodeName).String()
@@ -197,11 +201,15 @@ func registerNode(ctx context.Context, client kubernetes.Interface, cfg config, 
 		}
 		current.Status.Capacity = capacity
 		current.Status.Allocatable = capacity
+		// No Hostname address: the node name resolves nowhere, and the API
+		// server dials the first of Hostname, InternalDNS, InternalIP it finds
+		// for pods/log.
 		current.Status.Addresses = []corev1.NodeAddress{
 			{Type: corev1.NodeInternalIP, Address: net.gateway.String()},
-			{Type: corev1.NodeHostName, Address: cfg.nodeName},
 		}
 		current.Status.Conditions = nodeConditions()
+		// Where the API server asks for pods/log (see logs.go).
+		current.Status.DaemonEndpoints.KubeletEndpoint.Port = kubeletPort
 		current.Status.NodeInfo = corev1.NodeSystemInfo{
 			KubeletVersion:          "portcullis-test-nodeagent",
 			ContainerRuntimeVersion: "nodeagent://processes",

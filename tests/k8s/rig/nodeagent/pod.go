@@ -322,21 +322,25 @@ func (a *agent) startProcess(r *podRun, container string, env []string) (*proces
 	if err != nil {
 		return nil, err
 	}
-	defer logFile.Close()
+	output, written := timestampedWriter(logFile)
 	// `ip netns exec` enters the namespace and execs the program, so the
 	// process started is echo-basic itself.
 	cmd := exec.Command("ip", "netns", "exec", r.netns, a.cfg.echoBinary)
 	cmd.Env = append([]string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}, env...)
-	cmd.Stdout = logFile
-	cmd.Stderr = logFile
+	cmd.Stdout = output
+	cmd.Stderr = output
 	cmd.Dir = r.dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	if err := cmd.Start(); err != nil {
+		output.Close()
+		<-written
 		return nil, err
 	}
 	p := &process{container: container, cmd: cmd, exited: make(chan struct{})}
 	go func() {
 		_ = cmd.Wait()
+		output.Close()
+		<-written
 		close(p.exited)
 	}()
 	return p, nil
