@@ -22,9 +22,7 @@ use crate::fixtures::CONTROLLER;
 use crate::support::control_plane::ControlPlane;
 use crate::support::kube_mode::{install_crds, KubeGateway, KubeOptions};
 use anyhow::{bail, Context, Result};
-use kube::api::{
-    Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
-};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::Client;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -37,9 +35,17 @@ use std::time::{Duration, Instant};
 /// 443 are free on it.
 const GATEWAY_ADDRESS: Ipv4Addr = Ipv4Addr::new(127, 0, 80, 1);
 
-/// The extended features of the GATEWAY-HTTP profile portcullis implements
-/// (README "How manifests map to behaviour", its own conformance harness).
-const HTTP_FEATURES: &[&str] = &[
+/// The features portcullis implements (README "How manifests map to
+/// behaviour", its own conformance harness), for every profile: the suite
+/// takes from the list what each profile it runs defines.
+const SUPPORTED_FEATURES: &[&str] = &[
+    "TLSRoute",
+    "TLSRouteModeTerminate",
+    "TLSRouteModeMixed",
+    "GRPCRoute",
+    "GRPCRouteNamedRouteRule",
+    "TCPRoute",
+    "UDPRoute",
     "Gateway",
     "HTTPRoute",
     "ReferenceGrant",
@@ -138,7 +144,7 @@ spec: {{controllerName: {CONTROLLER}}}
         "-test.timeout=90m".to_string(),
         "-gateway-class=portcullis".to_string(),
         format!("-conformance-profiles={profiles}"),
-        format!("-supported-features={}", HTTP_FEATURES.join(",")),
+        format!("-supported-features={}", SUPPORTED_FEATURES.join(",")),
         format!("-report-output={}", report_path.display()),
         "-organization=portcullis".to_string(),
         "-project=portcullis".to_string(),
@@ -189,7 +195,11 @@ spec: {{controllerName: {CONTROLLER}}}
 
 /// Gives every Gateway without `spec.addresses` an address of its own
 /// (127.0.81.1, .2, ...), until aborted. See the module documentation.
+/// Watches rather than polls: the patch must land before portcullis writes
+/// the first status, or the suite reads the shared address first.
 async fn assign_addresses(client: Client) {
+    use futures_util::StreamExt;
+    use kube::runtime::{watcher, WatchStreamExt};
     let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
         "gateway.networking.k8s.io",
         "v1",
@@ -197,37 +207,33 @@ async fn assign_addresses(client: Client) {
     ));
     let all: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
     let mut next: u8 = 1;
-    loop {
-        if let Ok(list) = all.list(&ListParams::default()).await {
-            for gateway in list.items {
-                let has_addresses = gateway.data["spec"]["addresses"]
-                    .as_array()
-                    .is_some_and(|a| !a.is_empty());
-                let (Some(namespace), Some(name)) = (
-                    gateway.metadata.namespace.as_deref(),
-                    gateway.metadata.name.as_deref(),
-                ) else {
-                    continue;
-                };
-                if has_addresses || next == u8::MAX {
-                    continue;
-                }
-                let address = Ipv4Addr::new(127, 0, 81, next);
-                let api: Api<DynamicObject> =
-                    Api::namespaced_with(client.clone(), namespace, &resource);
-                let patch = serde_json::json!({
-                    "spec": {"addresses": [{"type": "IPAddress", "value": address.to_string()}]}
-                });
-                if api
-                    .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                    .is_ok()
-                {
-                    eprintln!("assigned {address} to Gateway {namespace}/{name}");
-                    next += 1;
-                }
-            }
+    let mut events = std::pin::pin!(watcher(all, watcher::Config::default()).applied_objects());
+    while let Some(event) = events.next().await {
+        let Ok(gateway) = event else { continue };
+        let has_addresses = gateway.data["spec"]["addresses"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty());
+        let (Some(namespace), Some(name)) = (
+            gateway.metadata.namespace.as_deref(),
+            gateway.metadata.name.as_deref(),
+        ) else {
+            continue;
+        };
+        if has_addresses || next == u8::MAX {
+            continue;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let address = Ipv4Addr::new(127, 0, 81, next);
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+        let patch = serde_json::json!({
+            "spec": {"addresses": [{"type": "IPAddress", "value": address.to_string()}]}
+        });
+        if api
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .is_ok()
+        {
+            eprintln!("assigned {address} to Gateway {namespace}/{name}");
+            next += 1;
+        }
     }
 }
