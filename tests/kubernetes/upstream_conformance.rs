@@ -86,17 +86,13 @@ const SUPPORTED_FEATURES: &[&str] = &[
     "GatewayBackendClientCertificate",
 ];
 
-/// The suite's UDP backend (conformance/base/manifests.yaml): nothing runs
-/// it here, but Setup waits for every pod of its namespaces to be Ready.
-const COREDNS_IMAGE: &str = "registry.k8s.io/coredns/coredns";
-
 #[tokio::test]
 #[ignore = "runs the upstream conformance suite for many minutes; not passing yet"]
 async fn upstream_conformance_suite() -> Result<()> {
     let began = Instant::now();
     let cp = ControlPlane::start().await?;
     cp.start_controllers().await?;
-    let agent = cp.start_node_agent_with(&[COREDNS_IMAGE]).await?;
+    let agent = cp.start_node_agent().await?;
     let suite = cp.rig_dir().join("bin/conformance.test");
     if !suite.exists() {
         bail!(

@@ -8,7 +8,8 @@
 // as a kubelet confirms a termination. It pulls no image, runs no container
 // runtime and enforces no resource, probe or security setting.
 //
-// Pods of other images are not run: they stay Pending with the waiting reason
+// Pods of the suite's coredns image get a whoami DNS server of the agent's
+// own (dns.go). Pods of other images are not run: they stay Pending with the waiting reason
 // UnsupportedImage, unless their image matches --pretend-ready-image, in which
 // case they get a namespace and an address and are reported Ready with
 // nothing running (what a suite needs when it only waits for them).
@@ -45,6 +46,10 @@ import (
 // echo-basic:v1.5.1, v1.6.0-dev.2 and v1.6.0-dev.3).
 const defaultEchoImage = "registry.k8s.io/gateway-api/echo-basic"
 
+// The suite's UDP backend (conformance/base/manifests.yaml), run as the
+// agent's own whoami DNS server (dns.go).
+const defaultDNSImage = "registry.k8s.io/coredns/coredns"
+
 // How often the Node's Ready condition is renewed. Nothing reads the
 // heartbeat (the rig runs no node-lifecycle controller); it only keeps the
 // Node looking alive to a person reading it.
@@ -62,11 +67,15 @@ type config struct {
 	bridge       string
 	echoBinary   string
 	echoImages   multiFlag
+	dnsImages    multiFlag
 	pretendReady multiFlag
 	stateDir     string
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "serve-dns" {
+		log.Fatal(serveDNS())
+	}
 	var cfg config
 	flag.StringVar(&cfg.kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig of a user allowed to write Nodes and Pods")
 	flag.StringVar(&cfg.nodeName, "node-name", "", "the Node to register and run pods for")
@@ -74,6 +83,7 @@ func main() {
 	flag.StringVar(&cfg.bridge, "bridge", "", "bridge name (at most 10 bytes); prefixes every namespace and veth made")
 	flag.StringVar(&cfg.echoBinary, "echo-basic", "", "path of the echo-basic binary")
 	flag.Var(&cfg.echoImages, "echo-image", "image repository run as echo-basic, any tag (repeatable; default "+defaultEchoImage+")")
+	flag.Var(&cfg.dnsImages, "dns-image", "image repository run as a whoami DNS server on UDP 53 (repeatable; default "+defaultDNSImage+")")
 	flag.Var(&cfg.pretendReady, "pretend-ready-image", "image repository reported Ready without running anything (repeatable)")
 	flag.StringVar(&cfg.stateDir, "state-dir", "", "directory for pods' volumes and logs")
 	flag.Parse()
@@ -85,6 +95,9 @@ func main() {
 	}
 	if len(cfg.echoImages) == 0 {
 		cfg.echoImages = multiFlag{defaultEchoImage}
+	}
+	if len(cfg.dnsImages) == 0 {
+		cfg.dnsImages = multiFlag{defaultDNSImage}
 	}
 	log.SetFlags(log.LstdFlags | log.Lmicroseconds)
 	if err := run(cfg); err != nil {

@@ -47,6 +47,7 @@ type podKind int
 const (
 	kindUnsupported podKind = iota
 	kindEcho
+	kindDNS
 	kindPretend
 )
 
@@ -70,13 +71,19 @@ type agent struct {
 	client kubernetes.Interface
 	cfg    config
 	net    *network
+	// This binary, which serves DNS for pods of a --dns-image.
+	self string
 
 	mu   sync.Mutex
 	pods map[string]*podRun
 }
 
 func newAgent(client kubernetes.Interface, cfg config, net *network) *agent {
-	return &agent{client: client, cfg: cfg, net: net, pods: map[string]*podRun{}}
+	self, err := os.Executable()
+	if err != nil {
+		self = os.Args[0]
+	}
+	return &agent{client: client, cfg: cfg, net: net, self: self, pods: map[string]*podRun{}}
 }
 
 // imageRepository is an image reference without its tag or digest.
@@ -108,6 +115,8 @@ func (a *agent) classify(pod *corev1.Pod) podKind {
 	switch {
 	case matches(a.cfg.echoImages):
 		return kindEcho
+	case matches(a.cfg.dnsImages):
+		return kindDNS
 	case matches(a.cfg.pretendReady):
 		return kindPretend
 	default:
@@ -152,14 +161,11 @@ func (a *agent) sync(ctx context.Context, indexer cache.Indexer, key string) err
 	if run != nil || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 		return nil
 	}
-	switch a.classify(pod) {
-	case kindUnsupported:
+	kind := a.classify(pod)
+	if kind == kindUnsupported {
 		return a.reportUnsupported(ctx, pod)
-	case kindPretend:
-		return a.start(ctx, key, pod, false)
-	default:
-		return a.start(ctx, key, pod, true)
 	}
+	return a.start(ctx, key, pod, kind)
 }
 
 // reportUnsupported leaves the pod Pending with every container waiting for
@@ -176,12 +182,13 @@ func (a *agent) reportUnsupported(ctx context.Context, pod *corev1.Pod) error {
 			Name:  c.Name,
 			Image: c.Image,
 			State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{
-				Reason:  reasonUnsupportedImage,
-				Message: "the test node agent runs only " + strings.Join(a.cfg.echoImages, ", ") + " (as echo-basic processes)",
+				Reason: reasonUnsupportedImage,
+				Message: "the test node agent runs only " + strings.Join(a.cfg.echoImages, ", ") + " (as echo-basic) and " +
+					strings.Join(a.cfg.dnsImages, ", ") + " (as a whoami DNS server)",
 			}},
 		})
 	}
-	log.Printf("pod %s/%s: not run, image %q is not the echo image", pod.Namespace, pod.Name, pod.Spec.Containers[0].Image)
+	log.Printf("pod %s/%s: not run, image %q is neither the echo nor the DNS image", pod.Namespace, pod.Name, pod.Spec.Containers[0].Image)
 	return a.patchStatus(ctx, pod, corev1.PodStatus{
 		Phase:             corev1.PodPending,
 		ContainerStatuses: statuses,
@@ -193,9 +200,10 @@ func (a *agent) reportUnsupported(ctx context.Context, pod *corev1.Pod) error {
 }
 
 // start gives the pod a namespace and an address, writes its volumes, starts
-// its echo-basic processes (when run) and reports it Running and Ready once
-// they listen.
-func (a *agent) start(ctx context.Context, key string, pod *corev1.Pod, run bool) (err error) {
+// its processes (echo-basic, or the DNS server; none when pretending) and
+// reports it Running and Ready once they listen.
+func (a *agent) start(ctx context.Context, key string, pod *corev1.Pod, kind podKind) (err error) {
+	run := kind != kindPretend
 	addr, err := a.net.allocate()
 	if err != nil {
 		return err
@@ -227,12 +235,16 @@ func (a *agent) start(ctx context.Context, key string, pod *corev1.Pod, run bool
 			if err != nil {
 				return fmt.Errorf("container %s: %v", c.Name, err)
 			}
-			p, err := a.startProcess(r, c.Name, env)
+			program, port := []string{a.cfg.echoBinary}, listenPort(env)
+			if kind == kindDNS {
+				program, port = []string{a.self, "serve-dns"}, 0
+			}
+			p, err := a.startProcess(r, c.Name, env, program)
 			if err != nil {
 				return fmt.Errorf("container %s: %v", c.Name, err)
 			}
 			r.procs = append(r.procs, p)
-			if err := waitListening(p, listenPort(env)); err != nil {
+			if err := waitListening(p, port); err != nil {
 				return fmt.Errorf("container %s: %v; log %s", c.Name, err, filepath.Join(r.dir, c.Name+".log"))
 			}
 		}
@@ -312,9 +324,9 @@ func (a *agent) patchStatus(ctx context.Context, pod *corev1.Pod, status corev1.
 	return nil
 }
 
-// startProcess runs echo-basic inside the pod's namespace with env, its
-// output in the pod directory. The process gets SIGKILL if the agent dies.
-func (a *agent) startProcess(r *podRun, container string, env []string) (*process, error) {
+// startProcess runs program inside the pod's namespace with env, its output
+// in the pod directory. The process gets SIGKILL if the agent dies.
+func (a *agent) startProcess(r *podRun, container string, env, program []string) (*process, error) {
 	if err := os.MkdirAll(r.dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -324,8 +336,8 @@ func (a *agent) startProcess(r *podRun, container string, env []string) (*proces
 	}
 	output, written := timestampedWriter(logFile)
 	// `ip netns exec` enters the namespace and execs the program, so the
-	// process started is echo-basic itself.
-	cmd := exec.Command("ip", "netns", "exec", r.netns, a.cfg.echoBinary)
+	// process started is the program itself.
+	cmd := exec.Command("ip", append([]string{"netns", "exec", r.netns}, program...)...)
 	cmd.Env = append([]string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}, env...)
 	cmd.Stdout = output
 	cmd.Stderr = output
@@ -359,6 +371,12 @@ func (a *agent) watchExit(key string, pod *corev1.Pod, r *podRun, p *process) {
 	}
 	code := p.cmd.ProcessState.ExitCode()
 	log.Printf("pod %s: container %s exited (%d) unasked", key, p.container, code)
+	image := ""
+	for _, c := range pod.Spec.Containers {
+		if c.Name == p.container {
+			image = c.Image
+		}
+	}
 	now := metav1.Now()
 	_ = a.patchStatus(context.Background(), pod, corev1.PodStatus{
 		Conditions: []corev1.PodCondition{
@@ -367,7 +385,7 @@ func (a *agent) watchExit(key string, pod *corev1.Pod, r *podRun, p *process) {
 		},
 		ContainerStatuses: []corev1.ContainerStatus{{
 			Name:  p.container,
-			Image: pod.Spec.Containers[0].Image,
+			Image: image,
 			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
 				ExitCode: int32(code), Reason: reasonProcessExited, FinishedAt: now,
 			}},
