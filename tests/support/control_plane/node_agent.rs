@@ -1,8 +1,9 @@
 //! The stand-in kubelet of the tests (tests/k8s/rig/nodeagent, built into the
 //! rig by scripts/k8s-rig.sh) run for a [`ControlPlane`]: it registers a Ready
 //! Node and runs the pods bound to it whose image is the Gateway API
-//! conformance echo image as echo-basic processes, each in its own network
-//! namespace on a bridge of this host. [`NodeAgent`] is the guard: on drop the
+//! conformance echo image as echo-basic processes (and those of the suite's
+//! coredns image as a whoami DNS server of its own), each in its own network
+//! namespace on a bridge of this host, and serves their logs (pods/log). [`NodeAgent`] is the guard: on drop the
 //! agent is asked to stop (it stops every process and removes every namespace
 //! and its bridge), then killed, then whatever it left is removed here, so a
 //! failed test leaves no namespace, bridge or process behind.
