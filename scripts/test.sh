@@ -44,9 +44,11 @@ if ! python3 -c "import kubernetes_validate" >/dev/null 2>&1; then
     python3 -m pip install --quiet kubernetes-validate
 fi
 
-# The real Kubernetes control plane of tests/kubernetes.rs: kube-apiserver and
-# etcd built with Go from tests/k8s/rig, cached outside the clone per version
-# (cold: about 6 min on 2 cores; cached: instant). The tests read the path.
+# The real Kubernetes control plane of tests/kubernetes.rs: kube-apiserver,
+# etcd, kube-controller-manager, kube-scheduler, echo-basic, the node agent and
+# the upstream conformance suite, built with Go from tests/k8s/rig, cached
+# outside the clone per version (cold: about 7 min on 2 cores; cached:
+# instant). The tests read the path.
 if ! command -v go >/dev/null 2>&1; then
     echo "scripts/test.sh: Go 1.26 is needed to build the Kubernetes test rig (scripts/k8s-rig.sh)" >&2
     exit 1

@@ -23,6 +23,13 @@
 //!   route status polling, base manifests).
 //! - `conformance_status`: the conformance cases' status checks run on the
 //!   status portcullis wrote through the API server.
+//! - `workloads`: kube-controller-manager, kube-scheduler and the tests'
+//!   stand-in kubelet (the node agent) running a Deployment of the
+//!   conformance echo image as processes in their own network namespaces,
+//!   published in EndpointSlices, stopped on deletion.
+//! - `upstream_conformance` (ignored: minutes, not passing yet): the
+//!   upstream Gateway API conformance suite run unmodified against
+//!   portcullis in that control plane, with a ConformanceReport.
 
 #[path = "acme/mod.rs"]
 mod acme;
@@ -42,3 +49,7 @@ mod issuance;
 mod rig;
 #[path = "kubernetes/routing.rs"]
 mod routing;
+#[path = "kubernetes/upstream_conformance.rs"]
+mod upstream_conformance;
+#[path = "kubernetes/workloads.rs"]
+mod workloads;

@@ -531,7 +531,7 @@ spec:
 }
 
 /// Whether process `pid` still runs (a zombie waiting for its reaper does not).
-fn is_running(pid: u32) -> bool {
+pub(crate) fn is_running(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // The state follows the parenthesised command name.
         Ok(stat) => stat

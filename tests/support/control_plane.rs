@@ -4,16 +4,22 @@
 //! `--authorization-mode=RBAC`, and the Gateway API CRDs of the experimental
 //! channel (a superset of standard) installed and served.
 //!
-//! Each test may start its own: ports and directories are unique, and both
-//! processes die with the [`ControlPlane`] (or with the test process, see
-//! `process`). No controllers run (no kube-controller-manager, no scheduler,
-//! no ServiceAccount admission): what the test writes is what the API holds.
+//! Each test may start its own: ports and directories are unique, and every
+//! process dies with the [`ControlPlane`] (or with the test process, see
+//! `process`). By default no controllers run (no kube-controller-manager, no
+//! scheduler, no ServiceAccount admission): what the test writes is what the
+//! API holds. [`ControlPlane::start_controllers`] adds kube-controller-manager
+//! and kube-scheduler (`controllers`), and [`ControlPlane::start_node_agent`]
+//! a stand-in kubelet that runs the conformance echo image (`node_agent`), for
+//! tests that need Deployments to become pods that answer.
 //!
 //! Where the binaries come from: `$PORTCULLIS_K8S_RIG` (scripts/test.sh
 //! exports it), else scripts/k8s-rig.sh is run once per test process and its
 //! last line of output is taken, so `cargo test --test kubernetes` works alone.
 
 mod apply;
+mod controllers;
+mod node_agent;
 mod pki;
 mod process;
 
@@ -21,6 +27,8 @@ mod process;
 // call these re-exports unused.
 #[allow(unused_imports)]
 pub use apply::{apply_independent_with, apply_yaml_with, ApplyError, ApplyOptions};
+#[allow(unused_imports)]
+pub use node_agent::{remove_stale_node_networks, NodeAgent, ECHO_IMAGE};
 
 use anyhow::{anyhow, bail, Context, Result};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -69,7 +77,9 @@ pub struct UserClient {
 
 /// A running etcd + kube-apiserver; both are killed when it drops.
 pub struct ControlPlane {
-    // Field order is drop order: the API server goes first, the directory last.
+    // Field order is drop order: the controllers go first, then the API
+    // server, the directory last.
+    controllers: Mutex<Option<controllers::Controllers>>,
     apiserver: Mutex<Option<Process>>,
     etcd: Process,
     etcd_url: String,
@@ -140,6 +150,7 @@ impl ControlPlane {
         };
 
         let mut control_plane = ControlPlane {
+            controllers: Mutex::new(None),
             apiserver: Mutex::new(Some(apiserver)),
             etcd,
             etcd_url,
@@ -162,6 +173,22 @@ impl ControlPlane {
         Ok(control_plane)
     }
 
+    /// Starts kube-controller-manager (the controllers of
+    /// `controllers::CONTROLLERS`) and kube-scheduler, and waits until the
+    /// controllers act; they stop with the control plane. Separate from
+    /// [`ControlPlane::start`] because they add a second or two and most
+    /// tests want only the API.
+    pub async fn start_controllers(&self) -> Result<()> {
+        if self.lock_controllers().is_some() {
+            bail!("the controllers are already running");
+        }
+        let started = controllers::start(&self.rig, self.dir.path(), &self.client)
+            .await
+            .context("start kube-controller-manager and kube-scheduler")?;
+        *self.lock_controllers() = Some(started);
+        Ok(())
+    }
+
     /// `https://127.0.0.1:PORT`.
     pub fn server_url(&self) -> &str {
         &self.server_url
@@ -178,7 +205,9 @@ impl ControlPlane {
     }
 
     /// The temporary directory holding the data, keys, kubeconfigs and the
-    /// logs (`etcd.log`, `kube-apiserver.log`); removed on drop.
+    /// logs (`etcd.log`, `kube-apiserver.log`, and when they run
+    /// `kube-controller-manager.log`, `kube-scheduler.log`,
+    /// `node-agent-<bridge>.log`); removed on drop.
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
@@ -193,11 +222,15 @@ impl ControlPlane {
         self.started_in
     }
 
-    /// The process ids of etcd and (when running) kube-apiserver.
+    /// The process ids of etcd, (when running) kube-apiserver, and (when
+    /// started) kube-controller-manager and kube-scheduler.
     pub fn pids(&self) -> Vec<u32> {
         let mut pids = vec![self.etcd.pid()];
         if let Some(apiserver) = self.lock_apiserver().as_ref() {
             pids.push(apiserver.pid());
+        }
+        if let Some(controllers) = self.lock_controllers().as_ref() {
+            pids.extend(controllers.pids());
         }
         pids
     }
@@ -205,6 +238,12 @@ impl ControlPlane {
     /// The last `lines` lines of kube-apiserver's log (all its runs).
     pub fn apiserver_log_tail(&self, lines: usize) -> String {
         process::log_tail(&self.dir.path().join("kube-apiserver.log"), lines)
+    }
+
+    /// The last `lines` lines of the log `<name>.log` in [`ControlPlane::dir`]
+    /// (e.g. `kube-controller-manager`, `kube-scheduler`).
+    pub fn log_tail(&self, name: &str, lines: usize) -> String {
+        process::log_tail(&self.dir.path().join(format!("{name}.log")), lines)
     }
 
     /// The last `lines` lines of etcd's log.
@@ -338,6 +377,13 @@ impl ControlPlane {
             field_manager: TEST_FIELD_MANAGER.to_string(),
             force: false,
         }
+    }
+
+    fn lock_controllers(&self) -> std::sync::MutexGuard<'_, Option<controllers::Controllers>> {
+        // A panic while holding this lock leaves a valid Option behind.
+        self.controllers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn lock_apiserver(&self) -> std::sync::MutexGuard<'_, Option<Process>> {

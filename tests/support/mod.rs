@@ -3,7 +3,8 @@
 //! cluster environment written into a config directory ([`env`]), an HTTP/TLS/
 //! WebSocket client ([`client`]), a guard around the spawned binary
 //! ([`portcullis`]) and a real Kubernetes control plane, etcd and
-//! kube-apiserver ([`control_plane`]).
+//! kube-apiserver, optionally with kube-controller-manager, kube-scheduler and
+//! the tests' stand-in kubelet ([`control_plane`]).
 //!
 //! Each integration test that uses it declares `mod support;`. Not every test
 //! uses every helper, hence the crate-level `dead_code` allowance here.

@@ -1,6 +1,7 @@
-//! The control plane's child processes (etcd, kube-apiserver): spawned so that
-//! they cannot outlive the test process, output to a log file whose tail goes
-//! into error messages, killed and reaped when their guard drops.
+//! The control plane's child processes (etcd, kube-apiserver, the controllers,
+//! the node agent): spawned so that they cannot outlive the test process,
+//! output to a log file whose tail goes into error messages, killed and
+//! reaped when their guard drops.
 //!
 //! Dropping the guard covers a test that ends or panics. A test process that is
 //! killed runs no destructor, so every child also gets `PR_SET_PDEATHSIG`
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 /// A running child process; SIGKILLed and reaped on drop.
 pub(super) struct Process {
@@ -95,6 +97,24 @@ impl Process {
     /// The last `lines` lines of the log.
     pub(super) fn log_tail(&self, lines: usize) -> String {
         log_tail(&self.log, lines)
+    }
+
+    /// Asks the process to stop (SIGTERM) and waits up to `grace` for it to
+    /// exit; the drop that follows kills what is left. For a process that
+    /// undoes something outside itself on exit (the node agent's network).
+    pub(super) fn terminate(&mut self, grace: Duration) {
+        if self.exited().is_some() {
+            return;
+        }
+        let pid = rustix::process::Pid::from_child(&self.child);
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if self.exited().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
