@@ -119,19 +119,21 @@ pub(crate) fn entry(meta: &ObjectMeta, compiled: &CompiledL4) -> StreamEntry {
 }
 
 /// Of the `listeners` a TCPRoute or UDPRoute was accepted by, those it may
-/// take: a TCP or UDP listener has no hostname or match to tell routes
-/// apart, so it serves only the first route to claim it (routes are
-/// attached oldest first). A listener already held by an older route still
+/// take, and a note when an older route holds some: a TCP or UDP listener
+/// has no hostname or match to tell routes apart, so it serves only the
+/// first route to claim it (routes are attached oldest first, the Gateway
+/// API's conflict rule). A listener already held by an older route still
 /// counts this route in `attachedRoutes` (attachment depends only on
-/// parentRefs and allowedRoutes) but gets no entry; when every listener is
-/// held the parent is refused with `UnsupportedValue`, as Envoy Gateway
-/// does (the Gateway API leaves this case to implementations).
+/// parentRefs and allowedRoutes) but gets no entry; the route stays
+/// Accepted (Gateway API v1.6's `TCPRouteMultipleRoutesAttachment` and
+/// `UDPRouteMultipleRoutesAttachment` conformance tests), its condition's
+/// message naming the route that takes the traffic.
 pub(crate) fn claim(
     world: &mut World<'_>,
     view: &RouteView<'_>,
     listeners: Vec<usize>,
     seen: &mut BTreeSet<usize>,
-) -> Result<Vec<usize>, Problem> {
+) -> (Vec<usize>, Option<String>) {
     let key = view.meta.key();
     let mut free = Vec::new();
     let mut holder = None;
@@ -147,16 +149,13 @@ pub(crate) fn claim(
             None => free.push(i),
         }
     }
-    match holder {
-        Some(older) if free.is_empty() => Err(Problem::new(
-            Reason::UnsupportedValue,
-            format!(
-                "the listener already serves {} {older}, which takes precedence (older)",
-                view.kind.name()
-            ),
-        )),
-        _ => Ok(free),
-    }
+    let note = holder.map(|older| {
+        format!(
+            "the listener already serves {} {older}, which takes precedence (older): this route gets no traffic there",
+            view.kind.name()
+        )
+    });
+    (free, note)
 }
 
 /// Precedence between routes claiming one listener: older creation time

@@ -258,8 +258,13 @@ fn attach(
             Some(problem) => Err(problem.clone()),
             None => Ok(ls),
         });
+        let mut note = None;
         let result = match compiled {
-            Compiled::L4(_) => result.and_then(|ls| l4_routes::claim(world, view, ls, &mut seen)),
+            Compiled::L4(_) => result.map(|ls| {
+                let (free, held) = l4_routes::claim(world, view, ls, &mut seen);
+                note = held;
+                free
+            }),
             _ => result,
         };
         let accepted = match result {
@@ -273,7 +278,7 @@ fn attach(
                     ConditionType::Accepted,
                     true,
                     Reason::Accepted,
-                    "",
+                    note.unwrap_or_default(),
                     generation,
                 )
             }

@@ -170,9 +170,10 @@ fn second_tcp_route_on_a_listener_loses_to_the_oldest() {
         parent_cond(&c, "TCPRoute", "older", ConditionType::Accepted),
         (true, Reason::Accepted)
     );
+    // Both Accepted (Gateway API v1.6 conformance), only the older bound.
     assert_eq!(
         parent_cond(&c, "TCPRoute", "newer", ConditionType::Accepted),
-        (false, Reason::UnsupportedValue)
+        (true, Reason::Accepted)
     );
     // Attachment depends on parentRefs and allowedRoutes only.
     assert_eq!(attached(&c, "tcp"), 2);
