@@ -63,7 +63,7 @@ fn resources() -> Resources {
         let mut data = std::collections::BTreeMap::new();
         data.insert("tls.crt".to_string(), cert.pem().into_bytes());
         data.insert("tls.key".to_string(), key.serialize_pem().into_bytes());
-        resources.push(portcullis::model::Object::Secret(
+        resources.push(portcullis::model::Object::Secret(std::sync::Arc::new(
             portcullis::model::Secret {
                 metadata: portcullis::model::ObjectMeta {
                     name: format!("c{i}"),
@@ -73,7 +73,7 @@ fn resources() -> Resources {
                 kind: "kubernetes.io/tls".into(),
                 data,
             },
-        ));
+        )));
     }
     resources
 }

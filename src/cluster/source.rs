@@ -89,7 +89,7 @@ struct Referenceable<T> {
     versions: BTreeMap<ObjectKey, String>,
     synced: bool,
     /// The decoded content of referenced objects, with the version read.
-    content: BTreeMap<ObjectKey, (String, T)>,
+    content: BTreeMap<ObjectKey, (String, Arc<T>)>,
 }
 
 impl<T: Clone> Referenceable<T> {
@@ -109,7 +109,7 @@ impl<T: Clone> Referenceable<T> {
     /// The content of the referenced objects that still exist (their keys
     /// and versions hashed into `stamp`); content no longer referenced is
     /// dropped.
-    fn current(&mut self, wanted: &BTreeSet<ObjectKey>, stamp: &mut impl Hasher) -> Vec<T> {
+    fn current(&mut self, wanted: &BTreeSet<ObjectKey>, stamp: &mut impl Hasher) -> Vec<Arc<T>> {
         self.content
             .retain(|k, _| wanted.contains(k) && self.versions.contains_key(k));
         self.content
@@ -208,7 +208,7 @@ impl SecretCache {
     /// The Secret `key` as last read, when that read is of the version the
     /// metadata watch says is current; `None` when it is not held, or
     /// stale.
-    pub fn get(&self, key: &ObjectKey) -> Option<Secret> {
+    pub fn get(&self, key: &ObjectKey) -> Option<Arc<Secret>> {
         let s = lock(&self.0);
         let current = s.secrets.versions.get(key)?;
         match s.secrets.content.get(key) {

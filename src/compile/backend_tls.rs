@@ -132,7 +132,12 @@ pub(crate) fn resolve(ctx: &Ctx<'_>, gateways: &[&Gateway]) -> BackendTls {
             }
         }
     }
-    let mut policies: Vec<&BackendTlsPolicy> = ctx.resources.backend_tls_policies.iter().collect();
+    let mut policies: Vec<&BackendTlsPolicy> = ctx
+        .resources
+        .backend_tls_policies
+        .iter()
+        .map(Arc::as_ref)
+        .collect();
     // Oldest first, then by namespace/name: the first policy to claim a
     // target keeps it, later ones are Conflicted.
     policies.sort_by(|a, b| {

@@ -206,6 +206,7 @@ fn upstream(ctx: &mut Ctx<'_>, service: &Service, port: i64) -> Result<BackendTa
             s.metadata.namespace == meta.namespace
                 && s.metadata.labels.get(SERVICE_NAME_LABEL) == Some(&meta.name)
         })
+        .map(Arc::as_ref)
         .collect();
     let (endpoints, slice_protocol) = endpoints(&slices, service_port);
     let protocol = upstream_protocol(

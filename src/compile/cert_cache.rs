@@ -360,15 +360,17 @@ mod tests {
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v.clone()))
                 .collect();
-            resources.push(crate::model::Object::Secret(crate::model::Secret {
-                metadata: crate::model::ObjectMeta {
-                    name: format!("c{i}"),
-                    namespace: "default".into(),
-                    ..Default::default()
+            resources.push(crate::model::Object::Secret(std::sync::Arc::new(
+                crate::model::Secret {
+                    metadata: crate::model::ObjectMeta {
+                        name: format!("c{i}"),
+                        namespace: "default".into(),
+                        ..Default::default()
+                    },
+                    kind: "kubernetes.io/tls".into(),
+                    data,
                 },
-                kind: "kubernetes.io/tls".into(),
-                data,
-            }));
+            )));
         }
         resources
     }

@@ -175,7 +175,12 @@ impl<'a> Ctx<'a> {
                 .secrets
                 .iter()
                 .rev()
-                .map(|s| ((s.metadata.namespace.as_str(), s.metadata.name.as_str()), s))
+                .map(|s| {
+                    (
+                        (s.metadata.namespace.as_str(), s.metadata.name.as_str()),
+                        &**s,
+                    )
+                })
                 .collect(),
         }
     }

@@ -129,7 +129,7 @@ fn tls_secret(ns: &str, name: &str, cert: &str, key: &str) -> Object {
     let mut data = std::collections::BTreeMap::new();
     data.insert("tls.crt".to_string(), cert.as_bytes().to_vec());
     data.insert("tls.key".to_string(), key.as_bytes().to_vec());
-    Object::Secret(Secret {
+    Object::Secret(std::sync::Arc::new(Secret {
         metadata: crate::model::ObjectMeta {
             name: name.into(),
             namespace: ns.into(),
@@ -137,7 +137,7 @@ fn tls_secret(ns: &str, name: &str, cert: &str, key: &str) -> Object {
         },
         kind: "kubernetes.io/tls".into(),
         data,
-    })
+    }))
 }
 
 #[test]

@@ -5,7 +5,8 @@
 //! `<listenerset>-<listener>-tls`), so the compiled model and `/status` show
 //! the effective references.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use super::demand::{managed_listeners, OwnerKind};
 use crate::model::gateway::{Listener, ListenerTls, SecretObjectReference};
@@ -57,18 +58,27 @@ pub fn augment(resources: &Resources, stored: &BTreeMap<StoreKey, StoredCert>) -
             ]),
         };
         match existing {
-            Some(i) if owned.contains(key) => out.secrets[i] = secret,
+            Some(i) if owned.contains(key) => out.secrets[i] = Arc::new(secret),
             Some(_) => {}
-            None => out.secrets.push(secret),
+            None => out.secrets.push(Arc::new(secret)),
         }
     }
+    // Objects are shared with the snapshot: only the owners of filled
+    // listeners are copied.
+    let owners: BTreeSet<(OwnerKind, &ObjectKey)> = auto.iter().map(|(k, o, ..)| (*k, o)).collect();
     for gw in &mut out.gateways {
         let key = gw.metadata.key();
-        fill(&auto, OwnerKind::Gateway, &key, &mut gw.spec.listeners);
+        if owners.contains(&(OwnerKind::Gateway, &key)) {
+            let gw = Arc::make_mut(gw);
+            fill(&auto, OwnerKind::Gateway, &key, &mut gw.spec.listeners);
+        }
     }
     for set in &mut out.listener_sets {
         let key = set.metadata.key();
-        fill(&auto, OwnerKind::ListenerSet, &key, &mut set.spec.listeners);
+        if owners.contains(&(OwnerKind::ListenerSet, &key)) {
+            let set = Arc::make_mut(set);
+            fill(&auto, OwnerKind::ListenerSet, &key, &mut set.spec.listeners);
+        }
     }
     out
 }

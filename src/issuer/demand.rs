@@ -47,6 +47,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::request::{CertRequest, KeyAlgorithm};
@@ -487,6 +488,7 @@ fn parent_of<'a>(resources: &'a Resources, set: &ListenerSet) -> Option<&'a Gate
         .gateways
         .iter()
         .find(|g| g.metadata.namespace == ns && g.metadata.name == parent.name)
+        .map(Arc::as_ref)
 }
 
 /// The terminating listeners of every Gateway and ListenerSet whose

@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Why a manifest (or one object of it) could not be read.
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
@@ -151,22 +152,34 @@ fn parse_object(
         serde_yaml::from_value(v).map_err(|e| invalid(e.to_string()))
     }
     let obj = match (group, kind.as_str()) {
-        ("gateway.networking.k8s.io", "GatewayClass") => Object::GatewayClass(de(value, &invalid)?),
-        ("gateway.networking.k8s.io", "Gateway") => Object::Gateway(de(value, &invalid)?),
+        ("gateway.networking.k8s.io", "GatewayClass") => {
+            Object::GatewayClass(Arc::new(de(value, &invalid)?))
+        }
+        ("gateway.networking.k8s.io", "Gateway") => Object::Gateway(Arc::new(de(value, &invalid)?)),
         (
             "gateway.networking.k8s.io" | "gateway.networking.x-k8s.io",
             "ListenerSet" | "XListenerSet",
-        ) => Object::ListenerSet(de(value, &invalid)?),
-        ("gateway.networking.k8s.io", "HTTPRoute") => Object::HttpRoute(de(value, &invalid)?),
-        ("gateway.networking.k8s.io", "GRPCRoute") => Object::GrpcRoute(de(value, &invalid)?),
-        ("gateway.networking.k8s.io", "TLSRoute") => Object::TlsRoute(de(value, &invalid)?),
-        ("gateway.networking.k8s.io", "TCPRoute") => Object::TcpRoute(de(value, &invalid)?),
-        ("gateway.networking.k8s.io", "UDPRoute") => Object::UdpRoute(de(value, &invalid)?),
+        ) => Object::ListenerSet(Arc::new(de(value, &invalid)?)),
+        ("gateway.networking.k8s.io", "HTTPRoute") => {
+            Object::HttpRoute(Arc::new(de(value, &invalid)?))
+        }
+        ("gateway.networking.k8s.io", "GRPCRoute") => {
+            Object::GrpcRoute(Arc::new(de(value, &invalid)?))
+        }
+        ("gateway.networking.k8s.io", "TLSRoute") => {
+            Object::TlsRoute(Arc::new(de(value, &invalid)?))
+        }
+        ("gateway.networking.k8s.io", "TCPRoute") => {
+            Object::TcpRoute(Arc::new(de(value, &invalid)?))
+        }
+        ("gateway.networking.k8s.io", "UDPRoute") => {
+            Object::UdpRoute(Arc::new(de(value, &invalid)?))
+        }
         ("gateway.networking.k8s.io", "BackendTLSPolicy") => {
-            Object::BackendTlsPolicy(de(value, &invalid)?)
+            Object::BackendTlsPolicy(Arc::new(de(value, &invalid)?))
         }
         ("gateway.networking.k8s.io", "ReferenceGrant") => {
-            Object::ReferenceGrant(de(value, &invalid)?)
+            Object::ReferenceGrant(Arc::new(de(value, &invalid)?))
         }
         ("", "Secret") => {
             let m: SecretManifest = de(value, &invalid)?;
@@ -181,19 +194,25 @@ fn parse_object(
             for (k, v) in m.string_data {
                 data.insert(k, v.into_bytes());
             }
-            Object::Secret(Secret {
+            Object::Secret(Arc::new(Secret {
                 metadata: m.metadata,
                 kind: m.kind,
                 data,
-            })
+            }))
         }
-        ("", "ConfigMap") => Object::ConfigMap(de(value, &invalid)?),
-        ("", "Service") => Object::Service(de(value, &invalid)?),
-        ("", "Namespace") => Object::Namespace(de(value, &invalid)?),
-        ("discovery.k8s.io", "EndpointSlice") => Object::EndpointSlice(de(value, &invalid)?),
-        ("portcullis.dev", "StaticResponse") => Object::StaticResponse(de(value, &invalid)?),
-        ("portcullis.dev", "Issuer") => Object::Issuer(de(value, &invalid)?),
-        ("portcullis.dev", "ClusterIssuer") => Object::ClusterIssuer(de(value, &invalid)?),
+        ("", "ConfigMap") => Object::ConfigMap(Arc::new(de(value, &invalid)?)),
+        ("", "Service") => Object::Service(Arc::new(de(value, &invalid)?)),
+        ("", "Namespace") => Object::Namespace(Arc::new(de(value, &invalid)?)),
+        ("discovery.k8s.io", "EndpointSlice") => {
+            Object::EndpointSlice(Arc::new(de(value, &invalid)?))
+        }
+        ("portcullis.dev", "StaticResponse") => {
+            Object::StaticResponse(Arc::new(de(value, &invalid)?))
+        }
+        ("portcullis.dev", "Issuer") => Object::Issuer(Arc::new(de(value, &invalid)?)),
+        ("portcullis.dev", "ClusterIssuer") => {
+            Object::ClusterIssuer(Arc::new(de(value, &invalid)?))
+        }
         ("", "List") => {
             // kubectl's `kind: List`: each item is read as an object of its own.
             let items = value
@@ -218,21 +237,21 @@ fn parse_object(
 fn normalize(mut obj: Object) -> Object {
     let meta = match &mut obj {
         Object::GatewayClass(_) | Object::Namespace(_) | Object::ClusterIssuer(_) => return obj,
-        Object::Gateway(o) => &mut o.metadata,
-        Object::ListenerSet(o) => &mut o.metadata,
-        Object::HttpRoute(o) => &mut o.metadata,
-        Object::GrpcRoute(o) => &mut o.metadata,
-        Object::TlsRoute(o) => &mut o.metadata,
-        Object::TcpRoute(o) => &mut o.metadata,
-        Object::UdpRoute(o) => &mut o.metadata,
-        Object::BackendTlsPolicy(o) => &mut o.metadata,
-        Object::ReferenceGrant(o) => &mut o.metadata,
-        Object::Secret(o) => &mut o.metadata,
-        Object::ConfigMap(o) => &mut o.metadata,
-        Object::Service(o) => &mut o.metadata,
-        Object::EndpointSlice(o) => &mut o.metadata,
-        Object::StaticResponse(o) => &mut o.metadata,
-        Object::Issuer(o) => &mut o.metadata,
+        Object::Gateway(o) => &mut Arc::make_mut(o).metadata,
+        Object::ListenerSet(o) => &mut Arc::make_mut(o).metadata,
+        Object::HttpRoute(o) => &mut Arc::make_mut(o).metadata,
+        Object::GrpcRoute(o) => &mut Arc::make_mut(o).metadata,
+        Object::TlsRoute(o) => &mut Arc::make_mut(o).metadata,
+        Object::TcpRoute(o) => &mut Arc::make_mut(o).metadata,
+        Object::UdpRoute(o) => &mut Arc::make_mut(o).metadata,
+        Object::BackendTlsPolicy(o) => &mut Arc::make_mut(o).metadata,
+        Object::ReferenceGrant(o) => &mut Arc::make_mut(o).metadata,
+        Object::Secret(o) => &mut Arc::make_mut(o).metadata,
+        Object::ConfigMap(o) => &mut Arc::make_mut(o).metadata,
+        Object::Service(o) => &mut Arc::make_mut(o).metadata,
+        Object::EndpointSlice(o) => &mut Arc::make_mut(o).metadata,
+        Object::StaticResponse(o) => &mut Arc::make_mut(o).metadata,
+        Object::Issuer(o) => &mut Arc::make_mut(o).metadata,
     };
     meta.normalize();
     obj

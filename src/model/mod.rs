@@ -23,45 +23,47 @@ pub use portcullis::StaticResponse;
 pub use route::{GrpcRoute, HttpRoute};
 pub use tls_route::TlsRoute;
 
+use std::sync::Arc;
+
 /// One object of a kind portcullis understands.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Object {
     /// GatewayClass.
-    GatewayClass(GatewayClass),
+    GatewayClass(Arc<GatewayClass>),
     /// Gateway.
-    Gateway(Gateway),
+    Gateway(Arc<Gateway>),
     /// ListenerSet.
-    ListenerSet(ListenerSet),
+    ListenerSet(Arc<ListenerSet>),
     /// HTTPRoute.
-    HttpRoute(HttpRoute),
+    HttpRoute(Arc<HttpRoute>),
     /// GRPCRoute.
-    GrpcRoute(GrpcRoute),
+    GrpcRoute(Arc<GrpcRoute>),
     /// TLSRoute.
-    TlsRoute(TlsRoute),
+    TlsRoute(Arc<TlsRoute>),
     /// TCPRoute.
-    TcpRoute(TcpRoute),
+    TcpRoute(Arc<TcpRoute>),
     /// UDPRoute.
-    UdpRoute(UdpRoute),
+    UdpRoute(Arc<UdpRoute>),
     /// BackendTLSPolicy.
-    BackendTlsPolicy(BackendTlsPolicy),
+    BackendTlsPolicy(Arc<BackendTlsPolicy>),
     /// ReferenceGrant.
-    ReferenceGrant(ReferenceGrant),
+    ReferenceGrant(Arc<ReferenceGrant>),
     /// Secret.
-    Secret(Secret),
+    Secret(Arc<Secret>),
     /// ConfigMap.
-    ConfigMap(ConfigMap),
+    ConfigMap(Arc<ConfigMap>),
     /// Service.
-    Service(Service),
+    Service(Arc<Service>),
     /// Namespace.
-    Namespace(Namespace),
+    Namespace(Arc<Namespace>),
     /// EndpointSlice.
-    EndpointSlice(EndpointSlice),
+    EndpointSlice(Arc<EndpointSlice>),
     /// portcullis.dev StaticResponse.
-    StaticResponse(StaticResponse),
+    StaticResponse(Arc<StaticResponse>),
     /// portcullis.dev Issuer.
-    Issuer(Issuer),
+    Issuer(Arc<Issuer>),
     /// portcullis.dev ClusterIssuer.
-    ClusterIssuer(ClusterIssuer),
+    ClusterIssuer(Arc<ClusterIssuer>),
 }
 
 impl Object {
@@ -96,41 +98,41 @@ impl Object {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Resources {
     /// GatewayClasses.
-    pub gateway_classes: Vec<GatewayClass>,
+    pub gateway_classes: Vec<Arc<GatewayClass>>,
     /// Gateways.
-    pub gateways: Vec<Gateway>,
+    pub gateways: Vec<Arc<Gateway>>,
     /// ListenerSets.
-    pub listener_sets: Vec<ListenerSet>,
+    pub listener_sets: Vec<Arc<ListenerSet>>,
     /// HTTPRoutes.
-    pub http_routes: Vec<HttpRoute>,
+    pub http_routes: Vec<Arc<HttpRoute>>,
     /// GRPCRoutes.
-    pub grpc_routes: Vec<GrpcRoute>,
+    pub grpc_routes: Vec<Arc<GrpcRoute>>,
     /// TLSRoutes.
-    pub tls_routes: Vec<TlsRoute>,
+    pub tls_routes: Vec<Arc<TlsRoute>>,
     /// TCPRoutes.
-    pub tcp_routes: Vec<TcpRoute>,
+    pub tcp_routes: Vec<Arc<TcpRoute>>,
     /// UDPRoutes.
-    pub udp_routes: Vec<UdpRoute>,
+    pub udp_routes: Vec<Arc<UdpRoute>>,
     /// BackendTLSPolicies.
-    pub backend_tls_policies: Vec<BackendTlsPolicy>,
+    pub backend_tls_policies: Vec<Arc<BackendTlsPolicy>>,
     /// ReferenceGrants.
-    pub reference_grants: Vec<ReferenceGrant>,
+    pub reference_grants: Vec<Arc<ReferenceGrant>>,
     /// Secrets.
-    pub secrets: Vec<Secret>,
+    pub secrets: Vec<Arc<Secret>>,
     /// ConfigMaps.
-    pub config_maps: Vec<ConfigMap>,
+    pub config_maps: Vec<Arc<ConfigMap>>,
     /// Services.
-    pub services: Vec<Service>,
+    pub services: Vec<Arc<Service>>,
     /// Namespaces.
-    pub namespaces: Vec<Namespace>,
+    pub namespaces: Vec<Arc<Namespace>>,
     /// EndpointSlices.
-    pub endpoint_slices: Vec<EndpointSlice>,
+    pub endpoint_slices: Vec<Arc<EndpointSlice>>,
     /// portcullis.dev StaticResponses.
-    pub static_responses: Vec<StaticResponse>,
+    pub static_responses: Vec<Arc<StaticResponse>>,
     /// portcullis.dev Issuers.
-    pub issuers: Vec<Issuer>,
+    pub issuers: Vec<Arc<Issuer>>,
     /// portcullis.dev ClusterIssuers.
-    pub cluster_issuers: Vec<ClusterIssuer>,
+    pub cluster_issuers: Vec<Arc<ClusterIssuer>>,
     /// Where ClusterIssuers' Secrets are read from (cert-manager's "cluster
     /// resource namespace"): the controller's own namespace in Kubernetes
     /// mode; empty means [`issuer::CLUSTER_RESOURCE_NAMESPACE`].
@@ -185,6 +187,7 @@ impl Resources {
         self.secrets
             .iter()
             .find(|s| s.metadata.namespace == namespace && s.metadata.name == name)
+            .map(Arc::as_ref)
     }
 
     /// Finds a ConfigMap.
@@ -192,6 +195,7 @@ impl Resources {
         self.config_maps
             .iter()
             .find(|s| s.metadata.namespace == namespace && s.metadata.name == name)
+            .map(Arc::as_ref)
     }
 
     /// Finds a Service.
@@ -199,10 +203,14 @@ impl Resources {
         self.services
             .iter()
             .find(|s| s.metadata.namespace == namespace && s.metadata.name == name)
+            .map(Arc::as_ref)
     }
 
     /// Finds a Namespace.
     pub fn namespace(&self, name: &str) -> Option<&Namespace> {
-        self.namespaces.iter().find(|n| n.metadata.name == name)
+        self.namespaces
+            .iter()
+            .find(|n| n.metadata.name == name)
+            .map(Arc::as_ref)
     }
 }

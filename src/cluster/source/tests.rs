@@ -40,7 +40,8 @@ fn only_referenced_objects_whose_version_moved_are_fetched() {
     let c = ObjectKey::new("ns", "c");
     r.versions.insert(a.clone(), "1".into());
     r.versions.insert(b.clone(), "5".into());
-    r.content.insert(b.clone(), ("5".into(), "b".into()));
+    r.content
+        .insert(b.clone(), ("5".into(), Arc::new("b".to_string())));
     let wanted = BTreeSet::from([a.clone(), b.clone(), c.clone()]);
     // a: never read; b: current; c: does not exist.
     assert_eq!(r.stale(&wanted), vec![a.clone()]);
@@ -55,13 +56,17 @@ fn content_no_longer_referenced_or_deleted_is_dropped() {
     let b = ObjectKey::new("ns", "b");
     for (k, v) in [(&a, "a"), (&b, "b")] {
         r.versions.insert(k.clone(), "1".into());
-        r.content.insert(k.clone(), ("1".into(), v.into()));
+        r.content
+            .insert(k.clone(), ("1".into(), Arc::new(v.to_string())));
     }
     let mut stamp = std::hash::DefaultHasher::new();
     let both = BTreeSet::from([a.clone(), b.clone()]);
     assert_eq!(r.current(&both, &mut stamp).len(), 2);
     r.versions.remove(&b);
-    assert_eq!(r.current(&both, &mut stamp), vec!["a".to_string()]);
+    assert_eq!(
+        r.current(&both, &mut stamp),
+        vec![Arc::new("a".to_string())]
+    );
     assert!(r.current(&BTreeSet::new(), &mut stamp).is_empty());
     assert!(r.content.is_empty(), "memory released");
 }
@@ -72,7 +77,8 @@ fn the_stamp_follows_the_versions_read() {
     let a = ObjectKey::new("ns", "a");
     let wanted = BTreeSet::from([a.clone()]);
     r.versions.insert(a.clone(), "1".into());
-    r.content.insert(a.clone(), ("1".into(), "x".into()));
+    r.content
+        .insert(a.clone(), ("1".into(), Arc::new("x".to_string())));
     let stamp = |r: &mut Referenceable<String>| {
         let mut h = std::hash::DefaultHasher::new();
         r.current(&wanted, &mut h);
@@ -81,6 +87,6 @@ fn the_stamp_follows_the_versions_read() {
     let first = stamp(&mut r);
     assert_eq!(stamp(&mut r), first, "same content, same stamp");
     r.versions.insert(a.clone(), "2".into());
-    r.content.insert(a, ("2".into(), "y".into()));
+    r.content.insert(a, ("2".into(), Arc::new("y".to_string())));
     assert_ne!(stamp(&mut r), first, "a new version read");
 }

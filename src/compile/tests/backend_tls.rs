@@ -41,14 +41,14 @@ spec:
 fn ca_map(name: &str, pem: &str) -> Object {
     let mut data = std::collections::BTreeMap::new();
     data.insert("ca.crt".to_string(), pem.to_string());
-    Object::ConfigMap(ConfigMap {
+    Object::ConfigMap(std::sync::Arc::new(ConfigMap {
         metadata: crate::model::ObjectMeta {
             name: name.into(),
             namespace: "infra".into(),
             ..Default::default()
         },
         data,
-    })
+    }))
 }
 
 /// The upstream of the only rule's only backend.

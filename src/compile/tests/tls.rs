@@ -378,14 +378,16 @@ fn with_ca(yaml: &str, maps: &[&str]) -> Resources {
     for m in maps {
         let mut data = std::collections::BTreeMap::new();
         data.insert("ca.crt".to_string(), ca.clone());
-        r.push(Object::ConfigMap(crate::model::ConfigMap {
-            metadata: crate::model::ObjectMeta {
-                name: (*m).into(),
-                namespace: "infra".into(),
-                ..Default::default()
+        r.push(Object::ConfigMap(std::sync::Arc::new(
+            crate::model::ConfigMap {
+                metadata: crate::model::ObjectMeta {
+                    name: (*m).into(),
+                    namespace: "infra".into(),
+                    ..Default::default()
+                },
+                data,
             },
-            data,
-        }));
+        )));
     }
     r
 }
