@@ -13,6 +13,7 @@ use super::addresses::AddressSources;
 use super::cache::Live;
 use super::kinds::Watched;
 use super::writes::{Apply, Settings};
+use crate::issuer::status::ListenerConditions;
 use crate::metrics::cluster::WriteOutcome;
 use crate::model::{ObjectKey, Resources};
 use crate::status::Status;
@@ -41,6 +42,8 @@ pub struct Input {
     pub status: Arc<Status>,
     /// The live objects' versions and status.
     pub live: Arc<BTreeMap<(Watched, ObjectKey), Live>>,
+    /// The issuer's certificates (the listeners' `CertificateReady`).
+    pub certificates: Arc<Vec<crate::issuer::status::CertStatus>>,
 }
 
 /// The leader's writer.
@@ -146,11 +149,13 @@ impl Controller {
 
     /// The writes one snapshot needs.
     pub fn plan(&self, input: &Input) -> Vec<Apply> {
+        let certificates = ListenerConditions::of(&input.certificates);
         let settings = Settings {
             controller_name: &self.controller_name,
             write_certificate_refs: self.write_certificate_refs,
             gateway_service: self.gateway_service.as_ref(),
             addresses: &self.addresses,
+            certificates: &certificates,
         };
         super::writes::plan(
             &input.resources,

@@ -14,6 +14,7 @@ use super::status_patch::{
 use crate::dataplane::RouteKind;
 use crate::issuer::acme::AcmeIssuer;
 use crate::issuer::demand::OwnerKind;
+use crate::issuer::status::ListenerConditions;
 use crate::model::issuer::IssuerSpec;
 use crate::model::{ObjectKey, Resources};
 use crate::status::{ObjectStatus, Status};
@@ -121,6 +122,10 @@ pub struct Settings<'a> {
     pub gateway_service: Option<&'a ObjectKey>,
     /// Addresses for Gateways that name none.
     pub addresses: &'a AddressSources,
+    /// The `CertificateReady` conditions of the listeners the issuer
+    /// serves, set on each Gateway's and ListenerSet's status as it is
+    /// written (the compiled status is shared, not copied to annotate).
+    pub certificates: &'a ListenerConditions,
 }
 
 /// The writes `resources` (as the API holds them), compiled into `status`,
@@ -150,6 +155,15 @@ pub fn plan(
         let Some(l) = live.get(&(watched, key)) else {
             // Deleted since the snapshot: nothing to write to.
             return;
+        };
+        let annotated;
+        let ours = if matches!(watched, Watched::Gateway | Watched::ListenerSet) {
+            let mut copy = ours.clone();
+            settings.certificates.annotate(&mut copy);
+            annotated = copy;
+            &annotated
+        } else {
+            ours
         };
         match status_patch(target, ours, &l.object.value(), &ctx, now) {
             Ok(Some(body)) => out.push(status_apply(target, ours, body, &l.resource_version)),

@@ -8,9 +8,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use super::demand::{Demands, ListenerId};
+use super::demand::{Demands, ListenerId, OwnerKind};
 use super::inventory::Held;
 use super::plan::{Action, Record, Step, Why};
+use crate::model::ObjectKey;
 use crate::store::StoreKey;
 
 /// The state of one managed certificate.
@@ -260,63 +261,109 @@ pub fn format_table(certs: &[CertStatus], now: SystemTime) -> String {
 /// error. Conditions set by an earlier call are replaced, so this can run
 /// on every certificate change.
 pub fn annotate_listeners(status: &mut crate::status::Status, certificates: &[CertStatus]) {
-    use crate::status::{Condition, ConditionType, Reason};
-    for object in status
-        .objects
-        .iter_mut()
-        .filter(|o| o.kind == "Gateway" || o.kind == "ListenerSet")
-    {
+    let conditions = ListenerConditions::of(certificates);
+    for object in &mut status.objects {
+        conditions.annotate(object);
+    }
+}
+
+/// The `CertificateReady` verdict of every listener some certificate
+/// serves, by owner, so that one object's status can be annotated on its
+/// own ([`Self::annotate`]) without copying the whole compiled status.
+#[derive(Debug, Default)]
+pub struct ListenerConditions {
+    /// (owner kind, owner) → (listener, verdict).
+    by_owner: BTreeMap<(OwnerKind, ObjectKey), Vec<(String, Verdict)>>,
+}
+
+/// What a listener's `CertificateReady` condition says.
+#[derive(Debug, Clone)]
+struct Verdict {
+    ok: bool,
+    reason: crate::status::Reason,
+    message: String,
+}
+
+impl ListenerConditions {
+    /// No certificate, no condition.
+    pub const EMPTY: Self = Self {
+        by_owner: BTreeMap::new(),
+    };
+
+    /// The verdicts `certificates` give. A listener served by several
+    /// Secrets keeps the worst news (the first False).
+    pub fn of(certificates: &[CertStatus]) -> Self {
+        use crate::status::Reason;
+        let mut by_owner: BTreeMap<(OwnerKind, ObjectKey), Vec<(String, Verdict)>> =
+            BTreeMap::new();
+        for cert in certificates {
+            let verdict = if !cert.problems.is_empty() {
+                Verdict {
+                    ok: false,
+                    reason: Reason::CertificateConfiguration,
+                    message: cert.problems.join("; "),
+                }
+            } else if cert.ready {
+                Verdict {
+                    ok: true,
+                    reason: Reason::Ready,
+                    message: format!("{} is current", cert.secret),
+                }
+            } else {
+                let why = cert.last_error.as_deref().unwrap_or(&cert.status);
+                Verdict {
+                    ok: false,
+                    reason: Reason::Issuing,
+                    message: format!("{}: {why}", cert.secret),
+                }
+            };
+            for name in &cert.listeners {
+                let Some(id) = ListenerId::parse(name) else {
+                    continue;
+                };
+                let listeners = by_owner
+                    .entry((id.kind, ObjectKey::new(&id.namespace, &id.owner)))
+                    .or_default();
+                match listeners.iter_mut().find(|(l, _)| *l == id.listener) {
+                    Some((_, existing)) if existing.ok && !verdict.ok => {
+                        *existing = verdict.clone();
+                    }
+                    Some(_) => {}
+                    None => listeners.push((id.listener, verdict.clone())),
+                }
+            }
+        }
+        Self { by_owner }
+    }
+
+    /// Replaces the `CertificateReady` conditions of `object`'s listeners
+    /// (a Gateway's or ListenerSet's; other kinds are left alone) with the
+    /// verdicts that concern them.
+    pub fn annotate(&self, object: &mut crate::status::ObjectStatus) {
+        use crate::status::{Condition, ConditionType};
+        let kind = match object.kind.as_str() {
+            "Gateway" => OwnerKind::Gateway,
+            "ListenerSet" => OwnerKind::ListenerSet,
+            _ => return,
+        };
         for l in &mut object.listeners {
             l.conditions
                 .retain(|c| c.kind != ConditionType::CertificateReady);
         }
-    }
-    for cert in certificates {
-        let (ok, reason, message) = if !cert.problems.is_empty() {
-            (
-                false,
-                Reason::CertificateConfiguration,
-                cert.problems.join("; "),
-            )
-        } else if cert.ready {
-            (true, Reason::Ready, format!("{} is current", cert.secret))
-        } else {
-            let why = cert
-                .last_error
-                .clone()
-                .unwrap_or_else(|| cert.status.clone());
-            (false, Reason::Issuing, format!("{}: {why}", cert.secret))
+        let owner = ObjectKey::new(&object.namespace, &object.name);
+        let Some(verdicts) = self.by_owner.get(&(kind, owner)) else {
+            return;
         };
-        for name in &cert.listeners {
-            let Some(id) = ListenerId::parse(name) else {
-                continue;
-            };
-            let Some(object) = status.objects.iter_mut().find(|o| {
-                o.kind == id.kind.as_str() && o.namespace == id.namespace && o.name == id.owner
-            }) else {
-                continue;
-            };
-            let Some(l) = object.listeners.iter_mut().find(|l| l.name == id.listener) else {
+        for (name, verdict) in verdicts {
+            let Some(l) = object.listeners.iter_mut().find(|l| l.name == *name) else {
                 continue;
             };
             let generation = l.conditions.first().map_or(0, |c| c.observed_generation);
-            // A listener served by several Secrets keeps the worst news.
-            if let Some(existing) = l
-                .conditions
-                .iter()
-                .find(|c| c.kind == ConditionType::CertificateReady)
-            {
-                if existing.status == crate::status::ConditionStatus::False || ok {
-                    continue;
-                }
-                l.conditions
-                    .retain(|c| c.kind != ConditionType::CertificateReady);
-            }
             l.conditions.push(Condition::new(
                 ConditionType::CertificateReady,
-                ok,
-                reason,
-                message.clone(),
+                verdict.ok,
+                verdict.reason,
+                verdict.message.clone(),
                 generation,
             ));
         }

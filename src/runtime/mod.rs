@@ -313,9 +313,10 @@ impl Runtime {
             bind_errors.len(),
             unix_now(),
         );
-        // One copy of the compiled status for the issuer and the status
-        // writer (at 5,000 routes a copy is about 9 MiB).
-        let compiled_status = Arc::new(status.clone());
+        // One copy of the compiled status for the issuer, the status writer
+        // and `/status` (at 5,000 routes a copy is about 9 MiB); the
+        // certificates' conditions are added where each is read.
+        let compiled_status = Arc::new(status);
         if let Some(issuer) = &self.issuer {
             issuer
                 .input
@@ -335,16 +336,15 @@ impl Runtime {
         if let Some(live) = &reloaded.live {
             self.last_controller_input = Some(crate::cluster::controller::Input {
                 resources: reloaded.resources.clone(),
-                status: compiled_status,
+                status: compiled_status.clone(),
                 live: live.clone(),
+                certificates: certificates.clone(),
             });
             self.send_to_controller(&certificates);
         }
-        let mut status = status;
-        crate::issuer::status::annotate_listeners(&mut status, &certificates);
         self.shared.report.store(Arc::new(Report {
             certificates,
-            status,
+            status: compiled_status,
             problems: reloaded
                 .problems
                 .iter()
@@ -385,17 +385,15 @@ impl Runtime {
         true
     }
 
-    /// Gives the leader's writer the last snapshot, its listeners annotated
-    /// with `certificates` (the `CertificateReady` conditions).
-    fn send_to_controller(&self, certificates: &[crate::issuer::status::CertStatus]) {
+    /// Gives the leader's writer the last snapshot with `certificates`
+    /// (the listeners' `CertificateReady` conditions).
+    fn send_to_controller(&self, certificates: &Arc<Vec<crate::issuer::status::CertStatus>>) {
         let (Some(controller), Some(input)) = (&self.controller, &self.last_controller_input)
         else {
             return;
         };
-        let mut status = crate::status::Status::clone(&input.status);
-        crate::issuer::status::annotate_listeners(&mut status, certificates);
         controller.send_replace(Some(crate::cluster::controller::Input {
-            status: Arc::new(status),
+            certificates: certificates.clone(),
             ..input.clone()
         }));
     }
@@ -589,7 +587,6 @@ pub async fn serve(options: ServeOptions) -> Result<(), Error> {
                 shared.report.rcu(|r| {
                     let mut r = Report::clone(r);
                     r.certificates = certificates.clone();
-                    crate::issuer::status::annotate_listeners(&mut r.status, &certificates);
                     r
                 });
                 continue;

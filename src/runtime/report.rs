@@ -1,20 +1,24 @@
 //! The document `/status` serves: the status of every object after the last
 //! compile, the files that failed to load, the kinds that were ignored, the
 //! sockets that could not be bound, and when and how often configuration was
-//! reloaded. Built from the reload's results; serialised as is.
+//! reloaded. Built from the reload's results; the certificates' conditions
+//! are added to the listeners' status as it is serialised.
 
+use crate::issuer::status::{CertStatus, ListenerConditions};
 use crate::model::load::LoadProblem;
 use crate::server::BindError;
-use crate::status::Status;
-use serde::Serialize;
+use crate::status::{ObjectStatus, Status};
+use serde::ser::SerializeSeq;
+use serde::{Serialize, Serializer};
+use std::sync::Arc;
 
 /// Everything `/status` reports, for one configuration generation.
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default)]
 pub struct Report {
-    /// Per-object status (serialised as `objects`).
-    #[serde(flatten)]
-    pub status: Status,
+    /// Per-object status as compiled (serialised as `objects`, with the
+    /// `CertificateReady` conditions of [`Self::certificates`]). Shared
+    /// with the issuer and the status writer.
+    pub status: Arc<Status>,
     /// Manifest files (or API objects) that failed to load on the last
     /// reload.
     pub problems: Vec<ProblemReport>,
@@ -28,16 +32,61 @@ pub struct Report {
     pub last_reload: u64,
     /// Every managed certificate: Secret, names, issuer, validity, renewal
     /// time, attempts and last error.
-    #[serde(serialize_with = "shared_list")]
-    pub certificates: std::sync::Arc<Vec<crate::issuer::status::CertStatus>>,
+    pub certificates: Arc<Vec<CertStatus>>,
 }
 
-/// Serialises a shared list as the list itself.
-fn shared_list<S: serde::Serializer, T: Serialize>(
-    list: &std::sync::Arc<Vec<T>>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    list.as_slice().serialize(s)
+/// How a [`Report`] is written.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReportDocument<'a> {
+    objects: AnnotatedObjects<'a>,
+    problems: &'a [ProblemReport],
+    ignored: &'a [String],
+    bind_errors: &'a [BindError],
+    generation: u64,
+    last_reload: u64,
+    certificates: &'a [CertStatus],
+}
+
+/// The compiled objects, each Gateway and ListenerSet with its listeners'
+/// certificate conditions (copied one object at a time).
+struct AnnotatedObjects<'a> {
+    objects: &'a [ObjectStatus],
+    conditions: ListenerConditions,
+}
+
+impl Serialize for AnnotatedObjects<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.objects.len()))?;
+        for object in self.objects {
+            if object.listeners.is_empty() {
+                seq.serialize_element(object)?;
+            } else {
+                let mut copy = object.clone();
+                self.conditions.annotate(&mut copy);
+                seq.serialize_element(&copy)?;
+            }
+        }
+        seq.end()
+    }
+}
+
+impl Serialize for Report {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        ReportDocument {
+            objects: AnnotatedObjects {
+                objects: &self.status.objects,
+                conditions: ListenerConditions::of(&self.certificates),
+            },
+            problems: &self.problems,
+            ignored: &self.ignored,
+            bind_errors: &self.bind_errors,
+            generation: self.generation,
+            last_reload: self.last_reload,
+            certificates: &self.certificates,
+        }
+        .serialize(s)
+    }
 }
 
 /// A manifest file that failed to load, or (Kubernetes mode) an object
@@ -105,9 +154,9 @@ mod tests {
     #[test]
     fn status_document_uses_the_documented_field_names() {
         let report = Report {
-            status: Status {
+            status: Arc::new(Status {
                 objects: vec![ObjectStatus::new("Gateway", "default", "gw")],
-            },
+            }),
             problems: vec![ProblemReport {
                 file: Some("a.yaml".into()),
                 object: None,

@@ -85,8 +85,12 @@ fn settings<'a>(sources: &'a AddressSources, service: Option<&'a ObjectKey>) -> 
         write_certificate_refs: true,
         gateway_service: service,
         addresses: sources,
+        certificates: &NO_CERTIFICATES,
     }
 }
+
+static NO_CERTIFICATES: crate::issuer::status::ListenerConditions =
+    crate::issuer::status::ListenerConditions::EMPTY;
 
 fn find<'a>(applies: &'a [Apply], kind: &str, name: &str) -> Option<&'a Apply> {
     applies
@@ -303,4 +307,58 @@ fn only_the_latest_plan_is_remembered() {
     // A plan without `a` (its write came back; nothing to do) forgets it.
     assert!(applied.not_yet_applied(Vec::new()).is_empty());
     assert_eq!(applied.not_yet_applied(vec![a.clone()]), vec![a]);
+}
+
+#[test]
+fn a_gateways_status_carries_its_listeners_certificate_conditions() {
+    let (r, status) = snapshot(FIXTURE);
+    let live = live_of(FIXTURE, |_, _| json!({}));
+    let sources = AddressSources::default();
+    let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+    let cert = crate::issuer::status::CertStatus {
+        secret: "edge/gw-http-tls".into(),
+        dns_names: vec!["*.a.test".into()],
+        issuer_kind: "Issuer".into(),
+        issuer_name: "self".into(),
+        listeners: vec!["edge/gw/http".into()],
+        not_before: None,
+        not_after: None,
+        serial: None,
+        renewal_time: None,
+        ready: false,
+        status: "Waiting".into(),
+        reason: crate::issuer::plan::Why::Missing,
+        attempts: 0,
+        last_error: None,
+        next_attempt: None,
+        problems: vec!["no solver for *.a.test".into()],
+        ari_window: None,
+        profile: None,
+    };
+    let conditions = crate::issuer::status::ListenerConditions::of(&[cert]);
+    let with = Settings {
+        certificates: &conditions,
+        ..settings(&sources, None)
+    };
+    let applies = plan(&r, &status, &live, &with, now);
+    let gw = find(&applies, "Gateway", "gw").expect("Gateway written");
+    let conditions = gw.body.value()["status"]["listeners"][0]["conditions"].clone();
+    let ready = conditions
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "portcullis.dev/CertificateReady")
+        .unwrap_or_else(|| panic!("no CertificateReady in {conditions}"));
+    assert_eq!(ready["status"], "False");
+    assert!(
+        ready["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no solver")),
+        "{ready}"
+    );
+    // The shared compiled status itself is not annotated.
+    assert!(status.objects.iter().all(|o| o.listeners.iter().all(|l| l
+        .conditions
+        .iter()
+        .all(|c| c.kind != crate::status::ConditionType::CertificateReady))));
 }
