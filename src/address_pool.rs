@@ -232,7 +232,8 @@ impl HeldAddresses {
 }
 
 /// What the pool gave one Gateway.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub enum PoolAddress {
     /// Its own address: its listeners bind there and its status reports it.
     Assigned(IpAddr),

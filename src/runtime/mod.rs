@@ -201,7 +201,7 @@ impl Runtime {
                 return Err(Error::Source(e));
             }
         };
-        if self.only_status_changed(&loaded) {
+        if !compiler.addresses_moved(&loaded) && self.only_status_changed(&loaded) {
             self.compiler = Some(compiler);
             return Ok(());
         }
@@ -225,7 +225,9 @@ impl Runtime {
                 .count();
             self.shared.metrics.cluster().set_refused(refused);
         }
-        let Compiled { dataplane, status } = reloaded.compiled;
+        let Compiled {
+            dataplane, status, ..
+        } = reloaded.compiled;
         for r in self.refused.changed(&status) {
             r.log();
         }
