@@ -30,7 +30,8 @@
 //!   stand-in kubelet (the node agent) running a Deployment of the
 //!   conformance echo image as processes in their own network namespaces,
 //!   published in EndpointSlices, stopped on deletion.
-//! - `upstream_conformance` (ignored: minutes, not passing yet): the
+//! - `upstream_conformance` (ignored: the rig's pod address reuse fails
+//!   some full runs): the
 //!   upstream Gateway API conformance suite run unmodified against
 //!   portcullis in that control plane, with a ConformanceReport.
 
