@@ -5,6 +5,7 @@
 //!
 //! | module | holds |
 //! |---|---|
+//! | [`address_pool`] | addresses of their own for Gateways that name none (`--gateway-address-pool`): the pool and the pure assignment |
 //! | [`model`] | typed snapshot of input objects ([`model::Resources`]) and loading from YAML |
 //! | [`compile`] | pure `Resources -> (Dataplane, Status)`: all Gateway API semantics |
 //! | [`crds`] | portcullis's own CustomResourceDefinitions, generated from the model types |
@@ -31,6 +32,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod address_pool;
 pub mod admin;
 pub mod cluster;
 pub mod compile;

@@ -136,9 +136,18 @@ struct ServeArgs {
     /// Address of the admin endpoint (/healthz, /readyz, /status, /metrics).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9901")]
     admin_addr: SocketAddr,
-    /// Address Gateways listen on unless they ask for one.
+    /// Address Gateways listen on unless they ask for one (or get one
+    /// from --gateway-address-pool).
     #[arg(long, value_name = "IP", default_value = "0.0.0.0")]
     listen_address: IpAddr,
+    /// A prefix (CIDR, or one address) from which each Gateway whose
+    /// spec.addresses names no IP address gets an address of its own: its
+    /// listeners bind there on their own ports and its status reports it
+    /// (repeatable; handed out lowest first, prefixes in the order given).
+    /// The addresses must be local to the node, e.g. `ip route add local
+    /// 198.18.4.0/24 dev lo`.
+    #[arg(long, value_name = "CIDR")]
+    gateway_address_pool: Vec<portcullis::address_pool::Prefix>,
     /// Added to every listener port (serve port 443 manifests on 10443).
     #[arg(long, value_name = "N", default_value_t = 0)]
     port_offset: u16,
@@ -279,6 +288,8 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             port_offset: args.port_offset,
             now: None,
             resumption: portcullis::tls::sessions::Resumption::new(args.tls_session_cache),
+            address_pool: portcullis::address_pool::AddressPool::new(args.gateway_address_pool),
+            held_addresses: Default::default(),
         },
         max_connections: args.max_connections.max(1),
         handshake_timeout: std::time::Duration::from_secs(args.handshake_timeout.max(1)),

@@ -122,6 +122,9 @@ pub enum Reason {
     UnsupportedAddress,
     /// Address not usable.
     AddressNotUsable,
+    /// No address could be given to the Gateway (the address pool is
+    /// exhausted); with `Programmed` False.
+    AddressNotAssigned,
     /// The manifest could not be read.
     InvalidManifest,
     /// The supported version.
@@ -190,6 +193,7 @@ impl Reason {
             Reason::ParentNotAccepted => "ParentNotAccepted",
             Reason::UnsupportedAddress => "UnsupportedAddress",
             Reason::AddressNotUsable => "AddressNotUsable",
+            Reason::AddressNotAssigned => "AddressNotAssigned",
             Reason::InvalidManifest => "InvalidManifest",
             Reason::SupportedVersion => "SupportedVersion",
             Reason::UnsupportedRoute => "UnsupportedRoute",
@@ -361,6 +365,12 @@ pub struct ObjectStatus {
     /// or that some ListenerSet targets; the API's `attachedListenerSets`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attached_listener_sets: Option<u32>,
+    /// What the address pool (`--gateway-address-pool`) gave a Gateway
+    /// that names no address: an address its listeners bind and its
+    /// `status.addresses` reports, or none (the pool is exhausted, and it
+    /// reports no address).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool_address: Option<crate::address_pool::PoolAddress>,
 }
 
 impl ObjectStatus {
@@ -374,6 +384,7 @@ impl ObjectStatus {
             listeners: Vec::new(),
             parents: Vec::new(),
             attached_listener_sets: None,
+            pool_address: None,
         }
     }
 

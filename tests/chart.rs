@@ -485,6 +485,28 @@ fn the_metrics_service_reaches_every_pod_in_both_modes() {
 }
 
 #[test]
+fn the_address_pool_reaches_serve_in_both_modes() {
+    for mode in ["mode=kubernetes", STANDALONE] {
+        let objects = parse(
+            &render(&[mode, "gatewayAddressPool={198.18.4.0/24,198.18.5.0/28}"]).expect("renders"),
+        );
+        let given = args(get(&objects, "Deployment/edge-portcullis"));
+        for prefix in ["198.18.4.0/24", "198.18.5.0/28"] {
+            let flag = format!("--gateway-address-pool={prefix}");
+            assert!(given.contains(&flag), "{mode}: {given:?}");
+        }
+        let none = parse(&render(&[mode]).expect("renders"));
+        let default = args(get(&none, "Deployment/edge-portcullis"));
+        assert!(
+            !default
+                .iter()
+                .any(|a| a.starts_with("--gateway-address-pool")),
+            "{mode}"
+        );
+    }
+}
+
+#[test]
 fn the_chart_crds_are_what_portcullis_crds_prints() {
     let mut cmd = Command::new(BIN);
     cmd.arg("crds");

@@ -3,7 +3,8 @@
 //! honoured within statistical bounds for TCP connections and UDP sessions,
 //! UDP session affinity, a refused backend closing the client, and the
 //! PROXY protocol v2 header (`portcullis.dev/proxy-protocol: v2`) parsed by a
-//! backend that checks its byte layout.
+//! backend that checks its byte layout, and two TCP Gateways on one port each
+//! served on an address of its own from `--gateway-address-pool`.
 
 mod e2e;
 
@@ -457,4 +458,65 @@ async fn unreachable_backend_closes_the_client_with_a_log_line() {
             .then_some(())
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_gateways_on_one_port_each_serve_on_an_address_of_their_own() {
+    // Without a pool both TCP listeners would share 127.0.0.1 and one
+    // would be Conflicted; with one, each Gateway binds its own address.
+    let a = tagged_echo(b'a').await;
+    let b = tagged_echo(b'b').await;
+    let other_route = l4_route("TCPRoute", "other", "tcp", &[("b", 1)], "")
+        .replace("    - name: gw\n", "    - name: other\n");
+    let gw = Gateway::start_with_args(
+        &[
+            (
+                "gateways.yaml",
+                docs(&[
+                    CLASS.to_string(),
+                    gateway("gw", &[listener("tcp", "TCP", 8080)]),
+                    gateway("other", &[listener("tcp", "TCP", 8080)]),
+                ]),
+            ),
+            (
+                "routes.yaml",
+                docs(&[
+                    l4_route("TCPRoute", "db", "tcp", &[("a", 1)], ""),
+                    other_route,
+                    service("a", a.port(), None),
+                    service("b", b.port(), None),
+                ]),
+            ),
+        ],
+        &["--gateway-address-pool", "127.0.84.0/24"],
+    )
+    .await;
+    let status = gw
+        .wait_status("both Gateways programmed", |s| {
+            ["gw", "other"].iter().all(|name| {
+                e2e::gateway::find_object(s, "Gateway", name)
+                    .is_some_and(|g| e2e::gateway::has_condition(g, "Programmed", "True", None))
+            })
+        })
+        .await;
+    // No creation timestamps in manifests: namespace/name order.
+    for (name, ip, tag) in [
+        ("gw", [127, 0, 84, 1], b'a'),
+        ("other", [127, 0, 84, 2], b'b'),
+    ] {
+        let g = e2e::gateway::find_object(&status, "Gateway", name).expect("Gateway status");
+        let address = Ipv4Addr::from(ip).to_string();
+        assert_eq!(
+            g["poolAddress"]["assigned"].as_str(),
+            Some(address.as_str()),
+            "{g}"
+        );
+        let l = e2e::gateway::listener(&status, name, "tcp").expect("listener status");
+        assert!(
+            e2e::gateway::has_condition(l, "Conflicted", "False", None),
+            "{l}"
+        );
+        let at = SocketAddr::from((ip, gw.port(8080)));
+        assert_eq!(tag_of_connection(at).await, tag, "{name} at {at}");
+    }
 }

@@ -6,12 +6,21 @@
 //!
 //! In order: the Gateway's `spec.addresses` (it binds the first IPAddress
 //! itself, and a Hostname is what it asked to be called); else the
-//! ingress of the LoadBalancer Service named by `--gateway-service`; else
-//! the addresses given with `--gateway-address`; else the address every
-//! listener binds, when it is a specific one.
+//! address compile gave it from `--gateway-address-pool` (bound by its
+//! listeners); else the ingress of the LoadBalancer Service named by
+//! `--gateway-service`; else the addresses given with `--gateway-address`;
+//! else the address every listener binds, when it is a specific one.
+//!
+//! [`reported`] reads back what Gateways report, so that an address given
+//! from the pool stays with its Gateway ([`crate::address_pool`]).
 
+use super::cache::Live;
+use super::kinds::Watched;
 use super::status_patch::{AddressType, GatewayAddress};
+use crate::address_pool::PoolAddress;
 use crate::model::gateway::Gateway;
+use crate::model::ObjectKey;
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 /// Where addresses come from when a Gateway names none.
@@ -51,10 +60,32 @@ pub fn service_ingress(status: Option<&serde_json::Value>) -> Vec<GatewayAddress
         .collect()
 }
 
-/// The addresses `gateway` reports. `service` is the `--gateway-service`
-/// Service's ingress, when one is named and has any.
+/// The IP addresses each Gateway's live `status.addresses` reports, in
+/// order (Gateways that report none are left out).
+pub fn reported(live: &BTreeMap<(Watched, ObjectKey), Live>) -> BTreeMap<ObjectKey, Vec<IpAddr>> {
+    live.iter()
+        .filter(|((watched, _), _)| *watched == Watched::Gateway)
+        .filter_map(|((_, key), l)| {
+            let object = l.object.value();
+            let ips: Vec<IpAddr> = object
+                .pointer("/status/addresses")?
+                .as_array()?
+                .iter()
+                .filter(|a| a["type"].as_str().is_none_or(|t| t == "IPAddress"))
+                .filter_map(|a| a["value"].as_str()?.parse().ok())
+                .collect();
+            (!ips.is_empty()).then(|| (key.clone(), ips))
+        })
+        .collect()
+}
+
+/// The addresses `gateway` reports. `pool` is what compile gave it from
+/// the address pool, if it claimed an address there (none when the pool
+/// is exhausted: it is bound nowhere); `service` is the
+/// `--gateway-service` Service's ingress, when one is named and has any.
 pub fn addresses(
     gateway: &Gateway,
+    pool: Option<PoolAddress>,
     service: &[GatewayAddress],
     sources: &AddressSources,
 ) -> Vec<GatewayAddress> {
@@ -77,6 +108,16 @@ pub fn addresses(
         .collect();
     if !own.is_empty() {
         return own;
+    }
+    match pool {
+        Some(PoolAddress::Assigned(ip)) => {
+            return vec![GatewayAddress {
+                kind: AddressType::IpAddress,
+                value: ip.to_string(),
+            }]
+        }
+        Some(PoolAddress::Exhausted) => return Vec::new(),
+        None => {}
     }
     if !service.is_empty() {
         return service.to_vec();
@@ -135,7 +176,7 @@ mod tests {
     #[test]
     fn the_gateways_own_addresses_come_first() {
         let g = gateway(vec![("IPAddress", "10.1.2.3"), ("Hostname", "gw.example")]);
-        let got = addresses(&g, &[ip("203.0.113.9")], &AddressSources::default());
+        let got = addresses(&g, None, &[ip("203.0.113.9")], &AddressSources::default());
         assert_eq!(
             got,
             vec![
@@ -156,22 +197,82 @@ mod tests {
             listen_address: Some("192.0.2.1".parse().expect("literal")),
         };
         assert_eq!(
-            addresses(&g, &[ip("203.0.113.9")], &sources),
+            addresses(&g, None, &[ip("203.0.113.9")], &sources),
             vec![ip("203.0.113.9")]
         );
-        let got = addresses(&g, &[], &sources);
+        let got = addresses(&g, None, &[], &sources);
         assert_eq!(got[0], ip("198.51.100.7"));
         assert_eq!(got[1].kind, AddressType::Hostname);
         let bound = AddressSources {
             configured: vec![],
             ..sources
         };
-        assert_eq!(addresses(&g, &[], &bound), vec![ip("192.0.2.1")]);
+        assert_eq!(addresses(&g, None, &[], &bound), vec![ip("192.0.2.1")]);
         let anywhere = AddressSources {
             configured: vec![],
             listen_address: Some("0.0.0.0".parse().expect("literal")),
         };
-        assert!(addresses(&g, &[], &anywhere).is_empty());
+        assert!(addresses(&g, None, &[], &anywhere).is_empty());
+    }
+
+    #[test]
+    fn a_pool_address_comes_after_the_gateways_own_and_before_the_service() {
+        let pool = Some(PoolAddress::Assigned(
+            "198.18.4.1".parse().expect("literal"),
+        ));
+        let sources = AddressSources::default();
+        let service = [ip("203.0.113.9")];
+        assert_eq!(
+            addresses(&gateway(vec![]), pool, &service, &sources),
+            vec![ip("198.18.4.1")]
+        );
+        let own = gateway(vec![("IPAddress", "10.1.2.3")]);
+        assert_eq!(
+            addresses(&own, pool, &service, &sources),
+            vec![ip("10.1.2.3")]
+        );
+        let none = Some(PoolAddress::Exhausted);
+        assert!(addresses(&gateway(vec![]), none, &service, &sources).is_empty());
+    }
+
+    #[test]
+    fn reported_addresses_are_the_ips_of_each_gateways_live_status() {
+        use crate::cluster::cache::{Live, LiveObject};
+        let live_with = |status: serde_json::Value| Live {
+            resource_version: "1".into(),
+            generation: Some(1),
+            object: LiveObject::new(&json!({ "status": status })),
+        };
+        let live = BTreeMap::from([
+            (
+                (Watched::Gateway, ObjectKey::new("apps", "web")),
+                live_with(json!({"addresses": [
+                    {"type": "Hostname", "value": "web.example"},
+                    {"type": "IPAddress", "value": "198.18.4.1"},
+                    {"value": "198.18.4.2"},
+                    {"type": "IPAddress", "value": "not an ip"}
+                ]})),
+            ),
+            (
+                (Watched::Gateway, ObjectKey::new("apps", "new")),
+                live_with(json!({})),
+            ),
+            (
+                (Watched::HttpRoute, ObjectKey::new("apps", "route")),
+                live_with(json!({"addresses": [{"value": "198.18.4.3"}]})),
+            ),
+        ]);
+        let got = reported(&live);
+        assert_eq!(
+            got,
+            BTreeMap::from([(
+                ObjectKey::new("apps", "web"),
+                vec![
+                    "198.18.4.1".parse().expect("literal"),
+                    "198.18.4.2".parse().expect("literal")
+                ]
+            )])
+        );
     }
 
     #[test]

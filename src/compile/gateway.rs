@@ -6,6 +6,7 @@ use super::backend_tls::BackendTls;
 use super::listeners::{self, ListenerState};
 use super::refs::{self, GATEWAY_GROUP};
 use super::{CompileOptions, Ctx, Problem};
+use crate::address_pool::{Assignment, Claimant, PoolAddress};
 use crate::model::gateway::Listener;
 use crate::model::{Gateway, ListenerSet, ObjectKey, ObjectMeta, Resources};
 use crate::status::{Condition, ConditionType, ObjectStatus, Reason};
@@ -22,8 +23,13 @@ pub(crate) struct Classes {
 pub(crate) struct GatewayState<'a> {
     /// The manifest.
     pub gateway: &'a Gateway,
-    /// Address its listeners bind to.
-    pub ip: IpAddr,
+    /// Address its listeners bind to; `None` when the address pool had
+    /// none left for it (its listeners are then bound nowhere).
+    pub ip: Option<IpAddr>,
+    /// The IP address its `spec.addresses` names, if any.
+    spec_ip: Option<IpAddr>,
+    /// What the pool gave it, if it needed an address.
+    pub pool_address: Option<PoolAddress>,
     /// Why the Gateway is not accepted, if it is not.
     pub rejected: Option<Problem>,
     /// Why the Gateway is accepted but cannot be programmed.
@@ -55,6 +61,8 @@ pub(crate) struct World<'a> {
     /// Per Gateway (same order as `gateways`), its own listeners by
     /// hostname; filled before routes attach.
     pub gateway_hosts: Vec<super::listener_hosts::ListenerHosts>,
+    /// What the address pool gave the Gateways that name no IP address.
+    pub pool_addresses: Assignment,
 }
 
 impl World<'_> {
@@ -121,15 +129,11 @@ pub(crate) fn compile_classes(
     (statuses, classes)
 }
 
-/// Gathers our Gateways and ListenerSets and creates a listener state for
-/// every listener of an accepted Gateway or admitted ListenerSet.
+/// Gathers our Gateways and ListenerSets, gives the Gateways that need one
+/// an address from the pool, and creates a listener state for every
+/// listener of an accepted Gateway or admitted ListenerSet.
 pub(crate) fn collect<'a>(ctx: &Ctx<'a>, classes: &Classes) -> World<'a> {
-    let mut world = World {
-        gateways: Vec::new(),
-        sets: Vec::new(),
-        listeners: Vec::new(),
-        gateway_hosts: Vec::new(),
-    };
+    let mut gateways = Vec::new();
     for gw in &ctx.resources.gateways {
         let class = &gw.spec.gateway_class_name;
         if !classes.accepted.contains(class) && !classes.rejected.contains(class) {
@@ -142,7 +146,18 @@ pub(crate) fn collect<'a>(ctx: &Ctx<'a>, classes: &Classes) -> World<'a> {
                 format!("GatewayClass {class} is not accepted"),
             ));
         }
+        gateways.push(state);
+    }
+    let mut world = World {
+        gateways: Vec::new(),
+        sets: Vec::new(),
+        listeners: Vec::new(),
+        gateway_hosts: Vec::new(),
+        pool_addresses: assign_pool_addresses(&mut gateways, ctx.options),
+    };
+    for mut state in gateways {
         if state.rejected.is_none() {
+            let gw = state.gateway;
             state.listeners = push_listeners(&mut world, gw, state.ip, None, &gw.spec.listeners);
         }
         world.gateways.push(state);
@@ -175,10 +190,57 @@ pub(crate) fn collect<'a>(ctx: &Ctx<'a>, classes: &Classes) -> World<'a> {
     world
 }
 
+/// Gives each accepted Gateway that names no IP address one of the pool's
+/// (nothing without a pool): the one decision compile binds and status
+/// reports. A Gateway the pool has no address left for is not programmed.
+fn assign_pool_addresses(
+    gateways: &mut [GatewayState<'_>],
+    options: &CompileOptions,
+) -> Assignment {
+    let pool = &options.address_pool;
+    if pool.is_empty() {
+        return Assignment::default();
+    }
+    let claims = |g: &GatewayState<'_>| {
+        g.rejected.is_none() && g.unprogrammed.is_none() && g.spec_ip.is_none()
+    };
+    let claimants: Vec<Claimant> = gateways
+        .iter()
+        .filter(|g| claims(g))
+        .map(|g| Claimant {
+            key: g.gateway.metadata.key(),
+            created: g
+                .gateway
+                .metadata
+                .creation_timestamp
+                .clone()
+                .unwrap_or_default(),
+        })
+        .collect();
+    let reserved: BTreeSet<IpAddr> = gateways.iter().filter_map(|g| g.spec_ip).collect();
+    let assignment =
+        crate::address_pool::assign(pool, &claimants, &options.held_addresses, &reserved);
+    for g in gateways.iter_mut() {
+        g.pool_address = assignment.get(&g.gateway.metadata.key());
+        match g.pool_address {
+            Some(PoolAddress::Assigned(ip)) => g.ip = Some(ip),
+            Some(PoolAddress::Exhausted) => {
+                g.ip = None;
+                g.unprogrammed = Some(Problem::new(
+                    Reason::AddressNotAssigned,
+                    format!("the address pool ({pool}) has no address left"),
+                ));
+            }
+            None => {}
+        }
+    }
+    assignment
+}
+
 fn push_listeners<'a>(
     world: &mut World<'a>,
     gw: &'a Gateway,
-    ip: IpAddr,
+    ip: Option<IpAddr>,
     set: Option<(usize, &'a ListenerSet)>,
     specs: &'a [Listener],
 ) -> Vec<usize> {
@@ -195,7 +257,9 @@ fn push_listeners<'a>(
 fn gateway_state<'a>(gw: &'a Gateway, options: &CompileOptions) -> GatewayState<'a> {
     let mut state = GatewayState {
         gateway: gw,
-        ip: options.listen_address,
+        ip: Some(options.listen_address),
+        spec_ip: None,
+        pool_address: None,
         rejected: None,
         unprogrammed: None,
         listeners: Vec::new(),
@@ -214,7 +278,10 @@ fn gateway_state<'a>(gw: &'a Gateway, options: &CompileOptions) -> GatewayState<
         return state;
     }
     match gateway_ip(gw) {
-        Ok(Some(ip)) => state.ip = ip,
+        Ok(Some(ip)) => {
+            state.ip = Some(ip);
+            state.spec_ip = Some(ip);
+        }
         Ok(None) => {}
         Err(p) if p.reason == Reason::UnsupportedAddress => state.rejected = Some(p),
         Err(p) => state.unprogrammed = Some(p),
@@ -351,6 +418,7 @@ fn gateway_status(
 ) -> ObjectStatus {
     let meta = &gw.gateway.metadata;
     let mut status = ObjectStatus::new("Gateway", &meta.namespace, &meta.name);
+    status.pool_address = gw.pool_address;
     let own: Vec<&ListenerState<'_>> = gw.listeners.iter().map(|&i| &world.listeners[i]).collect();
     let accepted_count = own.iter().filter(|l| l.is_accepted()).count();
     let accepted = match &gw.rejected {

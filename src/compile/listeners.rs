@@ -96,7 +96,8 @@ pub(crate) struct ListenerState<'a> {
     /// Index of its ListenerSet in [`World::sets`], if any.
     pub listener_set: Option<usize>,
     precedence: Precedence,
-    /// Local address (port offset applied), when the port is usable.
+    /// Local address (port offset applied), when the port is usable and
+    /// the Gateway has an address.
     pub socket: Option<SocketAddr>,
     family: Family,
     /// Route kinds that may attach.
@@ -134,7 +135,7 @@ impl<'a> ListenerState<'a> {
         set: Option<(usize, &'a ListenerSet)>,
         spec: &'a Listener,
         index: usize,
-        ip: IpAddr,
+        ip: Option<IpAddr>,
     ) -> Self {
         let owner = set.map(|(_, s)| &s.metadata).unwrap_or(&gw.metadata);
         let precedence = (
@@ -156,7 +157,7 @@ impl<'a> ListenerState<'a> {
             owner_namespace: owner.namespace.clone(),
             listener_set: set.map(|(i, _)| i),
             precedence,
-            socket: Some(SocketAddr::new(ip, 0)),
+            socket: ip.map(|ip| SocketAddr::new(ip, 0)),
             family: Family::parse(&spec.protocol),
             kinds: Vec::new(),
             rejected: None,
@@ -176,10 +177,11 @@ impl<'a> ListenerState<'a> {
         self.rejected.is_none() && self.conflicted.is_none()
     }
 
-    /// Programmed: accepted, serving some route kind, and (HTTPS) holding a
-    /// certificate.
+    /// Programmed: accepted, with an address, serving some route kind,
+    /// and (HTTPS) holding a certificate.
     pub(crate) fn is_programmed(&self) -> bool {
         self.is_accepted()
+            && self.socket.is_some()
             && !self.kinds.is_empty()
             && self
                 .unresolved
@@ -304,20 +306,20 @@ fn validate(l: &mut ListenerState<'_>, ctx: &Ctx<'_>) -> bool {
         .ok()
         .filter(|p| *p > 0)
         .and_then(|p| p.checked_add(ctx.options.port_offset));
-    match (port, l.socket) {
-        (Some(p), Some(s)) => l.socket = Some(SocketAddr::new(s.ip(), p)),
-        _ => {
-            l.socket = None;
-            l.rejected = Some(Problem::new(
-                Reason::PortUnavailable,
-                format!(
-                    "port {} plus offset {} is not a usable port",
-                    l.spec.port, ctx.options.port_offset
-                ),
-            ));
-            return false;
-        }
-    }
+    let Some(port) = port else {
+        l.socket = None;
+        l.rejected = Some(Problem::new(
+            Reason::PortUnavailable,
+            format!(
+                "port {} plus offset {} is not a usable port",
+                l.spec.port, ctx.options.port_offset
+            ),
+        ));
+        return false;
+    };
+    // Without an address (the pool had none left) the listener is
+    // validated all the same; it is only bound nowhere.
+    l.socket = l.socket.map(|s| SocketAddr::new(s.ip(), port));
     if l.family.bind_protocol().is_none() {
         l.rejected = Some(Problem::new(
             Reason::UnsupportedProtocol,
@@ -592,6 +594,13 @@ pub(crate) fn status(l: &ListenerState<'_>, generation: i64) -> ListenerStatus {
     };
     let programmed = if l.is_programmed() {
         cond(ConditionType::Programmed, true, Reason::Programmed, "")
+    } else if l.is_accepted() && l.socket.is_none() {
+        cond(
+            ConditionType::Programmed,
+            false,
+            Reason::Pending,
+            "the Gateway has no address yet",
+        )
     } else {
         let reason = l
             .conflicted

@@ -31,6 +31,7 @@ mod tls_routes;
 #[cfg(test)]
 mod tests;
 
+use crate::address_pool::{AddressPool, Assignment, HeldAddresses};
 use crate::dataplane::{Dataplane, StaticResponse, Upstream};
 use crate::model::{ObjectKey, Resources};
 use crate::status::{Reason, Status};
@@ -60,6 +61,14 @@ pub struct CompileOptions {
     /// How terminating listeners resume TLS sessions (one store shared by
     /// every compile made with clones of these options).
     pub resumption: crate::tls::sessions::Resumption,
+    /// `--gateway-address-pool`: where a Gateway whose `spec.addresses`
+    /// names no IP address gets one of its own; empty, such Gateways
+    /// share `listen_address`.
+    pub address_pool: AddressPool,
+    /// The pool address each Gateway holds already (what its status
+    /// reports, else the previous compile's [`Compiled::pool_addresses`]),
+    /// so addresses stay where they are ([`crate::address_pool::assign`]).
+    pub held_addresses: Arc<HeldAddresses>,
 }
 
 impl Default for CompileOptions {
@@ -70,6 +79,8 @@ impl Default for CompileOptions {
             port_offset: 0,
             now: None,
             resumption: crate::tls::sessions::Resumption::default(),
+            address_pool: AddressPool::default(),
+            held_addresses: Arc::default(),
         }
     }
 }
@@ -81,6 +92,10 @@ pub struct Compiled {
     pub dataplane: Dataplane,
     /// The status of every object portcullis owns.
     pub status: Status,
+    /// The address pool's assignment, decided once per compile: Gateways
+    /// bind on these addresses, their status reports them, and the next
+    /// compile is given them as held.
+    pub pool_addresses: Assignment,
 }
 
 /// Compiles a snapshot into a data plane and status. Pure: the same input
@@ -115,6 +130,7 @@ pub fn compile_cached(
     Compiled {
         dataplane,
         status: Status { objects },
+        pool_addresses: std::mem::take(&mut world.pool_addresses),
     }
 }
 

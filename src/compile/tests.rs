@@ -10,6 +10,7 @@ use crate::status::{ConditionStatus, ConditionType, ObjectStatus, Reason};
 mod backend_tls;
 mod gateways;
 mod l4;
+mod pool;
 mod routes;
 mod tls;
 

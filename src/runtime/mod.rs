@@ -9,19 +9,21 @@
 
 pub mod certs;
 pub mod check;
+mod compiler;
 pub mod limits;
 pub mod logging;
 pub mod refused;
 pub mod report;
 pub mod source;
 
-use crate::compile::{compile_cached, CertCache, CompileOptions, Compiled};
+use crate::compile::{CompileOptions, Compiled};
 use crate::dataplane::Dataplane;
 use crate::server::shutdown::{Event, Signals};
 use crate::server::{ConnContext, Sockets};
 use arc_swap::ArcSwap;
+pub use compiler::{Compiler, Reloaded};
 use report::{Counts, Report};
-use source::{DirSource, Loaded, Source};
+use source::{DirSource, Source};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -145,67 +147,7 @@ impl Shared {
     }
 }
 
-/// What one reload read and compiled.
-#[derive(Debug)]
-pub struct Reloaded {
-    /// The compile output.
-    pub compiled: Compiled,
-    /// What could not be read.
-    pub problems: Vec<source::Problem>,
-    /// Documents of kinds portcullis does not read.
-    pub ignored: Vec<String>,
-    /// Which Secret holds each certificate, for the certificate metrics.
-    pub secrets: crate::metrics::SecretIndex,
-    /// The resources as loaded, before the issuer's certificates were
-    /// added (what the issuer's demand is computed from).
-    pub resources: Arc<crate::model::Resources>,
-    /// Kubernetes mode: the live objects, for writing their status.
-    pub live: Option<
-        Arc<
-            std::collections::BTreeMap<
-                (crate::cluster::kinds::Watched, crate::model::ObjectKey),
-                crate::cluster::cache::Live,
-            >,
-        >,
-    >,
-}
-
-/// Compiles loaded snapshots, keeping parsed certificates between
-/// compiles. Blocking: run it on a blocking thread.
-#[derive(Debug)]
-pub struct Compiler {
-    options: CompileOptions,
-    /// Certificates parsed by the previous compile, reused when unchanged.
-    certs: CertCache,
-}
-
-impl Compiler {
-    /// A compiler with these options.
-    pub fn new(options: CompileOptions) -> Self {
-        Self {
-            options,
-            certs: CertCache::new(),
-        }
-    }
-
-    /// Adds the issuer's certificates and references
-    /// ([`crate::issuer::augment()`]) and compiles with the current time.
-    pub fn compile(&mut self, loaded: Loaded) -> Reloaded {
-        let mut options = self.options.clone();
-        options.now = Some(i64::try_from(unix_now()).unwrap_or(i64::MAX));
-        let augmented = crate::issuer::augment(&loaded.resources, &loaded.stored);
-        Reloaded {
-            secrets: crate::metrics::SecretIndex::of(&augmented),
-            compiled: compile_cached(&augmented, &options, &mut self.certs),
-            problems: loaded.problems,
-            ignored: loaded.ignored,
-            resources: Arc::new(loaded.resources),
-            live: loaded.live,
-        }
-    }
-}
-
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -259,7 +201,7 @@ impl Runtime {
                 return Err(Error::Source(e));
             }
         };
-        if self.only_status_changed(&loaded) {
+        if !compiler.addresses_moved(&loaded) && self.only_status_changed(&loaded) {
             self.compiler = Some(compiler);
             return Ok(());
         }
@@ -283,7 +225,9 @@ impl Runtime {
                 .count();
             self.shared.metrics.cluster().set_refused(refused);
         }
-        let Compiled { dataplane, status } = reloaded.compiled;
+        let Compiled {
+            dataplane, status, ..
+        } = reloaded.compiled;
         for r in self.refused.changed(&status) {
             r.log();
         }

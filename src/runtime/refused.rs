@@ -1,12 +1,13 @@
 //! The log lines of what compile refuses ([`Refused`]): every object, route
 //! parent and listener whose `Accepted` or `ResolvedRefs` condition is
-//! False gets one warning naming it, the condition, its reason and its
-//! message — when it becomes so or its reason or message changes, not on
+//! False, and every Gateway not programmed for want of an address (the
+//! address pool is exhausted), gets one warning naming it, the condition,
+//! its reason and its message — when it becomes so or its reason or message changes, not on
 //! every reload (a cluster reloads on every change of anything). Status
 //! says the same to the API; the log is where an operator without access
 //! to the objects' status (or running standalone) sees it.
 
-use crate::status::{Condition, ConditionStatus, ConditionType, Status};
+use crate::status::{Condition, ConditionStatus, ConditionType, Reason, Status};
 use std::collections::BTreeMap;
 
 /// One False condition: where it is, and what it says.
@@ -16,7 +17,7 @@ pub struct Refused {
     pub object: String,
     /// Empty for the object itself, `parent <ref>` or `listener <name>`.
     pub scope: String,
-    /// `Accepted` or `ResolvedRefs`.
+    /// `Accepted`, `ResolvedRefs` or `Programmed`.
     pub condition: &'static str,
     /// The condition's reason.
     pub reason: &'static str,
@@ -66,7 +67,8 @@ impl RefusedLog {
     }
 }
 
-/// Every False `Accepted` or `ResolvedRefs` condition of `status`.
+/// Every False `Accepted` or `ResolvedRefs` condition of `status`, and
+/// every `Programmed` False for want of an address.
 fn refusals(status: &Status) -> Vec<Refused> {
     let mut out = Vec::new();
     for o in &status.objects {
@@ -77,10 +79,11 @@ fn refusals(status: &Status) -> Vec<Refused> {
         };
         let mut push = |scope: String, conditions: &[Condition]| {
             for c in conditions {
-                let watched = matches!(
-                    c.kind,
-                    ConditionType::Accepted | ConditionType::ResolvedRefs
-                );
+                let watched = match c.kind {
+                    ConditionType::Accepted | ConditionType::ResolvedRefs => true,
+                    ConditionType::Programmed => c.reason == Reason::AddressNotAssigned,
+                    _ => false,
+                };
                 if watched && c.status == ConditionStatus::False {
                     out.push(Refused {
                         object: object.clone(),
@@ -112,7 +115,7 @@ fn refusals(status: &Status) -> Vec<Refused> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::{ObjectStatus, Reason};
+    use crate::status::ObjectStatus;
 
     fn route(accepted: bool, message: &str) -> Status {
         let mut o = ObjectStatus::new("HTTPRoute", "apps", "bad");
@@ -163,6 +166,33 @@ mod tests {
             log.changed(&route(false, "another problem")).len(),
             1,
             "refused again after being fixed"
+        );
+    }
+    #[test]
+    fn a_gateway_without_an_address_is_logged_other_unprogrammed_states_are_not() {
+        let mut o = ObjectStatus::new("Gateway", "apps", "web");
+        o.conditions.push(Condition::new(
+            ConditionType::Programmed,
+            false,
+            Reason::AddressNotAssigned,
+            "the address pool (198.18.4.7/32) has no address left",
+            1,
+        ));
+        let mut not_accepted = ObjectStatus::new("Gateway", "apps", "other");
+        not_accepted.conditions.push(Condition::new(
+            ConditionType::Programmed,
+            false,
+            Reason::Invalid,
+            "the Gateway is not accepted",
+            1,
+        ));
+        let got = RefusedLog::default().changed(&Status {
+            objects: vec![o, not_accepted],
+        });
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(
+            (got[0].object.as_str(), got[0].reason),
+            ("Gateway apps/web", "AddressNotAssigned")
         );
     }
 }

@@ -1,7 +1,7 @@
-//! What the Kubernetes-mode tests share (`faults`, `chart_rbac`, `routing`): echo
-//! backends behind a Service and EndpointSlice, plain HTTP requests by
-//! Host, polling a route's status, and the manifests most tests start
-//! from.
+//! What the Kubernetes-mode tests share (`faults`, `chart_rbac`, `routing`,
+//! `address_pool`): echo backends behind a Service and EndpointSlice, plain
+//! HTTP requests by Host, polling a route's status, and the manifests most
+//! tests start from.
 
 use crate::support::control_plane::ControlPlane;
 use crate::support::echo::{EchoPod, PodSpec, RetryCounters, HTTP_PORT};
@@ -141,9 +141,8 @@ pub(crate) fn accepted_by_us(route: &Value, gateway: &str) -> bool {
         .is_some_and(|p| p["controllerName"] == CONTROLLER && is_true(&p["conditions"], "Accepted"))
 }
 
-/// Namespaces `portcullis-system` and `apps`, our GatewayClass, and Gateway
-/// `apps/web` with an HTTP listener on `port`.
-pub(crate) fn base(port: u16) -> String {
+/// Namespaces `portcullis-system` and `apps`, and our GatewayClass.
+pub(crate) fn namespaces_and_class() -> String {
     format!(
         r#"
 apiVersion: v1
@@ -158,6 +157,15 @@ apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
 metadata: {{name: portcullis}}
 spec: {{controllerName: {CONTROLLER}}}
+"#
+    )
+}
+
+/// [`namespaces_and_class`], and Gateway `apps/web` with an HTTP listener
+/// on `port`.
+pub(crate) fn base(port: u16) -> String {
+    format!(
+        r#"{}
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
@@ -165,7 +173,8 @@ metadata: {{name: web, namespace: apps}}
 spec:
   gatewayClassName: portcullis
   listeners: [{{name: http, protocol: HTTP, port: {port}}}]
-"#
+"#,
+        namespaces_and_class()
     )
 }
 
