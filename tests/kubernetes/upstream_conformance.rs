@@ -4,13 +4,13 @@
 //! `portcullis serve --kubernetes` in the test control plane, with the
 //! controllers and the node agent running the suite's echo backends.
 //!
-//! Ignored by default: on the rig as it is, some full runs fail on the node
-//! agent's reuse of pod addresses (tests/k8s/rig/conformance/README.md
-//! says how and what would fix it). Run it with
-//! `cargo test --test kubernetes upstream_conformance -- --ignored --nocapture`;
-//! `PORTCULLIS_UPSTREAM_PROFILES` (default `GATEWAY-HTTP`) picks the profiles,
-//! `PORTCULLIS_UPSTREAM_RUN_TEST` one test. The suite's log and its
-//! ConformanceReport go to `target/upstream-conformance/`.
+//! Part of the README test command; alone:
+//! `cargo test --test kubernetes upstream_conformance -- --nocapture`.
+//! `PORTCULLIS_UPSTREAM_PROFILES` (default: the five GATEWAY profiles) picks
+//! the profiles, `PORTCULLIS_UPSTREAM_RUN_TEST` one test. The suite's log,
+//! its ConformanceReport and portcullis's and the node agent's logs go to
+//! `target/upstream-conformance/`; the committed report is
+//! conformance/reports/v1.6.1/portcullis/.
 //!
 //! The suite's Gateways share ports without hostnames (the base manifests
 //! have three on port 80): portcullis gives each one an address of its own
@@ -81,8 +81,10 @@ const SUPPORTED_FEATURES: &[&str] = &[
     "GatewayAddressEmpty",
 ];
 
+/// Every profile the suite defines for Gateways.
+const PROFILES: &str = "GATEWAY-HTTP,GATEWAY-TLS,GATEWAY-GRPC,GATEWAY-TCP,GATEWAY-UDP";
+
 #[tokio::test]
-#[ignore = "the node agent's reuse of pod addresses fails some full runs (tests/k8s/rig/conformance/README.md)"]
 async fn upstream_conformance_suite() -> Result<()> {
     let began = Instant::now();
     let cp = ControlPlane::start().await?;
@@ -112,7 +114,7 @@ spec: {{controllerName: {CONTROLLER}}}
     let out_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/upstream-conformance");
     std::fs::create_dir_all(&out_dir)?;
     let profiles =
-        std::env::var("PORTCULLIS_UPSTREAM_PROFILES").unwrap_or_else(|_| "GATEWAY-HTTP".into());
+        std::env::var("PORTCULLIS_UPSTREAM_PROFILES").unwrap_or_else(|_| PROFILES.into());
     let mut options = KubeOptions::admin(&cp, "portcullis-system", "replica-a");
     options.extra_args = vec!["--gateway-address-pool".into(), GATEWAY_POOL.into()];
     // Kept after the run, as the node agent's (the control plane's

@@ -28,6 +28,7 @@ type network struct {
 
 	mu    sync.Mutex
 	inUse map[netip.Addr]bool
+	last  netip.Addr
 }
 
 // ip runs `ip args...` and returns its error with iproute2's message.
@@ -73,17 +74,29 @@ func newNetwork(bridge, cidr string) (*network, error) {
 	return n, nil
 }
 
-// allocate takes a free pod address.
+// allocate takes the next free pod address after the last one given, as
+// real pod networks do (CNI host-local IPAM). Handing out the lowest free
+// address reused a deleted pod's address within seconds, while the host's
+// ARP entry still named the old pod: connections to the new pod were
+// dropped for 15-45 s, which failed whichever conformance test came next.
 func (n *network) allocate() (netip.Addr, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	for a := n.gateway.Next(); n.prefix.Contains(a); a = a.Next() {
-		// The last address is the broadcast address.
-		if !n.prefix.Contains(a.Next()) {
-			break
+	var candidates []netip.Addr
+	for a := n.gateway.Next(); n.prefix.Contains(a) && n.prefix.Contains(a.Next()); a = a.Next() {
+		candidates = append(candidates, a)
+	}
+	start := 0
+	for i, a := range candidates {
+		if a == n.last {
+			start = i + 1
 		}
+	}
+	for i := 0; i < len(candidates); i++ {
+		a := candidates[(start+i)%len(candidates)]
 		if !n.inUse[a] {
 			n.inUse[a] = true
+			n.last = a
 			return a, nil
 		}
 	}
@@ -114,6 +127,7 @@ func (n *network) addPod(a netip.Addr) (netns string, err error) {
 		{"netns", "add", netns},
 		{"link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns},
 		{"link", "set", veth, "master", n.bridge, "up"},
+		{"netns", "exec", netns, "sysctl", "-qw", "net.ipv4.conf.eth0.arp_notify=1"},
 		{"-n", netns, "addr", "add", fmt.Sprintf("%s/%d", a, n.prefix.Bits()), "dev", "eth0"},
 		{"-n", netns, "link", "set", "lo", "up"},
 		{"-n", netns, "link", "set", "eth0", "up"},
