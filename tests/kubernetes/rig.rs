@@ -531,6 +531,23 @@ spec:
 }
 
 /// Whether process `pid` still runs (a zombie waiting for its reaper does not).
+/// SIGKILLs the test's `helper` process and waits up to 10 s for the
+/// processes it started (`pids`) to be gone.
+pub(crate) async fn kill_and_wait_gone(helper: &mut std::process::Child, pids: &[u32]) -> Result<()> {
+    helper.kill()?;
+    helper.wait()?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pids.iter().any(|&p| is_running(p)) {
+        ensure!(
+            Instant::now() < deadline,
+            "still running 10 s after the test process was killed: {:?}",
+            pids.iter().filter(|&&p| is_running(p)).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
 pub(crate) fn is_running(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // The state follows the parenthesised command name.
@@ -592,17 +609,7 @@ async fn control_plane_processes_die_with_a_killed_test_process() -> Result<()> 
         "both run before the kill"
     );
 
-    helper.kill()?;
-    helper.wait()?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while pids.iter().any(|&p| is_running(p)) {
-        ensure!(
-            Instant::now() < deadline,
-            "still running 10 s after the test process was killed: {:?}",
-            pids.iter().filter(|&&p| is_running(p)).collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    kill_and_wait_gone(&mut helper, &pids).await?;
     // The killed helper could not remove its directory.
     std::fs::remove_dir_all(&dir).with_context(|| format!("remove {}", dir.display()))?;
     Ok(())

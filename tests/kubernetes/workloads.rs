@@ -7,7 +7,7 @@
 //! namespaces. This is the ground the upstream conformance
 //! suite needs (its backends are such Deployments).
 
-use crate::rig::is_running;
+use crate::rig::{is_running, kill_and_wait_gone};
 use crate::support::control_plane::{
     remove_stale_node_networks, ControlPlane, NodeAgent, ECHO_IMAGE,
 };
@@ -370,17 +370,7 @@ async fn a_killed_test_leaves_no_process_and_the_next_agent_removes_its_network(
         "all run before the kill"
     );
 
-    helper.kill()?;
-    helper.wait()?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while pids.iter().any(|&p| is_running(p)) {
-        ensure!(
-            Instant::now() < deadline,
-            "still running 10 s after the test process was killed: {:?}",
-            pids.iter().filter(|&&p| is_running(p)).collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    kill_and_wait_gone(&mut helper, &pids).await?;
     ensure!(
         bridge_exists(&bridge),
         "the killed agent could not remove its bridge {bridge}, yet it is gone"
