@@ -533,7 +533,10 @@ spec:
 /// Whether process `pid` still runs (a zombie waiting for its reaper does not).
 /// SIGKILLs the test's `helper` process and waits up to 10 s for the
 /// processes it started (`pids`) to be gone.
-pub(crate) async fn kill_and_wait_gone(helper: &mut std::process::Child, pids: &[u32]) -> Result<()> {
+pub(crate) async fn kill_and_wait_gone(
+    helper: &mut std::process::Child,
+    pids: &[u32],
+) -> Result<()> {
     helper.kill()?;
     helper.wait()?;
     let deadline = Instant::now() + Duration::from_secs(10);
