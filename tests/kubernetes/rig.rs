@@ -530,7 +530,6 @@ spec:
     Ok(())
 }
 
-/// Whether process `pid` still runs (a zombie waiting for its reaper does not).
 /// SIGKILLs the test's `helper` process and waits up to 10 s for the
 /// processes it started (`pids`) to be gone.
 pub(crate) async fn kill_and_wait_gone(
@@ -551,6 +550,7 @@ pub(crate) async fn kill_and_wait_gone(
     Ok(())
 }
 
+/// Whether process `pid` still runs (a zombie waiting for its reaper does not).
 pub(crate) fn is_running(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // The state follows the parenthesised command name.
