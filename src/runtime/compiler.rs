@@ -1,13 +1,28 @@
 //! Compiling one loaded snapshot ([`Compiler`]): the issuer's certificates
-//! added, compile run with the current time and the certificates parsed
-//! by the previous compile; blocking, so the runtime runs it on a blocking
-//! thread.
+//! added, compile run with the current time, the certificates parsed by
+//! the previous compile and which addresses Gateways name that this node
+//! cannot bind ([`unbindable`], probed here since compile does no I/O);
+//! blocking, so the runtime runs it on a blocking thread.
 
 use super::source::{self, Loaded};
 use super::unix_now;
 use crate::address_pool::{Assignment, HeldAddresses};
 use crate::compile::{compile_cached, CertCache, CompileOptions, Compiled};
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::sync::Arc;
+
+/// Which of `ips` this node cannot bind: each is bound on an ephemeral
+/// port and released at once. That answers exactly what a listener needs
+/// (an interface address, loopback, or an address of a `local` route all
+/// bind), without reading interfaces. An address already serving one of
+/// our listeners still binds on another port.
+pub fn unbindable(ips: &BTreeSet<IpAddr>) -> BTreeSet<IpAddr> {
+    ips.iter()
+        .copied()
+        .filter(|ip| TcpListener::bind(SocketAddr::new(*ip, 0)).is_err())
+        .collect()
+}
 
 /// What one reload read and compiled.
 #[derive(Debug)]
@@ -86,6 +101,8 @@ impl Compiler {
         let mut options = self.options.clone();
         options.now = Some(i64::try_from(unix_now()).unwrap_or(i64::MAX));
         options.held_addresses = Arc::new(self.held_addresses(&loaded));
+        let named = crate::compile::named_ips(&loaded.resources);
+        options.unbindable_addresses = Arc::new(unbindable(&named));
         let augmented = crate::issuer::augment(&loaded.resources, &loaded.stored);
         let compiled = compile_cached(&augmented, &options, &mut self.certs);
         self.pool_addresses = compiled.pool_addresses.clone();
@@ -173,6 +190,16 @@ spec:
 
     fn at(text: &str) -> SocketAddr {
         text.parse().expect("socket address")
+    }
+
+    #[test]
+    fn loopback_binds_and_a_documentation_address_does_not() {
+        let ips: BTreeSet<IpAddr> = ["127.0.0.1", "192.0.2.1"]
+            .iter()
+            .map(|ip| ip.parse().expect("ip"))
+            .collect();
+        let want: BTreeSet<IpAddr> = ["192.0.2.1".parse().expect("ip")].into();
+        assert_eq!(unbindable(&ips), want);
     }
 
     #[test]
