@@ -16,7 +16,7 @@ use serde_json::Value;
 /// Loopback binds on Linux without setup; `address_pool` uses 127.0.82.x.
 const USABLE: &str = "127.0.83.1";
 /// TEST-NET-1 (RFC 5737): assigned to no interface, so it cannot be bound.
-const UNUSABLE: &str = "192.0.2.1";
+const UNUSABLE: &str = "192.0.2.200";
 const PORT: u16 = 8080;
 
 /// Gateway `apps/static` naming `addresses` (YAML flow entries), and its
