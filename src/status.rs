@@ -371,6 +371,11 @@ pub struct ObjectStatus {
     /// reports no address).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pool_address: Option<crate::address_pool::PoolAddress>,
+    /// The `IPAddress` of its `spec.addresses` a Gateway binds (the first
+    /// this node can bind): the only one of them `status.addresses`
+    /// reports.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spec_address: Option<std::net::IpAddr>,
 }
 
 impl ObjectStatus {
@@ -385,6 +390,7 @@ impl ObjectStatus {
             parents: Vec::new(),
             attached_listener_sets: None,
             pool_address: None,
+            spec_address: None,
         }
     }
 

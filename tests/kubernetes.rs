@@ -22,6 +22,9 @@
 //! - `address_pool`: Gateways given addresses of their own from
 //!   `--gateway-address-pool`, served and reported there; the pool
 //!   exhausted, an address freed and given again, a restart keeping them.
+//! - `static_addresses`: a Gateway's own `spec.addresses`, unsupported,
+//!   not bindable on this node, then bound and served (the upstream
+//!   `GatewayStaticAddresses` steps).
 //! - `fixtures`: what `faults`, `chart_rbac` and `routing` share (backends, requests,
 //!   route status polling, base manifests).
 //! - `conformance_status`: the conformance cases' status checks run on the
@@ -55,6 +58,8 @@ mod issuance;
 mod rig;
 #[path = "kubernetes/routing.rs"]
 mod routing;
+#[path = "kubernetes/static_addresses.rs"]
+mod static_addresses;
 #[path = "kubernetes/upstream_conformance.rs"]
 mod upstream_conformance;
 #[path = "kubernetes/workloads.rs"]

@@ -4,8 +4,9 @@
 //! the addresses are those of that Service unless the Gateway asks for
 //! its own.
 //!
-//! In order: the Gateway's `spec.addresses` (it binds the first IPAddress
-//! itself, and a Hostname is what it asked to be called); else the
+//! In order: the Gateway's `spec.addresses` (of its IPAddresses only the
+//! one compile bound, none when it could bind none; a Hostname is what it
+//! asked to be called); else the
 //! address compile gave it from `--gateway-address-pool` (bound by its
 //! listeners); else the ingress of the LoadBalancer Service named by
 //! `--gateway-service`; else the addresses given with `--gateway-address`;
@@ -18,8 +19,9 @@ use super::cache::Live;
 use super::kinds::Watched;
 use super::status_patch::{AddressType, GatewayAddress};
 use crate::address_pool::PoolAddress;
-use crate::model::gateway::Gateway;
+use crate::model::gateway::{Gateway, GatewayAddress as SpecAddress};
 use crate::model::ObjectKey;
+use crate::status::ObjectStatus;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -79,37 +81,45 @@ pub fn reported(live: &BTreeMap<(Watched, ObjectKey), Live>) -> BTreeMap<ObjectK
         .collect()
 }
 
-/// The addresses `gateway` reports. `pool` is what compile gave it from
-/// the address pool, if it claimed an address there (none when the pool
-/// is exhausted: it is bound nowhere); `service` is the
-/// `--gateway-service` Service's ingress, when one is named and has any.
+/// The addresses `gateway` reports. `compiled` is its compiled status:
+/// the `spec.addresses` IP it binds, and what the address pool gave it if
+/// it claimed an address there (none when the pool is exhausted: it is
+/// bound nowhere); `service` is the `--gateway-service` Service's
+/// ingress, when one is named and has any.
 pub fn addresses(
     gateway: &Gateway,
-    pool: Option<PoolAddress>,
+    compiled: &ObjectStatus,
     service: &[GatewayAddress],
     sources: &AddressSources,
 ) -> Vec<GatewayAddress> {
-    let own: Vec<GatewayAddress> = gateway
+    let named: Vec<&SpecAddress> = gateway
         .spec
         .addresses
         .iter()
         .filter(|a| !a.value.is_empty())
-        .filter_map(|a| match a.kind.as_deref().unwrap_or("IPAddress") {
-            "IPAddress" => Some(GatewayAddress {
-                kind: AddressType::IpAddress,
-                value: a.value.clone(),
-            }),
-            "Hostname" => Some(GatewayAddress {
-                kind: AddressType::Hostname,
-                value: a.value.clone(),
-            }),
-            _ => None,
-        })
         .collect();
-    if !own.is_empty() {
-        return own;
+    if !named.is_empty() {
+        // The addresses it could not bind are in its Programmed condition
+        // (AddressNotUsable), not here: status.addresses lists what is bound.
+        let is_bound = |a: &SpecAddress| {
+            compiled.spec_address.is_some() && a.value.parse().ok() == compiled.spec_address
+        };
+        return named
+            .into_iter()
+            .filter_map(|a| match a.kind.as_deref().unwrap_or("IPAddress") {
+                "IPAddress" if is_bound(a) => Some(GatewayAddress {
+                    kind: AddressType::IpAddress,
+                    value: a.value.clone(),
+                }),
+                "Hostname" => Some(GatewayAddress {
+                    kind: AddressType::Hostname,
+                    value: a.value.clone(),
+                }),
+                _ => None,
+            })
+            .collect();
     }
-    match pool {
+    match compiled.pool_address {
         Some(PoolAddress::Assigned(ip)) => {
             return vec![GatewayAddress {
                 kind: AddressType::IpAddress,
@@ -151,7 +161,6 @@ pub fn addresses(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::gateway::GatewayAddress as SpecAddress;
     use serde_json::json;
 
     fn gateway(addresses: Vec<(&str, &str)>) -> Gateway {
@@ -166,6 +175,15 @@ mod tests {
         g
     }
 
+    /// The compiled status of a Gateway bound on `bound` (a spec address)
+    /// or given `pool`.
+    fn compiled(bound: Option<&str>, pool: Option<PoolAddress>) -> ObjectStatus {
+        let mut status = ObjectStatus::new("Gateway", "apps", "web");
+        status.spec_address = bound.map(|b| b.parse().expect("literal"));
+        status.pool_address = pool;
+        status
+    }
+
     fn ip(v: &str) -> GatewayAddress {
         GatewayAddress {
             kind: AddressType::IpAddress,
@@ -176,7 +194,8 @@ mod tests {
     #[test]
     fn the_gateways_own_addresses_come_first() {
         let g = gateway(vec![("IPAddress", "10.1.2.3"), ("Hostname", "gw.example")]);
-        let got = addresses(&g, None, &[ip("203.0.113.9")], &AddressSources::default());
+        let bound = compiled(Some("10.1.2.3"), None);
+        let got = addresses(&g, &bound, &[ip("203.0.113.9")], &AddressSources::default());
         assert_eq!(
             got,
             vec![
@@ -197,22 +216,25 @@ mod tests {
             listen_address: Some("192.0.2.1".parse().expect("literal")),
         };
         assert_eq!(
-            addresses(&g, None, &[ip("203.0.113.9")], &sources),
+            addresses(&g, &compiled(None, None), &[ip("203.0.113.9")], &sources),
             vec![ip("203.0.113.9")]
         );
-        let got = addresses(&g, None, &[], &sources);
+        let got = addresses(&g, &compiled(None, None), &[], &sources);
         assert_eq!(got[0], ip("198.51.100.7"));
         assert_eq!(got[1].kind, AddressType::Hostname);
         let bound = AddressSources {
             configured: vec![],
             ..sources
         };
-        assert_eq!(addresses(&g, None, &[], &bound), vec![ip("192.0.2.1")]);
+        assert_eq!(
+            addresses(&g, &compiled(None, None), &[], &bound),
+            vec![ip("192.0.2.1")]
+        );
         let anywhere = AddressSources {
             configured: vec![],
             listen_address: Some("0.0.0.0".parse().expect("literal")),
         };
-        assert!(addresses(&g, None, &[], &anywhere).is_empty());
+        assert!(addresses(&g, &compiled(None, None), &[], &anywhere).is_empty());
     }
 
     #[test]
@@ -223,16 +245,37 @@ mod tests {
         let sources = AddressSources::default();
         let service = [ip("203.0.113.9")];
         assert_eq!(
-            addresses(&gateway(vec![]), pool, &service, &sources),
+            addresses(&gateway(vec![]), &compiled(None, pool), &service, &sources),
             vec![ip("198.18.4.1")]
         );
         let own = gateway(vec![("IPAddress", "10.1.2.3")]);
         assert_eq!(
-            addresses(&own, pool, &service, &sources),
+            addresses(&own, &compiled(Some("10.1.2.3"), pool), &service, &sources),
             vec![ip("10.1.2.3")]
         );
-        let none = Some(PoolAddress::Exhausted);
-        assert!(addresses(&gateway(vec![]), none, &service, &sources).is_empty());
+        let none = compiled(None, Some(PoolAddress::Exhausted));
+        assert!(addresses(&gateway(vec![]), &none, &service, &sources).is_empty());
+    }
+
+    #[test]
+    fn only_the_bound_spec_address_is_reported_even_when_none_is() {
+        let both = gateway(vec![
+            ("IPAddress", "192.0.2.1"),
+            ("IPAddress", "127.0.82.1"),
+        ]);
+        let sources = AddressSources::default();
+        let service = [ip("203.0.113.9")];
+        assert_eq!(
+            addresses(
+                &both,
+                &compiled(Some("127.0.82.1"), None),
+                &service,
+                &sources
+            ),
+            vec![ip("127.0.82.1")]
+        );
+        let unusable = gateway(vec![("IPAddress", "192.0.2.1")]);
+        assert!(addresses(&unusable, &compiled(None, None), &service, &sources).is_empty());
     }
 
     #[test]

@@ -182,7 +182,7 @@ pub fn plan(
                 let Some(gw) = resources.gateways.iter().find(|g| g.metadata.key() == key) else {
                     continue;
                 };
-                let list = addresses(gw, ours.pool_address, &ingress, settings.addresses);
+                let list = addresses(gw, ours, &ingress, settings.addresses);
                 push(
                     &Target::Gateway { addresses: &list },
                     Watched::Gateway,

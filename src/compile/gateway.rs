@@ -26,8 +26,11 @@ pub(crate) struct GatewayState<'a> {
     /// Address its listeners bind to; `None` when the address pool had
     /// none left for it (its listeners are then bound nowhere).
     pub ip: Option<IpAddr>,
-    /// The IP address its `spec.addresses` names, if any.
+    /// The usable IP address its `spec.addresses` names, if any.
     spec_ip: Option<IpAddr>,
+    /// Whether its `spec.addresses` names any address (it then takes none
+    /// from the pool).
+    names_address: bool,
     /// What the pool gave it, if it needed an address.
     pub pool_address: Option<PoolAddress>,
     /// Why the Gateway is not accepted, if it is not.
@@ -201,9 +204,8 @@ fn assign_pool_addresses(
     if pool.is_empty() {
         return Assignment::default();
     }
-    let claims = |g: &GatewayState<'_>| {
-        g.rejected.is_none() && g.unprogrammed.is_none() && g.spec_ip.is_none()
-    };
+    let claims =
+        |g: &GatewayState<'_>| g.rejected.is_none() && g.unprogrammed.is_none() && !g.names_address;
     let claimants: Vec<Claimant> = gateways
         .iter()
         .filter(|g| claims(g))
@@ -259,6 +261,7 @@ fn gateway_state<'a>(gw: &'a Gateway, options: &CompileOptions) -> GatewayState<
         gateway: gw,
         ip: Some(options.listen_address),
         spec_ip: None,
+        names_address: false,
         pool_address: None,
         rejected: None,
         unprogrammed: None,
@@ -277,43 +280,19 @@ fn gateway_state<'a>(gw: &'a Gateway, options: &CompileOptions) -> GatewayState<
         ));
         return state;
     }
-    match gateway_ip(gw) {
-        Ok(Some(ip)) => {
-            state.ip = Some(ip);
-            state.spec_ip = Some(ip);
+    match super::spec_addresses::resolve(gw, &options.unbindable_addresses) {
+        Err(p) => state.rejected = Some(p),
+        Ok(spec) if spec.names_any => {
+            // Bound on the first usable address it names, else nowhere;
+            // never on the shared listen address nor one of the pool's.
+            state.ip = spec.bound;
+            state.spec_ip = spec.bound;
+            state.names_address = true;
+            state.unprogrammed = spec.not_usable;
         }
-        Ok(None) => {}
-        Err(p) if p.reason == Reason::UnsupportedAddress => state.rejected = Some(p),
-        Err(p) => state.unprogrammed = Some(p),
+        Ok(_) => {}
     }
     state
-}
-
-/// The first usable `IPAddress` of `spec.addresses`; entries without a value
-/// are skipped (the implementation picks the address).
-fn gateway_ip(gw: &Gateway) -> Result<Option<IpAddr>, Problem> {
-    for addr in &gw.spec.addresses {
-        if addr.value.is_empty() {
-            continue;
-        }
-        match addr.kind.as_deref() {
-            None | Some("IPAddress") => {}
-            Some(other) => {
-                return Err(Problem::new(
-                    Reason::UnsupportedAddress,
-                    format!("address type {other} is not supported"),
-                ))
-            }
-        }
-        return match addr.value.parse::<IpAddr>() {
-            Ok(ip) => Ok(Some(ip)),
-            Err(_) => Err(Problem::new(
-                Reason::AddressNotUsable,
-                format!("{} is not an IP address", addr.value),
-            )),
-        };
-    }
-    Ok(None)
 }
 
 /// The parent (index in `world.gateways`) of a ListenerSet that targets one of
@@ -419,6 +398,7 @@ fn gateway_status(
     let meta = &gw.gateway.metadata;
     let mut status = ObjectStatus::new("Gateway", &meta.namespace, &meta.name);
     status.pool_address = gw.pool_address;
+    status.spec_address = gw.spec_ip;
     let own: Vec<&ListenerState<'_>> = gw.listeners.iter().map(|&i| &world.listeners[i]).collect();
     let accepted_count = own.iter().filter(|l| l.is_accepted()).count();
     let accepted = match &gw.rejected {

@@ -26,6 +26,7 @@ mod matches;
 mod refs;
 mod routes;
 mod rules;
+mod spec_addresses;
 mod tls_routes;
 
 #[cfg(test)]
@@ -35,12 +36,13 @@ use crate::address_pool::{AddressPool, Assignment, HeldAddresses};
 use crate::dataplane::{Dataplane, StaticResponse, Upstream};
 use crate::model::{ObjectKey, Resources};
 use crate::status::{Reason, Status};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 pub use cert_cache::CertCache;
 pub use l4_routes::PROXY_PROTOCOL_ANNOTATION;
+pub use spec_addresses::named_ips;
 
 /// The controller name portcullis answers to unless told otherwise.
 pub const DEFAULT_CONTROLLER_NAME: &str = "portcullis.dev/gateway-controller";
@@ -69,6 +71,11 @@ pub struct CompileOptions {
     /// reports, else the previous compile's [`Compiled::pool_addresses`]),
     /// so addresses stay where they are ([`crate::address_pool::assign`]).
     pub held_addresses: Arc<HeldAddresses>,
+    /// The `IPAddress`es Gateways name in `spec.addresses` that this node
+    /// cannot bind (the runtime probes [`named_ips`] before compiling):
+    /// such a Gateway is `Programmed=False/AddressNotUsable`. Empty,
+    /// every named address is taken as bindable.
+    pub unbindable_addresses: Arc<BTreeSet<IpAddr>>,
 }
 
 impl Default for CompileOptions {
@@ -81,6 +88,7 @@ impl Default for CompileOptions {
             resumption: crate::tls::sessions::Resumption::default(),
             address_pool: AddressPool::default(),
             held_addresses: Arc::default(),
+            unbindable_addresses: Arc::default(),
         }
     }
 }

@@ -1,13 +1,28 @@
 //! Compiling one loaded snapshot ([`Compiler`]): the issuer's certificates
-//! added, compile run with the current time and the certificates parsed
-//! by the previous compile; blocking, so the runtime runs it on a blocking
-//! thread.
+//! added, compile run with the current time, the certificates parsed by
+//! the previous compile and which addresses Gateways name that this node
+//! cannot bind ([`unbindable`], probed here since compile does no I/O);
+//! blocking, so the runtime runs it on a blocking thread.
 
 use super::source::{self, Loaded};
 use super::unix_now;
 use crate::address_pool::{Assignment, HeldAddresses};
 use crate::compile::{compile_cached, CertCache, CompileOptions, Compiled};
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::sync::Arc;
+
+/// Which of `ips` this node cannot bind: each is bound on an ephemeral
+/// port and released at once. That answers exactly what a listener needs
+/// (an interface address, loopback, or an address of a `local` route all
+/// bind), without reading interfaces. An address already serving one of
+/// our listeners still binds on another port.
+pub fn unbindable(ips: &BTreeSet<IpAddr>) -> BTreeSet<IpAddr> {
+    ips.iter()
+        .copied()
+        .filter(|ip| TcpListener::bind(SocketAddr::new(*ip, 0)).is_err())
+        .collect()
+}
 
 /// What one reload read and compiled.
 #[derive(Debug)]
@@ -44,6 +59,12 @@ pub struct Compiler {
     /// The address pool's assignment at the previous compile: Gateways
     /// hold these addresses until their status says otherwise.
     pool_addresses: Assignment,
+    /// The addresses Gateways named at the previous compile.
+    named: BTreeSet<IpAddr>,
+    /// Those of them this node could not bind: while there are any, the
+    /// runtime probes again ([`Compiler::bindability_changed`]) so a
+    /// Gateway is programmed once its address turns local.
+    unbindable: Arc<BTreeSet<IpAddr>>,
 }
 
 impl Compiler {
@@ -53,6 +74,8 @@ impl Compiler {
             options,
             certs: CertCache::new(),
             pool_addresses: Assignment::default(),
+            named: BTreeSet::new(),
+            unbindable: Arc::default(),
         }
     }
 
@@ -74,10 +97,25 @@ impl Compiler {
     /// Whether `loaded` must be compiled even if its configuration is the
     /// one compiled last: Gateways report other pool addresses than the
     /// previous compile gave them (another replica, the leader, decided
-    /// from objects this one had not seen yet). The echoes of this
+    /// from objects this one had not seen yet), or an address a Gateway
+    /// names turned bindable or stopped being so. The echoes of this
     /// replica's own addresses change nothing.
     pub fn addresses_moved(&self, loaded: &Loaded) -> bool {
         !self.pool_addresses.is_held_as(&self.held_addresses(loaded))
+            || unbindable(&crate::compile::named_ips(&loaded.resources)) != *self.unbindable
+    }
+
+    /// Whether the previous compile left a Gateway address this node could
+    /// not bind (the runtime then checks
+    /// [`Compiler::bindability_changed`] every few seconds).
+    pub fn waits_for_addresses(&self) -> bool {
+        !self.unbindable.is_empty()
+    }
+
+    /// Whether an address Gateways named at the previous compile turned
+    /// bindable or stopped being so.
+    pub fn bindability_changed(&self) -> bool {
+        unbindable(&self.named) != *self.unbindable
     }
 
     /// Adds the issuer's certificates and references
@@ -86,6 +124,9 @@ impl Compiler {
         let mut options = self.options.clone();
         options.now = Some(i64::try_from(unix_now()).unwrap_or(i64::MAX));
         options.held_addresses = Arc::new(self.held_addresses(&loaded));
+        self.named = crate::compile::named_ips(&loaded.resources);
+        self.unbindable = Arc::new(unbindable(&self.named));
+        options.unbindable_addresses = Arc::clone(&self.unbindable);
         let augmented = crate::issuer::augment(&loaded.resources, &loaded.stored);
         let compiled = compile_cached(&augmented, &options, &mut self.certs);
         self.pool_addresses = compiled.pool_addresses.clone();
@@ -173,6 +214,48 @@ spec:
 
     fn at(text: &str) -> SocketAddr {
         text.parse().expect("socket address")
+    }
+
+    #[test]
+    fn loopback_binds_and_a_documentation_address_does_not() {
+        let ips: BTreeSet<IpAddr> = ["127.0.0.1", "192.0.2.1"]
+            .iter()
+            .map(|ip| ip.parse().expect("ip"))
+            .collect();
+        let want: BTreeSet<IpAddr> = ["192.0.2.1".parse().expect("ip")].into();
+        assert_eq!(unbindable(&ips), want);
+    }
+
+    #[test]
+    fn an_unbindable_spec_address_is_watched_and_unchanged_needs_no_compile() {
+        let yaml = "apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: pc}
+spec: {controllerName: portcullis.dev/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: fixed, namespace: apps}
+spec:
+  gatewayClassName: pc
+  addresses: [{value: 192.0.2.202}]
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+";
+        let loaded = || Loaded {
+            resources: Resources::from_objects(
+                parse_documents(yaml, "t.yaml")
+                    .expect("fixture parses")
+                    .objects,
+            ),
+            ..Default::default()
+        };
+        let mut c = compiler();
+        assert!(!c.waits_for_addresses());
+        let r = c.compile(loaded());
+        assert!(bound(&r).is_empty());
+        assert!(c.waits_for_addresses());
+        assert!(!c.bindability_changed());
+        assert!(!c.addresses_moved(&loaded()));
     }
 
     #[test]

@@ -347,6 +347,22 @@ impl Runtime {
         !self.shared.report.load().bind_errors.is_empty()
     }
 
+    /// Whether a Gateway names an address this node could not bind at the
+    /// last compile ([`Compiler::waits_for_addresses`]).
+    fn waits_for_addresses(&self) -> bool {
+        self.compiler
+            .as_ref()
+            .is_some_and(Compiler::waits_for_addresses)
+    }
+
+    /// Whether such an address turned bindable (or another stopped being
+    /// so) since ([`Compiler::bindability_changed`]).
+    fn bindability_changed(&self) -> bool {
+        self.compiler
+            .as_ref()
+            .is_some_and(Compiler::bindability_changed)
+    }
+
     /// Tries again to bind the sockets that failed, without reloading.
     async fn retry_binds(&mut self) {
         let dataplane = self.shared.dataplane.load_full();
@@ -519,10 +535,16 @@ pub async fn serve(options: ServeOptions) -> Result<(), Error> {
     bind_retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stop = loop {
         let has_bind_errors = runtime.has_bind_errors();
+        let waits_for_addresses = runtime.waits_for_addresses();
         tokio::select! {
-            _ = bind_retry.tick(), if has_bind_errors => {
-                runtime.retry_binds().await;
-                continue;
+            _ = bind_retry.tick(), if has_bind_errors || waits_for_addresses => {
+                if has_bind_errors {
+                    runtime.retry_binds().await;
+                }
+                // A Gateway's unbindable address may have turned local.
+                if !(waits_for_addresses && runtime.bindability_changed()) {
+                    continue;
+                }
             }
             () = runtime.source.changed() => {}
             Some(certificates) = certificates_changed(&mut certificate_changes) => {

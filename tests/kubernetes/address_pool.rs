@@ -42,7 +42,7 @@ spec:
 }
 
 /// Gateway `apps/name` as the API holds it.
-async fn live_gateway(client: &kube::Client, name: &str) -> Result<Value> {
+pub(crate) async fn live_gateway(client: &kube::Client, name: &str) -> Result<Value> {
     get_object(client, GATEWAY_API, "Gateway", Some("apps"), name)
         .await?
         .with_context(|| format!("Gateway {name}"))
@@ -88,7 +88,7 @@ fn curl_pod(address: &str) -> Result<String> {
 }
 
 /// Polls until `address` is served by a pod of `deployment`.
-async fn served_by(address: &str, deployment: &str) -> Result<()> {
+pub(crate) async fn served_by(address: &str, deployment: &str) -> Result<()> {
     eventually(
         &format!("{address} served by {deployment}"),
         WAIT,

@@ -29,6 +29,12 @@ use std::time::{Duration, Instant};
 /// on Linux without setup, of a /24 no other test uses.
 const GATEWAY_POOL: &str = "127.0.81.0/24";
 
+/// `GatewayStaticAddresses`: an address portcullis can bind (loopback,
+/// outside the pool and every other test's addresses) and one it cannot
+/// (TEST-NET-1, RFC 5737, on no interface).
+const USABLE_ADDRESS: &str = "127.0.85.1";
+const UNUSABLE_ADDRESS: &str = "192.0.2.201";
+
 /// The features portcullis implements (README "How manifests map to
 /// behaviour", its own conformance harness), for every profile: the suite
 /// takes from the list what each profile it runs defines.
@@ -41,6 +47,7 @@ const SUPPORTED_FEATURES: &[&str] = &[
     "TCPRoute",
     "UDPRoute",
     "Gateway",
+    "GatewayStaticAddresses",
     "HTTPRoute",
     "ReferenceGrant",
     "GatewayPort8080",
@@ -137,6 +144,8 @@ spec: {{controllerName: {CONTROLLER}}}
         "-gateway-class=portcullis".to_string(),
         format!("-conformance-profiles={profiles}"),
         format!("-supported-features={}", SUPPORTED_FEATURES.join(",")),
+        format!("-usable-address={USABLE_ADDRESS}"),
+        format!("-unusable-address={UNUSABLE_ADDRESS}"),
         format!("-report-output={}", report_path.display()),
         "-organization=portcullis".to_string(),
         "-project=portcullis".to_string(),

@@ -240,3 +240,34 @@ fn without_a_pool_gateways_share_the_listen_address() {
     );
     assert!(c.pool_addresses == Default::default());
 }
+
+#[test]
+fn an_unbindable_spec_address_leaves_the_gateway_unprogrammed_and_out_of_the_pool() {
+    // GatewayStaticAddresses, step two: [unusable, usable].
+    let r = load(&format!(
+        "{CLASS}{}",
+        port_80("fixed", 1, "[{value: 192.0.2.1}, {value: 198.18.4.7}]")
+    ));
+    let mut options = with_pool("198.18.4.0/24");
+    options.unbindable_addresses = std::sync::Arc::new([ip("192.0.2.1")].into());
+    let c = compile(&r, &options);
+    let cond = |t| object_cond(&c, "Gateway", "infra", "fixed", t);
+    assert_eq!(cond(ConditionType::Accepted), (true, Reason::Accepted));
+    assert_eq!(
+        cond(ConditionType::Programmed),
+        (false, Reason::AddressNotUsable)
+    );
+    let status = find(&c, "Gateway", "infra", "fixed");
+    assert_eq!(status.pool_address, None);
+    assert_eq!(status.spec_address, Some(ip("198.18.4.7")));
+    assert_eq!(bound(&c), vec![socket("198.18.4.7:80")]);
+
+    // Only unbindable addresses: bound nowhere, still nothing from the pool.
+    let r = load(&format!(
+        "{CLASS}{}",
+        port_80("fixed", 1, "[{value: 192.0.2.1}]")
+    ));
+    let c = compile(&r, &options);
+    assert_eq!(find(&c, "Gateway", "infra", "fixed").pool_address, None);
+    assert!(bound(&c).is_empty());
+}
