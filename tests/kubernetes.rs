@@ -24,7 +24,8 @@
 //!   exhausted, an address freed and given again, a restart keeping them.
 //! - `static_addresses`: a Gateway's own `spec.addresses`, unsupported,
 //!   not bindable on this node, then bound and served (the upstream
-//!   `GatewayStaticAddresses` steps).
+//!   `GatewayStaticAddresses` steps), and one that turns local later,
+//!   bound by the periodic re-check.
 //! - `fixtures`: what `faults`, `chart_rbac` and `routing` share (backends, requests,
 //!   route status polling, base manifests).
 //! - `conformance_status`: the conformance cases' status checks run on the

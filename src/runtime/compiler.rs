@@ -97,12 +97,14 @@ impl Compiler {
     /// Whether `loaded` must be compiled even if its configuration is the
     /// one compiled last: Gateways report other pool addresses than the
     /// previous compile gave them (another replica, the leader, decided
-    /// from objects this one had not seen yet), or an address a Gateway
-    /// names turned bindable or stopped being so. The echoes of this
-    /// replica's own addresses change nothing.
+    /// from objects this one had not seen yet), or name other addresses.
+    /// The echoes of this replica's own addresses change nothing. Nothing
+    /// is probed here (this runs for every snapshot, status echoes
+    /// included): whether the named addresses turned bindable is the
+    /// runtime's timer's to ask ([`Compiler::bindability_changed`]).
     pub fn addresses_moved(&self, loaded: &Loaded) -> bool {
         !self.pool_addresses.is_held_as(&self.held_addresses(loaded))
-            || unbindable(&crate::compile::named_ips(&loaded.resources)) != *self.unbindable
+            || crate::compile::named_ips(&loaded.resources) != self.named
     }
 
     /// Whether the previous compile left a Gateway address this node could

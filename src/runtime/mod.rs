@@ -1,6 +1,6 @@
 //! The `serve` runtime: shared state ([`Shared`]), reloading (a snapshot
 //! from the [`source`] — the configuration directory or the API server —
-//! compiled by [`Compiler`] on a blocking thread, swapped in, sockets
+//! compiled by [`Compiler`] on the [`reload_thread`], swapped in, sockets
 //! reconciled), the main loop reacting to source changes and signals
 //! ([`serve`]), and `portcullis check` ([`check`]).
 //!
@@ -13,6 +13,7 @@ mod compiler;
 pub mod limits;
 pub mod logging;
 pub mod refused;
+pub mod reload_thread;
 pub mod report;
 pub mod source;
 
@@ -22,6 +23,7 @@ use crate::server::shutdown::{Event, Signals};
 use crate::server::{ConnContext, Sockets};
 use arc_swap::ArcSwap;
 pub use compiler::{Compiler, Reloaded};
+use reload_thread::ReloadThread;
 use report::{Counts, Report};
 use source::{DirSource, Source};
 use std::net::SocketAddr;
@@ -59,9 +61,12 @@ pub enum Error {
     /// The source could not give a snapshot.
     #[error("cannot load configuration")]
     Source(#[source] source::Error),
-    /// The reload task panicked.
+    /// The compile panicked (the compiler starts afresh for the next).
     #[error("configuration reload task failed")]
-    ReloadTask(#[source] tokio::task::JoinError),
+    ReloadTask(#[source] reload_thread::Gone),
+    /// The reload thread could not be started.
+    #[error("cannot start the reload thread")]
+    ReloadThread(#[source] std::io::Error),
     /// The local CA could not be loaded or created.
     #[error("cannot load the local CA")]
     LocalCa(#[source] crate::issuer::Error),
@@ -161,8 +166,12 @@ struct Runtime {
     shared: Arc<Shared>,
     sockets: Sockets,
     source: Source,
-    /// `None` only while a compile runs on the blocking pool.
+    /// `None` only while a compile runs on the reload thread.
     compiler: Option<Compiler>,
+    /// Where compiles run and replaced dataplanes are freed.
+    reload: ReloadThread,
+    /// For a fresh compiler when a compile panicked.
+    compile_options: CompileOptions,
     generation: u64,
     /// The issuer's input (each reload) and its per-certificate report.
     issuer: Option<IssuerLink>,
@@ -176,6 +185,9 @@ struct Runtime {
     last_config_stamp: Option<u64>,
     /// What compile refused at the last reload (logged when it changes).
     refused: refused::RefusedLog,
+    /// An address a Gateway names turned bindable or stopped being so: the
+    /// next snapshot is compiled even if only its status is new.
+    bindability_moved: bool,
 }
 
 /// The runtime's side of the certificate manager: standalone, the manager
@@ -201,17 +213,28 @@ impl Runtime {
                 return Err(Error::Source(e));
             }
         };
-        if !compiler.addresses_moved(&loaded) && self.only_status_changed(&loaded) {
+        let forced = std::mem::take(&mut self.bindability_moved);
+        if !forced && !compiler.addresses_moved(&loaded) && self.only_status_changed(&loaded) {
             self.compiler = Some(compiler);
             return Ok(());
         }
         let config_stamp = loaded.config_stamp;
-        let (compiler, reloaded) = tokio::task::spawn_blocking(move || {
-            let reloaded = compiler.compile(loaded);
-            (compiler, reloaded)
-        })
-        .await
-        .map_err(Error::ReloadTask)?;
+        let compiled = self
+            .reload
+            .run(move || {
+                let reloaded = compiler.compile(loaded);
+                (compiler, reloaded)
+            })
+            .await;
+        let (compiler, reloaded) = match compiled {
+            Ok(done) => done,
+            Err(gone) => {
+                // The panicking compile took the compiler (its certificate
+                // cache, pool assignments) with it; the next starts afresh.
+                self.compiler = Some(Compiler::new(self.compile_options.clone()));
+                return Err(Error::ReloadTask(gone));
+            }
+        };
         self.compiler = Some(compiler);
         self.last_config_stamp = config_stamp;
         for p in &reloaded.problems {
@@ -234,10 +257,11 @@ impl Runtime {
         let counts = Counts::of(&dataplane, &status);
         let dataplane = Arc::new(dataplane);
         self.shared.metrics.publish(&dataplane, reloaded.secrets);
-        // The previous snapshot is freed off the async workers: at 10k
-        // listeners dropping it takes tens of milliseconds.
+        // The previous snapshot is freed off the async workers (at 10k
+        // listeners dropping it takes tens of milliseconds), on the thread
+        // whose arena it was built in.
         let previous = self.shared.dataplane.swap(dataplane.clone());
-        tokio::task::spawn_blocking(move || drop(previous));
+        self.reload.drop_later(previous);
         let bind_errors = self.sockets.reconcile(&dataplane).await;
         self.generation += 1;
         tracing::info!(
@@ -512,12 +536,15 @@ pub async fn serve(options: ServeOptions) -> Result<(), Error> {
         sockets: Sockets::new(Arc::new(ctx)),
         source,
         compiler: Some(Compiler::new(options.compile.clone())),
+        reload: ReloadThread::spawn().map_err(Error::ReloadThread)?,
+        compile_options: options.compile.clone(),
         generation: 0,
         issuer,
         controller,
         last_controller_input: None,
         last_config_stamp: None,
         refused: refused::RefusedLog::default(),
+        bindability_moved: false,
     };
     runtime.apply().await?;
     if let (Some(changes), Source::Dir(dir)) = (&mut certificate_changes, &mut runtime.source) {
@@ -545,6 +572,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), Error> {
                 if !(waits_for_addresses && runtime.bindability_changed()) {
                     continue;
                 }
+                runtime.bindability_moved = true;
             }
             () = runtime.source.changed() => {}
             Some(certificates) = certificates_changed(&mut certificate_changes) => {

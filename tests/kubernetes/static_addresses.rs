@@ -110,3 +110,54 @@ async fn static_addresses_unsupported_then_unusable_then_bound() -> Result<()> {
     served_by(&format!("{USABLE}:{PORT}"), "static").await?;
     Ok(())
 }
+
+/// Also TEST-NET-1, unassigned until the test below assigns it.
+const LATE: &str = "192.0.2.210";
+
+/// Removes an address from `lo` when dropped.
+struct AssignedToLo(&'static str);
+
+impl AssignedToLo {
+    fn add(ip: &'static str) -> Result<Self> {
+        let status = std::process::Command::new("ip")
+            .args(["addr", "add", &format!("{ip}/32"), "dev", "lo"])
+            .status()?;
+        ensure!(status.success(), "ip addr add {ip}/32 dev lo: {status}");
+        Ok(Self(ip))
+    }
+}
+
+impl Drop for AssignedToLo {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["addr", "del", &format!("{}/32", self.0), "dev", "lo"])
+            .status();
+    }
+}
+
+/// An address that becomes local after the Gateway named it is bound by
+/// the runtime's periodic re-check, with no change to any object (the
+/// snapshots that follow bring only status, which alone compiles nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_that_turns_local_is_bound_without_a_change() -> Result<()> {
+    let cp = ControlPlane::start().await?;
+    install_crds(&cp).await?;
+    let client = cp.client();
+    let late = format!("{{type: IPAddress, value: {LATE}}}");
+    cp.apply_yaml(&format!("{}---{}", namespaces_and_class(), gateway(&late)))
+        .await?;
+    let _backend = backend(&cp, "apps", "static").await?;
+    let mut gw = KubeGateway::spawn(&KubeOptions::admin(&cp, "portcullis-system", "replica-a"))?;
+    gw.wait_ready(WAIT).await?;
+    status_with(&client, "Programmed", "False", "AddressNotUsable").await?;
+
+    let _assigned = AssignedToLo::add(LATE)?;
+    let st = status_with(&client, "Programmed", "True", "Programmed").await?;
+    let addresses = st["addresses"].as_array().cloned().unwrap_or_default();
+    ensure!(
+        addresses.len() == 1 && addresses[0]["value"] == LATE,
+        "{st}"
+    );
+    served_by(&format!("{LATE}:{PORT}"), "static").await?;
+    Ok(())
+}

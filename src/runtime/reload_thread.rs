@@ -1,0 +1,112 @@
+//! The one thread that compiles snapshots and frees the dataplanes they
+//! replace.
+//!
+//! A compile allocates the whole next dataplane and status (tens of MiB at
+//! thousands of routes) while the previous one still serves. glibc's
+//! malloc gives each thread an arena of its own and keeps the pages a
+//! thread freed for that arena. Run on tokio's blocking pool, successive
+//! compiles and drops landed on whichever pool thread was idle, so each of
+//! several arenas kept the peak of a reload it once ran. On this one thread
+//! every compile and every replaced dataplane share one arena: the next
+//! compile reuses what the previous reload freed. The thread also keeps the
+//! async workers free of the work, as the blocking pool did.
+//!
+//! A job that panics is caught: its caller sees [`Gone`], and the thread
+//! stays up for the next job.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc;
+use tokio::sync::oneshot;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A handle to the reload thread; the thread ends when the last handle is
+/// dropped.
+#[derive(Clone)]
+pub struct ReloadThread {
+    jobs: mpsc::Sender<Job>,
+}
+
+/// A job did not give its result: it panicked, or the thread is gone.
+#[derive(Debug, thiserror::Error)]
+#[error("the reload thread did not finish the job (it panicked)")]
+pub struct Gone;
+
+impl ReloadThread {
+    /// Starts the thread.
+    pub fn spawn() -> std::io::Result<Self> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("portcullis-reload".into())
+            .spawn(move || {
+                for job in queue {
+                    if std::panic::catch_unwind(AssertUnwindSafe(job)).is_err() {
+                        tracing::error!("a reload job panicked; the thread goes on");
+                    }
+                }
+            })?;
+        Ok(Self { jobs })
+    }
+
+    /// Runs `job` on the thread and gives its result.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Gone> {
+        let (done, result) = oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = done.send(job());
+        });
+        self.jobs.send(job).map_err(|_| Gone)?;
+        result.await.map_err(|_| Gone)
+    }
+
+    /// Frees `value` on the thread, in the arena its kind was built in.
+    pub fn drop_later<T: Send + 'static>(&self, value: T) {
+        // A thread that is gone has dropped the job, and `value` with it.
+        let _ = self.jobs.send(Box::new(move || drop(value)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn thread_name() -> Option<String> {
+        std::thread::current().name().map(str::to_owned)
+    }
+
+    #[tokio::test]
+    async fn jobs_run_on_the_one_named_thread_in_order() {
+        let reload = ReloadThread::spawn().expect("spawn");
+        let first = reload.run(thread_name).await.expect("first");
+        let second = reload.run(|| 2 + 2).await.expect("second");
+        assert_eq!(first.as_deref(), Some("portcullis-reload"));
+        assert_eq!(second, 4);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_is_reported_and_the_thread_goes_on() {
+        let reload = ReloadThread::spawn().expect("spawn");
+        let failed = reload.run(|| -> u8 { panic!("compile bug") }).await;
+        assert!(failed.is_err());
+        assert_eq!(reload.run(|| 7).await.expect("after the panic"), 7);
+    }
+
+    #[tokio::test]
+    async fn dropped_values_are_freed_on_the_thread() {
+        struct Probe(std::sync::mpsc::Sender<Option<String>>);
+        impl Drop for Probe {
+            fn drop(&mut self) {
+                let _ = self.0.send(thread_name());
+            }
+        }
+        let reload = ReloadThread::spawn().expect("spawn");
+        let (tx, rx) = std::sync::mpsc::channel();
+        reload.drop_later(Probe(tx));
+        let dropped_on = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("dropped");
+        assert_eq!(dropped_on.as_deref(), Some("portcullis-reload"));
+    }
+}
