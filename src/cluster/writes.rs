@@ -1,7 +1,9 @@
 //! Every write one compiled snapshot needs ([`plan`], pure): the status of
 //! each object portcullis owns (through [`super::status_patch`]), the
 //! readiness of each Issuer and ClusterIssuer, and the filled
-//! `certificateRefs` ([`super::certificate_refs`]). An object whose live
+//! `certificateRefs` ([`super::certificate_refs`]); the per-Gateway
+//! Services are planned beside it ([`super::gateway_services`], joined by
+//! the controller, which also deletes). An object whose live
 //! state already says what portcullis would write gets no write, so a
 //! snapshot that changes nothing costs no API call.
 
