@@ -163,6 +163,7 @@ impl Controller {
             controller_name: &self.controller_name,
             write_certificate_refs: self.write_certificate_refs,
             gateway_service: self.gateway_service.as_ref(),
+            per_gateway_service: self.per_gateway_service.is_some(),
             addresses: &self.addresses,
             certificates: &certificates,
         };

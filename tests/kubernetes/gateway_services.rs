@@ -2,8 +2,9 @@
 //! server and kube-controller-manager: the Service is made with the
 //! Gateway's `spec.infrastructure` labels and annotations, the
 //! gateway-name label, one port per distinct listener port and an
-//! ownerReference to the Gateway; a label removed from the Gateway goes
-//! from the Service; a converged Service is not written again when an
+//! ownerReference to the Gateway; its load balancer's ingress becomes the
+//! Gateway's address; a label removed from the Gateway goes from the
+//! Service; a converged Service is not written again when an
 //! unrelated change brings a new snapshot (`portcullis_kubernetes_writes_total`);
 //! a replica started without the flag deletes it; deleting the Gateway
 //! removes it.
@@ -13,10 +14,14 @@ use crate::support::control_plane::ControlPlane;
 use crate::support::kube_mode::{eventually, get_object, install_crds, KubeGateway, KubeOptions};
 use crate::support::portcullis::free_port;
 use anyhow::{ensure, Context, Result};
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::{json, Value};
 use std::time::Duration;
 
 const SERVICE: &str = "portcullis-web";
+/// The ingress address given to the Service's load balancer (TEST-NET-3).
+const LB_ADDRESS: &str = "203.0.113.40";
 const SELECTOR: &str = "app.kubernetes.io/name=portcullis,app.kubernetes.io/instance=edge";
 
 /// Gateway `apps/web`: two HTTP listeners on `http` (one Service port) and
@@ -80,7 +85,7 @@ fn replica(cp: &ControlPlane, identity: &str, per_gateway_service: bool) -> Resu
     if per_gateway_service {
         options.extra_args.extend([
             "--per-gateway-service".into(),
-            "ClusterIP".into(),
+            "LoadBalancer".into(),
             "--per-gateway-service-selector".into(),
             SELECTOR.into(),
         ]);
@@ -132,7 +137,7 @@ async fn each_gateway_gets_a_service_carrying_its_infrastructure() -> Result<()>
     );
     let spec = &svc["spec"];
     ensure!(
-        spec["type"] == "ClusterIP"
+        spec["type"] == "LoadBalancer"
             && spec["selector"]
                 == json!({"app.kubernetes.io/name": "portcullis", "app.kubernetes.io/instance": "edge"}),
         "{svc}"
@@ -183,6 +188,29 @@ metadata: {{name: {SERVICE}, namespace: apps, labels: {{someone-else: "yes"}}}}
             && svc["metadata"]["labels"]["someone-else"] == "yes",
         "{svc}"
     );
+
+    // Its load balancer's address (set here as a cloud controller would)
+    // becomes the Gateway's.
+    let services: Api<Service> = Api::namespaced(client.clone(), "apps");
+    services
+        .patch_status(
+            SERVICE,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"loadBalancer": {"ingress": [{"ip": LB_ADDRESS}]}}})),
+        )
+        .await?;
+    eventually(
+        "the Gateway reports its Service's ingress",
+        WAIT,
+        || async {
+            let g = get_object(&client, GATEWAY_API, "Gateway", Some("apps"), "web").await?;
+            Ok(
+                g.filter(|g| g["status"]["addresses"][0]["value"] == LB_ADDRESS)
+                    .map(|_| ()),
+            )
+        },
+    )
+    .await?;
 
     // Converged: an unrelated change (a route, whose status is written)
     // brings new snapshots but no Service write.
