@@ -137,7 +137,12 @@ struct ServeArgs {
     /// Kubernetes mode: the labels of portcullis's own pods, as the
     /// selector of every --per-gateway-service Service (KEY=VALUE,
     /// comma-separated or repeated).
-    #[arg(long, value_name = "KEY=VALUE", value_delimiter = ',')]
+    #[arg(
+        long,
+        value_name = "KEY=VALUE",
+        value_delimiter = ',',
+        requires = "per_gateway_service"
+    )]
     per_gateway_service_selector: Vec<portcullis::cluster::gateway_services::Label>,
     /// Kubernetes mode: do not write the certificateRefs portcullis fills
     /// back into Gateways and ListenerSets (they are still served).
