@@ -10,7 +10,7 @@
 //! | [`compile`] | pure `Resources -> (Dataplane, Status)`: all Gateway API semantics |
 //! | [`crds`] | portcullis's own CustomResourceDefinitions, generated from the model types |
 //! | [`dataplane`] | the compiled, immutable data plane: binds, listeners, route tables, filters |
-//! | [`hashing`] | the hash map of the request path ([`hashing::FastMap`]) |
+//! | [`hashing`] | the hash map of the request path ([`hashing::FastMap`]), short digests for object names |
 //! | [`hostname`] | hostname matching and intersection rules |
 //! | [`status`] | status conditions as data |
 //! | [`tls`] | certificate parsing, SNI certificate resolution |

@@ -126,6 +126,24 @@ struct ServeArgs {
     /// nor --gateway-service gives one (repeatable).
     #[arg(long, value_name = "ADDRESS")]
     gateway_address: Vec<String>,
+    /// Kubernetes mode: make a Service of this type (ClusterIP, NodePort
+    /// or LoadBalancer) for each Gateway of our classes, in the Gateway's
+    /// namespace: its listener ports, sent to the pods
+    /// --per-gateway-service-selector selects, labelled and annotated as
+    /// the Gateway's spec.infrastructure says, owned by the Gateway.
+    /// Without it no Gateway gets one, and those made earlier are deleted.
+    #[arg(long, value_name = "TYPE", requires = "per_gateway_service_selector")]
+    per_gateway_service: Option<portcullis::cluster::gateway_services::ServiceType>,
+    /// Kubernetes mode: the labels of portcullis's own pods, as the
+    /// selector of every --per-gateway-service Service (KEY=VALUE,
+    /// comma-separated or repeated).
+    #[arg(
+        long,
+        value_name = "KEY=VALUE",
+        value_delimiter = ',',
+        requires = "per_gateway_service"
+    )]
+    per_gateway_service_selector: Vec<portcullis::cluster::gateway_services::Label>,
     /// Kubernetes mode: do not write the certificateRefs portcullis fills
     /// back into Gateways and ListenerSets (they are still served).
     #[arg(long)]
@@ -277,6 +295,16 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         write_certificate_refs: !args.no_certificate_refs_writeback,
         gateway_service: args.gateway_service.clone(),
         gateway_addresses: args.gateway_address.clone(),
+        per_gateway_service: args.per_gateway_service.map(|service_type| {
+            portcullis::cluster::gateway_services::ServiceOptions {
+                service_type,
+                selector: args
+                    .per_gateway_service_selector
+                    .iter()
+                    .map(|l| (l.key.clone(), l.value.clone()))
+                    .collect(),
+            }
+        }),
     });
     let options = ServeOptions {
         config_dir,

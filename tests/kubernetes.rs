@@ -26,6 +26,10 @@
 //!   not bindable on this node, then bound and served (the upstream
 //!   `GatewayStaticAddresses` steps), and one that turns local later,
 //!   bound by the periodic re-check.
+//! - `gateway_services`: a Service per Gateway (`--per-gateway-service`)
+//!   carrying the Gateway's infrastructure labels and annotations, brought
+//!   up to date, not written when converged, deleted with the flag off and
+//!   with its Gateway (kube-controller-manager's garbage collector).
 //! - `fixtures`: what `faults`, `chart_rbac` and `routing` share (backends, requests,
 //!   route status polling, base manifests).
 //! - `conformance_status`: the conformance cases' status checks run on the
@@ -53,6 +57,8 @@ mod conformance_status;
 mod faults;
 #[path = "kubernetes/fixtures.rs"]
 mod fixtures;
+#[path = "kubernetes/gateway_services.rs"]
+mod gateway_services;
 #[path = "kubernetes/issuance.rs"]
 mod issuance;
 #[path = "kubernetes/rig.rs"]

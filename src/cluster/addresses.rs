@@ -8,8 +8,9 @@
 //! one compile bound, none when it could bind none; a Hostname is what it
 //! asked to be called); else the
 //! address compile gave it from `--gateway-address-pool` (bound by its
-//! listeners); else the ingress of the LoadBalancer Service named by
-//! `--gateway-service`; else the addresses given with `--gateway-address`;
+//! listeners); else the ingress of its own LoadBalancer Service
+//! (`--per-gateway-service`, once it has any; `super::writes` picks it),
+//! else of the LoadBalancer Service named by `--gateway-service`; else the addresses given with `--gateway-address`;
 //! else the address every listener binds, when it is a specific one.
 //!
 //! [`reported`] reads back what Gateways report, so that an address given

@@ -16,6 +16,7 @@
 //! the refused-objects metric (no status condition on the object: its
 //! status is written from compile's output, which never saw it).
 
+use super::gateway_services::FIELD_MANAGER as SERVICE_MANAGER;
 use super::kinds::{decode, key_of, Watched};
 use super::status_patch::FIELD_MANAGER as STATUS_MANAGER;
 use crate::model::{Object, ObjectKey};
@@ -32,9 +33,12 @@ pub struct Live {
     pub generation: Option<i64>,
     /// For kinds that keep it ([`Watched::keeps_status`]): the object
     /// trimmed to what writing its status reads — `apiVersion`, `kind`,
-    /// `metadata` (name, namespace, resourceVersion, generation, and the
-    /// `managedFields` entries portcullis's status writer owns),
-    /// `spec.parentRefs` (echoed in route status) and `status`.
+    /// `metadata` (name, namespace, uid, resourceVersion, generation, and
+    /// the `managedFields` entries portcullis's status writer and
+    /// per-Gateway Service writer own), `spec.parentRefs` (echoed in route
+    /// status) and `status`; for per-Gateway Services
+    /// ([`super::gateway_services`]) also their labels, annotations,
+    /// ownerReferences and `spec` type, selector and ports.
     pub object: LiveObject,
 }
 
@@ -206,8 +210,10 @@ fn live_of(resource: &ApiResource, value: &serde_json::Value, keep: bool) -> Liv
             .into_iter()
             .flatten()
             .filter(|e| {
-                e.get("manager").and_then(|m| m.as_str()) == Some(STATUS_MANAGER)
-                    && e.get("subresource").and_then(|s| s.as_str()) == Some("status")
+                let manager = e.get("manager").and_then(|m| m.as_str());
+                let subresource = e.get("subresource").and_then(|s| s.as_str());
+                (manager == Some(STATUS_MANAGER) && subresource == Some("status"))
+                    || (manager == Some(SERVICE_MANAGER) && subresource.is_none())
             })
             .cloned()
             .collect();
@@ -221,6 +227,19 @@ fn live_of(resource: &ApiResource, value: &serde_json::Value, keep: bool) -> Liv
         if let Some(g) = generation {
             metadata["generation"] = g.into();
         }
+        if let Some(uid) = field("uid") {
+            metadata["uid"] = uid.clone();
+        }
+        let per_gateway_service = resource.group.is_empty()
+            && resource.kind == "Service"
+            && super::gateway_services::is_managed(value);
+        if per_gateway_service {
+            for f in ["labels", "annotations", "ownerReferences"] {
+                if let Some(v) = field(f) {
+                    metadata[f] = v.clone();
+                }
+            }
+        }
         if !managed.is_empty() {
             metadata["managedFields"] = managed.into();
         }
@@ -231,6 +250,16 @@ fn live_of(resource: &ApiResource, value: &serde_json::Value, keep: bool) -> Liv
         });
         if let Some(refs) = value.pointer("/spec/parentRefs") {
             object["spec"] = serde_json::json!({ "parentRefs": refs });
+        }
+        if per_gateway_service {
+            let spec = value.get("spec");
+            let mut kept = serde_json::Map::new();
+            for f in ["type", "selector", "ports"] {
+                if let Some(v) = spec.and_then(|s| s.get(f)) {
+                    kept.insert(f.into(), v.clone());
+                }
+            }
+            object["spec"] = kept.into();
         }
         if let Some(status) = value.get("status") {
             object["status"] = status.clone();

@@ -42,11 +42,7 @@ pub fn secret_name(challenge: &Challenge) -> String {
             )
         }
     };
-    let digest = ring::digest::digest(&ring::digest::SHA256, what.as_bytes());
-    let hex: String = digest.as_ref()[..10]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hex = crate::hashing::short_digest(what.as_bytes());
     format!("portcullis-challenge-{hex}")
 }
 

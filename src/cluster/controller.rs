@@ -5,12 +5,15 @@
 //! at once: a write in flight is abandoned, none is started.
 //!
 //! What to write is decided by pure planners (`super::certificate_refs`,
-//! `super::status_patch`); this module only applies their bodies, a few at
-//! a time, and retries a write the API refused with 409 Conflict on the
-//! next snapshot (which carries the newer object the conflict was about).
+//! `super::status_patch`, `super::gateway_services`); this module only
+//! applies their bodies (and deletes the per-Gateway Services no Gateway
+//! wants), a few at a time, and retries a write the API refused with 409
+//! Conflict on the next snapshot (which carries the newer object the
+//! conflict was about).
 
 use super::addresses::AddressSources;
 use super::cache::Live;
+use super::gateway_services::{self, ServiceDelete, ServiceOptions};
 use super::kinds::Watched;
 use super::writes::{Apply, Settings};
 use crate::issuer::status::ListenerConditions;
@@ -18,7 +21,7 @@ use crate::metrics::cluster::WriteOutcome;
 use crate::model::{ObjectKey, Resources};
 use crate::status::Status;
 use futures_util::StreamExt;
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -54,6 +57,10 @@ pub struct Controller {
     write_certificate_refs: bool,
     gateway_service: Option<ObjectKey>,
     addresses: AddressSources,
+    /// `--per-gateway-service`, when given.
+    per_gateway_service: Option<ServiceOptions>,
+    /// `--port-offset` (the per-Gateway Services' target ports).
+    port_offset: u16,
     /// The live version each write was applied on, until its echo
     /// arrives (never held across an await).
     applied: std::sync::Mutex<super::writes::Applied>,
@@ -89,6 +96,8 @@ impl Controller {
                 configured: options.gateway_addresses.clone(),
                 listen_address: Some(compile.listen_address),
             },
+            per_gateway_service: options.per_gateway_service.clone(),
+            port_offset: compile.port_offset,
             applied: Default::default(),
         }
     }
@@ -154,6 +163,7 @@ impl Controller {
             controller_name: &self.controller_name,
             write_certificate_refs: self.write_certificate_refs,
             gateway_service: self.gateway_service.as_ref(),
+            per_gateway_service: self.per_gateway_service.is_some(),
             addresses: &self.addresses,
             certificates: &certificates,
         };
@@ -166,22 +176,60 @@ impl Controller {
         )
     }
 
+    /// The per-Gateway Services one snapshot needs.
+    pub fn service_plan(&self, input: &Input) -> gateway_services::Plan {
+        gateway_services::plan(
+            &input.resources,
+            &input.status,
+            &input.live,
+            &gateway_services::Settings {
+                controller_name: &self.controller_name,
+                service: self.per_gateway_service.as_ref(),
+                port_offset: self.port_offset,
+            },
+        )
+    }
+
     /// Applies what `input` needs; returns how many writes failed for
     /// another reason than a conflict or a deleted object.
     async fn write(&self, input: &Input) -> usize {
-        let applies = self.applied().not_yet_applied(self.plan(input));
+        let services = self.service_plan(input);
+        for key in &services.taken {
+            tracing::warn!(service = %key, "a Service of another owner has the name of a Gateway's Service; not written");
+        }
+        let mut planned = self.plan(input);
+        planned.extend(services.applies.into_iter().map(|a| Apply {
+            resource: Watched::Service.api_resource("v1"),
+            namespace: a.key.namespace,
+            name: a.key.name,
+            status: false,
+            manager: gateway_services::FIELD_MANAGER,
+            body: super::writes::Body::new(&a.body),
+            read_version: String::new(),
+        }));
+        let applies = self.applied().not_yet_applied(planned);
         tracing::debug!(
             objects = input.status.objects.len(),
             live = input.live.len(),
             writes = applies.len(),
+            deletes = services.deletes.len(),
             "planned writes"
         );
-        if applies.is_empty() {
+        if applies.is_empty() && services.deletes.is_empty() {
             return 0;
         }
-        let total = applies.len();
-        let outcomes: Vec<WriteOutcome> = futures_util::stream::iter(applies)
-            .map(|a| self.apply(a))
+        let total = applies.len() + services.deletes.len();
+        let writes = applies
+            .into_iter()
+            .map(Write::Apply)
+            .chain(services.deletes.into_iter().map(Write::Delete));
+        let outcomes: Vec<WriteOutcome> = futures_util::stream::iter(writes)
+            .map(|w| async move {
+                match w {
+                    Write::Apply(a) => self.apply(a).await,
+                    Write::Delete(d) => self.delete(d).await,
+                }
+            })
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
@@ -191,6 +239,37 @@ impl Controller {
             .count();
         tracing::debug!(total, failed, "wrote to the API server");
         failed
+    }
+
+    /// Deletes one per-Gateway Service, if it is still the one planned
+    /// for (failures are logged).
+    async fn delete(&self, d: ServiceDelete) -> WriteOutcome {
+        let resource = Watched::Service.api_resource("v1");
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), &d.key.namespace, &resource);
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: Some(d.uid),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        let outcome = match api.delete(&d.key.name, &params).await {
+            Ok(_) => {
+                tracing::info!(service = %d.key, "deleted a Gateway's Service no Gateway of ours wants");
+                WriteOutcome::Written
+            }
+            Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => {
+                // Gone already (the garbage collector), or made again.
+                WriteOutcome::Superseded
+            }
+            Err(error) => {
+                tracing::warn!(service = %d.key, %error, "cannot delete a Gateway's Service; retrying");
+                WriteOutcome::Failed
+            }
+        };
+        self.metrics.cluster().write(&resource.kind, outcome);
+        outcome
     }
 
     /// Applies one body (failures are logged).
@@ -234,4 +313,12 @@ impl Controller {
         self.metrics.cluster().write(&a.resource.kind, outcome);
         outcome
     }
+}
+
+/// One write of a plan.
+enum Write {
+    /// A server-side apply.
+    Apply(Apply),
+    /// A per-Gateway Service's deletion.
+    Delete(ServiceDelete),
 }

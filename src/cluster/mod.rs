@@ -11,7 +11,8 @@
 //! | [`source`] | watches → [`crate::model::Resources`] snapshots | I/O |
 //! | [`certificate_refs`] | writing filled `certificateRefs` back (the plan is pure) | yes |
 //! | [`challenges`] | ACME challenges published as Secrets, answered by every replica | I/O |
-//! | [`controller`] | the leader's writes: status and filled references, by server-side apply | I/O |
+//! | [`controller`] | the leader's writes: status, filled references and per-Gateway Services, by server-side apply | I/O |
+//! | [`gateway_services`] | a Service per Gateway (`--per-gateway-service`): the plan of applies and deletions | yes |
 //! | [`status_patch`] | the status bodies written for each object | yes |
 //! | [`store`] | the issuer's state in Secrets and ConfigMaps | I/O |
 //! | [`writes`] | every write a snapshot needs (status, readiness, references) | yes |
@@ -22,6 +23,7 @@ pub mod cache;
 pub mod certificate_refs;
 pub mod challenges;
 pub mod controller;
+pub mod gateway_services;
 pub mod issuing;
 pub mod kinds;
 pub mod lease;
@@ -65,6 +67,9 @@ pub struct ClusterOptions {
     /// Addresses Gateways report when neither they nor the Service give
     /// any.
     pub gateway_addresses: Vec<String>,
+    /// A Service per Gateway, made as this says (`None`: none, and those
+    /// made earlier are deleted).
+    pub per_gateway_service: Option<gateway_services::ServiceOptions>,
 }
 
 impl ClusterOptions {

@@ -40,7 +40,7 @@ use std::time::SystemTime;
 mod ancestors;
 mod conditions;
 mod features;
-mod owned;
+pub(in crate::cluster) mod owned;
 mod shared;
 
 #[cfg(test)]
@@ -225,6 +225,16 @@ impl OwnedParents {
             }
         }
         out
+    }
+
+    /// Whether the Gateway `key` is ours.
+    pub fn owns_gateway(&self, key: &ObjectKey) -> bool {
+        self.gateways.contains(key)
+    }
+
+    /// Whether the ListenerSet `key` has our parent.
+    pub fn owns_listener_set(&self, key: &ObjectKey) -> bool {
+        self.listener_sets.contains(key)
     }
 
     /// Whether `r` names one of our Gateways or ListenerSets.

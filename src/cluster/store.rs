@@ -203,14 +203,8 @@ fn rfc3339(t: SystemTime) -> String {
 /// The name of the Secret holding `cert`'s pending order: a hash, since
 /// `<namespace>-<name>` could exceed the name limit or be ambiguous.
 fn order_secret(cert: &StoreKey) -> String {
-    let digest = ring::digest::digest(
-        &ring::digest::SHA256,
-        format!("{}/{}", cert.namespace(), cert.name()).as_bytes(),
-    );
-    let hex: String = digest.as_ref()[..10]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hex =
+        crate::hashing::short_digest(format!("{}/{}", cert.namespace(), cert.name()).as_bytes());
     format!("portcullis-order-{hex}")
 }
 

@@ -1,7 +1,9 @@
 //! Every write one compiled snapshot needs ([`plan`], pure): the status of
 //! each object portcullis owns (through [`super::status_patch`]), the
 //! readiness of each Issuer and ClusterIssuer, and the filled
-//! `certificateRefs` ([`super::certificate_refs`]). An object whose live
+//! `certificateRefs` ([`super::certificate_refs`]); the per-Gateway
+//! Services are planned beside it ([`super::gateway_services`], joined by
+//! the controller, which also deletes). An object whose live
 //! state already says what portcullis would write gets no write, so a
 //! snapshot that changes nothing costs no API call.
 
@@ -120,6 +122,10 @@ pub struct Settings<'a> {
     pub write_certificate_refs: bool,
     /// The `--gateway-service` Service, when one is named.
     pub gateway_service: Option<&'a ObjectKey>,
+    /// Whether each Gateway has a Service of its own
+    /// (`--per-gateway-service`): its LoadBalancer ingress, once it has
+    /// any, is that Gateway's instead of `gateway_service`'s.
+    pub per_gateway_service: bool,
     /// Addresses for Gateways that name none.
     pub addresses: &'a AddressSources,
     /// The `CertificateReady` conditions of the listeners the issuer
@@ -182,7 +188,12 @@ pub fn plan(
                 let Some(gw) = resources.gateways.iter().find(|g| g.metadata.key() == key) else {
                     continue;
                 };
-                let list = addresses(gw, ours, &ingress, settings.addresses);
+                let own = settings
+                    .per_gateway_service
+                    .then(|| own_ingress(&key, live))
+                    .filter(|i| !i.is_empty());
+                let ingress = own.as_deref().unwrap_or(&ingress);
+                let list = addresses(gw, ours, ingress, settings.addresses);
                 push(
                     &Target::Gateway { addresses: &list },
                     Watched::Gateway,
@@ -275,6 +286,23 @@ pub fn plan(
         }
     }
     out
+}
+
+/// The LoadBalancer ingress of Gateway `gateway`'s own Service
+/// ([`super::gateway_services`]), if that Service is one portcullis made.
+fn own_ingress(
+    gateway: &ObjectKey,
+    live: &BTreeMap<(Watched, ObjectKey), Live>,
+) -> Vec<super::status_patch::GatewayAddress> {
+    let key = ObjectKey::new(
+        &gateway.namespace,
+        &super::gateway_services::service_name(&gateway.name),
+    );
+    live.get(&(Watched::Service, key))
+        .map(|l| l.object.value())
+        .filter(super::gateway_services::is_managed)
+        .map(|v| service_ingress(v.get("status")))
+        .unwrap_or_default()
 }
 
 /// The watched kind and route kind of a route kind name.

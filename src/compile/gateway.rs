@@ -271,7 +271,7 @@ fn gateway_state<'a>(gw: &'a Gateway, options: &CompileOptions) -> GatewayState<
         .spec
         .infrastructure
         .as_ref()
-        .and_then(|i| i.get("parametersRef"))
+        .and_then(|i| i.parameters_ref.as_ref())
         .is_some_and(|p| !p.is_null());
     if has_parameters {
         state.rejected = Some(Problem::new(

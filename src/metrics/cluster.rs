@@ -73,7 +73,7 @@ impl Cluster {
         );
         registry.register(
             n::KUBERNETES_WRITES,
-            "Writes to the API server by kind and outcome (written; superseded: 409/404, redone on the next snapshot; failed: retried with backoff)",
+            "Writes to the API server (server-side applies, and deletions of per-Gateway Services) by kind and outcome (written; superseded: 409/404, redone on the next snapshot; failed: retried with backoff)",
             c.writes.clone(),
         );
         registry.register(

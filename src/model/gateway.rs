@@ -52,8 +52,22 @@ pub struct GatewaySpec {
     pub allowed_listeners: Option<AllowedListeners>,
     /// Gateway-wide TLS settings (frontend validation, backend client cert).
     pub tls: Option<GatewayTls>,
-    /// Infrastructure labels/annotations; accepted and ignored standalone.
-    pub infrastructure: Option<serde_json::Value>,
+    /// Labels and annotations for what is made for this Gateway (its
+    /// Service in Kubernetes mode; ignored standalone).
+    pub infrastructure: Option<GatewayInfrastructure>,
+}
+
+/// `Gateway.spec.infrastructure`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, rename_all = "camelCase")]
+pub struct GatewayInfrastructure {
+    /// Labels for the resources made for the Gateway.
+    pub labels: BTreeMap<String, String>,
+    /// Annotations for the resources made for the Gateway.
+    pub annotations: BTreeMap<String, String>,
+    /// Implementation parameters (portcullis takes none: the Gateway is
+    /// refused with `InvalidParameters`).
+    pub parameters_ref: Option<serde_json::Value>,
 }
 
 /// `Gateway.spec.tls`.

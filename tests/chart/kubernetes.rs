@@ -256,6 +256,12 @@ fn rbac_grants_exactly_what_kubernetes_mode_reads_and_writes() {
         }
     }
     expected.insert("cluster gateway.networking.k8s.io/gateways patch".into());
+    // The per-Gateway Services: applied, deleted when no Gateway wants
+    // them, owned by their Gateway (blockOwnerDeletion).
+    for verb in ["create", "patch", "delete"] {
+        expected.insert(format!("cluster /services {verb}"));
+    }
+    expected.insert("cluster gateway.networking.k8s.io/gateways/finalizers update".into());
     for resource in [
         "/services",
         "/namespaces",
@@ -455,6 +461,39 @@ fn disruption_budget_and_autoscaler_are_configurable() {
         no_request.contains("resources.requests.cpu"),
         "{no_request}"
     );
+}
+
+#[test]
+fn per_gateway_services_are_off_unless_a_type_is_set_and_select_the_release_pods() {
+    let off = args(get(&default_objects(), "Deployment/edge-portcullis"));
+    assert!(
+        off.iter().all(|a| !a.starts_with("--per-gateway-service")),
+        "{off:?}"
+    );
+    let on = parse(&render(&["kubernetes.perGatewayService.type=ClusterIP"]).expect("renders"));
+    let deployment = get(&on, "Deployment/edge-portcullis");
+    let selector = &deployment["spec"]["selector"]["matchLabels"];
+    let labels: Vec<String> = ["app.kubernetes.io/name", "app.kubernetes.io/instance"]
+        .iter()
+        .map(|k| format!("{k}={}", selector[*k].as_str().expect("pod selector label")))
+        .collect();
+    let args = args(deployment);
+    for expected in [
+        "--per-gateway-service=ClusterIP".to_string(),
+        format!("--per-gateway-service-selector={}", labels.join(",")),
+    ] {
+        assert!(args.contains(&expected), "{expected} in {args:?}");
+    }
+    let chosen = parse(
+        &render(&[
+            "kubernetes.perGatewayService.type=LoadBalancer",
+            "kubernetes.perGatewayService.selector.role=edge",
+        ])
+        .expect("renders"),
+    );
+    let args = super::args(get(&chosen, "Deployment/edge-portcullis"));
+    assert!(args.contains(&"--per-gateway-service-selector=role=edge".to_string()));
+    assert!(args.contains(&"--per-gateway-service=LoadBalancer".to_string()));
 }
 
 #[test]

@@ -12,7 +12,6 @@ use crate::support::kube_mode::{
     condition, eventually, get_object, install_crds, KubeGateway, KubeOptions,
 };
 use anyhow::{ensure, Context, Result};
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use serde_json::Value;
 use std::process::Command;
 
@@ -160,16 +159,9 @@ async fn gateways_on_one_port_get_addresses_of_their_own_from_the_pool() -> Resu
 
     // A deleted Gateway's address goes to the one waiting; the other keeps
     // its own.
-    let gateways: Api<DynamicObject> = Api::namespaced_with(
-        client.clone(),
-        "apps",
-        &ApiResource::from_gvk(&GroupVersionKind::gvk(
-            "gateway.networking.k8s.io",
-            "v1",
-            "Gateway",
-        )),
-    );
-    gateways.delete("one", &Default::default()).await?;
+    crate::fixtures::gateways(&client)
+        .delete("one", &Default::default())
+        .await?;
     let three = programmed_address(&client, "three").await?;
     ensure!(three == one, "three got {three}, not the freed {one}");
     served_by(&three, "three").await?;

@@ -2,12 +2,13 @@
 //! renders (its CRDs too) is admitted and stored, and a real `portcullis
 //! serve --kubernetes` running as the chart's ServiceAccount with only the
 //! chart's RBAC does its whole job — watches, status, the Lease, a Secret
-//! issued by the local CA — while what the chart leaves out is refused, by
+//! issued by the local CA, a per-Gateway Service owned by its Gateway (with
+//! OwnerReferencesPermissionEnforcement on) — while what the chart leaves out is refused, by
 //! RBAC or by the chart's ValidatingAdmissionPolicy, with the API's exact
 //! answer.
 
 use crate::fixtures::{accepted_by_us, backend, is_true, wait_route, wait_routed, WAIT};
-use crate::support::control_plane::ControlPlane;
+use crate::support::control_plane::{ControlPlane, ControlPlaneOptions};
 use crate::support::kube_mode::{condition, eventually, get_object, KubeGateway, KubeOptions};
 use crate::support::portcullis::free_port;
 use anyhow::{anyhow, bail, ensure, Context, Result};
@@ -171,7 +172,14 @@ async fn every_object_the_chart_renders_is_admitted_by_the_api_server() -> Resul
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn portcullis_does_its_job_with_the_charts_rbac_and_nothing_more() -> Result<()> {
-    let cp = ControlPlane::start().await?;
+    // The admission plugin that lets only who may update a Gateway's
+    // finalizers set blockOwnerDeletion on the per-Gateway Service.
+    let cp = ControlPlane::start_with(ControlPlaneOptions {
+        apiserver_args: vec![
+            "--enable-admission-plugins=OwnerReferencesPermissionEnforcement".into(),
+        ],
+    })
+    .await?;
     install(&cp).await?;
     let admin = cp.client();
     let (http_port, https_port) = (free_port()?, free_port()?);
@@ -238,6 +246,10 @@ stringData: {{note: written by someone else}}
         FULLNAME,
         "--controller-name",
         "portcullis.dev/gateway-controller",
+        "--per-gateway-service",
+        "ClusterIP",
+        "--per-gateway-service-selector",
+        "app.kubernetes.io/name=portcullis,app.kubernetes.io/instance=edge",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -310,6 +322,16 @@ stringData: {{note: written by someone else}}
             == Some("true"),
         "the issued Secret is labelled managed: {:?}",
         issued.metadata.labels
+    );
+    // The Gateway's Service, owned by it.
+    let service = eventually("the Gateway's Service", WAIT, || async {
+        get_object(&admin, "v1", "Service", Some("apps"), "portcullis-web").await
+    })
+    .await?;
+    ensure!(
+        service["metadata"]["ownerReferences"][0]["blockOwnerDeletion"] == true
+            && service["metadata"]["labels"]["gateway.networking.k8s.io/gateway-name"] == "web",
+        "{service}"
     );
     // The Lease is held by this replica.
     let lease = Api::<Lease>::namespaced(admin.clone(), NAMESPACE)

@@ -32,10 +32,11 @@
 //! error names.
 //!
 //! Left out of status-only.json, with why:
-//! - `GatewayInfrastructure` (portcullis creates no per-Gateway
-//!   infrastructure) and `GatewayStaticAddresses` (needs usable and unusable
-//!   addresses the implementation names): not encoded in `status_checks`
-//!   (the standalone harness does not run them either).
+//! - `GatewayInfrastructure` (reads the per-Gateway Service that
+//!   `--per-gateway-service` makes: `gateway_services` and the upstream
+//!   suite check it) and `GatewayStaticAddresses` (needs usable and
+//!   unusable addresses the implementation names): not encoded in
+//!   `status_checks` (the standalone harness does not run them either).
 //!
 //! `GatewayOptionalAddressValue`, not encoded either (its address is not on
 //! `/status`), is checked here on the API status as its summary says.

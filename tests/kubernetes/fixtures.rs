@@ -193,6 +193,16 @@ spec:
     )
 }
 
+/// The Gateways of namespace `apps`.
+pub(crate) fn gateways(client: &kube::Client) -> Api<DynamicObject> {
+    let ar = kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+        "gateway.networking.k8s.io",
+        "v1",
+        "Gateway",
+    ));
+    Api::namespaced_with(client.clone(), "apps", &ar)
+}
+
 pub(crate) fn http_routes(client: &kube::Client) -> Result<Api<DynamicObject>> {
     let ar = kube::api::ApiResource::from_gvk_with_plural(
         &kube::api::GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute"),

@@ -14,7 +14,9 @@
 //!
 //! The suite's Gateways share ports without hostnames (the base manifests
 //! have three on port 80): portcullis gives each one an address of its own
-//! from `--gateway-address-pool` ([`GATEWAY_POOL`]).
+//! from `--gateway-address-pool` ([`GATEWAY_POOL`]). Each Gateway also gets
+//! its Service (`--per-gateway-service`), which `GatewayInfrastructure`
+//! reads.
 
 use crate::fixtures::CONTROLLER;
 use crate::support::control_plane::ControlPlane;
@@ -48,6 +50,7 @@ const SUPPORTED_FEATURES: &[&str] = &[
     "UDPRoute",
     "Gateway",
     "GatewayStaticAddresses",
+    "GatewayInfrastructurePropagation",
     "HTTPRoute",
     "ReferenceGrant",
     "GatewayPort8080",
@@ -123,7 +126,17 @@ spec: {{controllerName: {CONTROLLER}}}
     let profiles =
         std::env::var("PORTCULLIS_UPSTREAM_PROFILES").unwrap_or_else(|_| PROFILES.into());
     let mut options = KubeOptions::admin(&cp, "portcullis-system", "replica-a");
-    options.extra_args = vec!["--gateway-address-pool".into(), GATEWAY_POOL.into()];
+    options.extra_args = vec![
+        "--gateway-address-pool".into(),
+        GATEWAY_POOL.into(),
+        // GatewayInfrastructurePropagation: each Gateway's Service carries
+        // its spec.infrastructure (the selector matches no pod here: the
+        // suite's traffic goes to the pool addresses).
+        "--per-gateway-service".into(),
+        "ClusterIP".into(),
+        "--per-gateway-service-selector".into(),
+        "app.kubernetes.io/name=portcullis".into(),
+    ];
     // Kept after the run, as the node agent's (the control plane's
     // directory is removed).
     options.log_file = out_dir.join(format!("{profiles}-portcullis.log"));

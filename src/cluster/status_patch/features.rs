@@ -106,7 +106,7 @@ pub const UNSUPPORTED_FEATURES: &[(&str, &str)] = &[
     ),
     (
         "GatewayInfrastructurePropagation",
-        "portcullis creates no per-Gateway infrastructure to carry labels and annotations to",
+        "only --per-gateway-service makes the Service that carries the labels and annotations, and a class announces the same list whatever a replica's flags",
     ),
     (
         "GatewayStaticAddresses",

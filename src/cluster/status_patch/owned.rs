@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// A path in a managed-fields set: `f:<field>` and `k:<key object>`
 /// segments, the key object in one canonical spelling.
-type Path = Vec<String>;
+pub(in crate::cluster) type Path = Vec<String>;
 
 /// Whether applying `desired` (a status) under `manager` would remove a
 /// condition, listener, feature or top-level field `manager` owns in `live`.
@@ -33,13 +33,25 @@ pub(super) fn drops_owned(live: &Value, manager: &str, desired: &Value) -> bool 
 /// The status paths `manager` owns through the status subresource, or
 /// `None` when the object carries no `managedFields` at all.
 fn owned_paths(live: &Value, manager: &str) -> Option<BTreeSet<Path>> {
+    owned_under(live, manager, Some("status"), "f:status")
+}
+
+/// The paths under the top-level field `root` (`f:metadata`, `f:spec`,
+/// ...) that `manager` owns, through `subresource` (`None`: the object
+/// itself), or `None` when the object carries no `managedFields` at all.
+pub(in crate::cluster) fn owned_under(
+    live: &Value,
+    manager: &str,
+    subresource: Option<&str>,
+    root: &str,
+) -> Option<BTreeSet<Path>> {
     let entries = live["metadata"]["managedFields"].as_array()?;
     let mut out = BTreeSet::new();
     for e in entries
         .iter()
-        .filter(|e| e["manager"] == manager && e["subresource"] == "status")
+        .filter(|e| e["manager"] == manager && e["subresource"].as_str() == subresource)
     {
-        managed_paths(&e["fieldsV1"]["f:status"], &mut Vec::new(), &mut out);
+        managed_paths(&e["fieldsV1"][root], &mut Vec::new(), &mut out);
     }
     Some(out)
 }
@@ -97,7 +109,7 @@ fn desired_paths(v: &Value, field: Option<&str>, prefix: &mut Path, out: &mut BT
 
 /// `k:` and the key object with its fields sorted, so two spellings of one
 /// key compare equal.
-fn key_segment(key: &Map<String, Value>) -> String {
+pub(in crate::cluster) fn key_segment(key: &Map<String, Value>) -> String {
     let sorted: BTreeMap<&String, &Value> = key.iter().collect();
     format!("k:{}", serde_json::to_string(&sorted).unwrap_or_default())
 }

@@ -84,6 +84,7 @@ fn settings<'a>(sources: &'a AddressSources, service: Option<&'a ObjectKey>) -> 
         controller_name: OURS,
         write_certificate_refs: true,
         gateway_service: service,
+        per_gateway_service: false,
         addresses: sources,
         certificates: &NO_CERTIFICATES,
     }
@@ -201,6 +202,48 @@ fn gateways_report_the_load_balancer_ingress_of_the_gateway_service() {
     assert_eq!(
         gw.body.value()["status"]["addresses"],
         json!([{"type": "IPAddress", "value": "203.0.113.7"}])
+    );
+}
+
+#[test]
+fn a_gateway_with_a_service_of_its_own_reports_that_services_ingress() {
+    let own = |labels: &str| {
+        format!(
+            "{FIXTURE}---\napiVersion: v1\nkind: Service\nmetadata: {{name: portcullis, namespace: portcullis-system}}\nspec: {{type: LoadBalancer, ports: [{{port: 443}}]}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: portcullis-gw, namespace: edge, labels: {{{labels}}}}}\nspec: {{type: LoadBalancer, ports: [{{port: 80}}]}}\n"
+        )
+    };
+    let address = |yaml: &str, per_gateway_service: bool| {
+        let (r, status) = snapshot(yaml);
+        let live = live_of(yaml, |kind, name| match (kind, name) {
+            ("Service", "portcullis") => {
+                json!({"loadBalancer": {"ingress": [{"ip": "203.0.113.7"}]}})
+            }
+            ("Service", "portcullis-gw") => {
+                json!({"loadBalancer": {"ingress": [{"hostname": "gw.lb.example"}]}})
+            }
+            _ => json!({}),
+        });
+        let sources = AddressSources::default();
+        let shared = ObjectKey::new("portcullis-system", "portcullis");
+        let with = Settings {
+            per_gateway_service,
+            ..settings(&sources, Some(&shared))
+        };
+        let applies = plan(&r, &status, &live, &with, SystemTime::UNIX_EPOCH);
+        let gw = find(&applies, "Gateway", "gw").expect("gateway written");
+        gw.body.value()["status"]["addresses"][0]["value"].clone()
+    };
+    let ours = own("app.kubernetes.io/managed-by: portcullis");
+    assert_eq!(address(&ours, true), "gw.lb.example");
+    assert_eq!(
+        address(&ours, false),
+        "203.0.113.7",
+        "flag off: the shared one"
+    );
+    assert_eq!(
+        address(&own("app: theirs"), true),
+        "203.0.113.7",
+        "a Service of that name portcullis did not make"
     );
 }
 
