@@ -507,7 +507,7 @@ fn apiserver_args(dir: &Path, etcd_url: &str, port: u16, extra: &[String]) -> Ve
             "--service-account-signing-key-file={}",
             path("service-account.key")
         ),
-        "--service-cluster-ip-range=10.0.0.0/24".to_string(),
+        "--service-cluster-ip-range=10.0.0.0/16".to_string(),
         // Published in the `kubernetes` Service's endpoints only; set so the
         // API server need not look for a default route (machines without one
         // exist), and not loopback, which endpoints refuse. TEST-NET-1.
