@@ -8,7 +8,7 @@ use super::refs::{self, Referrer, Target, GATEWAY_GROUP};
 use super::{Ctx, Problem};
 use crate::dataplane::router::RouteEntry;
 use crate::dataplane::{BindProtocol, ListenerKey, RouteKind, StreamMode};
-use crate::model::gateway::{Listener, SecretObjectReference};
+use crate::model::gateway::{Listener, SecretObjectReference, TlsMode};
 use crate::model::{Gateway, ListenerSet};
 use crate::status::{Condition, ConditionType, ListenerStatus, Reason};
 use std::collections::HashMap;
@@ -204,9 +204,9 @@ impl<'a> ListenerState<'a> {
         if self.family != Family::Tls {
             return None;
         }
-        match self.spec.tls.as_ref().and_then(|t| t.mode.as_deref()) {
-            Some("Passthrough") => Some(StreamMode::Passthrough),
-            _ => Some(StreamMode::Terminate),
+        match self.spec.tls_mode() {
+            TlsMode::Passthrough => Some(StreamMode::Passthrough),
+            TlsMode::Terminate | TlsMode::Unknown(_) => Some(StreamMode::Terminate),
         }
     }
 
@@ -337,11 +337,10 @@ fn validate(l: &mut ListenerState<'_>, ctx: &Ctx<'_>) -> bool {
         }
     }
     if l.family == Family::Tls {
-        let mode = l.spec.tls.as_ref().and_then(|t| t.mode.as_deref());
-        if !matches!(mode, None | Some("Terminate") | Some("Passthrough")) {
+        if let TlsMode::Unknown(mode) = l.spec.tls_mode() {
             l.rejected = Some(Problem::new(
                 Reason::UnsupportedValue,
-                format!("unknown TLS mode {}", mode.unwrap_or_default()),
+                format!("unknown TLS mode {mode}"),
             ));
             return false;
         }
@@ -403,10 +402,7 @@ fn locate_certificates<'a>(
     pairs: &mut Vec<Pair<'a>>,
 ) -> Vec<Located> {
     let tls = l.spec.tls.as_ref();
-    if tls
-        .and_then(|t| t.mode.as_deref())
-        .is_some_and(|m| m != "Terminate")
-    {
+    if l.spec.tls_mode() != TlsMode::Terminate {
         l.rejected = Some(Problem::new(
             Reason::UnsupportedValue,
             "HTTPS listeners terminate TLS",

@@ -51,7 +51,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::request::{CertRequest, KeyAlgorithm};
-use crate::model::gateway::{Listener, SecretObjectReference};
+use crate::model::gateway::{Listener, SecretObjectReference, TlsMode};
 use crate::model::issuer::IssuerSpec;
 use crate::model::{Gateway, ListenerSet, ObjectKey, ObjectMeta, Resources};
 use crate::status::{ConditionStatus, ConditionType, Reason, Status};
@@ -459,14 +459,10 @@ fn issuer_in(ann: &BTreeMap<String, String>, namespace: &str) -> Option<IssuerRe
     first(&CLUSTER_ISSUER_ANNOTATIONS).map(|name| IssuerRef::ClusterIssuer { name })
 }
 
-/// Whether a listener ends TLS (HTTPS, or TLS in Terminate mode).
+/// Whether a listener ends TLS (HTTPS, or TLS in Terminate mode, which is
+/// also what an absent mode means).
 fn terminates(l: &Listener) -> bool {
-    let mode = l.tls.as_ref().and_then(|t| t.mode.as_deref());
-    match l.protocol.as_str() {
-        "HTTPS" => mode.is_none_or(|m| m == "Terminate"),
-        "TLS" => mode == Some("Terminate"),
-        _ => false,
-    }
+    matches!(l.protocol.as_str(), "HTTPS" | "TLS") && l.tls_mode() == TlsMode::Terminate
 }
 
 /// The Gateway a ListenerSet's `parentRef` names, if it exists.

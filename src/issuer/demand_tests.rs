@@ -240,14 +240,23 @@ fn catch_all_local_ca_listener_without_route_hosts_gets_localhost() {
 
 #[test]
 fn tls_terminate_listeners_are_managed_and_passthrough_and_http_are_not() {
+    // `d` names no mode and `e` no tls at all: both terminate, as compile
+    // serves them (the Gateway API's default mode).
     let d = run(&gateway(
         "",
         "  - {name: t, protocol: TLS, port: 443, hostname: t.test, tls: {mode: Terminate}}
+  - {name: d, protocol: TLS, port: 443, hostname: d.test, tls: {}}
+  - {name: e, protocol: TLS, port: 443, hostname: e.test}
   - {name: p, protocol: TLS, port: 443, hostname: p.test, tls: {mode: Passthrough}}
+  - {name: u, protocol: TLS, port: 443, hostname: u.test, tls: {mode: Unwrap}}
   - {name: h, protocol: HTTP, port: 80, hostname: h.test}",
     ));
-    let secrets: Vec<String> = d.certificates.iter().map(secret).collect();
-    assert_eq!(secrets, ["default/gw-t-tls"]);
+    let mut secrets: Vec<String> = d.certificates.iter().map(secret).collect();
+    secrets.sort();
+    assert_eq!(
+        secrets,
+        ["default/gw-d-tls", "default/gw-e-tls", "default/gw-t-tls"]
+    );
 }
 
 #[test]

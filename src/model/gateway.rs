@@ -165,6 +165,31 @@ pub struct Listener {
     pub allowed_routes: Option<AllowedRoutes>,
 }
 
+impl Listener {
+    /// How this listener's `tls.mode` is read, the one place compile and
+    /// the issuer's demand decide it: `Terminate` when absent (the Gateway
+    /// API's default, which the API server fills in but a file may leave
+    /// out).
+    pub fn tls_mode(&self) -> TlsMode<'_> {
+        match self.tls.as_ref().and_then(|t| t.mode.as_deref()) {
+            None | Some("Terminate") => TlsMode::Terminate,
+            Some("Passthrough") => TlsMode::Passthrough,
+            Some(other) => TlsMode::Unknown(other),
+        }
+    }
+}
+
+/// `listener.tls.mode`, read by [`Listener::tls_mode`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode<'a> {
+    /// TLS ends at the listener (the default).
+    Terminate,
+    /// The TLS stream is forwarded as it is.
+    Passthrough,
+    /// A mode the Gateway API does not define.
+    Unknown(&'a str),
+}
+
 /// `listener.tls`.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default, rename_all = "camelCase")]
