@@ -162,15 +162,8 @@ pub fn plan(
             // Deleted since the snapshot: nothing to write to.
             return;
         };
-        let annotated;
-        let ours = if matches!(watched, Watched::Gateway | Watched::ListenerSet) {
-            let mut copy = ours.clone();
-            settings.certificates.annotate(&mut copy);
-            annotated = copy;
-            &annotated
-        } else {
-            ours
-        };
+        let ours = settings.certificates.annotated(ours);
+        let ours = &*ours;
         match status_patch(target, ours, &l.object.value(), &ctx, now) {
             Ok(Some(body)) => out.push(status_apply(target, ours, body, &l.resource_version)),
             Ok(None) => {}
@@ -179,13 +172,23 @@ pub fn plan(
             }
         }
     };
+    let gateways: std::collections::HashMap<(&str, &str), &crate::model::Gateway> = resources
+        .gateways
+        .iter()
+        .map(|g| {
+            (
+                (g.metadata.namespace.as_str(), g.metadata.name.as_str()),
+                &**g,
+            )
+        })
+        .collect();
     let mut reported: std::collections::BTreeSet<(Watched, ObjectKey)> = Default::default();
     for ours in &status.objects {
         let key = ObjectKey::new(&ours.namespace, &ours.name);
         let (watched, target) = match ours.kind.as_str() {
             "GatewayClass" => (Watched::GatewayClass, Target::GatewayClass),
             "Gateway" => {
-                let Some(gw) = resources.gateways.iter().find(|g| g.metadata.key() == key) else {
+                let Some(gw) = gateways.get(&(ours.namespace.as_str(), ours.name.as_str())) else {
                     continue;
                 };
                 let own = settings

@@ -336,6 +336,32 @@ impl ListenerConditions {
         Self { by_owner }
     }
 
+    /// `object` as [`Self::annotate`] leaves it, copied only when that
+    /// changes it (most objects no certificate concerns are borrowed).
+    pub fn annotated<'a>(
+        &self,
+        object: &'a crate::status::ObjectStatus,
+    ) -> std::borrow::Cow<'a, crate::status::ObjectStatus> {
+        use crate::status::ConditionType;
+        let kind = match object.kind.as_str() {
+            "Gateway" => OwnerKind::Gateway,
+            "ListenerSet" => OwnerKind::ListenerSet,
+            _ => return std::borrow::Cow::Borrowed(object),
+        };
+        let stale = object.listeners.iter().any(|l| {
+            l.conditions
+                .iter()
+                .any(|c| c.kind == ConditionType::CertificateReady)
+        });
+        let owner = ObjectKey::new(&object.namespace, &object.name);
+        if !stale && !self.by_owner.contains_key(&(kind, owner)) {
+            return std::borrow::Cow::Borrowed(object);
+        }
+        let mut copy = object.clone();
+        self.annotate(&mut copy);
+        std::borrow::Cow::Owned(copy)
+    }
+
     /// Replaces the `CertificateReady` conditions of `object`'s listeners
     /// (a Gateway's or ListenerSet's; other kinds are left alone) with the
     /// verdicts that concern them.
@@ -532,5 +558,34 @@ mod tests {
         // A later report without the certificate clears the condition.
         annotate_listeners(&mut status, &[]);
         assert_eq!(ready(&status, 1), None);
+    }
+
+    #[test]
+    fn annotated_copies_only_the_objects_a_certificate_concerns() {
+        use crate::status::ObjectStatus;
+        use std::borrow::Cow;
+        let mut gw = ObjectStatus::new("Gateway", "apps", "plain");
+        gw.listeners = vec![listener_status("web")];
+        let mut set = ObjectStatus::new("ListenerSet", "apps", "extra");
+        set.listeners = vec![listener_status("web")];
+        let cert = ready_cert(
+            "apps/extra-web-tls",
+            ("local-ca", "local-ca"),
+            &["ListenerSet apps/extra/web"],
+        );
+        let conditions = ListenerConditions::of(&[cert]);
+        assert!(matches!(conditions.annotated(&gw), Cow::Borrowed(_)));
+        let Cow::Owned(annotated) = conditions.annotated(&set) else {
+            panic!("the ListenerSet a certificate serves is annotated");
+        };
+        let mut expected = set.clone();
+        conditions.annotate(&mut expected);
+        assert_eq!(annotated, expected);
+        assert_ne!(annotated, set);
+        // A stale condition is cleared even when no certificate is left.
+        let Cow::Owned(cleared) = ListenerConditions::EMPTY.annotated(&annotated) else {
+            panic!("a stale CertificateReady condition is removed");
+        };
+        assert_eq!(cleared, set);
     }
 }

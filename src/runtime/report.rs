@@ -59,13 +59,7 @@ impl Serialize for AnnotatedObjects<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(self.objects.len()))?;
         for object in self.objects {
-            if object.listeners.is_empty() {
-                seq.serialize_element(object)?;
-            } else {
-                let mut copy = object.clone();
-                self.conditions.annotate(&mut copy);
-                seq.serialize_element(&copy)?;
-            }
+            seq.serialize_element(&*self.conditions.annotated(object))?;
         }
         seq.end()
     }
