@@ -109,6 +109,7 @@ impl Controller {
         mut input: watch::Receiver<Option<Input>>,
         mut leading: watch::Receiver<bool>,
     ) {
+        let this = Arc::new(self);
         let mut retry = RETRY_FIRST;
         loop {
             if !*leading.borrow_and_update() {
@@ -123,7 +124,7 @@ impl Controller {
             let mut failed = 0;
             if let Some(current) = current {
                 tokio::select! {
-                    f = self.write(&current) => failed = f,
+                    f = this.write(&current) => failed = f,
                     _ = leading.wait_for(|l| !*l) => {
                         tracing::info!("not leading: abandoned the writes in flight");
                         continue;
@@ -176,6 +177,26 @@ impl Controller {
         )
     }
 
+    /// Every apply one snapshot needs (status, references, per-Gateway
+    /// Services) and the per-Gateway Services to delete.
+    fn plan_all(&self, input: &Input) -> (Vec<Apply>, Vec<ServiceDelete>) {
+        let services = self.service_plan(input);
+        for key in &services.taken {
+            tracing::warn!(service = %key, "a Service of another owner has the name of a Gateway's Service; not written");
+        }
+        let mut planned = self.plan(input);
+        planned.extend(services.applies.into_iter().map(|a| Apply {
+            resource: Watched::Service.api_resource("v1"),
+            namespace: a.key.namespace,
+            name: a.key.name,
+            status: false,
+            manager: gateway_services::FIELD_MANAGER,
+            body: super::writes::Body::new(&a.body),
+            read_version: String::new(),
+        }));
+        (planned, services.deletes)
+    }
+
     /// The per-Gateway Services one snapshot needs.
     pub fn service_plan(&self, input: &Input) -> gateway_services::Plan {
         gateway_services::plan(
@@ -192,37 +213,38 @@ impl Controller {
 
     /// Applies what `input` needs; returns how many writes failed for
     /// another reason than a conflict or a deleted object.
-    async fn write(&self, input: &Input) -> usize {
-        let services = self.service_plan(input);
-        for key in &services.taken {
-            tracing::warn!(service = %key, "a Service of another owner has the name of a Gateway's Service; not written");
-        }
-        let mut planned = self.plan(input);
-        planned.extend(services.applies.into_iter().map(|a| Apply {
-            resource: Watched::Service.api_resource("v1"),
-            namespace: a.key.namespace,
-            name: a.key.name,
-            status: false,
-            manager: gateway_services::FIELD_MANAGER,
-            body: super::writes::Body::new(&a.body),
-            read_version: String::new(),
-        }));
+    async fn write(self: &Arc<Self>, input: &Input) -> usize {
+        // Planning reads every object with status, the live copy of each
+        // parsed (tens of milliseconds at thousands of routes, on every
+        // snapshot): off the async workers, which serve traffic.
+        let started = std::time::Instant::now();
+        let (this, owned) = (Arc::clone(self), input.clone());
+        let planned = tokio::task::spawn_blocking(move || this.plan_all(&owned)).await;
+        let (planned, deletes) = match planned {
+            Ok(p) => p,
+            Err(error) => {
+                tracing::error!(%error, "planning the writes failed");
+                return 1;
+            }
+        };
         let applies = self.applied().not_yet_applied(planned);
         tracing::debug!(
             objects = input.status.objects.len(),
             live = input.live.len(),
             writes = applies.len(),
-            deletes = services.deletes.len(),
+            deletes = deletes.len(),
+            planned_ms = started.elapsed().as_millis(),
             "planned writes"
         );
-        if applies.is_empty() && services.deletes.is_empty() {
+
+        if applies.is_empty() && deletes.is_empty() {
             return 0;
         }
-        let total = applies.len() + services.deletes.len();
+        let total = applies.len() + deletes.len();
         let writes = applies
             .into_iter()
             .map(Write::Apply)
-            .chain(services.deletes.into_iter().map(Write::Delete));
+            .chain(deletes.into_iter().map(Write::Delete));
         let outcomes: Vec<WriteOutcome> = futures_util::stream::iter(writes)
             .map(|w| async move {
                 match w {
