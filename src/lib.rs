@@ -22,6 +22,7 @@
 //! | [`server`] | sockets: binding listeners per dataplane, accept loops, graceful shutdown |
 //! | [`admin`] | admin HTTP: health, readiness, status, metrics |
 //! | [`cluster`] | Kubernetes mode: watches, status writing, Secrets, leadership |
+//! | [`control_thread`] | the one thread compiles, replaced dataplanes' frees and status plans run on |
 //! | [`watch`] | configuration directory watching and reload |
 //!
 //! Data flows one way: sources fill [`model::Resources`]; [`compile::compile`]
@@ -36,6 +37,7 @@ pub mod address_pool;
 pub mod admin;
 pub mod cluster;
 pub mod compile;
+pub mod control_thread;
 pub mod crds;
 pub mod dataplane;
 pub mod hashing;

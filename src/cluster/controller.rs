@@ -16,6 +16,7 @@ use super::cache::Live;
 use super::gateway_services::{self, ServiceDelete, ServiceOptions};
 use super::kinds::Watched;
 use super::writes::{Apply, Settings};
+use crate::control_thread::ControlThread;
 use crate::issuer::status::ListenerConditions;
 use crate::metrics::cluster::WriteOutcome;
 use crate::model::{ObjectKey, Resources};
@@ -108,6 +109,7 @@ impl Controller {
         self,
         mut input: watch::Receiver<Option<Input>>,
         mut leading: watch::Receiver<bool>,
+        control: ControlThread,
     ) {
         let this = Arc::new(self);
         let mut retry = RETRY_FIRST;
@@ -124,7 +126,7 @@ impl Controller {
             let mut failed = 0;
             if let Some(current) = current {
                 tokio::select! {
-                    f = this.write(&current) => failed = f,
+                    f = this.write(&current, &control) => failed = f,
                     _ = leading.wait_for(|l| !*l) => {
                         tracing::info!("not leading: abandoned the writes in flight");
                         continue;
@@ -213,13 +215,14 @@ impl Controller {
 
     /// Applies what `input` needs; returns how many writes failed for
     /// another reason than a conflict or a deleted object.
-    async fn write(self: &Arc<Self>, input: &Input) -> usize {
+    async fn write(self: &Arc<Self>, input: &Input, control: &ControlThread) -> usize {
         // Planning reads every object with status, the live copy of each
         // parsed (tens of milliseconds at thousands of routes, on every
-        // snapshot): off the async workers, which serve traffic.
+        // snapshot): off the async workers, which serve traffic, on the
+        // thread (and so in the allocator arena) compiles use.
         let started = std::time::Instant::now();
         let (this, owned) = (Arc::clone(self), input.clone());
-        let planned = tokio::task::spawn_blocking(move || this.plan_all(&owned)).await;
+        let planned = control.run(move || this.plan_all(&owned)).await;
         let (planned, deletes) = match planned {
             Ok(p) => p,
             Err(error) => {

@@ -1,6 +1,6 @@
 //! The `serve` runtime: shared state ([`Shared`]), reloading (a snapshot
 //! from the [`source`] — the configuration directory or the API server —
-//! compiled by [`Compiler`] on the [`reload_thread`], swapped in, sockets
+//! compiled by [`Compiler`] on the [`crate::control_thread`], swapped in, sockets
 //! reconciled), the main loop reacting to source changes and signals
 //! ([`serve`]), and `portcullis check` ([`check`]).
 //!
@@ -13,17 +13,16 @@ mod compiler;
 pub mod limits;
 pub mod logging;
 pub mod refused;
-pub mod reload_thread;
 pub mod report;
 pub mod source;
 
 use crate::compile::{CompileOptions, Compiled};
+use crate::control_thread::ControlThread;
 use crate::dataplane::Dataplane;
 use crate::server::shutdown::{Event, Signals};
 use crate::server::{ConnContext, Sockets};
 use arc_swap::ArcSwap;
 pub use compiler::{Compiler, Reloaded};
-use reload_thread::ReloadThread;
 use report::{Counts, Report};
 use source::{DirSource, Source};
 use std::net::SocketAddr;
@@ -63,10 +62,10 @@ pub enum Error {
     Source(#[source] source::Error),
     /// The compile panicked (the compiler starts afresh for the next).
     #[error("configuration reload task failed")]
-    ReloadTask(#[source] reload_thread::Gone),
-    /// The reload thread could not be started.
-    #[error("cannot start the reload thread")]
-    ReloadThread(#[source] std::io::Error),
+    ReloadTask(#[source] crate::control_thread::Gone),
+    /// The control thread could not be started.
+    #[error("cannot start the control thread")]
+    ControlThread(#[source] std::io::Error),
     /// The local CA could not be loaded or created.
     #[error("cannot load the local CA")]
     LocalCa(#[source] crate::issuer::Error),
@@ -166,10 +165,10 @@ struct Runtime {
     shared: Arc<Shared>,
     sockets: Sockets,
     source: Source,
-    /// `None` only while a compile runs on the reload thread.
+    /// `None` only while a compile runs on the control thread.
     compiler: Option<Compiler>,
     /// Where compiles run and replaced dataplanes are freed.
-    reload: ReloadThread,
+    control: ControlThread,
     /// For a fresh compiler when a compile panicked.
     compile_options: CompileOptions,
     generation: u64,
@@ -220,7 +219,7 @@ impl Runtime {
         }
         let config_stamp = loaded.config_stamp;
         let compiled = self
-            .reload
+            .control
             .run(move || {
                 let reloaded = compiler.compile(loaded);
                 (compiler, reloaded)
@@ -261,7 +260,7 @@ impl Runtime {
         // listeners dropping it takes tens of milliseconds), on the thread
         // whose arena it was built in.
         let previous = self.shared.dataplane.swap(dataplane.clone());
-        self.reload.drop_later(previous);
+        self.control.drop_later(previous);
         let bind_errors = self.sockets.reconcile(&dataplane).await;
         self.generation += 1;
         tracing::info!(
@@ -431,6 +430,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), Error> {
     ctx.metrics = shared.metrics.clone();
     ctx.challenges = shared.challenges.clone();
 
+    let control = ControlThread::spawn().map_err(Error::ControlThread)?;
     // Kubernetes mode: set while the process runs, dropped at shutdown to
     // release the Lease.
     let mut cluster_tasks = None;
@@ -500,7 +500,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), Error> {
                     }
                 }
             });
-            tokio::spawn(controller.run(input_rx, leading.clone()));
+            tokio::spawn(controller.run(input_rx, leading.clone(), control.clone()));
             // Every replica answers the challenges the leader publishes.
             tokio::spawn(crate::cluster::challenges::watch_challenges(
                 source.client(),
@@ -536,7 +536,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), Error> {
         sockets: Sockets::new(Arc::new(ctx)),
         source,
         compiler: Some(Compiler::new(options.compile.clone())),
-        reload: ReloadThread::spawn().map_err(Error::ReloadThread)?,
+        control,
         compile_options: options.compile.clone(),
         generation: 0,
         issuer,

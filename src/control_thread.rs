@@ -1,5 +1,6 @@
-//! The one thread that compiles snapshots and frees the dataplanes they
-//! replace.
+//! The one thread the control plane's heavy work runs on: compiling
+//! snapshots, freeing the dataplanes they replace, and planning the status
+//! writer's writes (Kubernetes mode).
 //!
 //! A compile allocates the whole next dataplane and status (tens of MiB at
 //! thousands of routes) while the previous one still serves. glibc's
@@ -8,8 +9,11 @@
 //! compiles and drops landed on whichever pool thread was idle, so each of
 //! several arenas kept the peak of a reload it once ran. On this one thread
 //! every compile and every replaced dataplane share one arena: the next
-//! compile reuses what the previous reload freed. The thread also keeps the
-//! async workers free of the work, as the blocking pool did.
+//! compile reuses what the previous reload freed. The status writer's
+//! plans (every object with status read at each snapshot) run here for the
+//! same reason: on the blocking pool they took an arena of their own (6 MiB
+//! more after the k8s_scale changes). The thread keeps the async workers,
+//! which serve traffic, free of all of it.
 //!
 //! A job that panics is caught: its caller sees [`Gone`], and the thread
 //! stays up for the next job.
@@ -20,28 +24,28 @@ use tokio::sync::oneshot;
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// A handle to the reload thread; the thread ends when the last handle is
+/// A handle to the control thread; the thread ends when the last handle is
 /// dropped.
 #[derive(Clone)]
-pub struct ReloadThread {
+pub struct ControlThread {
     jobs: mpsc::Sender<Job>,
 }
 
 /// A job did not give its result: it panicked, or the thread is gone.
 #[derive(Debug, thiserror::Error)]
-#[error("the reload thread did not finish the job (it panicked)")]
+#[error("the control thread did not finish the job (it panicked)")]
 pub struct Gone;
 
-impl ReloadThread {
+impl ControlThread {
     /// Starts the thread.
     pub fn spawn() -> std::io::Result<Self> {
         let (jobs, queue) = mpsc::channel::<Job>();
         std::thread::Builder::new()
-            .name("portcullis-reload".into())
+            .name("portcullis-control".into())
             .spawn(move || {
                 for job in queue {
                     if std::panic::catch_unwind(AssertUnwindSafe(job)).is_err() {
-                        tracing::error!("a reload job panicked; the thread goes on");
+                        tracing::error!("a control-thread job panicked; the thread goes on");
                     }
                 }
             })?;
@@ -78,19 +82,19 @@ mod tests {
 
     #[tokio::test]
     async fn jobs_run_on_the_one_named_thread_in_order() {
-        let reload = ReloadThread::spawn().expect("spawn");
-        let first = reload.run(thread_name).await.expect("first");
-        let second = reload.run(|| 2 + 2).await.expect("second");
-        assert_eq!(first.as_deref(), Some("portcullis-reload"));
+        let control = ControlThread::spawn().expect("spawn");
+        let first = control.run(thread_name).await.expect("first");
+        let second = control.run(|| 2 + 2).await.expect("second");
+        assert_eq!(first.as_deref(), Some("portcullis-control"));
         assert_eq!(second, 4);
     }
 
     #[tokio::test]
     async fn a_panicking_job_is_reported_and_the_thread_goes_on() {
-        let reload = ReloadThread::spawn().expect("spawn");
-        let failed = reload.run(|| -> u8 { panic!("compile bug") }).await;
+        let control = ControlThread::spawn().expect("spawn");
+        let failed = control.run(|| -> u8 { panic!("compile bug") }).await;
         assert!(failed.is_err());
-        assert_eq!(reload.run(|| 7).await.expect("after the panic"), 7);
+        assert_eq!(control.run(|| 7).await.expect("after the panic"), 7);
     }
 
     #[tokio::test]
@@ -101,12 +105,12 @@ mod tests {
                 let _ = self.0.send(thread_name());
             }
         }
-        let reload = ReloadThread::spawn().expect("spawn");
+        let control = ControlThread::spawn().expect("spawn");
         let (tx, rx) = std::sync::mpsc::channel();
-        reload.drop_later(Probe(tx));
+        control.drop_later(Probe(tx));
         let dropped_on = rx
             .recv_timeout(std::time::Duration::from_secs(10))
             .expect("dropped");
-        assert_eq!(dropped_on.as_deref(), Some("portcullis-reload"));
+        assert_eq!(dropped_on.as_deref(), Some("portcullis-control"));
     }
 }
