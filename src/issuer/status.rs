@@ -267,6 +267,16 @@ pub fn annotate_listeners(status: &mut crate::status::Status, certificates: &[Ce
     }
 }
 
+/// Which owner of listeners `object` is, if it is one (a Gateway or a
+/// ListenerSet).
+fn owner_kind(object: &crate::status::ObjectStatus) -> Option<OwnerKind> {
+    match object.kind.as_str() {
+        "Gateway" => Some(OwnerKind::Gateway),
+        "ListenerSet" => Some(OwnerKind::ListenerSet),
+        _ => None,
+    }
+}
+
 /// The `CertificateReady` verdict of every listener some certificate
 /// serves, by owner, so that one object's status can be annotated on its
 /// own ([`Self::annotate`]) without copying the whole compiled status.
@@ -343,10 +353,8 @@ impl ListenerConditions {
         object: &'a crate::status::ObjectStatus,
     ) -> std::borrow::Cow<'a, crate::status::ObjectStatus> {
         use crate::status::ConditionType;
-        let kind = match object.kind.as_str() {
-            "Gateway" => OwnerKind::Gateway,
-            "ListenerSet" => OwnerKind::ListenerSet,
-            _ => return std::borrow::Cow::Borrowed(object),
+        let Some(kind) = owner_kind(object) else {
+            return std::borrow::Cow::Borrowed(object);
         };
         let stale = object.listeners.iter().any(|l| {
             l.conditions
@@ -367,10 +375,8 @@ impl ListenerConditions {
     /// verdicts that concern them.
     pub fn annotate(&self, object: &mut crate::status::ObjectStatus) {
         use crate::status::{Condition, ConditionType};
-        let kind = match object.kind.as_str() {
-            "Gateway" => OwnerKind::Gateway,
-            "ListenerSet" => OwnerKind::ListenerSet,
-            _ => return,
+        let Some(kind) = owner_kind(object) else {
+            return;
         };
         for l in &mut object.listeners {
             l.conditions

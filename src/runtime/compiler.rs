@@ -154,13 +154,15 @@ mod tests {
     use std::collections::BTreeMap;
     use std::net::SocketAddr;
 
-    fn resources(gateways: &[&str]) -> Resources {
-        let mut yaml = "apiVersion: gateway.networking.k8s.io/v1
+    /// The GatewayClass every fixture's Gateways name.
+    const CLASS: &str = "apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
 metadata: {name: pc}
 spec: {controllerName: portcullis.dev/gateway-controller}
-"
-        .to_string();
+";
+
+    fn resources(gateways: &[&str]) -> Resources {
+        let mut yaml = CLASS.to_string();
         for name in gateways {
             yaml.push_str(&format!(
                 "---
@@ -230,22 +232,20 @@ spec:
 
     #[test]
     fn an_unbindable_spec_address_is_watched_and_unchanged_needs_no_compile() {
-        let yaml = "apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: pc}
-spec: {controllerName: portcullis.dev/gateway-controller}
----
+        let yaml = format!(
+            "{CLASS}---
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
-metadata: {name: fixed, namespace: apps}
+metadata: {{name: fixed, namespace: apps}}
 spec:
   gatewayClassName: pc
-  addresses: [{value: 192.0.2.202}]
-  listeners: [{name: http, port: 80, protocol: HTTP}]
-";
+  addresses: [{{value: 192.0.2.202}}]
+  listeners: [{{name: http, port: 80, protocol: HTTP}}]
+"
+        );
         let loaded = || Loaded {
             resources: Resources::from_objects(
-                parse_documents(yaml, "t.yaml")
+                parse_documents(&yaml, "t.yaml")
                     .expect("fixture parses")
                     .objects,
             ),
