@@ -11,13 +11,14 @@ use super::refs::{self, GATEWAY_GROUP};
 use super::rules::{self, CompiledRoute};
 use super::tls_routes::{self, CompiledTls};
 use super::{Ctx, Problem};
-use crate::dataplane::router::{EntryOrder, RouteEntry};
+use crate::dataplane::router::{EntryOrder, RouteEntry, RouteRank};
 use crate::dataplane::RouteKind;
 use crate::model::route::ParentReference;
 use crate::model::{ObjectKey, ObjectMeta, Resources};
 use crate::status::{
     Condition, ConditionType, ObjectStatus, ParentRefStatus, ParentStatus, Reason,
 };
+use std::sync::Arc;
 
 /// The parts of a route that attachment reads, whatever its kind.
 pub(crate) struct RouteView<'a> {
@@ -241,6 +242,14 @@ fn attach(
 ) -> Option<ObjectStatus> {
     let generation = view.meta.generation();
     let mut status = ObjectStatus::new(view.kind_name(), &view.meta.namespace, &view.meta.name);
+    // Most routes have one parent: no room for four (a route status is
+    // kept twice while a compile replaces the last).
+    status.parents.reserve_exact(view.parent_refs.len());
+    let rank = RouteRank::new(
+        view.meta.creation_timestamp.as_deref().unwrap_or_default(),
+        &view.meta.namespace,
+        &view.meta.name,
+    );
     // A listener selected by several parentRefs still holds the route once.
     let mut seen = std::collections::BTreeSet::new();
     for p in view.parent_refs {
@@ -271,7 +280,7 @@ fn attach(
             Ok(listeners) => {
                 for i in listeners {
                     if seen.insert(i) {
-                        add_entries(world, i, view, compiled);
+                        add_entries(world, i, view, &rank, compiled);
                     }
                 }
                 Condition::new(
@@ -432,7 +441,13 @@ pub(crate) fn hostnames_on(listener: Option<&str>, route: &[String]) -> Vec<Opti
     out
 }
 
-fn add_entries(world: &mut World<'_>, index: usize, view: &RouteView<'_>, compiled: Compiled<'_>) {
+fn add_entries(
+    world: &mut World<'_>,
+    index: usize,
+    view: &RouteView<'_>,
+    rank: &Arc<RouteRank>,
+    compiled: Compiled<'_>,
+) {
     let l = &mut world.listeners[index];
     l.attached_routes += 1;
     let compiled = match compiled {
@@ -455,13 +470,7 @@ fn add_entries(world: &mut World<'_>, index: usize, view: &RouteView<'_>, compil
                     hostname: host.clone(),
                     matcher: m.clone(),
                     rule: rule.rule.clone(),
-                    order: EntryOrder {
-                        created: view.meta.creation_timestamp.clone().unwrap_or_default(),
-                        namespace: view.meta.namespace.clone(),
-                        name: view.meta.name.clone(),
-                        rule: rule_index,
-                        index: match_index,
-                    },
+                    order: EntryOrder::new(rank, rule_index, match_index),
                 });
             }
         }

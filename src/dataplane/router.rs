@@ -119,16 +119,47 @@ pub struct RouteEntry {
 /// alphabetical `namespace/name`, then rule and match order).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct EntryOrder {
+    /// The route's part, shared by all its entries.
+    pub route: Arc<RouteRank>,
+    /// Rule index.
+    pub rule: usize,
+    /// Match index within the rule.
+    pub index: usize,
+}
+
+impl EntryOrder {
+    /// The order of match `index` of rule `rule` of a route ranked `route`.
+    pub fn new(route: &Arc<RouteRank>, rule: usize, index: usize) -> Self {
+        Self {
+            route: Arc::clone(route),
+            rule,
+            index,
+        }
+    }
+}
+
+/// What ranks a route among routes of equal match specificity. One per
+/// route, shared by its entries (a route yields an entry per listener,
+/// hostname, rule and match).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RouteRank {
     /// RFC 3339 creation timestamp; missing sorts as oldest.
     pub created: String,
     /// Route namespace.
     pub namespace: String,
     /// Route name.
     pub name: String,
-    /// Rule index.
-    pub rule: usize,
-    /// Match index within the rule.
-    pub index: usize,
+}
+
+impl RouteRank {
+    /// The rank of route `namespace/name` created at `created`.
+    pub fn new(created: &str, namespace: &str, name: &str) -> Arc<Self> {
+        Arc::new(Self {
+            created: created.to_string(),
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        })
+    }
 }
 
 /// The routes of one listener, indexed by hostname, each list in precedence
@@ -256,6 +287,9 @@ impl RouteTable {
             }
             start += len;
         }
+        // The compile pushed entries one by one: no spare capacity kept
+        // for the life of the snapshot.
+        entries.shrink_to_fit();
         table.entries = entries;
         table
     }

@@ -3,7 +3,7 @@
 //! built by hand.
 
 use super::*;
-use crate::dataplane::router::{EntryOrder, RouteEntry};
+use crate::dataplane::router::{EntryOrder, RouteEntry, RouteRank};
 use crate::dataplane::{
     BindProtocol, Listener, ListenerKey, Redirect, RequestMatch, RetryPolicy, RouteKind,
     RouteTable, RuleKey, Timeouts, WeightedBackend,
@@ -126,13 +126,7 @@ fn listener(name: &str, hostname: Option<&str>, rules: Vec<(PathMatch, Rule)>) -
                 method: None,
             },
             rule: Arc::new(rule),
-            order: EntryOrder {
-                created: String::new(),
-                namespace: "test".into(),
-                name: "route".into(),
-                rule: i,
-                index: 0,
-            },
+            order: EntryOrder::new(&RouteRank::new("", "test", "route"), i, 0),
         })
         .collect();
     Arc::new(Listener {

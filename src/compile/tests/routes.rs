@@ -281,7 +281,7 @@ fn redirect_defaults_to_302_and_entries_carry_their_order() {
         .find(|e| matches!(&e.matcher.path, crate::dataplane::PathMatch::Exact(p) if p == "/b"))
         .expect("exact entry");
     assert_eq!((exact.order.rule, exact.order.index), (0, 1));
-    assert_eq!(exact.order.name, "r");
+    assert_eq!(exact.order.route.name, "r");
     let crate::dataplane::Filter::Redirect(r) = &entries[0].rule.filters[0] else {
         panic!("expected a redirect");
     };

@@ -74,13 +74,11 @@ impl Route {
                         hostname: host.map(str::to_string),
                         matcher: m.clone(),
                         rule: rule.clone(),
-                        order: EntryOrder {
-                            created: self.created.to_string(),
-                            namespace: self.ns.to_string(),
-                            name: self.name.to_string(),
-                            rule: ri,
-                            index: mi,
-                        },
+                        order: EntryOrder::new(
+                            &RouteRank::new(self.created, self.ns, self.name),
+                            ri,
+                            mi,
+                        ),
                     });
                 }
             }
@@ -707,13 +705,15 @@ fn indexed_lookup_agrees_with_brute_force_precedence() {
             hostname: rng.pick(hosts).map(str::to_string),
             matcher: mm,
             rule,
-            order: EntryOrder {
-                created: format!("2024-01-{:02}", rng.next() % 28 + 1),
-                namespace: "ns".into(),
-                name: format!("r{}", rng.next() % 10),
-                rule: i,
-                index: 0,
-            },
+            order: EntryOrder::new(
+                &RouteRank::new(
+                    &format!("2024-01-{:02}", rng.next() % 28 + 1),
+                    "ns",
+                    &format!("r{}", rng.next() % 10),
+                ),
+                i,
+                0,
+            ),
         });
     }
     let t = RouteTable::new(entries.clone());
@@ -764,13 +764,7 @@ fn lookup_is_fast_with_ten_thousand_routes() {
         hostname: host,
         matcher: mm,
         rule: rule.clone(),
-        order: EntryOrder {
-            created: String::new(),
-            namespace: "ns".into(),
-            name: format!("r{i}"),
-            rule: 0,
-            index: 0,
-        },
+        order: EntryOrder::new(&RouteRank::new("", "ns", &format!("r{i}")), 0, 0),
     };
     for i in 0..5000 {
         let host = Some(format!("h{i}.example.com"));
