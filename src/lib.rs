@@ -9,18 +9,17 @@
 //! | [`model`] | typed snapshot of input objects ([`model::Resources`]) and loading from YAML |
 //! | [`compile`] | pure `Resources -> (Dataplane, Status)`: all Gateway API semantics |
 //! | [`crds`] | portcullis's own CustomResourceDefinitions, generated from the model types |
-//! | [`dataplane`] | the compiled, immutable data plane: binds, listeners, route tables, filters |
+//! | [`dataplane`] | the compiled, immutable data plane: binds, listeners, route tables, filters, the pending ACME challenges it answers |
 //! | [`hashing`] | the hash map of the request path ([`hashing::FastMap`]), short digests for object names |
 //! | [`hostname`] | hostname matching and intersection rules |
 //! | [`status`] | status conditions as data |
-//! | [`tls`] | certificate parsing, SNI certificate resolution |
+//! | [`tls`] | crypto provider, certificate parsing, the ClientHello reader, certificate choice, client and backend verification, session resumption |
 //! | [`store`] | the issuer's durable state behind one async trait (certificates, ACME accounts and orders, local CA, records): state dir now, Secrets later; atomic writes |
-//! | [`issuer`] | certificate issuance: the built-in local CA for standalone mode |
+//! | [`issuer`] | certificate issuance and renewal: demand, plan, manager, local CA, CA key pairs, ACME and its challenges |
 //! | [`metrics`] | Prometheus metrics: certificates served and managed, traffic, configuration, process |
 //! | [`proxy`] | the HTTP reverse proxy: server, filters at run time, upstream pool |
-//! | [`runtime`] | serve loop, reload pipeline, shared state, `check` and logging |
-//! | [`server`] | sockets: binding listeners per dataplane, accept loops, graceful shutdown |
-//! | [`admin`] | admin HTTP: health, readiness, status, metrics |
+//! | [`runtime`] | serve loop, reload pipeline, shared state, the admin endpoint (health, readiness, status, metrics), `check` and logging |
+//! | [`server`] | sockets: binding listeners per dataplane, accept loops, the TLS front's decision on each ClientHello, HTTP connections, stream relays, graceful shutdown |
 //! | [`cluster`] | Kubernetes mode: watches, status writing, Secrets, leadership |
 //! | [`control_thread`] | the one thread compiles, replaced dataplanes' frees and status plans run on |
 //! | [`watch`] | configuration directory watching and reload |
@@ -34,7 +33,6 @@
 #![warn(missing_docs)]
 
 pub mod address_pool;
-pub mod admin;
 pub mod cluster;
 pub mod compile;
 pub mod control_thread;

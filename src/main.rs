@@ -319,6 +319,7 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             address_pool: portcullis::address_pool::AddressPool::new(args.gateway_address_pool),
             held_addresses: Default::default(),
             unbindable_addresses: Default::default(),
+            challenges: Default::default(),
         },
         max_connections: args.max_connections.max(1),
         handshake_timeout: std::time::Duration::from_secs(args.handshake_timeout.max(1)),

@@ -12,8 +12,9 @@
 //! TLS-ALPN-01 certificate itself, so no key crosses the API.
 
 use super::store::{MANAGED_LABEL, ROLE_LABEL};
+use crate::dataplane::challenges::{ChallengeBoard, Published};
 use crate::issuer::challenges::{
-    Challenge, ChallengeBoard, ChallengePublisher, Error, Published, PublishedChallenge,
+    tls_alpn01_challenge, Challenge, ChallengePublisher, Error, PublishedChallenge,
 };
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
@@ -281,8 +282,8 @@ fn put(
         Challenge::TlsAlpn01 {
             domain,
             key_authorization,
-        } => match board.publish_tls_alpn01(domain, key_authorization) {
-            Ok(p) => p,
+        } => match tls_alpn01_challenge(domain, key_authorization) {
+            Ok(c) => board.publish_tls_alpn01(domain, c),
             Err(error) => {
                 tracing::warn!(secret = %name, %error, "cannot build the TLS-ALPN-01 certificate");
                 return;

@@ -3,6 +3,7 @@
 
 use super::gateway::World;
 use super::listeners::ListenerState;
+use super::CompileOptions;
 use crate::dataplane::{Bind, Dataplane, Listener, RouteTable, StreamTable, Streams};
 use crate::tls::sessions::Resumption;
 use std::cmp::Ordering;
@@ -12,8 +13,10 @@ use std::sync::Arc;
 
 /// Builds the data plane from the programmed listeners, moving their route
 /// entries into route tables; terminating listeners resume sessions as
-/// `resumption` says.
-pub(crate) fn build(world: &mut World<'_>, resumption: &Resumption) -> Dataplane {
+/// `options.resumption` says, and the snapshot answers the challenges of
+/// `options.challenges`.
+pub(crate) fn build(world: &mut World<'_>, options: &CompileOptions) -> Dataplane {
+    let resumption = &options.resumption;
     // A UDP and a TCP socket may share an address.
     type Socket = (
         SocketAddr,
@@ -60,7 +63,10 @@ pub(crate) fn build(world: &mut World<'_>, resumption: &Resumption) -> Dataplane
             Bind::new(addr, protocol, listeners)
         })
         .collect();
-    Dataplane { binds }
+    Dataplane {
+        binds,
+        challenges: options.challenges.clone(),
+    }
 }
 
 /// Exact hostnames first (longer first), then wildcards by longer suffix, then

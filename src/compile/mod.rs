@@ -63,6 +63,10 @@ pub struct CompileOptions {
     /// How terminating listeners resume TLS sessions (one store shared by
     /// every compile made with clones of these options).
     pub resumption: crate::tls::sessions::Resumption,
+    /// The ACME challenges the data plane answers (one board shared by
+    /// every compile made with clones of these options; the issuer writes
+    /// to it).
+    pub challenges: Arc<crate::dataplane::challenges::ChallengeBoard>,
     /// `--gateway-address-pool`: where a Gateway whose `spec.addresses`
     /// names no IP address gets one of its own; empty, such Gateways
     /// share `listen_address`.
@@ -86,6 +90,7 @@ impl Default for CompileOptions {
             port_offset: 0,
             now: None,
             resumption: crate::tls::sessions::Resumption::default(),
+            challenges: Arc::default(),
             address_pool: AddressPool::default(),
             held_addresses: Arc::default(),
             unbindable_addresses: Arc::default(),
@@ -131,7 +136,7 @@ pub fn compile_cached(
     let ours: Vec<&crate::model::Gateway> = world.gateways.iter().map(|g| g.gateway).collect();
     ctx.backend_tls = backend_tls::resolve(&ctx, &ours);
     let route_statuses = routes::attach_all(&mut world, &mut ctx);
-    let dataplane = binds::build(&mut world, &options.resumption);
+    let dataplane = binds::build(&mut world, options);
     objects.extend(gateway::statuses(&world, &ctx.backend_tls));
     objects.append(&mut ctx.backend_tls.statuses);
     objects.extend(route_statuses);

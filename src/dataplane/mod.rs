@@ -6,6 +6,7 @@
 //! Nothing here refers back to manifest types; everything is resolved (regexes
 //! compiled, header names parsed, Service ports turned into addresses).
 
+pub mod challenges;
 pub mod filter;
 pub mod router;
 
@@ -23,6 +24,10 @@ pub use router::{HeaderMatch, PathMatch, QueryMatch, RequestMatch, RouteTable, V
 pub struct Dataplane {
     /// One entry per socket to listen on.
     pub binds: Vec<Bind>,
+    /// Pending ACME challenges, answered before routing (HTTP-01) and
+    /// before listener selection (TLS-ALPN-01): one board, shared by every
+    /// snapshot compiled with the same options, that the issuer writes.
+    pub challenges: Arc<challenges::ChallengeBoard>,
 }
 
 impl Dataplane {
@@ -31,6 +36,15 @@ impl Dataplane {
         self.binds
             .iter()
             .find(|b| b.addr == addr && b.protocol != BindProtocol::Udp)
+    }
+
+    /// The listener of the bind at `bind` that a raw SNI value selects: the
+    /// SNI is normalised first; without SNI, the bind's only (or catch-all)
+    /// listener.
+    pub fn select_listener(&self, bind: SocketAddr, sni: Option<&str>) -> Option<Arc<Listener>> {
+        let bind = self.bind(bind)?;
+        let host = sni.and_then(crate::hostname::normalize_host);
+        bind.select(host.as_deref()).cloned()
     }
 
     /// The UDP bind for a local socket address (a UDP and a TCP bind may

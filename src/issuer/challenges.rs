@@ -8,30 +8,18 @@
 //! the guard is a best-effort fallback). Standalone, [`LocalPublisher`] puts
 //! it on this process's board; in Kubernetes mode a publisher writes it
 //! through the API so every replica's board gets it. The data plane reads
-//! the board:
-//!
-//! - HTTP-01 (RFC 8555 §8.3): `crate::proxy` answers
-//!   `GET /.well-known/acme-challenge/<token>` on port-80 listeners with the
-//!   key authorization, only for tokens on the board ([`ChallengeBoard::http01`]).
-//! - TLS-ALPN-01 (RFC 8737): `crate::server::accept` completes an
-//!   `acme-tls/1` handshake for a domain on the board with the challenge
-//!   certificate ([`ChallengeBoard::tls_alpn01`]) and closes.
-//!
-//! Readers take no lock: each map sits behind an `ArcSwap` and writers
-//! replace it whole (`rcu`). The builders of the challenge certificate and
-//! its `acmeIdentifier` extension are pure functions.
+//! the board (`crate::dataplane::challenges`, carried by every dataplane
+//! snapshot): the proxy answers HTTP-01, the TLS front TLS-ALPN-01. The
+//! builders of the challenge certificate ([`tls_alpn01_challenge`]) and its
+//! `acmeIdentifier` extension are pure functions.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
+use crate::dataplane::challenges::normalize_domain;
+pub use crate::dataplane::challenges::{
+    ChallengeBoard, Published, TlsAlpnChallenge, ACME_TLS_ALPN, HTTP01_PATH_PREFIX,
+};
 use rustls::sign::CertifiedKey;
-
-/// The ALPN protocol of TLS-ALPN-01 validation handshakes (RFC 8737 §6.2).
-pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
-
-/// The path prefix of HTTP-01 challenge requests (RFC 8555 §8.3).
-pub const HTTP01_PATH_PREFIX: &str = "/.well-known/acme-challenge/";
 
 /// The `id-pe-acmeIdentifier` OID (RFC 8737 §6.1), 1.3.6.1.5.5.7.1.31.
 pub const ACME_IDENTIFIER_OID: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 1, 31];
@@ -156,7 +144,9 @@ impl ChallengePublisher for LocalPublisher {
             Challenge::TlsAlpn01 {
                 domain,
                 key_authorization,
-            } => self.board.publish_tls_alpn01(domain, key_authorization)?,
+            } => self
+                .board
+                .publish_tls_alpn01(domain, tls_alpn01_challenge(domain, key_authorization)?),
         }))
     }
 }
@@ -169,167 +159,19 @@ impl PublishedChallenge for Published {
     }
 }
 
-/// A pending TLS-ALPN-01 challenge: the self-signed certificate carrying the
-/// `acmeIdentifier` extension, and a TLS configuration serving only it.
-#[derive(Debug)]
-pub struct TlsAlpnChallenge {
-    /// The challenge certificate and its key.
-    pub certified_key: Arc<CertifiedKey>,
-    /// A server configuration offering only `acme-tls/1` with that
-    /// certificate.
-    pub config: Arc<rustls::ServerConfig>,
-}
-
-/// Pending challenges, shared between the ACME client (writer) and the data
-/// plane (readers).
-#[derive(Debug, Default)]
-pub struct ChallengeBoard {
-    /// HTTP-01 tokens to key authorizations.
-    http01: ArcSwap<HashMap<String, Arc<str>>>,
-    /// TLS-ALPN-01 domains (lowercase, no trailing dot) to challenges.
-    tls_alpn01: ArcSwap<HashMap<String, Arc<TlsAlpnChallenge>>>,
-}
-
-impl ChallengeBoard {
-    /// An empty board.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The key authorization to answer for HTTP-01 `token`, if a challenge
-    /// with that token is pending.
-    pub fn http01(&self, token: &str) -> Option<Arc<str>> {
-        self.http01.load().get(token).cloned()
-    }
-
-    /// The HTTP-01 answer for a request path: the key authorization when
-    /// `path` is `/.well-known/acme-challenge/<token>` for a pending token.
-    pub fn http01_for_path(&self, path: &str) -> Option<Arc<str>> {
-        let token = path.strip_prefix(HTTP01_PATH_PREFIX)?;
-        if self.http01.load().is_empty() {
-            return None;
-        }
-        self.http01(token)
-    }
-
-    /// The pending TLS-ALPN-01 challenge for `domain`, if any.
-    pub fn tls_alpn01(&self, domain: &str) -> Option<Arc<TlsAlpnChallenge>> {
-        let map = self.tls_alpn01.load();
-        if map.is_empty() {
-            return None;
-        }
-        map.get(&normalize_domain(domain)).cloned()
-    }
-
-    /// The TLS-ALPN-01 challenge a ClientHello asks for: its ALPN list is
-    /// exactly `acme-tls/1` (RFC 8737 §3: validation handshakes offer only
-    /// that protocol) and its SNI has a pending challenge.
-    pub fn tls_alpn01_for_hello(
-        &self,
-        alpn: &[Vec<u8>],
-        sni: Option<&str>,
-    ) -> Option<Arc<TlsAlpnChallenge>> {
-        match alpn {
-            [only] if only.as_slice() == ACME_TLS_ALPN => self.tls_alpn01(sni?),
-            _ => None,
-        }
-    }
-
-    /// Whether nothing is pending.
-    pub fn is_empty(&self) -> bool {
-        self.http01.load().is_empty() && self.tls_alpn01.load().is_empty()
-    }
-
-    /// Publishes an HTTP-01 answer until the returned guard is dropped.
-    pub fn publish_http01(self: &Arc<Self>, token: &str, key_authorization: &str) -> Published {
-        let value: Arc<str> = Arc::from(key_authorization);
-        let token = token.to_owned();
-        self.http01.rcu(|map| {
-            let mut map = HashMap::clone(map);
-            map.insert(token.clone(), value.clone());
-            map
-        });
-        Published {
-            board: self.clone(),
-            entry: Entry::Http01 { token, value },
-        }
-    }
-
-    /// Builds the TLS-ALPN-01 certificate for `domain` and publishes it until
-    /// the returned guard is dropped.
-    pub fn publish_tls_alpn01(
-        self: &Arc<Self>,
-        domain: &str,
-        key_authorization: &str,
-    ) -> Result<Published, Error> {
-        let domain = normalize_domain(domain);
-        let certified_key = Arc::new(tls_alpn01_certificate(&domain, key_authorization)?);
-        let config = tls_alpn01_config(certified_key.clone())?;
-        let challenge = Arc::new(TlsAlpnChallenge {
-            certified_key,
-            config,
-        });
-        self.tls_alpn01.rcu(|map| {
-            let mut map = HashMap::clone(map);
-            map.insert(domain.clone(), challenge.clone());
-            map
-        });
-        Ok(Published {
-            board: self.clone(),
-            entry: Entry::TlsAlpn01 { domain, challenge },
-        })
-    }
-}
-
-/// What a [`Published`] guard withdraws.
-#[derive(Debug)]
-enum Entry {
-    Http01 {
-        token: String,
-        value: Arc<str>,
-    },
-    TlsAlpn01 {
-        domain: String,
-        challenge: Arc<TlsAlpnChallenge>,
-    },
-}
-
-/// A challenge on the board; dropping it withdraws the challenge (unless
-/// another order replaced it meanwhile, which then stays).
-#[derive(Debug)]
-pub struct Published {
-    board: Arc<ChallengeBoard>,
-    entry: Entry,
-}
-
-impl Drop for Published {
-    fn drop(&mut self) {
-        match &self.entry {
-            Entry::Http01 { token, value } => {
-                self.board.http01.rcu(|map| {
-                    let mut map = HashMap::clone(map);
-                    if map.get(token).is_some_and(|v| Arc::ptr_eq(v, value)) {
-                        map.remove(token);
-                    }
-                    map
-                });
-            }
-            Entry::TlsAlpn01 { domain, challenge } => {
-                self.board.tls_alpn01.rcu(|map| {
-                    let mut map = HashMap::clone(map);
-                    if map.get(domain).is_some_and(|v| Arc::ptr_eq(v, challenge)) {
-                        map.remove(domain);
-                    }
-                    map
-                });
-            }
-        }
-    }
-}
-
-/// Lowercase, without a trailing dot: the form domains are keyed by.
-fn normalize_domain(domain: &str) -> String {
-    domain.trim_end_matches('.').to_ascii_lowercase()
+/// Builds the TLS-ALPN-01 challenge for `domain`: its certificate and a
+/// configuration serving only that certificate with `acme-tls/1`.
+pub fn tls_alpn01_challenge(
+    domain: &str,
+    key_authorization: &str,
+) -> Result<Arc<TlsAlpnChallenge>, Error> {
+    let domain = normalize_domain(domain);
+    let certified_key = Arc::new(tls_alpn01_certificate(&domain, key_authorization)?);
+    let config = tls_alpn01_config(certified_key.clone())?;
+    Ok(Arc::new(TlsAlpnChallenge {
+        certified_key,
+        config,
+    }))
 }
 
 /// The `acmeIdentifier` extension (RFC 8737 §3): critical, its value the DER
@@ -374,30 +216,6 @@ pub fn tls_alpn01_config(
         )));
     config.alpn_protocols = vec![ACME_TLS_ALPN.to_vec()];
     Ok(Arc::new(config))
-}
-
-/// Completes a TLS-ALPN-01 validation handshake on `stream` (whose
-/// ClientHello, `hello`, was already read) with the challenge certificate,
-/// then closes: the validator only looks at the certificate (RFC 8737 §3).
-pub async fn answer_tls_alpn01<S>(
-    timeout: std::time::Duration,
-    stream: S,
-    hello: Vec<u8>,
-    challenge: &TlsAlpnChallenge,
-) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    use tokio::io::AsyncWriteExt;
-    let stream = crate::server::hello::Prefixed::new(hello, stream);
-    let acceptor = tokio_rustls::TlsAcceptor::from(challenge.config.clone());
-    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-        Ok(Ok(mut tls)) => {
-            tracing::info!("answered a TLS-ALPN-01 validation");
-            let _ = tls.shutdown().await;
-        }
-        Ok(Err(error)) => tracing::debug!(%error, "TLS-ALPN-01 handshake failed"),
-        Err(_) => tracing::debug!("TLS-ALPN-01 handshake timed out"),
-    }
 }
 
 #[cfg(test)]
@@ -458,28 +276,6 @@ mod tests {
         assert!(matches!(names[0], GeneralName::DNSName("a.example.test")));
     }
 
-    #[test]
-    fn http01_answers_only_pending_tokens_until_withdrawn() {
-        let board = Arc::new(ChallengeBoard::new());
-        assert!(board
-            .http01_for_path("/.well-known/acme-challenge/tok")
-            .is_none());
-        let guard = board.publish_http01("tok", "tok.thumb");
-        assert_eq!(
-            board
-                .http01_for_path("/.well-known/acme-challenge/tok")
-                .as_deref(),
-            Some("tok.thumb")
-        );
-        assert!(board
-            .http01_for_path("/.well-known/acme-challenge/other")
-            .is_none());
-        assert!(board.http01_for_path("/tok").is_none());
-        drop(guard);
-        assert!(board.http01("tok").is_none());
-        assert!(board.is_empty());
-    }
-
     #[tokio::test]
     async fn local_publisher_answers_until_withdrawn() {
         let board = Arc::new(ChallengeBoard::new());
@@ -522,22 +318,10 @@ mod tests {
     }
 
     #[test]
-    fn withdrawing_a_replaced_challenge_keeps_the_replacement() {
-        let board = Arc::new(ChallengeBoard::new());
-        let first = board.publish_http01("tok", "one");
-        let second = board.publish_http01("tok", "two");
-        drop(first);
-        assert_eq!(board.http01("tok").as_deref(), Some("two"));
-        drop(second);
-        assert!(board.http01("tok").is_none());
-    }
-
-    #[test]
     fn tls_alpn01_needs_exactly_acme_tls_alpn_and_a_pending_sni() {
         let board = Arc::new(ChallengeBoard::new());
-        let guard = board
-            .publish_tls_alpn01("A.Example.Test.", KEY_AUTH)
-            .expect("publishes");
+        let challenge = tls_alpn01_challenge("A.Example.Test.", KEY_AUTH).expect("builds");
+        let guard = board.publish_tls_alpn01("A.Example.Test.", challenge);
         let acme = vec![ACME_TLS_ALPN.to_vec()];
         assert!(board
             .tls_alpn01_for_hello(&acme, Some("a.example.test"))

@@ -43,12 +43,13 @@ impl Proxy {
         B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<BoxError>,
     {
+        let dp = self.dataplane.load_full();
+        // ACME HTTP-01 validations come in cleartext, before any route.
         if conn.tls.is_none() {
-            if let Some(resp) = http01_answer(&self.challenges, &req) {
+            if let Some(resp) = http01_answer(&dp.challenges, &req) {
                 return resp;
             }
         }
-        let dp = self.dataplane.load_full();
         let method = req.method().clone();
         let uri = req.uri().clone();
         let grpc = errors::is_grpc(&req);
@@ -675,7 +676,7 @@ fn redirect_response(status: u16, location: &str) -> Response<ProxyBody> {
 /// key authorization, when `req` is a GET for the token of a pending
 /// challenge. Other tokens, and every other path, go to the user's routes.
 fn http01_answer<B>(
-    board: &crate::issuer::challenges::ChallengeBoard,
+    board: &crate::dataplane::challenges::ChallengeBoard,
     req: &Request<B>,
 ) -> Option<Response<ProxyBody>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {

@@ -153,6 +153,7 @@ fn proxy_for(rules: Vec<(PathMatch, Rule)>) -> Arc<Proxy> {
             BindProtocol::Http,
             vec![listener("http", None, rules)],
         )],
+        ..Dataplane::default()
     };
     Proxy::new(Arc::new(ArcSwap::from_pointee(dp)))
 }
@@ -517,6 +518,7 @@ fn wildcard_bind_serves_concrete_local_address() {
             BindProtocol::Http,
             Vec::new(),
         )],
+        ..Dataplane::default()
     };
     assert!(find_bind(&dp, "10.0.0.5:18080".parse().expect("literal")).is_some());
     assert!(find_bind(&dp, "10.0.0.5:18081".parse().expect("literal")).is_none());
@@ -567,6 +569,7 @@ async fn websocket_is_spliced_to_backend() {
                 )],
             )],
         )],
+        ..Dataplane::default()
     };
     let proxy = Proxy::new(Arc::new(ArcSwap::from_pointee(dp)));
     tokio::spawn(async move {

@@ -102,8 +102,6 @@ pub struct Proxy {
     dataplane: Arc<ArcSwap<Dataplane>>,
     upstreams: Arc<upstream::Upstreams>,
     metrics: Arc<crate::metrics::Metrics>,
-    /// Pending ACME HTTP-01 challenges, answered before routing.
-    challenges: Arc<crate::issuer::challenges::ChallengeBoard>,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -123,21 +121,10 @@ impl Proxy {
         dataplane: Arc<ArcSwap<Dataplane>>,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Arc<Proxy> {
-        Self::with_challenges(dataplane, metrics, Arc::default())
-    }
-
-    /// A proxy that counts requests in `metrics` and answers the pending
-    /// ACME HTTP-01 challenges of `challenges` on cleartext listeners.
-    pub fn with_challenges(
-        dataplane: Arc<ArcSwap<Dataplane>>,
-        metrics: Arc<crate::metrics::Metrics>,
-        challenges: Arc<crate::issuer::challenges::ChallengeBoard>,
-    ) -> Arc<Proxy> {
         Arc::new(Proxy {
             dataplane,
             upstreams: Arc::new(upstream::Upstreams::new()),
             metrics,
-            challenges,
         })
     }
 

@@ -7,6 +7,7 @@
 //! Gateway API semantics are `crate::compile`'s; sockets are
 //! `crate::server`'s; this module wires them together.
 
+pub mod admin;
 pub mod certs;
 pub mod check;
 mod compiler;
@@ -111,9 +112,6 @@ pub struct Shared {
     pub report: ArcSwap<Report>,
     /// Every metric `/metrics` serves.
     pub metrics: Arc<crate::metrics::Metrics>,
-    /// Pending ACME challenges: written by the issuer, answered by the
-    /// proxy (HTTP-01) and the TLS front (TLS-ALPN-01).
-    pub challenges: Arc<crate::issuer::challenges::ChallengeBoard>,
     ready: AtomicBool,
 }
 
@@ -130,7 +128,6 @@ impl Shared {
             dataplane: Arc::new(ArcSwap::from_pointee(Dataplane::default())),
             report: ArcSwap::from_pointee(Report::default()),
             metrics: Arc::new(crate::metrics::Metrics::new()),
-            challenges: Arc::default(),
             ready: AtomicBool::new(false),
         }
     }
@@ -418,17 +415,12 @@ pub async fn serve(options: ServeOptions) -> Result<(), Error> {
         .set_cert_manager_compat(options.metrics_cert_manager_compat);
     shared.metrics.set_connection_limit(options.max_connections);
     let (admin_stop, admin_stop_rx) = watch::channel(());
-    let admin_task = tokio::spawn(crate::admin::serve(admin, shared.clone(), admin_stop_rx));
+    let admin_task = tokio::spawn(admin::serve(admin, shared.clone(), admin_stop_rx));
 
-    let proxy = crate::proxy::Proxy::with_challenges(
-        shared.dataplane.clone(),
-        shared.metrics.clone(),
-        shared.challenges.clone(),
-    );
+    let proxy = crate::proxy::Proxy::with_metrics(shared.dataplane.clone(), shared.metrics.clone());
     let mut ctx = ConnContext::new(shared.dataplane.clone(), proxy, options.max_connections);
     ctx.handshake_timeout = options.handshake_timeout;
     ctx.metrics = shared.metrics.clone();
-    ctx.challenges = shared.challenges.clone();
 
     let control = ControlThread::spawn().map_err(Error::ControlThread)?;
     // Kubernetes mode: set while the process runs, dropped at shutdown to
@@ -505,14 +497,14 @@ pub async fn serve(options: ServeOptions) -> Result<(), Error> {
             tokio::spawn(crate::cluster::challenges::watch_challenges(
                 source.client(),
                 cluster.namespace.clone(),
-                shared.challenges.clone(),
+                options.compile.challenges.clone(),
             ));
             let (issuer_input, issuer_input_rx) = watch::channel(None);
             let (report, certificates) = watch::channel(Arc::new(Vec::new()));
             let issuing = crate::cluster::issuing::Context {
                 client: source.client(),
                 namespace: cluster.namespace.clone(),
-                board: shared.challenges.clone(),
+                board: options.compile.challenges.clone(),
                 secrets: source.secret_cache(),
                 metrics: shared.metrics.clone(),
             };
@@ -646,7 +638,8 @@ async fn start_issuer(
     let local_ca = crate::issuer::LocalCa::load_or_create(store.as_ref(), SystemTime::now())
         .await
         .map_err(Error::LocalCa)?;
-    let publisher = crate::issuer::challenges::LocalPublisher::new(shared.challenges.clone());
+    let publisher =
+        crate::issuer::challenges::LocalPublisher::new(options.compile.challenges.clone());
     let mut acme = crate::issuer::acme::AcmeContext::new(store.clone(), Arc::new(publisher));
     acme.metrics = Some(shared.metrics.clone());
     let manager =

@@ -9,6 +9,7 @@
 //! a socket survives reloads that keep its address; the TLS acceptor is built
 //! once per socket and resolves certificates from the current dataplane.
 
+use super::front::Front;
 use crate::dataplane::{BindProtocol, Dataplane, StreamMode};
 use crate::metrics::traffic::OpenConnection;
 use crate::metrics::HandshakeFailure;
@@ -47,9 +48,6 @@ pub struct ConnContext {
     /// Bound on reading the ClientHello, and again on the TLS handshake: a
     /// client that trickles bytes is cut off.
     pub handshake_timeout: Duration,
-    /// Pending ACME TLS-ALPN-01 challenges, answered before listener
-    /// selection.
-    pub challenges: Arc<crate::issuer::challenges::ChallengeBoard>,
     /// Where connections and handshakes are counted.
     pub metrics: Arc<crate::metrics::Metrics>,
 }
@@ -77,7 +75,6 @@ impl ConnContext {
             drain,
             http: Default::default(),
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
-            challenges: Arc::default(),
             metrics: Arc::new(crate::metrics::Metrics::new()),
         }
     }
@@ -214,171 +211,172 @@ async fn serve(
             super::http_conn::serve(&ctx.http, ctx.proxy.clone(), stream, info, false, drain).await;
         }
         Some(BindProtocol::Https) => {
-            let mut stream = stream;
-            // The front reads the ClientHello itself and decides on its SNI
-            // before rustls sees it: no listener means a handshake_failure
-            // alert, and a client that never finishes its hello is cut off.
-            let read = Box::pin(tokio::time::timeout(
-                ctx.handshake_timeout,
-                super::hello::read(&mut stream),
-            ));
-            let (bytes, hello) = match read.await {
-                Ok(Ok(h)) => h,
-                Ok(Err(error)) => {
-                    tracing::debug!(%error, "no usable ClientHello");
-                    if matches!(error, super::hello::Error::Parse(_)) {
-                        open.socket().handshake_failed(HandshakeFailure::Protocol);
-                        super::hello::refuse(&mut stream).await;
-                    } else {
-                        open.socket()
-                            .handshake_failed(HandshakeFailure::ClientClosed);
-                    }
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!("ClientHello timed out");
-                    open.socket().handshake_failed(HandshakeFailure::Timeout);
-                    return;
-                }
-            };
-            // RFC 8737: a validation handshake offers only `acme-tls/1`;
-            // for a name with a pending challenge it gets the challenge
-            // certificate and the connection ends there.
-            let sni_ref = hello.server_name.as_deref();
-            if let Some(challenge) = ctx.challenges.tls_alpn01_for_hello(&hello.alpn, sni_ref) {
-                let answer = Box::pin(crate::issuer::challenges::answer_tls_alpn01(
-                    ctx.handshake_timeout,
-                    stream,
-                    bytes,
-                    &challenge,
-                ));
-                answer.await;
-                return;
-            }
-            let sni = hello.server_name;
-            let dataplane = ctx.dataplane.load();
-            let listener = crate::tls::resolver::select_listener(&dataplane, bind, sni.as_deref());
-            let Some(listener) = listener else {
-                // A port that only passes TLS through never speaks TLS
-                // itself: it closes, as a TCP proxy would. A port that
-                // terminates answers with a handshake_failure alert.
-                let passthrough_only = dataplane.bind(bind).is_some_and(|b| {
-                    b.listeners.iter().all(|l| {
-                        l.streams
-                            .as_ref()
-                            .is_some_and(|s| s.mode == StreamMode::Passthrough)
-                    })
-                });
-                tracing::debug!(
-                    sni = sni.as_deref().unwrap_or("-"),
-                    passthrough_only,
-                    "no listener for SNI"
-                );
-                open.socket().handshake_failed(HandshakeFailure::NoListener);
-                if !passthrough_only {
-                    super::hello::refuse(&mut stream).await;
-                }
-                return;
-            };
-            let handshakes = ctx.metrics.traffic().listener(&dataplane, &listener);
-            let _counted = handshakes.connection();
-            drop(dataplane);
-            if let Some(streams) = listener
-                .streams
-                .as_ref()
-                .filter(|s| s.mode == StreamMode::Passthrough)
-            {
-                handshakes.passed_through();
-                let peers = peers(&stream, bind, remote);
-                let relay = Box::pin(super::stream::forward(
-                    stream,
-                    bytes,
-                    &streams.table,
-                    sni.as_deref(),
-                    StreamMode::Passthrough,
-                    peers,
-                    Some(&listener.key.gateway),
-                ));
-                let failure = relay.await;
-                record(&ctx, failure);
-                return;
-            }
-            let Some(config) = listener.tls.clone() else {
-                tracing::debug!(listener = %listener.key, "listener has no TLS configuration");
-                super::hello::refuse(&mut stream).await;
-                return;
-            };
-            // Only stream routes send PROXY protocol headers.
-            let stream_peers = listener
-                .streams
-                .as_ref()
-                .map(|_| peers(&stream, bind, remote));
-            let stream = super::hello::Prefixed::new(bytes, stream);
-            let acceptor = TlsAcceptor::from(config);
-            // Boxed (and bound first, so no temporary keeps the unboxed
-            // future's storage across the await): the handshake state would
-            // otherwise size the task for the connection's whole life.
-            let handshake = Box::pin(tokio::time::timeout(
-                ctx.handshake_timeout,
-                acceptor.accept(stream),
-            ));
-            // The established stream is boxed at once: a local holding it
-            // would keep its 1.2 KiB in the task across every later await.
-            let stream = match handshake.await {
-                Ok(Ok(s)) => {
-                    handshakes.terminated(s.get_ref().1.protocol_version());
-                    Box::new(s)
-                }
-                Ok(Err(error)) => {
-                    tracing::debug!(%error, "TLS handshake failed");
-                    handshakes.failed();
-                    open.socket().handshake_failed(HandshakeFailure::Protocol);
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!("TLS handshake timed out");
-                    handshakes.failed();
-                    open.socket().handshake_failed(HandshakeFailure::Timeout);
-                    return;
-                }
-            };
-            tracing::debug!(sni = sni.as_deref().unwrap_or("-"), listener = %listener.key, "TLS established");
-            if let (Some(streams), Some(peers)) = (&listener.streams, stream_peers) {
-                // A TLS listener in Terminate mode: the decrypted bytes go
-                // to the TLSRoute backend as a plain (or re-encrypted) stream.
-                let relay = Box::pin(super::stream::forward(
-                    stream,
-                    Vec::new(),
-                    &streams.table,
-                    sni.as_deref(),
-                    streams.mode,
-                    peers,
-                    Some(&listener.key.gateway),
-                ));
-                let failure = relay.await;
-                record(&ctx, failure);
-                return;
-            }
-            let client_cert = match (
-                &listener.client_auth,
-                stream.get_ref().1.peer_certificates(),
-            ) {
-                (Some(auth), Some(chain)) => auth.identity(chain),
-                _ => None,
-            };
-            let info = Arc::new(ConnInfo::new(
-                bind,
-                remote,
-                Some(TlsInfo {
-                    sni,
-                    listener: listener.key.clone(),
-                    client_cert,
-                }),
-            ));
-            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-            super::http_conn::serve(&ctx.http, ctx.proxy.clone(), stream, info, h2, drain).await;
+            serve_tls(ctx, bind, stream, remote, open, drain).await;
         }
     }
+}
+
+/// An HTTPS socket's connection: the front reads the ClientHello itself
+/// and decides on it ([`super::front::decide`]) before rustls sees it, so
+/// no listener means a handshake_failure alert, and a client that never
+/// finishes its hello is cut off.
+async fn serve_tls(
+    ctx: Arc<ConnContext>,
+    bind: SocketAddr,
+    mut stream: TcpStream,
+    remote: SocketAddr,
+    open: OpenConnection,
+    drain: watch::Receiver<()>,
+) {
+    let read = Box::pin(tokio::time::timeout(
+        ctx.handshake_timeout,
+        super::hello::read(&mut stream),
+    ));
+    let (bytes, hello) = match read.await {
+        Ok(Ok(h)) => h,
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "no usable ClientHello");
+            if matches!(error, super::hello::Error::Parse(_)) {
+                open.socket().handshake_failed(HandshakeFailure::Protocol);
+                super::hello::refuse(&mut stream).await;
+            } else {
+                open.socket()
+                    .handshake_failed(HandshakeFailure::ClientClosed);
+            }
+            return;
+        }
+        Err(_) => {
+            tracing::debug!("ClientHello timed out");
+            open.socket().handshake_failed(HandshakeFailure::Timeout);
+            return;
+        }
+    };
+    let dataplane = ctx.dataplane.load();
+    let front = super::front::decide(&dataplane, bind, &hello);
+    let sni = hello.server_name;
+    let (listener, config) = match front {
+        Front::Challenge(challenge) => {
+            drop(dataplane);
+            let answer = Box::pin(super::front::answer_tls_alpn01(
+                ctx.handshake_timeout,
+                stream,
+                bytes,
+                &challenge,
+            ));
+            answer.await;
+            return;
+        }
+        Front::NoListener { alert } => {
+            tracing::debug!(
+                sni = sni.as_deref().unwrap_or("-"),
+                passthrough_only = !alert,
+                "no listener for SNI"
+            );
+            open.socket().handshake_failed(HandshakeFailure::NoListener);
+            drop(dataplane);
+            if alert {
+                super::hello::refuse(&mut stream).await;
+            }
+            return;
+        }
+        Front::Unconfigured(listener) => {
+            drop(dataplane);
+            tracing::debug!(listener = %listener.key, "listener has no TLS configuration");
+            super::hello::refuse(&mut stream).await;
+            return;
+        }
+        Front::Passthrough(listener) => (listener, None),
+        Front::Terminate(listener, config) => (listener, Some(config)),
+    };
+    let handshakes = ctx.metrics.traffic().listener(&dataplane, &listener);
+    let _counted = handshakes.connection();
+    drop(dataplane);
+    let Some(config) = config else {
+        handshakes.passed_through();
+        let Some(streams) = listener.streams.as_ref() else {
+            return;
+        };
+        let peers = peers(&stream, bind, remote);
+        let relay = Box::pin(super::stream::forward(
+            stream,
+            bytes,
+            &streams.table,
+            sni.as_deref(),
+            StreamMode::Passthrough,
+            peers,
+            Some(&listener.key.gateway),
+        ));
+        record(&ctx, relay.await);
+        return;
+    };
+    // Only stream routes send PROXY protocol headers.
+    let stream_peers = listener
+        .streams
+        .as_ref()
+        .map(|_| peers(&stream, bind, remote));
+    let stream = super::hello::Prefixed::new(bytes, stream);
+    let acceptor = TlsAcceptor::from(config);
+    // Boxed (and bound first, so no temporary keeps the unboxed
+    // future's storage across the await): the handshake state would
+    // otherwise size the task for the connection's whole life.
+    let handshake = Box::pin(tokio::time::timeout(
+        ctx.handshake_timeout,
+        acceptor.accept(stream),
+    ));
+    // The established stream is boxed at once: a local holding it
+    // would keep its 1.2 KiB in the task across every later await.
+    let stream = match handshake.await {
+        Ok(Ok(s)) => {
+            handshakes.terminated(s.get_ref().1.protocol_version());
+            Box::new(s)
+        }
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "TLS handshake failed");
+            handshakes.failed();
+            open.socket().handshake_failed(HandshakeFailure::Protocol);
+            return;
+        }
+        Err(_) => {
+            tracing::debug!("TLS handshake timed out");
+            handshakes.failed();
+            open.socket().handshake_failed(HandshakeFailure::Timeout);
+            return;
+        }
+    };
+    tracing::debug!(sni = sni.as_deref().unwrap_or("-"), listener = %listener.key, "TLS established");
+    if let (Some(streams), Some(peers)) = (&listener.streams, stream_peers) {
+        // A TLS listener in Terminate mode: the decrypted bytes go
+        // to the TLSRoute backend as a plain (or re-encrypted) stream.
+        let relay = Box::pin(super::stream::forward(
+            stream,
+            Vec::new(),
+            &streams.table,
+            sni.as_deref(),
+            streams.mode,
+            peers,
+            Some(&listener.key.gateway),
+        ));
+        record(&ctx, relay.await);
+        return;
+    }
+    let client_cert = match (
+        &listener.client_auth,
+        stream.get_ref().1.peer_certificates(),
+    ) {
+        (Some(auth), Some(chain)) => auth.identity(chain),
+        _ => None,
+    };
+    let info = Arc::new(ConnInfo::new(
+        bind,
+        remote,
+        Some(TlsInfo {
+            sni,
+            listener: listener.key.clone(),
+            client_cert,
+        }),
+    ));
+    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    super::http_conn::serve(&ctx.http, ctx.proxy.clone(), stream, info, h2, drain).await;
 }
 
 /// Counts a stream whose backend failed.

@@ -11,6 +11,7 @@
 pub mod accept;
 pub mod binds;
 pub mod cork;
+mod front;
 pub mod hello;
 pub mod http_conn;
 pub mod proxy_protocol;

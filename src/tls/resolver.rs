@@ -1,14 +1,11 @@
-//! Listener and certificate selection: the listener a ClientHello's SNI
-//! selects on one socket ([`select_listener`], after `Bind::select`'s rule),
-//! and the certificate of that listener the client can verify
-//! ([`choose_certificate`], used by [`ListenerCertificates`] during each
-//! handshake).
+//! Certificate selection: the certificate of a listener the client can
+//! verify ([`choose_certificate`], used by [`ListenerCertificates`] during
+//! each handshake). The listener itself is chosen before rustls sees the
+//! hello (`crate::server::front`).
 
-use crate::dataplane::{Dataplane, Listener};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::SignatureScheme;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Chooses among one listener's certificates by the client's signature
@@ -33,18 +30,6 @@ impl ResolvesServerCert for ListenerCertificates {
     }
 }
 
-/// The listener of the bind at `bind` that a raw SNI value selects: the SNI
-/// is normalised first; without SNI, the bind's only (or catch-all) listener.
-pub fn select_listener(
-    dataplane: &Dataplane,
-    bind: SocketAddr,
-    sni: Option<&str>,
-) -> Option<Arc<Listener>> {
-    let bind = dataplane.bind(bind)?;
-    let host = sni.and_then(crate::hostname::normalize_host);
-    bind.select(host.as_deref()).cloned()
-}
-
 /// The first certificate whose key can sign with one of the schemes the
 /// client offers (so an ECDSA certificate is only chosen for a client that
 /// verifies ECDSA), or `None` when none fits.
@@ -61,8 +46,6 @@ pub fn choose_certificate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataplane::{Bind, BindProtocol, ListenerKey, RouteTable};
-    use crate::model::ObjectKey;
 
     /// ring cannot generate RSA keys, so the RSA test key is a fixture.
     const RSA_2048_KEY: &str = include_str!("testdata/rsa-2048.key");
@@ -121,65 +104,5 @@ mod tests {
     fn no_fitting_certificate_fails_the_handshake() {
         assert!(choose_certificate(&[ecdsa()], RSA_ONLY).is_none());
         assert!(choose_certificate(&[], RSA_ONLY).is_none());
-    }
-
-    fn listener(name: &str, hostname: Option<&str>) -> Arc<Listener> {
-        Arc::new(Listener {
-            key: ListenerKey {
-                gateway: ObjectKey::new("default", "gw"),
-                listener_set: None,
-                name: name.to_string(),
-            },
-            hostname: hostname.map(str::to_string),
-            port: 443,
-            protocol: BindProtocol::Https,
-            certificates: Vec::new(),
-            tls: None,
-            client_auth: None,
-            routes: RouteTable::default(),
-            streams: None,
-        })
-    }
-
-    fn dataplane(listeners: Vec<Arc<Listener>>) -> (Dataplane, SocketAddr) {
-        let addr: SocketAddr = "0.0.0.0:443".parse().expect("literal address");
-        let dp = Dataplane {
-            binds: vec![Bind::new(addr, BindProtocol::Https, listeners)],
-        };
-        (dp, addr)
-    }
-
-    #[test]
-    fn sni_is_normalised_before_selection() {
-        let (dp, addr) = dataplane(vec![
-            listener("a", Some("a.example.com")),
-            listener("b", Some("b.example.com")),
-        ]);
-        let l = select_listener(&dp, addr, Some("B.Example.COM.")).expect("b matches");
-        assert_eq!(l.key.name, "b");
-    }
-
-    #[test]
-    fn missing_sni_needs_an_unambiguous_listener() {
-        let (dp, addr) = dataplane(vec![
-            listener("a", Some("a.example.com")),
-            listener("b", Some("b.example.com")),
-        ]);
-        assert!(select_listener(&dp, addr, None).is_none());
-        let (dp, addr) = dataplane(vec![listener("a", Some("a.example.com"))]);
-        assert_eq!(
-            select_listener(&dp, addr, None)
-                .expect("single listener")
-                .key
-                .name,
-            "a"
-        );
-    }
-
-    #[test]
-    fn unknown_bind_selects_nothing() {
-        let (dp, _) = dataplane(vec![listener("a", None)]);
-        let other: SocketAddr = "0.0.0.0:8443".parse().expect("literal address");
-        assert!(select_listener(&dp, other, Some("a.example.com")).is_none());
     }
 }

@@ -81,13 +81,11 @@ impl DataPlane {
             portcullis::dataplane::Dataplane::default(),
         ));
         let board = Arc::new(ChallengeBoard::new());
-        let proxy = portcullis::proxy::Proxy::with_challenges(
+        let proxy = portcullis::proxy::Proxy::with_metrics(
             dataplane.clone(),
             Arc::new(portcullis::metrics::Metrics::new()),
-            board.clone(),
         );
-        let mut ctx = ConnContext::new(dataplane.clone(), proxy, 1024);
-        ctx.challenges = board.clone();
+        let ctx = ConnContext::new(dataplane.clone(), proxy, 1024);
         let mut plane = DataPlane {
             dataplane,
             sockets: Some(Sockets::new(Arc::new(ctx))),
@@ -104,6 +102,7 @@ impl DataPlane {
         let options = CompileOptions {
             listen_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
             port_offset: self.offset,
+            challenges: self.board.clone(),
             ..CompileOptions::default()
         };
         let compiled = compile(&resources(yaml)?, &options);

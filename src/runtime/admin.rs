@@ -5,8 +5,8 @@
 //! The answers are computed by [`respond`] from the shared runtime state;
 //! [`serve`] only accepts connections.
 
-use crate::runtime::report::Report;
-use crate::runtime::Shared;
+use super::report::Report;
+use super::Shared;
 use bytes::Bytes;
 use http::{header, Method, Response, StatusCode};
 use http_body_util::Full;
