@@ -7,9 +7,20 @@
 //! measured with perf). [`SessionStore`] forgets lazily instead: the
 //! insertion order holds `(sequence, key)` pairs and an entry is evicted only
 //! if its sequence number still matches, so put, get and take are O(1).
+//!
+//! Every handshake on every core stores or takes a session, so the store is
+//! split into [`SHARDS`] shards by a keyed hash of the session ID, each with
+//! its own lock and an equal share of the capacity: two handshakes contend
+//! only when their sessions fall in the same shard, and no lock is shared
+//! by all cores. Oldest-first eviction holds within each shard.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, PoisonError};
+
+/// How many shards a store is split into (fewer when it holds fewer
+/// sessions than this).
+const SHARDS: usize = 16;
 
 /// How TLS sessions are resumed: `entries` sessions are kept in memory and
 /// TLS 1.3 tickets refer to them; with 0 entries no ticket is issued and
@@ -55,7 +66,7 @@ impl Default for Resumption {
 
 impl std::fmt::Debug for Resumption {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let entries = self.store.as_ref().map_or(0, |s| s.max);
+        let entries = self.store.as_ref().map_or(0, |s| s.capacity());
         f.debug_struct("Resumption")
             .field("entries", &entries)
             .finish()
@@ -76,11 +87,15 @@ impl PartialEq for Resumption {
 
 impl Eq for Resumption {}
 
-/// A bounded map of session IDs to encoded sessions that forgets the oldest
-/// insertion first.
+/// A bounded map of session IDs to encoded sessions, in shards that each
+/// forget their oldest insertion first.
 struct SessionStore {
+    /// Sessions each shard holds at most.
     max: usize,
-    inner: Mutex<Entries>,
+    shards: Box<[Mutex<Entries>]>,
+    /// Picks a key's shard; seeded per store, so a client cannot aim its
+    /// session IDs at one shard.
+    hasher: std::collections::hash_map::RandomState,
 }
 
 #[derive(Default)]
@@ -94,24 +109,44 @@ struct Entries {
 }
 
 impl SessionStore {
-    /// An empty store holding at most `max` sessions.
+    /// An empty store holding about `max` sessions (each of its shards an
+    /// equal share, rounded up).
     fn new(max: usize) -> Self {
+        Self::with_shards(max, SHARDS.min(max).max(1))
+    }
+
+    /// An empty store of `shards` shards holding about `max` sessions.
+    fn with_shards(max: usize, shards: usize) -> Self {
         Self {
-            max,
-            inner: Mutex::new(Entries::default()),
+            max: max.div_ceil(shards),
+            shards: (0..shards).map(|_| Mutex::default()).collect(),
+            hasher: std::collections::hash_map::RandomState::new(),
         }
     }
 
-    fn entries(&self) -> std::sync::MutexGuard<'_, Entries> {
+    /// How many sessions the store holds at most.
+    fn capacity(&self) -> usize {
+        self.max * self.shards.len()
+    }
+
+    /// The shard of `key`, locked.
+    fn entries(&self, key: &[u8]) -> std::sync::MutexGuard<'_, Entries> {
+        // `shards` is never empty, and the remainder is below its length.
+        let shard = (self.hasher.hash_one(key) % self.shards.len() as u64) as usize;
         // The lock guards plain collections that every operation leaves
         // consistent, so a panic elsewhere cannot leave them half-written.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        self.shards[shard]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// How many sessions are held.
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.entries().map.len()
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).map.len())
+            .sum()
     }
 }
 
@@ -138,23 +173,24 @@ impl Entries {
 impl std::fmt::Debug for SessionStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionStore")
-            .field("max", &self.max)
+            .field("capacity", &self.capacity())
+            .field("shards", &self.shards.len())
             .finish_non_exhaustive()
     }
 }
 
 impl rustls::server::StoresServerSessions for SessionStore {
     fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
-        self.entries().insert(key, value, self.max);
+        self.entries(&key).insert(key, value, self.max);
         true
     }
 
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        self.entries().map.get(key).map(|(_, v)| v.clone())
+        self.entries(key).map.get(key).map(|(_, v)| v.clone())
     }
 
     fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
-        self.entries().map.remove(key).map(|(_, v)| v)
+        self.entries(key).map.remove(key).map(|(_, v)| v)
     }
 
     fn can_cache(&self) -> bool {
@@ -183,7 +219,7 @@ mod tests {
 
     #[test]
     fn the_oldest_session_goes_first() {
-        let s = SessionStore::new(3);
+        let s = SessionStore::with_shards(3, 1);
         for i in 0..5 {
             s.put(key(i), key(i));
         }
@@ -197,7 +233,7 @@ mod tests {
 
     #[test]
     fn an_overwritten_session_is_not_evicted_by_its_old_insertion() {
-        let s = SessionStore::new(2);
+        let s = SessionStore::with_shards(2, 1);
         s.put(key(1), b"old".to_vec());
         s.put(key(2), key(2));
         s.put(key(1), b"new".to_vec());
@@ -211,14 +247,37 @@ mod tests {
 
     #[test]
     fn taken_sessions_do_not_pile_up() {
-        let s = SessionStore::new(8);
+        let s = SessionStore::with_shards(8, 1);
         for i in 0..10_000 {
             s.put(key(i), key(i));
             assert_eq!(s.take(&key(i)), Some(key(i)));
         }
-        let e = s.entries();
+        let e = s.entries(&key(0));
         assert!(e.map.is_empty());
         assert!(e.order.len() <= 16, "order queue holds {}", e.order.len());
+    }
+
+    #[test]
+    fn shards_bound_the_store_and_find_every_session() {
+        let s = SessionStore::new(4096);
+        assert_eq!(s.shards.len(), SHARDS);
+        assert_eq!(s.capacity(), 4096);
+        for i in 0..4096 {
+            s.put(key(i), key(i));
+        }
+        // Session IDs spread over the shards: almost all are still held (a
+        // shard that drew more than its share forgot its oldest).
+        let held = (0..4096).filter(|&i| s.get(&key(i)).is_some()).count();
+        assert!(held > 3000, "only {held} of 4096 held");
+        assert_eq!(s.len(), held);
+        for i in 4096..20_000 {
+            s.put(key(i), key(i));
+        }
+        assert!(s.len() <= s.capacity(), "{} held", s.len());
+        assert_eq!(s.take(&key(19_999)), Some(key(19_999)));
+        assert_eq!(s.get(&key(19_999)), None);
+        // A small store has no more shards than sessions.
+        assert_eq!(SessionStore::new(3).shards.len(), 3);
     }
 
     /// A server configuration as `listener_config` builds it, before
