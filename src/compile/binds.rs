@@ -97,7 +97,12 @@ fn server_config(
         &crate::tls::ALPN_PROTOCOLS
     };
     let verifier = l.client_auth.as_ref().map(|a| a.handshake.clone());
-    match crate::tls::listener_config(l.certificates.clone(), verifier, alpn, resumption) {
+    let keys = l
+        .certificates
+        .iter()
+        .map(|c| c.parsed.key.clone())
+        .collect();
+    match crate::tls::listener_config(keys, verifier, alpn, resumption) {
         Ok(c) => Some(c),
         Err(error) => {
             tracing::warn!(listener = %l.key, %error, "cannot build TLS configuration");

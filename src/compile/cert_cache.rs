@@ -13,8 +13,8 @@
 //! [`CertifiedKey`]s. Compile-side only: the data plane gets the `Arc`s, the
 //! cache is never touched per handshake.
 
-use crate::tls::certs::{self, CertInfo};
-use rustls::sign::CertifiedKey;
+use crate::model::ObjectKey;
+use crate::tls::certs;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -28,13 +28,7 @@ const MIN_PER_THREAD: usize = 16;
 const CHUNKS_PER_THREAD: usize = 16;
 
 /// A usable certificate parsed from a Secret.
-#[derive(Debug)]
-pub(crate) struct Parsed {
-    /// What the data plane serves.
-    pub key: Arc<CertifiedKey>,
-    /// The leaf certificate's facts (validity for the expiry check).
-    pub leaf: CertInfo,
-}
+pub(crate) type Parsed = crate::dataplane::ParsedCertificate;
 
 /// The outcome of parsing one `tls.crt` / `tls.key` pair.
 pub(crate) type Outcome = Result<Arc<Parsed>, certs::Error>;
@@ -46,7 +40,7 @@ type Digest = [u8; 32];
 /// their bytes. Holds only what the last compile used: entries of Secrets
 /// that disappeared or changed are dropped.
 ///
-/// It also remembers, per Secret (`namespace/name`), the last certificate
+/// It also remembers, per Secret, the last certificate
 /// that Secret gave which could be served ([`CertCache::last_good`]): when
 /// the Secret's content turns bad (garbage, a key that does not match, an
 /// expired certificate), the listener keeps serving that one instead of
@@ -55,7 +49,7 @@ type Digest = [u8; 32];
 pub struct CertCache {
     entries: HashMap<Digest, Outcome>,
     misses: usize,
-    last_good: HashMap<String, Arc<Parsed>>,
+    last_good: HashMap<ObjectKey, Arc<Parsed>>,
 }
 
 impl std::fmt::Debug for CertCache {
@@ -89,15 +83,15 @@ impl CertCache {
         self.misses
     }
 
-    /// The last servable certificate Secret `name` (`namespace/name`) gave
-    /// in an earlier compile, if it was referenced since.
-    pub(crate) fn last_good(&self, name: &str) -> Option<Arc<Parsed>> {
+    /// The last servable certificate Secret `name` gave in an earlier
+    /// compile, if it was referenced since.
+    pub(crate) fn last_good(&self, name: &ObjectKey) -> Option<Arc<Parsed>> {
         self.last_good.get(name).cloned()
     }
 
     /// Replaces the remembered certificates by those a compile served:
     /// Secrets no longer referenced are forgotten.
-    pub(crate) fn set_last_good(&mut self, good: HashMap<String, Arc<Parsed>>) {
+    pub(crate) fn set_last_good(&mut self, good: HashMap<ObjectKey, Arc<Parsed>>) {
         self.last_good = good;
     }
 
@@ -147,6 +141,7 @@ fn parse(cert: &[u8], key: &[u8]) -> Outcome {
         Arc::new(Parsed {
             key: Arc::new(l.key),
             leaf: l.leaf,
+            intermediates: l.intermediates,
         })
     })
 }
@@ -417,13 +412,13 @@ mod tests {
     }
 
     /// The certificates the data plane serves on listener `l0`.
-    fn served(c: &crate::compile::Compiled) -> Vec<Arc<CertifiedKey>> {
+    fn served(c: &crate::compile::Compiled) -> Vec<Arc<rustls::sign::CertifiedKey>> {
         c.dataplane
             .binds
             .iter()
             .flat_map(|b| &b.listeners)
             .filter(|l| l.key.name == "l0")
-            .flat_map(|l| l.certificates.clone())
+            .flat_map(|l| l.certificates.iter().map(|c| c.parsed.key.clone()))
             .collect()
     }
 

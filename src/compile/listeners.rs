@@ -9,7 +9,7 @@ use super::{Ctx, Problem};
 use crate::dataplane::router::RouteEntry;
 use crate::dataplane::{BindProtocol, ListenerKey, RouteKind, StreamMode};
 use crate::model::gateway::{Listener, SecretObjectReference, TlsMode};
-use crate::model::{Gateway, ListenerSet};
+use crate::model::{Gateway, ListenerSet, ObjectKey};
 use crate::status::{Condition, ConditionType, ListenerStatus, Reason};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -112,10 +112,8 @@ pub(crate) struct ListenerState<'a> {
     /// although the listener still serves the last one it gave: reported
     /// like `unresolved`, but the listener stays programmed.
     pub stale_certificate: Option<Problem>,
-    /// Certificates to serve (HTTPS).
-    pub certificates: Vec<Arc<rustls::sign::CertifiedKey>>,
-    /// The Secrets behind `certificates`, as `namespace/name`.
-    pub certificate_refs: Vec<String>,
+    /// Certificates to serve (HTTPS), with the Secrets they came from.
+    pub certificates: Vec<crate::dataplane::ServedCertificate>,
     /// Routes accepted on this listener.
     pub attached_routes: u32,
     /// Stream entries of the TLSRoutes accepted here (TLS listeners).
@@ -165,7 +163,6 @@ impl<'a> ListenerState<'a> {
             unresolved: None,
             stale_certificate: None,
             certificates: Vec::new(),
-            certificate_refs: Vec::new(),
             attached_routes: 0,
             streams: Vec::new(),
             entries: Vec::new(),
@@ -257,7 +254,7 @@ pub(crate) fn validate_all(world: &mut World<'_>, ctx: &Ctx<'_>, certs: &mut Cer
     // Bad content in a Secret never replaces a certificate that was being
     // served by nothing: the last good one is served on, and the status
     // says the reference is invalid.
-    let mut good: HashMap<String, Arc<Parsed>> = HashMap::new();
+    let mut good: HashMap<ObjectKey, Arc<Parsed>> = HashMap::new();
     for (i, refs) in located {
         let l = &mut world.listeners[i];
         for r in refs {
@@ -289,8 +286,10 @@ pub(crate) fn validate_all(world: &mut World<'_>, ctx: &Ctx<'_>, certs: &mut Cer
                 }
             };
             if let Some(parsed) = served {
-                l.certificates.push(parsed.key.clone());
-                l.certificate_refs.push(name.clone());
+                l.certificates.push(crate::dataplane::ServedCertificate {
+                    secret: name.clone(),
+                    parsed: parsed.clone(),
+                });
                 good.insert(name, parsed);
             }
         }
@@ -388,7 +387,7 @@ fn resolve_kinds(l: &mut ListenerState<'_>) {
 /// A certificateRef that names a readable Secret: its `namespace/name` and
 /// the index of its `(tls.crt, tls.key)` in the batch being parsed; or why
 /// it does not.
-type Located = Result<(String, usize), Problem>;
+type Located = Result<(ObjectKey, usize), Problem>;
 
 /// The `tls.crt` and `tls.key` bytes of a Secret.
 type Pair<'a> = (&'a [u8], &'a [u8]);
@@ -433,12 +432,12 @@ fn invalid_ref(message: String) -> Problem {
 }
 
 /// The Secret a certificateRef names, if the reference is permitted and the
-/// Secret holds a certificate and key: its `namespace/name` and bytes.
+/// Secret holds a certificate and key: its key and bytes.
 fn locate_certificate<'a>(
     l: &ListenerState<'_>,
     r: &SecretObjectReference,
     ctx: &Ctx<'a>,
-) -> Result<(String, Pair<'a>), Problem> {
+) -> Result<(ObjectKey, Pair<'a>), Problem> {
     let group = r.group.as_deref().unwrap_or("");
     let kind = r.kind.as_deref().unwrap_or("Secret");
     if !group.is_empty() || kind != "Secret" {
@@ -447,7 +446,7 @@ fn locate_certificate<'a>(
         )));
     }
     let ns = r.namespace.as_deref().unwrap_or(&l.owner_namespace);
-    let name = format!("{ns}/{}", r.name);
+    let name = ObjectKey::new(ns, &r.name);
     let from = Referrer {
         group: GATEWAY_GROUP,
         kind: l.referrer_kind(),
@@ -483,7 +482,11 @@ fn locate_certificate<'a>(
 }
 
 /// The certificate of Secret `name` once parsed, or why it cannot be served.
-fn finish_certificate(name: &str, parsed: &Outcome, ctx: &Ctx<'_>) -> Result<Arc<Parsed>, Problem> {
+fn finish_certificate(
+    name: &ObjectKey,
+    parsed: &Outcome,
+    ctx: &Ctx<'_>,
+) -> Result<Arc<Parsed>, Problem> {
     let parsed = parsed
         .as_ref()
         .map_err(|e| invalid_ref(format!("Secret {name}: {e}")))?;
@@ -619,6 +622,10 @@ pub(crate) fn status(l: &ListenerState<'_>, generation: i64) -> ListenerStatus {
         attached_routes: l.attached_routes,
         supported_kinds: l.kinds.iter().map(|k| k.name().to_string()).collect(),
         conditions: vec![accepted, resolved, programmed, conflicted],
-        certificate_refs: l.certificate_refs.clone(),
+        certificate_refs: l
+            .certificates
+            .iter()
+            .map(|c| c.secret.to_string())
+            .collect(),
     }
 }

@@ -187,6 +187,37 @@ impl fmt::Display for ListenerKey {
     }
 }
 
+/// A certificate and key parsed once, when its Secret's bytes entered a
+/// compile (`crate::compile` keeps it while the bytes stay the same): what
+/// handshakes serve, and what status, expiry checks and the certificate
+/// metrics read, with no parse of their own.
+#[derive(Debug)]
+pub struct ParsedCertificate {
+    /// The chain and signing key, as rustls serves them.
+    pub key: Arc<rustls::sign::CertifiedKey>,
+    /// Subject, SANs, validity and serial of the leaf.
+    pub leaf: crate::tls::certs::CertInfo,
+    /// The same of every certificate after the leaf, in chain order.
+    pub intermediates: Vec<crate::tls::certs::CertInfo>,
+}
+
+impl ParsedCertificate {
+    /// Every certificate of the chain, leaf first.
+    pub fn chain(&self) -> impl Iterator<Item = &crate::tls::certs::CertInfo> {
+        std::iter::once(&self.leaf).chain(&self.intermediates)
+    }
+}
+
+/// A certificate a listener serves, and the Secret it came from.
+#[derive(Debug, Clone)]
+pub struct ServedCertificate {
+    /// The Secret named by the listener's `certificateRefs` (or filled by
+    /// the issuer).
+    pub secret: ObjectKey,
+    /// The parsed pair, shared by every listener serving the same bytes.
+    pub parsed: Arc<ParsedCertificate>,
+}
+
 /// A programmed listener.
 #[derive(Debug)]
 pub struct Listener {
@@ -199,8 +230,9 @@ pub struct Listener {
     pub port: u16,
     /// HTTP or HTTPS.
     pub protocol: BindProtocol,
-    /// Certificates to choose from by the client's signature schemes (HTTPS).
-    pub certificates: Vec<Arc<rustls::sign::CertifiedKey>>,
+    /// Certificates to choose from by the client's signature schemes
+    /// (HTTPS), each with the Secret it came from and its parsed chain.
+    pub certificates: Vec<ServedCertificate>,
     /// The TLS server configuration of a terminating listener: its
     /// certificates, client-certificate validation and ALPN.
     pub tls: Option<Arc<rustls::ServerConfig>>,

@@ -5,11 +5,11 @@
 //! data under cert-manager's metric names when asked for.
 //!
 //! Rows are computed at scrape time from the dataplane published at the last
-//! reload, so they always describe what handshakes serve now. Which Secret a
-//! served certificate came from is looked up by the SHA-256 of its leaf in a
-//! [`SecretIndex`] built from the loaded Secrets at each reload; a
-//! certificate that no Secret holds gets empty `secret` labels. Building
-//! rows ([`served`], [`listener_expiry`], [`cert_manager_rows`]) is pure.
+//! reload, so they always describe what handshakes serve now. Each served
+//! certificate carries the Secret it came from and the facts of its chain,
+//! read when compile parsed it ([`crate::dataplane::ParsedCertificate`]): a
+//! scrape parses nothing. Building rows ([`served`], [`listener_expiry`],
+//! [`cert_manager_rows`]) is pure.
 //!
 //! Label names avoid `namespace`, `pod`, `service`, `job` and `instance`:
 //! Prometheus attaches those to Kubernetes targets, and a collision renames
@@ -18,7 +18,6 @@
 //! `namespace` included.
 
 use crate::dataplane::{Dataplane, ListenerKey};
-use crate::model::Resources;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
@@ -60,60 +59,12 @@ pub struct ManagedCertificate {
     pub next_retry: Option<i64>,
 }
 
-/// Which Secret holds a certificate, by the SHA-256 of its leaf DER.
-#[derive(Debug, Clone, Default)]
-pub struct SecretIndex {
-    by_leaf: HashMap<[u8; 32], (String, String)>,
-}
-
-impl SecretIndex {
-    /// Indexes the `tls.crt` of every Secret in `resources`. When two
-    /// Secrets hold the same leaf, the first in `namespace/name` order wins.
-    pub fn of(resources: &Resources) -> Self {
-        let mut by_leaf = HashMap::new();
-        let mut secrets: Vec<_> = resources.secrets.iter().collect();
-        secrets.sort_by(|a, b| {
-            (&a.metadata.namespace, &a.metadata.name)
-                .cmp(&(&b.metadata.namespace, &b.metadata.name))
-        });
-        for secret in secrets {
-            let Some(pem) = secret.data.get("tls.crt") else {
-                continue;
-            };
-            let Ok(chain) = crate::tls::certs::parse_chain(pem) else {
-                continue;
-            };
-            if let Some(leaf) = chain.first() {
-                by_leaf.entry(digest(leaf)).or_insert_with(|| {
-                    (
-                        namespace_of(&secret.metadata.namespace),
-                        secret.metadata.name.clone(),
-                    )
-                });
-            }
-        }
-        Self { by_leaf }
-    }
-
-    /// The `(namespace, name)` of the Secret whose leaf is `leaf_der`.
-    pub fn lookup(&self, leaf_der: &[u8]) -> Option<&(String, String)> {
-        self.by_leaf.get(&digest(leaf_der))
-    }
-}
-
 fn namespace_of(ns: &str) -> String {
     if ns.is_empty() {
         "default".to_string()
     } else {
         ns.to_string()
     }
-}
-
-fn digest(der: &[u8]) -> [u8; 32] {
-    let d = ring::digest::digest(&ring::digest::SHA256, der);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
 }
 
 /// Labels of one served certificate.
@@ -167,11 +118,7 @@ pub fn listener_names(key: &ListenerKey) -> (String, String, String) {
 
 /// Every certificate of every chain every listener of `dataplane` serves,
 /// one row per (listener, chain position), sorted by labels.
-pub fn served(
-    dataplane: &Dataplane,
-    secrets: &SecretIndex,
-    managed: &[ManagedCertificate],
-) -> Vec<ServedRow> {
+pub fn served(dataplane: &Dataplane, managed: &[ManagedCertificate]) -> Vec<ServedRow> {
     let managed: HashMap<(&str, &str), &ManagedCertificate> = managed
         .iter()
         .map(|m| ((m.namespace.as_str(), m.secret.as_str()), m))
@@ -179,16 +126,11 @@ pub fn served(
     let mut rows = BTreeMap::new();
     for listener in dataplane.binds.iter().flat_map(|b| b.listeners.iter()) {
         let (gateway_namespace, gateway, listener_name) = listener_names(&listener.key);
-        for certified in &listener.certificates {
-            let Some(leaf) = certified.cert.first() else {
-                continue;
-            };
-            let (secret_namespace, secret) = secrets.lookup(leaf).cloned().unwrap_or_default();
+        for certificate in &listener.certificates {
+            let secret_namespace = namespace_of(&certificate.secret.namespace);
+            let secret = certificate.secret.name.clone();
             let issuer = managed.get(&(secret_namespace.as_str(), secret.as_str()));
-            for (position, cert) in certified.cert.iter().enumerate() {
-                let Ok(info) = crate::tls::certs::inspect(cert) else {
-                    continue;
-                };
+            for (position, info) in certificate.parsed.chain().enumerate() {
                 let labels = ServedLabels {
                     secret_namespace: secret_namespace.clone(),
                     secret: secret.clone(),
@@ -399,11 +341,10 @@ fn gauges<L: EncodeLabelSet>(
 pub fn encode(
     encoder: &mut DescriptorEncoder,
     dataplane: &Dataplane,
-    secrets: &SecretIndex,
     managed: &[ManagedCertificate],
     cert_manager_compat: bool,
 ) -> Result<(), std::fmt::Error> {
-    let rows = served(dataplane, secrets, managed);
+    let rows = served(dataplane, managed);
     gauges(
         encoder,
         super::names::CERT_EXPIRATION,

@@ -4,20 +4,26 @@ use super::*;
 use crate::metrics::tests::{dataplane, resources};
 
 #[test]
-fn certificates_no_secret_holds_get_empty_secret_labels() {
+fn every_chain_certificate_names_the_secret_it_came_from() {
     let resources = resources();
     let dp = dataplane(&resources);
-    let rows = served(&dp, &SecretIndex::default(), &[]);
+    let rows = served(&dp, &[]);
     assert_eq!(rows.len(), 2, "leaf and intermediate");
-    assert!(rows.iter().all(|r| r.labels.secret.is_empty()));
+    assert!(rows.iter().all(|r| r.labels.secret == "web-tls"));
+    assert!(rows.iter().all(|r| r.labels.secret_namespace == "infra"));
     assert!(rows.iter().all(|r| r.labels.managed == "false"));
+    let positions: Vec<_> = rows
+        .iter()
+        .map(|r| r.labels.chain_position.as_str())
+        .collect();
+    assert_eq!(positions, ["0", "1"]);
 }
 
 #[test]
 fn listener_expiry_is_the_leaf_not_the_intermediate() {
     let resources = resources();
     let dp = dataplane(&resources);
-    let rows = served(&dp, &SecretIndex::of(&resources), &[]);
+    let rows = served(&dp, &[]);
     let leaf = rows
         .iter()
         .find(|r| r.labels.chain_position == "0")
@@ -32,7 +38,7 @@ fn listener_expiry_is_the_leaf_not_the_intermediate() {
 fn cert_manager_view_has_one_row_per_secret_and_unmanaged_ones_have_no_readiness() {
     let resources = resources();
     let dp = dataplane(&resources);
-    let rows = served(&dp, &SecretIndex::of(&resources), &[]);
+    let rows = served(&dp, &[]);
     let cm = cert_manager_rows(&rows, &[]);
     assert_eq!(cm.len(), 1);
     assert_eq!(cm[0].labels.name, "web-tls");

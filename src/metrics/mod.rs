@@ -26,7 +26,7 @@ pub mod names;
 pub mod process;
 pub mod traffic;
 
-pub use certificates::{ManagedCertificate, SecretIndex};
+pub use certificates::ManagedCertificate;
 pub use traffic::{HandshakeFailure, RequestTarget};
 
 use crate::dataplane::Dataplane;
@@ -52,7 +52,6 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 #[derive(Debug, Default)]
 struct CertState {
     dataplane: ArcSwap<Dataplane>,
-    secrets: ArcSwap<SecretIndex>,
     managed: ArcSwap<Vec<ManagedCertificate>>,
     cert_manager_compat: AtomicBool,
 }
@@ -66,7 +65,6 @@ impl Collector for CertCollector {
         certificates::encode(
             &mut encoder,
             &state.dataplane.load(),
-            &state.secrets.load(),
             &state.managed.load(),
             state.cert_manager_compat.load(Ordering::Relaxed),
         )
@@ -219,9 +217,8 @@ impl Metrics {
 
     /// Resolves the counters `dataplane` will use and makes it the one
     /// certificate series describe. Call before publishing the dataplane.
-    pub fn publish(&self, dataplane: &Arc<Dataplane>, secrets: SecretIndex) {
+    pub fn publish(&self, dataplane: &Arc<Dataplane>) {
         self.traffic.prepare(dataplane);
-        self.certs.secrets.store(Arc::new(secrets));
         self.certs.dataplane.store(dataplane.clone());
     }
 

@@ -140,7 +140,7 @@ fn has(text: &str, prefix: &str) -> bool {
 fn served_chain_is_exported_per_position_with_its_secret_and_listener() {
     let resources = resources();
     let metrics = Metrics::new();
-    metrics.publish(&dataplane(&resources), SecretIndex::of(&resources));
+    metrics.publish(&dataplane(&resources));
     let text = metrics.encode();
     assert!(text.ends_with("# EOF\n"), "OpenMetrics ends with # EOF");
     let leaf = "portcullis_certificate_expiration_timestamp_seconds{secret_namespace=\"infra\",secret=\"web-tls\",gateway_namespace=\"infra\",gateway=\"gw\",listener=\"web\",issuer_kind=\"\",issuer_name=\"\",managed=\"false\",chain_position=\"0\",subject_cn=\"a.example.com\"} ";
@@ -155,7 +155,7 @@ fn served_chain_is_exported_per_position_with_its_secret_and_listener() {
 fn managed_state_labels_served_certificates_and_exports_issuer_series() {
     let resources = resources();
     let metrics = Metrics::new();
-    metrics.publish(&dataplane(&resources), SecretIndex::of(&resources));
+    metrics.publish(&dataplane(&resources));
     metrics.set_managed(vec![managed()]);
     let text = metrics.encode();
     let ids =
@@ -189,7 +189,7 @@ fn cert_manager_compat_reproduces_cert_managers_names_and_labels() {
     let resources = resources();
     let metrics = Metrics::new();
     metrics.set_cert_manager_compat(true);
-    metrics.publish(&dataplane(&resources), SecretIndex::of(&resources));
+    metrics.publish(&dataplane(&resources));
     metrics.set_managed(vec![managed()]);
     let text = metrics.encode();
     let labels = "name=\"web-tls\",namespace=\"infra\",issuer_name=\"le\",issuer_kind=\"Issuer\",issuer_group=\"portcullis.dev\"";
@@ -208,7 +208,7 @@ fn every_exported_series_name_is_listed_in_names() {
     let metrics = Metrics::new();
     metrics.set_cert_manager_compat(true);
     let dp = dataplane(&resources);
-    metrics.publish(&dp, SecretIndex::of(&resources));
+    metrics.publish(&dp);
     metrics.set_managed(vec![managed()]);
     metrics.reloaded(
         Duration::from_millis(3),

@@ -33,8 +33,6 @@ pub struct Reloaded {
     pub problems: Vec<source::Problem>,
     /// Documents of kinds portcullis does not read.
     pub ignored: Vec<String>,
-    /// Which Secret holds each certificate, for the certificate metrics.
-    pub secrets: crate::metrics::SecretIndex,
     /// The resources as loaded, before the issuer's certificates were
     /// added (what the issuer's demand is computed from).
     pub resources: Arc<crate::model::Resources>,
@@ -133,7 +131,6 @@ impl Compiler {
         let compiled = compile_cached(&augmented, &options, &mut self.certs);
         self.pool_addresses = compiled.pool_addresses.clone();
         Reloaded {
-            secrets: crate::metrics::SecretIndex::of(&augmented),
             compiled,
             problems: loaded.problems,
             ignored: loaded.ignored,

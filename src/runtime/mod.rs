@@ -252,7 +252,7 @@ impl Runtime {
         }
         let counts = Counts::of(&dataplane, &status);
         let dataplane = Arc::new(dataplane);
-        self.shared.metrics.publish(&dataplane, reloaded.secrets);
+        self.shared.metrics.publish(&dataplane);
         // The previous snapshot is freed off the async workers (at 10k
         // listeners dropping it takes tens of milliseconds), on the thread
         // whose arena it was built in.

@@ -69,13 +69,16 @@ pub fn parse_chain(cert_pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, Erro
     Ok(chain)
 }
 
-/// A usable certificate and key, with the facts about its leaf.
+/// A usable certificate and key, with the facts about each certificate of
+/// its chain.
 #[derive(Debug)]
 pub struct Loaded {
     /// The chain and signing key, ready for rustls.
     pub key: CertifiedKey,
     /// Subject, SANs, validity and serial of the leaf certificate.
     pub leaf: CertInfo,
+    /// The same of every certificate after the leaf, in chain order.
+    pub intermediates: Vec<CertInfo>,
 }
 
 /// Builds a [`CertifiedKey`] from a PEM chain and a PEM private key (PKCS#1,
@@ -85,27 +88,35 @@ pub fn load_certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKe
     load_certified(cert_pem, key_pem).map(|l| l.key)
 }
 
-/// [`load_certified_key`], also returning the leaf's [`CertInfo`] read by
-/// the same X.509 parse (callers checking validity need not parse again).
+/// [`load_certified_key`], also returning the [`CertInfo`] of every chain
+/// certificate read by the same X.509 parse (callers checking validity, and
+/// the metrics, need not parse again).
 pub fn load_certified(cert_pem: &[u8], key_pem: &[u8]) -> Result<Loaded, Error> {
     let chain = parse_chain(cert_pem)?;
-    let mut leaf = None;
-    for cert in &chain {
-        let info = inspect(cert)?;
-        leaf.get_or_insert(info);
-    }
-    let leaf = leaf.ok_or(Error::NoCertificate)?;
+    let mut infos = chain
+        .iter()
+        .map(|c| inspect(c))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter();
+    let leaf = infos.next().ok_or(Error::NoCertificate)?;
+    let intermediates = infos.collect();
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| Error::KeyPem(e.to_string()))?;
     let signing_key = crate::tls::provider::signing_key(&key)
         .map_err(|e| Error::UnsupportedKey(e.to_string()))?;
     let key = CertifiedKey::new(chain, signing_key);
     match key.keys_match() {
-        Ok(()) => Ok(Loaded { key, leaf }),
+        Ok(()) => Ok(Loaded {
+            key,
+            leaf,
+            intermediates,
+        }),
         // rustls cannot derive the public key of every key type; do not
         // refuse what it cannot check.
-        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {
-            Ok(Loaded { key, leaf })
-        }
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => Ok(Loaded {
+            key,
+            leaf,
+            intermediates,
+        }),
         Err(_) => Err(Error::KeyMismatch),
     }
 }
