@@ -37,7 +37,7 @@ use super::demand::{demand, Demand, Demands};
 use super::inventory::Held;
 use super::plan::{plan, Action, Record, Step};
 use super::status::{certificate_statuses, CertStatus};
-use super::{ErrorChain, Issued, LocalCa};
+use super::{Clock, ErrorChain, Issued, LocalCa};
 use crate::model::Resources;
 use crate::status::Status;
 use crate::store::{self, Store, StoreKey, StoredCert};
@@ -80,6 +80,8 @@ pub struct Manager {
     store: Arc<dyn Store>,
     local_ca: Arc<LocalCa>,
     acme: Option<Arc<AcmeContext>>,
+    /// Where every time decision reads the time.
+    clock: Arc<dyn Clock>,
     records: Mutex<BTreeMap<StoreKey, Record>>,
     /// The records as the Store holds them (last read or written): only
     /// what differs is written.
@@ -106,17 +108,20 @@ impl std::fmt::Debug for Manager {
 impl Manager {
     /// A manager keeping certificates, records and ACME state in `store`.
     /// `acme` is `None` where ACME is not wired (then ACME issuers report an
-    /// error per certificate). Does no I/O: [`run`](Self::run) reads the
-    /// records.
+    /// error per certificate). Plans, validity and records read the time
+    /// from `clock` (which should be the one `acme` reads). Does no I/O:
+    /// [`run`](Self::run) reads the records.
     pub fn new(
         store: Arc<dyn Store>,
         local_ca: Arc<LocalCa>,
         acme: Option<Arc<AcmeContext>>,
+        clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
             store,
             local_ca,
             acme,
+            clock,
             records: Mutex::new(BTreeMap::new()),
             persisted: tokio::sync::Mutex::new(BTreeMap::new()),
             in_flight: Mutex::new(BTreeSet::new()),
@@ -236,7 +241,7 @@ impl Manager {
     async fn pass(self: &Arc<Self>, input: &Input, tasks: &mut Tasks) -> Duration {
         let demands = demand(&input.resources, &input.status);
         let (held, unreadable) = self.read_held(&demands.certificates).await;
-        let now = SystemTime::now();
+        let now = self.clock.now();
         let records = self.records_snapshot();
         let actions = plan(&demands.certificates, &held, &records, now, self.seed);
         let mut stored_any = false;
@@ -326,14 +331,14 @@ impl Manager {
             Ok(issued) => {
                 let held = Held::parse(&d.secret, &issued.cert).ok();
                 tracing::info!(secret = %d.secret, serial = ?held.as_ref().map(|h| &h.serial), "certificate stored");
-                *r = success_record(d, &issued, held.as_ref(), SystemTime::now());
+                *r = success_record(d, &issued, held.as_ref(), self.clock.now());
                 true
             }
             Err((error, retry_after)) => {
                 tracing::warn!(secret = %d.secret, attempts = r.attempts + 1, %error, "issuing failed; the current certificate (if any) stays");
                 r.attempts = r.attempts.saturating_add(1);
                 r.last_error = Some(error);
-                r.last_failure = Some(SystemTime::now());
+                r.last_failure = Some(self.clock.now());
                 r.failed_for = Some(d.fingerprint());
                 r.retry_after = retry_after;
                 false

@@ -4,6 +4,7 @@
 //!
 //! | module | owns | pure? |
 //! |---|---|---|
+//! | [`clock`] | the one source of wall-clock time the runtime passes in ([`Clock`]) | yes |
 //! | [`request`] | the shared vocabulary: [`CertRequest`], [`KeyAlgorithm`], [`Issued`], [`RenewalWindow`] | yes |
 //! | [`demand`] | Gateways and ListenerSets + annotations + attached routes → one `Demand` per Secret | yes |
 //! | [`augment`](mod@augment) | stored certificates as Secrets, auto-filled certificateRefs, before compile | yes |
@@ -18,6 +19,7 @@ pub mod acme;
 pub mod augment;
 pub mod ca_issuer;
 pub mod challenges;
+pub mod clock;
 pub mod demand;
 pub mod dns;
 pub mod inventory;
@@ -29,6 +31,7 @@ pub mod self_signed;
 pub mod status;
 
 pub use augment::augment;
+pub use clock::{Clock, SystemClock};
 pub use local_ca::{LocalCa, DEFAULT_LEAF_VALIDITY};
 pub use request::{CertRequest, Issued, KeyAlgorithm, RenewalWindow};
 

@@ -17,6 +17,7 @@ use hyper_util::rt::TokioExecutor;
 use instant_acme::{BodyWrapper, BytesResponse, HttpClient};
 
 use super::Error;
+use crate::issuer::Clock;
 
 /// How long one request to the CA may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -29,15 +30,19 @@ pub struct AcmeHttp {
     client: Client<hyper_rustls::HttpsConnector<HttpConnector>, BodyWrapper<Bytes>>,
     retry_after: RetryAfterSlot,
     metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// Turns a Retry-After delay into a time.
+    clock: Arc<dyn Clock>,
 }
 
 impl AcmeHttp {
     /// A client trusting the PEM certificates in `ca_bundle_pem`, or the
-    /// system's roots when `None`.
+    /// system's roots when `None`. A Retry-After given in seconds counts
+    /// from `clock`'s now.
     pub fn new(
         ca_bundle_pem: Option<&str>,
         retry_after: RetryAfterSlot,
         metrics: Option<Arc<crate::metrics::Metrics>>,
+        clock: Arc<dyn Clock>,
     ) -> Result<Self, Error> {
         // The same trust rules as backend TLS: a bundle must hold at least one
         // certificate; the system store is read once per process.
@@ -68,6 +73,7 @@ impl AcmeHttp {
             client: Client::builder(TokioExecutor::new()).build(connector),
             retry_after,
             metrics,
+            clock,
         })
     }
 }
@@ -81,6 +87,7 @@ impl HttpClient for AcmeHttp {
         let fut = self.client.request(req);
         let slot = self.retry_after.clone();
         let metrics = self.metrics.clone();
+        let clock = self.clock.clone();
         Box::pin(async move {
             let started = std::time::Instant::now();
             let rsp = tokio::time::timeout(REQUEST_TIMEOUT, fut).await;
@@ -104,7 +111,7 @@ impl HttpClient for AcmeHttp {
                     .headers()
                     .get(http::header::RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
-                    .and_then(|v| parse_retry_after(v, SystemTime::now()));
+                    .and_then(|v| parse_retry_after(v, clock.now()));
                 if let Ok(mut slot) = slot.lock() {
                     *slot = when;
                 }
@@ -205,6 +212,12 @@ mod tests {
 
     #[test]
     fn ca_bundle_without_certificates_is_refused() {
-        assert!(AcmeHttp::new(Some("not pem"), RetryAfterSlot::default(), None).is_err());
+        assert!(AcmeHttp::new(
+            Some("not pem"),
+            RetryAfterSlot::default(),
+            None,
+            Arc::new(crate::issuer::SystemClock),
+        )
+        .is_err());
     }
 }

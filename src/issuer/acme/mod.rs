@@ -307,6 +307,9 @@ pub struct AcmeContext {
     /// Where requests, orders and failures are counted (none in tests that
     /// do not look).
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// Where Retry-After delays are dated from: the system clock unless
+    /// the runtime passes the manager's.
+    pub clock: Arc<dyn super::Clock>,
     accounts: account::Accounts,
 }
 
@@ -319,6 +322,7 @@ impl AcmeContext {
             challenges,
             timeouts: Timeouts::default(),
             metrics: None,
+            clock: Arc::new(super::SystemClock),
             accounts: account::Accounts::default(),
         }
     }

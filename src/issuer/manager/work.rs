@@ -79,7 +79,7 @@ impl Manager {
             Some(key) => key,
             None => d.key.generate().map_err(|e| ErrorChain(&e).to_string())?,
         };
-        let now = SystemTime::now();
+        let now = self.clock.now();
         match &d.issuer {
             IssuerRef::LocalCa => self
                 .local_ca
@@ -135,7 +135,7 @@ impl Manager {
 
     /// Stores `issued` for `d`, with what the Store keeps beside it.
     async fn store_issued(&self, d: &Demand, issued: &Issued) -> Result<(), String> {
-        let now = SystemTime::now();
+        let now = self.clock.now();
         let held = Held::parse(&d.secret, &issued.cert).ok();
         let record = success_record(d, issued, held.as_ref(), now);
         let meta = CertMeta {
