@@ -33,7 +33,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::acme::{AcmeContext, AcmeIssuer};
-use super::demand::{demand, Demand, Demands};
+use super::demand::{demand, Demand, Demands, IssuerRef};
 use super::inventory::Held;
 use super::plan::{plan, Action, Record, Step};
 use super::status::{certificate_statuses, CertStatus};
@@ -68,6 +68,60 @@ pub enum ManagerError {
     /// The issuer records exist but cannot be read.
     #[error("reading the issuer records")]
     ReadRecords(#[source] store::Error),
+}
+
+/// Why one attempt to issue a certificate failed. Its chain
+/// ([`ErrorChain`]) is the record's `last_error`, shown in status.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IssueError {
+    /// The issuer the demand names is not among the resources.
+    #[error("{0} not found")]
+    IssuerNotFound(IssuerRef),
+    /// The issuer sets none of the kinds portcullis issues with.
+    #[error("{0} has no usable kind")]
+    NoIssuerKind(IssuerRef),
+    /// The `ca` issuer's Secret does not exist.
+    #[error("CA Secret {namespace}/{name} not found")]
+    CaSecretMissing {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+    },
+    /// The `ca` issuer's Secret lacks the certificate or the key.
+    #[error("CA Secret {namespace}/{name} lacks tls.crt or tls.key")]
+    CaSecretIncomplete {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+    },
+    /// Making the key or signing with a local issuer failed.
+    #[error(transparent)]
+    Sign(super::Error),
+    /// The signing task ended without an answer (it panicked).
+    #[error("issuing task failed")]
+    SignTask(#[source] tokio::task::JoinError),
+    /// The issued certificate could not be written to the Store.
+    #[error("storing")]
+    Store(#[source] store::Error),
+    /// This manager was built without ACME.
+    #[error("ACME issuer not available in this build")]
+    AcmeUnavailable,
+    /// The ACME issuer's configuration or the order failed.
+    #[error(transparent)]
+    Acme(super::acme::Error),
+}
+
+impl IssueError {
+    /// When the CA asked us to come back, if it did.
+    fn retry_after(&self) -> Option<SystemTime> {
+        match self {
+            Self::Acme(e) => e.retry_after(),
+            _ => None,
+        }
+    }
 }
 
 /// The tasks one run spawned (ACME orders, renewal-window checks), aborted
@@ -259,7 +313,7 @@ impl Manager {
             match self.acme_issuer(d, &input.resources) {
                 None => {
                     let result = self.issue_local(d, req, &input.resources).await;
-                    stored_any |= self.finish(d, result.map_err(|e| (e, None)));
+                    stored_any |= self.finish(d, result);
                 }
                 Some(acme_issuer) => self.spawn_acme(tasks, d.clone(), req, acme_issuer),
             }
@@ -296,7 +350,7 @@ impl Manager {
                         held.insert(d.secret.clone(), h);
                     }
                     Err(error) => {
-                        tracing::warn!(secret = %d.secret, %error, "stored certificate unusable; issuing a new one")
+                        tracing::warn!(secret = %d.secret, error = %ErrorChain(&error), "stored certificate unusable; issuing a new one")
                     }
                 },
                 Ok(None) => {}
@@ -310,12 +364,17 @@ impl Manager {
     }
 
     /// The resolved ACME issuer of `d`, when its issuer is an ACME one.
-    fn acme_issuer(&self, d: &Demand, resources: &Resources) -> Option<Result<AcmeIssuer, String>> {
+    fn acme_issuer(
+        &self,
+        d: &Demand,
+        resources: &Resources,
+    ) -> Option<Result<AcmeIssuer, super::acme::Error>> {
         let spec = d.issuer.spec(resources)?.acme.as_ref()?;
-        Some(
-            AcmeIssuer::resolve(spec, d.issuer.secret_namespace(resources), resources)
-                .map_err(|e| e.to_string()),
-        )
+        Some(AcmeIssuer::resolve(
+            spec,
+            d.issuer.secret_namespace(resources),
+            resources,
+        ))
     }
 
     fn update_record(&self, secret: &StoreKey, f: impl FnOnce(&mut Record)) {
@@ -324,7 +383,7 @@ impl Manager {
     }
 
     /// Records the outcome of an attempt; true when a certificate was stored.
-    fn finish(&self, d: &Demand, result: Result<Issued, (String, Option<SystemTime>)>) -> bool {
+    fn finish(&self, d: &Demand, result: Result<Issued, IssueError>) -> bool {
         let mut records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
         let r = records.entry(d.secret.clone()).or_default();
         match result {
@@ -334,13 +393,14 @@ impl Manager {
                 *r = success_record(d, &issued, held.as_ref(), self.clock.now());
                 true
             }
-            Err((error, retry_after)) => {
-                tracing::warn!(secret = %d.secret, attempts = r.attempts + 1, %error, "issuing failed; the current certificate (if any) stays");
+            Err(error) => {
+                let message = ErrorChain(&error).to_string();
+                tracing::warn!(secret = %d.secret, attempts = r.attempts + 1, error = %message, "issuing failed; the current certificate (if any) stays");
                 r.attempts = r.attempts.saturating_add(1);
-                r.last_error = Some(error);
+                r.last_error = Some(message);
                 r.last_failure = Some(self.clock.now());
                 r.failed_for = Some(d.fingerprint());
-                r.retry_after = retry_after;
+                r.retry_after = error.retry_after();
                 false
             }
         }
