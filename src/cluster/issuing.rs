@@ -70,7 +70,7 @@ pub async fn supervise(
         let ca = match ca {
             Ok(ca) => ca,
             Err(error) => {
-                tracing::error!(%error, "cannot load or create the local CA; issuing waits");
+                tracing::error!(error = %crate::issuer::ErrorChain(&error), "cannot load or create the local CA; issuing waits");
                 tokio::time::sleep(RETRY).await;
                 continue;
             }
