@@ -18,7 +18,7 @@ use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use super::config::AcmeIssuer;
 use super::http::{AcmeHttp, RetryAfterSlot};
-use super::{AcmeContext, Error};
+use super::{AccountKeyProblem, AcmeContext, Error};
 use crate::store::AccountId;
 
 /// PKCS#8 DER as PEM.
@@ -109,12 +109,12 @@ async fn open_or_create(
         let der =
             PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| Error::AccountKey {
                 account: Box::new(id.clone()),
-                reason: format!("not a PKCS#8 PEM key: {e}"),
+                problem: AccountKeyProblem::NotPkcs8Pem(e),
             })?;
         let key =
             instant_acme::Key::from_pkcs8_der(der.clone_key()).map_err(|e| Error::AccountKey {
                 account: Box::new(id.clone()),
-                reason: format!("unusable account key (ECDSA P-256 expected): {e}"),
+                problem: AccountKeyProblem::Unusable(e),
             })?;
         let found = Account::builder_with_http(http()?)
             .create_from_key((key, PrivateKeyDer::Pkcs8(der)), issuer.server.clone())

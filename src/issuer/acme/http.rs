@@ -16,7 +16,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use instant_acme::{BodyWrapper, BytesResponse, HttpClient};
 
-use super::Error;
+use super::{Error, IssuerProblem};
 use crate::issuer::Clock;
 
 /// How long one request to the CA may take.
@@ -47,20 +47,17 @@ impl AcmeHttp {
         // The same trust rules as backend TLS: a bundle must hold at least one
         // certificate; the system store is read once per process.
         let roots: Arc<rustls::RootCertStore> = match ca_bundle_pem {
-            Some(pem) => Arc::new(crate::tls::backend::roots_from_pem(pem.as_bytes()).map_err(
-                |e| Error::InvalidIssuer {
-                    reason: format!("caBundle: {e}"),
-                },
-            )?),
+            Some(pem) => Arc::new(
+                crate::tls::backend::roots_from_pem(pem.as_bytes())
+                    .map_err(|e| Error::InvalidIssuer(IssuerProblem::CaBundle(e)))?,
+            ),
             None => crate::tls::backend::system_roots()
                 .unwrap_or_else(|| Arc::new(rustls::RootCertStore::empty())),
         };
         let provider = crate::tls::provider::provider();
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| Error::InvalidIssuer {
-                reason: format!("TLS client configuration: {e}"),
-            })?
+            .map_err(|e| Error::InvalidIssuer(IssuerProblem::TlsClient(e)))?
             .with_root_certificates(roots)
             .with_no_client_auth();
         let connector = hyper_rustls::HttpsConnectorBuilder::new()

@@ -24,7 +24,7 @@ use instant_acme::{
     ChallengeType, Identifier, NewOrder, Order, OrderStatus, RetryPolicy,
 };
 
-use super::config::{choose_solver, AcmeIssuer, SolverKind};
+use super::config::{choose_solver, AcmeIssuer, IssuerProblem, SolverKind};
 use super::http::RetryAfterSlot;
 use super::pending;
 use super::{ari, AcmeContext, Error, Phase};
@@ -177,9 +177,7 @@ async fn issue_with(
     key: &mut Option<rcgen::KeyPair>,
 ) -> Result<Issued, Error> {
     if req.dns_names.is_empty() {
-        return Err(Error::InvalidIssuer {
-            reason: "certificate request without names".into(),
-        });
+        return Err(Error::InvalidIssuer(IssuerProblem::NoNames));
     }
     let store = ctx.store.as_ref();
     let profile = wanted_profile(issuer, req, account);
