@@ -229,6 +229,8 @@ impl Rfc2136 {
         let id = rand::random();
         let mut msg = wire::update_txt(id, zone, name, value, change)?;
         if let Some(key) = &self.tsig {
+            // The system's time, not the issuer's `Clock`: the nameserver
+            // checks it against its own (RFC 8945 §5.2.3).
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
