@@ -285,12 +285,15 @@ async fn listener_without_refs_is_served_a_local_ca_certificate_clients_verify()
 
 #[tokio::test]
 async fn short_lived_certificate_is_renewed_without_a_failed_handshake() -> Result<()> {
-    // 1 minute (plus 6 s of backdating), renewed when half of the lifetime
-    // is left: about 27 s after issuance, 33 s before expiry.
+    // 20 s (plus 2 s of backdating), renewed when half of the lifetime is
+    // left: about 9 s after issuance, 11 s before expiry. When renewal
+    // happens is the manager's tests' concern (on paused time); this one
+    // checks that the binary swaps the served certificate while clients
+    // keep verifying every handshake.
     let served = serve(&format!(
         "{CLASS}{}",
         gateway(
-            "portcullis.dev/duration: 1m, portcullis.dev/renew-before-percentage: '50'",
+            "portcullis.dev/duration: 20s, portcullis.dev/renew-before-percentage: '50'",
             "{}"
         )
     ))
@@ -301,7 +304,7 @@ async fn short_lived_certificate_is_renewed_without_a_failed_handshake() -> Resu
     let start = Instant::now();
     let mut handshakes = 0;
     let mut seen = vec![first.clone()];
-    while start.elapsed() < Duration::from_secs(55) {
+    while start.elapsed() < Duration::from_secs(20) {
         // Any failed handshake or verification fails the test.
         let chain = served_chain(served.https_port(), &root)?;
         handshakes += 1;
@@ -320,9 +323,9 @@ async fn short_lived_certificate_is_renewed_without_a_failed_handshake() -> Resu
         start.elapsed(),
         served.process.log_tail(30)
     );
-    // Renewed before the first certificate expired (it lives 66 s and was
+    // Renewed before the first certificate expired (it lives 22 s and was
     // issued before `start`).
-    assert!(start.elapsed() < Duration::from_secs(55));
+    assert!(start.elapsed() < Duration::from_secs(20));
     Ok(())
 }
 

@@ -12,9 +12,9 @@ use super::store::KubeStore;
 use crate::issuer::acme::AcmeContext;
 use crate::issuer::manager::{Input, Manager};
 use crate::issuer::status::CertStatus;
-use crate::issuer::LocalCa;
+use crate::issuer::{Clock, LocalCa};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -34,6 +34,8 @@ pub struct Context {
     pub secrets: SecretCache,
     /// ACME metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Where the issuer reads the time.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for Context {
@@ -62,13 +64,13 @@ pub async fn supervise(
             Some(ctx.secrets.clone()),
         ));
         let ca = tokio::select! {
-            ca = LocalCa::load_or_create(store.as_ref(), SystemTime::now()) => ca,
+            ca = LocalCa::load_or_create(store.as_ref(), ctx.clock.now()) => ca,
             _ = leading.wait_for(|l| !*l) => continue,
         };
         let ca = match ca {
             Ok(ca) => ca,
             Err(error) => {
-                tracing::error!(%error, "cannot load or create the local CA; issuing waits");
+                tracing::error!(error = %crate::issuer::ErrorChain(&error), "cannot load or create the local CA; issuing waits");
                 tokio::time::sleep(RETRY).await;
                 continue;
             }
@@ -76,7 +78,13 @@ pub async fn supervise(
         let publisher = KubePublisher::new(ctx.client.clone(), &ctx.namespace, ctx.board.clone());
         let mut acme = AcmeContext::new(store.clone(), Arc::new(publisher));
         acme.metrics = Some(ctx.metrics.clone());
-        let manager = Arc::new(Manager::new(store, Arc::new(ca), Some(Arc::new(acme))));
+        acme.clock = ctx.clock.clone();
+        let manager = Arc::new(Manager::new(
+            store,
+            Arc::new(ca),
+            Some(Arc::new(acme)),
+            ctx.clock.clone(),
+        ));
         let stop = CancellationToken::new();
         let mut reports = manager.certificate_changes();
         let run = tokio::spawn(manager.clone().run(input.clone(), stop.clone()));

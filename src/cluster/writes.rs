@@ -398,7 +398,7 @@ pub fn readiness(spec: &IssuerSpec, namespace: &str, resources: &Resources) -> (
                                 ca.secret_name
                             ),
                         ),
-                        Err(e) => (false, e.to_string()),
+                        Err(e) => (false, crate::issuer::ErrorChain(&e).to_string()),
                     }
                 }
                 _ => (

@@ -9,7 +9,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::local_ca::{backdate, leaf_params, unix};
 use super::self_signed::DEFAULT_VALIDITY;
-use super::{CertRequest, Error, Issued};
+use super::{CaProblem, CertRequest, Error, Issued};
 use crate::store::StoredCert;
 
 /// A CA ready to sign: its certificate chain (PEM, CA first) and key.
@@ -32,24 +32,27 @@ impl CaSigner {
     /// Reads the CA from a Secret's `tls.crt` (the CA certificate first,
     /// then any chain up to a root) and `tls.key`.
     pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Self, Error> {
-        let bad = |m: String| Error::IssuerConfig(format!("CA Secret: {m}"));
-        let chain_pem =
-            String::from_utf8(cert_pem.to_vec()).map_err(|_| bad("tls.crt is not text".into()))?;
+        let chain_pem = String::from_utf8(cert_pem.to_vec())
+            .map_err(|_| Error::CaSecret(CaProblem::CertNotText))?;
         let key_pem =
-            std::str::from_utf8(key_pem).map_err(|_| bad("tls.key is not text".into()))?;
-        let key = KeyPair::from_pem(key_pem).map_err(|e| bad(format!("tls.key: {e}")))?;
-        let chain = crate::tls::certs::parse_chain(cert_pem).map_err(|e| bad(e.to_string()))?;
-        let ca_der = chain.first().ok_or_else(|| bad("no certificate".into()))?;
-        let (_, x509) = X509Certificate::from_der(ca_der).map_err(|e| bad(e.to_string()))?;
+            std::str::from_utf8(key_pem).map_err(|_| Error::CaSecret(CaProblem::KeyNotText))?;
+        let key = KeyPair::from_pem(key_pem).map_err(|e| Error::CaSecret(CaProblem::Key(e)))?;
+        let chain = crate::tls::certs::parse_chain(cert_pem)
+            .map_err(|e| Error::CaSecret(CaProblem::Chain(e)))?;
+        let ca_der = chain
+            .first()
+            .ok_or(Error::CaSecret(CaProblem::NoCertificate))?;
+        let (_, x509) =
+            X509Certificate::from_der(ca_der).map_err(|e| Error::CaSecret(CaProblem::X509(e)))?;
         if !x509.is_ca() {
-            return Err(bad("tls.crt is not a CA certificate".into()));
+            return Err(Error::CaSecret(CaProblem::NotCa));
         }
         if x509.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
-            return Err(bad("tls.key does not match tls.crt".into()));
+            return Err(Error::CaSecret(CaProblem::KeyMismatch));
         }
         let not_after = u64::try_from(x509.validity().not_after.timestamp()).unwrap_or(0);
-        let issuer =
-            rcgen::Issuer::from_ca_cert_der(ca_der, key).map_err(|e| bad(e.to_string()))?;
+        let issuer = rcgen::Issuer::from_ca_cert_der(ca_der, key)
+            .map_err(|e| Error::CaSecret(CaProblem::Signer(e)))?;
         Ok(Self {
             issuer,
             chain_pem,
@@ -67,7 +70,7 @@ impl CaSigner {
             .saturating_add(validity)
             .min(Duration::from_secs(self.not_after));
         if end <= start {
-            return Err(Error::IssuerConfig("the CA certificate has expired".into()));
+            return Err(Error::CaExpired);
         }
         let params = leaf_params(&req.dns_names, start, end)?;
         let cert = params
@@ -177,9 +180,15 @@ mod tests {
     #[test]
     fn non_ca_or_mismatched_secret_is_refused() {
         let (cert, key) = ca_pem(false);
-        assert!(CaSigner::from_pem(cert.as_bytes(), key.as_bytes()).is_err());
+        assert!(matches!(
+            CaSigner::from_pem(cert.as_bytes(), key.as_bytes()),
+            Err(Error::CaSecret(CaProblem::NotCa))
+        ));
         let (cert, _) = ca_pem(true);
         let (_, other_key) = ca_pem(true);
-        assert!(CaSigner::from_pem(cert.as_bytes(), other_key.as_bytes()).is_err());
+        assert!(matches!(
+            CaSigner::from_pem(cert.as_bytes(), other_key.as_bytes()),
+            Err(Error::CaSecret(CaProblem::KeyMismatch))
+        ));
     }
 }

@@ -10,6 +10,23 @@ use x509_parser::public_key::PublicKey;
 use super::request::KeyAlgorithm;
 use crate::store::{StoreKey, StoredCert};
 
+/// Why a stored certificate cannot be used (it is then replaced as if
+/// missing).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The chain or key cannot be loaded, or the key does not belong to the
+    /// leaf.
+    #[error(transparent)]
+    Unusable(#[from] crate::tls::certs::Error),
+    /// The chain holds no certificate.
+    #[error("empty chain")]
+    EmptyChain,
+    /// The leaf is not a valid X.509 certificate.
+    #[error("invalid X.509 certificate")]
+    X509(#[source] x509_parser::nom::Err<x509_parser::error::X509Error>),
+}
+
 /// A stored certificate, as planning sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Held {
@@ -43,20 +60,17 @@ impl Held {
         self.not_before <= now && now < self.not_after
     }
 
-    /// Parses a stored certificate. Fails (with a message for status) when
-    /// the chain or key is unusable or the key does not match: such an entry
-    /// is replaced as if missing.
-    pub fn parse(secret: &StoreKey, stored: &StoredCert) -> Result<Self, String> {
+    /// Parses a stored certificate. Fails when the chain or key is unusable
+    /// or the key does not match: such an entry is replaced as if missing.
+    pub fn parse(secret: &StoreKey, stored: &StoredCert) -> Result<Self, Error> {
         crate::tls::certs::load_certified_key(
             stored.cert_chain_pem.as_bytes(),
             stored.key_pem.as_bytes(),
-        )
-        .map_err(|e| e.to_string())?;
-        let chain = crate::tls::certs::parse_chain(stored.cert_chain_pem.as_bytes())
-            .map_err(|e| e.to_string())?;
-        let leaf = chain.first().ok_or("empty chain")?;
-        let info = crate::tls::certs::inspect(leaf).map_err(|e| e.to_string())?;
-        let (_, x509) = X509Certificate::from_der(leaf).map_err(|e| e.to_string())?;
+        )?;
+        let chain = crate::tls::certs::parse_chain(stored.cert_chain_pem.as_bytes())?;
+        let leaf = chain.first().ok_or(Error::EmptyChain)?;
+        let info = crate::tls::certs::inspect(leaf)?;
+        let (_, x509) = X509Certificate::from_der(leaf).map_err(Error::X509)?;
         let mut dns_names = info.sans;
         dns_names.sort();
         dns_names.dedup();
@@ -159,6 +173,13 @@ mod tests {
             ca_pem: None,
         };
         let key = StoreKey::new("default", "x").expect("valid");
-        assert!(Held::parse(&key, &mixed).is_err());
+        assert!(
+            matches!(
+                Held::parse(&key, &mixed),
+                Err(Error::Unusable(crate::tls::certs::Error::KeyMismatch))
+            ),
+            "{:?}",
+            Held::parse(&key, &mixed)
+        );
     }
 }

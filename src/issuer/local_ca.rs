@@ -22,7 +22,7 @@ use rcgen::{
 };
 use x509_parser::prelude::FromDer;
 
-use super::Error;
+use super::{CaProblem, Error};
 use crate::store::{self, Store, StoredCert};
 
 /// How long a leaf from the local CA is valid when the caller has no reason
@@ -64,7 +64,7 @@ impl LocalCa {
             return Self::from_stored(&stored);
         }
         let key = match store.orphan_local_ca_key().await.map_err(ca_store_err)? {
-            Some(pem) => KeyPair::from_pem(&pem).map_err(|e| load_err(e.to_string()))?,
+            Some(pem) => KeyPair::from_pem(&pem).map_err(|e| Error::LoadCa(CaProblem::Key(e)))?,
             None => generate_key("local CA key")?,
         };
         let candidate = StoredCert {
@@ -129,9 +129,7 @@ impl LocalCa {
             u64::try_from(self.root_not_after).unwrap_or(0),
         ));
         if end <= start {
-            return Err(Error::InvalidRequest(
-                "validity ends before it starts (is the local CA expired?)".into(),
-            ));
+            return Err(Error::EmptyValidity);
         }
         let params = leaf_params(dns_names, start, end)?;
         let cert = params
@@ -149,7 +147,8 @@ impl LocalCa {
 
     /// The CA a Store holds: its root and key, checked to belong together.
     fn from_stored(stored: &StoredCert) -> Result<Self, Error> {
-        let key = KeyPair::from_pem(&stored.key_pem).map_err(|e| load_err(e.to_string()))?;
+        let key =
+            KeyPair::from_pem(&stored.key_pem).map_err(|e| Error::LoadCa(CaProblem::Key(e)))?;
         Self::from_parts(stored.cert_chain_pem.clone(), key)
     }
 
@@ -157,20 +156,18 @@ impl LocalCa {
     /// signer.
     fn from_parts(root_pem: String, key: KeyPair) -> Result<Self, Error> {
         let der = crate::tls::certs::parse_chain(root_pem.as_bytes())
-            .map_err(|e| load_err(e.to_string()))?;
+            .map_err(|e| Error::LoadCa(CaProblem::Chain(e)))?;
         let Some(root_der) = der.first() else {
-            return Err(load_err("no certificate".into()));
+            return Err(Error::LoadCa(CaProblem::NoCertificate));
         };
         let (_, x509) = x509_parser::certificate::X509Certificate::from_der(root_der)
-            .map_err(|e| load_err(e.to_string()))?;
+            .map_err(|e| Error::LoadCa(CaProblem::X509(e)))?;
         if x509.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
-            return Err(load_err(
-                "the key does not match the root certificate".into(),
-            ));
+            return Err(Error::LoadCa(CaProblem::KeyMismatch));
         }
         let root_not_after = x509.validity().not_after.timestamp();
-        let issuer =
-            Issuer::from_ca_cert_der(root_der, key).map_err(|e| load_err(e.to_string()))?;
+        let issuer = Issuer::from_ca_cert_der(root_der, key)
+            .map_err(|e| Error::LoadCa(CaProblem::Signer(e)))?;
         Ok(Self {
             root_pem,
             root_not_after,
@@ -188,7 +185,7 @@ pub(super) fn leaf_params(
     not_after: Duration,
 ) -> Result<CertificateParams, Error> {
     let Some(first) = dns_names.first() else {
-        return Err(Error::InvalidRequest("no names to certify".into()));
+        return Err(Error::NoNames);
     };
     let mut params =
         CertificateParams::new(dns_names.to_vec()).map_err(|source| Error::Generate {
@@ -252,8 +249,7 @@ pub(super) fn backdate(validity: Duration) -> Duration {
 
 /// `t` as an offset since the Unix epoch.
 pub(super) fn unix(t: SystemTime) -> Result<Duration, Error> {
-    t.duration_since(UNIX_EPOCH)
-        .map_err(|_| Error::InvalidRequest("time before 1970".into()))
+    t.duration_since(UNIX_EPOCH).map_err(|_| Error::BeforeEpoch)
 }
 
 /// A random positive 128-bit serial (RFC 5280 §4.1.2.2 allows up to 20
@@ -274,13 +270,9 @@ fn generate_key(what: &'static str) -> Result<KeyPair, Error> {
 /// replaced); anything else is storage.
 fn ca_store_err(error: store::Error) -> Error {
     match error {
-        store::Error::Incomplete { .. } => load_err(error.to_string()),
+        store::Error::Incomplete { .. } => Error::LoadCa(CaProblem::Incomplete(error)),
         other => Error::Store(other),
     }
-}
-
-fn load_err(reason: String) -> Error {
-    Error::LoadCa { reason }
 }
 
 #[cfg(test)]

@@ -33,11 +33,11 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::acme::{AcmeContext, AcmeIssuer};
-use super::demand::{demand, Demand, Demands};
+use super::demand::{demand, Demand, Demands, IssuerRef};
 use super::inventory::Held;
 use super::plan::{plan, Action, Record, Step};
 use super::status::{certificate_statuses, CertStatus};
-use super::{ErrorChain, Issued, LocalCa};
+use super::{Clock, ErrorChain, Issued, LocalCa};
 use crate::model::Resources;
 use crate::status::Status;
 use crate::store::{self, Store, StoreKey, StoredCert};
@@ -70,6 +70,60 @@ pub enum ManagerError {
     ReadRecords(#[source] store::Error),
 }
 
+/// Why one attempt to issue a certificate failed. Its chain
+/// ([`ErrorChain`]) is the record's `last_error`, shown in status.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IssueError {
+    /// The issuer the demand names is not among the resources.
+    #[error("{0} not found")]
+    IssuerNotFound(IssuerRef),
+    /// The issuer sets none of the kinds portcullis issues with.
+    #[error("{0} has no usable kind")]
+    NoIssuerKind(IssuerRef),
+    /// The `ca` issuer's Secret does not exist.
+    #[error("CA Secret {namespace}/{name} not found")]
+    CaSecretMissing {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+    },
+    /// The `ca` issuer's Secret lacks the certificate or the key.
+    #[error("CA Secret {namespace}/{name} lacks tls.crt or tls.key")]
+    CaSecretIncomplete {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+    },
+    /// Making the key or signing with a local issuer failed.
+    #[error(transparent)]
+    Sign(super::Error),
+    /// The signing task ended without an answer (it panicked).
+    #[error("issuing task failed")]
+    SignTask(#[source] tokio::task::JoinError),
+    /// The issued certificate could not be written to the Store.
+    #[error("storing")]
+    Store(#[source] store::Error),
+    /// This manager was built without ACME.
+    #[error("ACME issuer not available in this build")]
+    AcmeUnavailable,
+    /// The ACME issuer's configuration or the order failed.
+    #[error(transparent)]
+    Acme(super::acme::Error),
+}
+
+impl IssueError {
+    /// When the CA asked us to come back, if it did.
+    fn retry_after(&self) -> Option<SystemTime> {
+        match self {
+            Self::Acme(e) => e.retry_after(),
+            _ => None,
+        }
+    }
+}
+
 /// The tasks one run spawned (ACME orders, renewal-window checks), aborted
 /// together when the run stops.
 type Tasks = JoinSet<()>;
@@ -80,6 +134,8 @@ pub struct Manager {
     store: Arc<dyn Store>,
     local_ca: Arc<LocalCa>,
     acme: Option<Arc<AcmeContext>>,
+    /// Where every time decision reads the time.
+    clock: Arc<dyn Clock>,
     records: Mutex<BTreeMap<StoreKey, Record>>,
     /// The records as the Store holds them (last read or written): only
     /// what differs is written.
@@ -106,17 +162,20 @@ impl std::fmt::Debug for Manager {
 impl Manager {
     /// A manager keeping certificates, records and ACME state in `store`.
     /// `acme` is `None` where ACME is not wired (then ACME issuers report an
-    /// error per certificate). Does no I/O: [`run`](Self::run) reads the
-    /// records.
+    /// error per certificate). Plans, validity and records read the time
+    /// from `clock` (which should be the one `acme` reads). Does no I/O:
+    /// [`run`](Self::run) reads the records.
     pub fn new(
         store: Arc<dyn Store>,
         local_ca: Arc<LocalCa>,
         acme: Option<Arc<AcmeContext>>,
+        clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
             store,
             local_ca,
             acme,
+            clock,
             records: Mutex::new(BTreeMap::new()),
             persisted: tokio::sync::Mutex::new(BTreeMap::new()),
             in_flight: Mutex::new(BTreeSet::new()),
@@ -236,7 +295,7 @@ impl Manager {
     async fn pass(self: &Arc<Self>, input: &Input, tasks: &mut Tasks) -> Duration {
         let demands = demand(&input.resources, &input.status);
         let (held, unreadable) = self.read_held(&demands.certificates).await;
-        let now = SystemTime::now();
+        let now = self.clock.now();
         let records = self.records_snapshot();
         let actions = plan(&demands.certificates, &held, &records, now, self.seed);
         let mut stored_any = false;
@@ -254,7 +313,7 @@ impl Manager {
             match self.acme_issuer(d, &input.resources) {
                 None => {
                     let result = self.issue_local(d, req, &input.resources).await;
-                    stored_any |= self.finish(d, result.map_err(|e| (e, None)));
+                    stored_any |= self.finish(d, result);
                 }
                 Some(acme_issuer) => self.spawn_acme(tasks, d.clone(), req, acme_issuer),
             }
@@ -291,7 +350,7 @@ impl Manager {
                         held.insert(d.secret.clone(), h);
                     }
                     Err(error) => {
-                        tracing::warn!(secret = %d.secret, %error, "stored certificate unusable; issuing a new one")
+                        tracing::warn!(secret = %d.secret, error = %ErrorChain(&error), "stored certificate unusable; issuing a new one")
                     }
                 },
                 Ok(None) => {}
@@ -305,12 +364,17 @@ impl Manager {
     }
 
     /// The resolved ACME issuer of `d`, when its issuer is an ACME one.
-    fn acme_issuer(&self, d: &Demand, resources: &Resources) -> Option<Result<AcmeIssuer, String>> {
+    fn acme_issuer(
+        &self,
+        d: &Demand,
+        resources: &Resources,
+    ) -> Option<Result<AcmeIssuer, super::acme::Error>> {
         let spec = d.issuer.spec(resources)?.acme.as_ref()?;
-        Some(
-            AcmeIssuer::resolve(spec, d.issuer.secret_namespace(resources), resources)
-                .map_err(|e| e.to_string()),
-        )
+        Some(AcmeIssuer::resolve(
+            spec,
+            d.issuer.secret_namespace(resources),
+            resources,
+        ))
     }
 
     fn update_record(&self, secret: &StoreKey, f: impl FnOnce(&mut Record)) {
@@ -319,23 +383,24 @@ impl Manager {
     }
 
     /// Records the outcome of an attempt; true when a certificate was stored.
-    fn finish(&self, d: &Demand, result: Result<Issued, (String, Option<SystemTime>)>) -> bool {
+    fn finish(&self, d: &Demand, result: Result<Issued, IssueError>) -> bool {
         let mut records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
         let r = records.entry(d.secret.clone()).or_default();
         match result {
             Ok(issued) => {
                 let held = Held::parse(&d.secret, &issued.cert).ok();
                 tracing::info!(secret = %d.secret, serial = ?held.as_ref().map(|h| &h.serial), "certificate stored");
-                *r = success_record(d, &issued, held.as_ref(), SystemTime::now());
+                *r = success_record(d, &issued, held.as_ref(), self.clock.now());
                 true
             }
-            Err((error, retry_after)) => {
-                tracing::warn!(secret = %d.secret, attempts = r.attempts + 1, %error, "issuing failed; the current certificate (if any) stays");
+            Err(error) => {
+                let message = ErrorChain(&error).to_string();
+                tracing::warn!(secret = %d.secret, attempts = r.attempts + 1, error = %message, "issuing failed; the current certificate (if any) stays");
                 r.attempts = r.attempts.saturating_add(1);
-                r.last_error = Some(error);
-                r.last_failure = Some(SystemTime::now());
+                r.last_error = Some(message);
+                r.last_failure = Some(self.clock.now());
                 r.failed_for = Some(d.fingerprint());
-                r.retry_after = retry_after;
+                r.retry_after = error.retry_after();
                 false
             }
         }

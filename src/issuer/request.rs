@@ -99,10 +99,10 @@ impl std::fmt::Display for KeyAlgorithm {
 fn rsa_key(bits: usize) -> Result<KeyPair, Error> {
     use rsa::pkcs8::EncodePrivateKey;
     let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, bits)
-        .map_err(|e| Error::KeyGeneration(format!("RSA-{bits}: {e}")))?;
+        .map_err(|source| Error::GenerateRsa { bits, source })?;
     let der = key
         .to_pkcs8_der()
-        .map_err(|e| Error::KeyGeneration(format!("RSA-{bits} PKCS#8: {e}")))?;
+        .map_err(|source| Error::EncodeRsa { bits, source })?;
     let der = rustls_pki_types::PrivatePkcs8KeyDer::from(der.as_bytes().to_vec());
     KeyPair::from_pkcs8_der_and_sign_algo(&der, &rcgen::PKCS_RSA_SHA256).map_err(|source| {
         Error::Generate {

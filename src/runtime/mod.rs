@@ -507,6 +507,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), Error> {
                 board: options.compile.challenges.clone(),
                 secrets: source.secret_cache(),
                 metrics: shared.metrics.clone(),
+                clock: Arc::new(crate::issuer::SystemClock),
             };
             tokio::spawn(crate::cluster::issuing::supervise(
                 issuing,
@@ -635,15 +636,21 @@ async fn start_issuer(
 ) -> Result<Arc<crate::issuer::manager::Manager>, Error> {
     let store: Arc<dyn crate::store::Store> =
         Arc::new(crate::store::DirStore::new(&options.state_dir));
-    let local_ca = crate::issuer::LocalCa::load_or_create(store.as_ref(), SystemTime::now())
+    let clock: Arc<dyn crate::issuer::Clock> = Arc::new(crate::issuer::SystemClock);
+    let local_ca = crate::issuer::LocalCa::load_or_create(store.as_ref(), clock.now())
         .await
         .map_err(Error::LocalCa)?;
     let publisher =
         crate::issuer::challenges::LocalPublisher::new(options.compile.challenges.clone());
     let mut acme = crate::issuer::acme::AcmeContext::new(store.clone(), Arc::new(publisher));
     acme.metrics = Some(shared.metrics.clone());
-    let manager =
-        crate::issuer::manager::Manager::new(store, Arc::new(local_ca), Some(Arc::new(acme)));
+    acme.clock = clock.clone();
+    let manager = crate::issuer::manager::Manager::new(
+        store,
+        Arc::new(local_ca),
+        Some(Arc::new(acme)),
+        clock,
+    );
     manager.load_records().await.map_err(Error::Issuer)?;
     Ok(Arc::new(manager))
 }

@@ -103,7 +103,12 @@ impl Managed {
         let store = Arc::new(DirStore::new(state.path()));
         let local_ca = LocalCa::load_or_create(store.as_ref(), SystemTime::now()).await?;
         let ctx = AcmeContext::new(store.clone(), Arc::new(LocalPublisher::new(Arc::default())));
-        let manager = Arc::new(Manager::new(store, Arc::new(local_ca), Some(Arc::new(ctx))));
+        let manager = Arc::new(Manager::new(
+            store,
+            Arc::new(local_ca),
+            Some(Arc::new(ctx)),
+            Arc::new(portcullis::issuer::SystemClock),
+        ));
         let (input, rx) = watch::channel(None);
         let stop = CancellationToken::new();
         tokio::spawn(manager.clone().run(rx, stop.clone()));

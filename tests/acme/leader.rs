@@ -131,7 +131,12 @@ impl Leader {
         let local_ca = LocalCa::load_or_create(store.as_ref(), SystemTime::now()).await?;
         let mut ctx = AcmeContext::new(store.clone(), publisher);
         ctx.timeouts.validation = Duration::from_secs(60);
-        let manager = Arc::new(Manager::new(store, Arc::new(local_ca), Some(Arc::new(ctx))));
+        let manager = Arc::new(Manager::new(
+            store,
+            Arc::new(local_ca),
+            Some(Arc::new(ctx)),
+            Arc::new(portcullis::issuer::SystemClock),
+        ));
         let resources = super::resources(&binary_manifests(rig, host, ""))?;
         let status = compile(&resources, &CompileOptions::default()).status;
         let (input, rx) = watch::channel(Some(Input {

@@ -18,8 +18,8 @@ use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use super::config::AcmeIssuer;
 use super::http::{AcmeHttp, RetryAfterSlot};
-use super::Error;
-use crate::store::{AccountId, Store};
+use super::{AccountKeyProblem, AcmeContext, Error};
+use crate::store::AccountId;
 
 /// PKCS#8 DER as PEM.
 fn pkcs8_pem(der: &[u8]) -> String {
@@ -50,11 +50,12 @@ impl std::fmt::Debug for Accounts {
 impl Accounts {
     /// The account of `issuer`, from the cache, the stored key, or created,
     /// with the slot where its HTTP client records the CA's Retry-After.
+    /// Accounts are kept in `ctx.store`; their HTTP clients count into
+    /// `ctx.metrics` and date Retry-After by `ctx.clock`.
     pub async fn get(
         &self,
-        store: &dyn Store,
+        ctx: &AcmeContext,
         issuer: &AcmeIssuer,
-        metrics: Option<&std::sync::Arc<crate::metrics::Metrics>>,
     ) -> Result<(Account, RetryAfterSlot), Error> {
         let id = issuer.account_id()?;
         // Held across creation: two orders of one issuer never create two
@@ -64,7 +65,7 @@ impl Accounts {
             return Ok((account.clone(), slot.clone()));
         }
         let slot = RetryAfterSlot::default();
-        let account = open_or_create(store, &id, issuer, &slot, metrics)
+        let account = open_or_create(ctx, &id, issuer, &slot)
             .await
             .map_err(|e| super::order::with_retry_after(e, &slot))?;
         cache.insert(id, (account.clone(), slot.clone()));
@@ -80,17 +81,18 @@ impl Accounts {
 }
 
 async fn open_or_create(
-    store: &dyn Store,
+    ctx: &AcmeContext,
     id: &AccountId,
     issuer: &AcmeIssuer,
     retry_after: &RetryAfterSlot,
-    metrics: Option<&std::sync::Arc<crate::metrics::Metrics>>,
 ) -> Result<Account, Error> {
+    let store = ctx.store.as_ref();
     let http = || -> Result<Box<AcmeHttp>, Error> {
         Ok(Box::new(AcmeHttp::new(
             issuer.ca_bundle_pem.as_deref(),
             retry_after.clone(),
-            metrics.cloned(),
+            ctx.metrics.clone(),
+            ctx.clock.clone(),
         )?))
     };
     let stored = match &issuer.account_key_pem {
@@ -107,12 +109,12 @@ async fn open_or_create(
         let der =
             PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| Error::AccountKey {
                 account: Box::new(id.clone()),
-                reason: format!("not a PKCS#8 PEM key: {e}"),
+                problem: AccountKeyProblem::NotPkcs8Pem(e),
             })?;
         let key =
             instant_acme::Key::from_pkcs8_der(der.clone_key()).map_err(|e| Error::AccountKey {
                 account: Box::new(id.clone()),
-                reason: format!("unusable account key (ECDSA P-256 expected): {e}"),
+                problem: AccountKeyProblem::Unusable(e),
             })?;
         let found = Account::builder_with_http(http()?)
             .create_from_key((key, PrivateKeyDer::Pkcs8(der)), issuer.server.clone())

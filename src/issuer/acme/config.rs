@@ -91,14 +91,85 @@ pub struct AcmeIssuer {
     pub solvers: Vec<Solver>,
 }
 
+/// What is wrong with an ACME issuer's configuration (the detail of
+/// [`Error::InvalidIssuer`]). Printed whole in its message, so a status
+/// condition shows it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IssuerProblem {
+    /// `server` is not HTTPS.
+    #[error("server {0:?} is not an https:// URL")]
+    ServerNotHttps(String),
+    /// `privateKeySecretRef.name` is empty.
+    #[error("privateKeySecretRef.name is required")]
+    AccountSecretUnnamed,
+    /// `privateKeySecretRef` does not name a valid Secret.
+    #[error("privateKeySecretRef: {0}")]
+    AccountSecretRef(crate::store::Error),
+    /// A Secret the issuer refers to is missing, or lacks the key.
+    #[error("Secret {namespace}/{name} has no key {key:?}")]
+    SecretKeyMissing {
+        /// The Secret's namespace.
+        namespace: String,
+        /// The Secret's name.
+        name: String,
+        /// The data key looked for.
+        key: String,
+    },
+    /// The external account binding's HMAC key is not base64.
+    #[error("externalAccountBinding key in Secret {0} is not base64url")]
+    EabKeyNotBase64(String),
+    /// `caBundle` is not base64.
+    #[error("caBundle is not base64")]
+    CaBundleNotBase64,
+    /// `caBundle` holds no usable certificate.
+    #[error("caBundle: {0}")]
+    CaBundle(crate::tls::backend::Error),
+    /// rustls refused the client configuration.
+    #[error("TLS client configuration: {0}")]
+    TlsClient(rustls::Error),
+    /// A `dns01` solver without `rfc2136`.
+    #[error("solvers[{0}].dns01 has no rfc2136")]
+    NoRfc2136(usize),
+    /// A solver's nameserver cannot be used.
+    #[error("solvers[{solver}]: {error}")]
+    Nameserver {
+        /// The solver's index.
+        solver: usize,
+        /// Why.
+        error: dns::Error,
+    },
+    /// A solver names a TSIG algorithm portcullis does not implement.
+    #[error(
+        "solvers[{solver}]: TSIG algorithm {algorithm:?} is not supported \
+         (HMACSHA256, HMACSHA384, HMACSHA512)"
+    )]
+    TsigAlgorithm {
+        /// The solver's index.
+        solver: usize,
+        /// The algorithm named.
+        algorithm: String,
+    },
+    /// A solver's TSIG secret is not base64.
+    #[error("solvers[{0}]: TSIG secret is not base64")]
+    TsigSecretNotBase64(usize),
+    /// A solver sets none or several of the kinds.
+    #[error("solvers[{0}] must set exactly one of http01, tlsAlpn01, dns01")]
+    SolverKinds(usize),
+    /// The issuer has no solvers.
+    #[error("no solvers")]
+    NoSolvers,
+    /// The certificate request names nothing to order.
+    #[error("certificate request without names")]
+    NoNames,
+}
+
 impl AcmeIssuer {
     /// The account this issuer orders with: its `privateKeySecretRef`
     /// Secret on its server.
     pub fn account_id(&self) -> Result<crate::store::AccountId, Error> {
         let secret = crate::store::StoreKey::new(&self.account_namespace, &self.account_secret)
-            .map_err(|e| Error::InvalidIssuer {
-                reason: format!("privateKeySecretRef: {e}"),
-            })?;
+            .map_err(|e| Error::InvalidIssuer(IssuerProblem::AccountSecretRef(e)))?;
         Ok(crate::store::AccountId::new(secret, self.server.clone()))
     }
 
@@ -110,15 +181,12 @@ impl AcmeIssuer {
         namespace: &str,
         resources: &Resources,
     ) -> Result<Self, Error> {
-        let invalid = |reason: String| Error::InvalidIssuer { reason };
+        let invalid = Error::InvalidIssuer;
         if !spec.server.starts_with("https://") {
-            return Err(invalid(format!(
-                "server {:?} is not an https:// URL",
-                spec.server
-            )));
+            return Err(invalid(IssuerProblem::ServerNotHttps(spec.server.clone())));
         }
         if spec.private_key_secret_ref.name.is_empty() {
-            return Err(invalid("privateKeySecretRef.name is required".into()));
+            return Err(invalid(IssuerProblem::AccountSecretUnnamed));
         }
         let account_key_pem = resources
             .secret(namespace, &spec.private_key_secret_ref.name)
@@ -137,9 +205,8 @@ impl AcmeIssuer {
                 let raw = secret_value(resources, namespace, &eab.key_secret_ref, DEFAULT_EAB_KEY)?;
                 let text = String::from_utf8_lossy(&raw);
                 let hmac_key = decode_base64_any(text.trim()).ok_or_else(|| {
-                    invalid(format!(
-                        "externalAccountBinding key in Secret {} is not base64url",
-                        eab.key_secret_ref.name
+                    invalid(IssuerProblem::EabKeyNotBase64(
+                        eab.key_secret_ref.name.clone(),
                     ))
                 })?;
                 Some(Eab {
@@ -152,7 +219,7 @@ impl AcmeIssuer {
             None => None,
             Some(b64) => {
                 let pem = decode_base64_any(b64.trim())
-                    .ok_or_else(|| invalid("caBundle is not base64".into()))?;
+                    .ok_or(invalid(IssuerProblem::CaBundleNotBase64))?;
                 Some(String::from_utf8_lossy(&pem).into_owned())
             }
         };
@@ -163,19 +230,19 @@ impl AcmeIssuer {
                 (None, Some(_), None) => SolverKind::TlsAlpn01,
                 (None, None, Some(d)) => {
                     let Some(r) = &d.rfc2136 else {
-                        return Err(invalid(format!("solvers[{i}].dns01 has no rfc2136")));
+                        return Err(invalid(IssuerProblem::NoRfc2136(i)));
                     };
                     let nameserver = dns::parse_nameserver(&r.nameserver)
-                        .map_err(|e| invalid(format!("solvers[{i}]: {e}")))?;
+                        .map_err(|error| invalid(IssuerProblem::Nameserver { solver: i, error }))?;
                     let tsig = if r.tsig_key_name.is_empty() {
                         None
                     } else {
                         let alg_name = r.tsig_algorithm.as_deref().unwrap_or("HMACSHA256");
                         let algorithm = tsig::Algorithm::parse(alg_name).ok_or_else(|| {
-                            invalid(format!(
-                                "solvers[{i}]: TSIG algorithm {alg_name:?} is not supported \
-                                 (HMACSHA256, HMACSHA384, HMACSHA512)"
-                            ))
+                            invalid(IssuerProblem::TsigAlgorithm {
+                                solver: i,
+                                algorithm: alg_name.to_owned(),
+                            })
                         })?;
                         let raw = secret_value(
                             resources,
@@ -184,9 +251,7 @@ impl AcmeIssuer {
                             DEFAULT_TSIG_KEY,
                         )?;
                         let secret = decode_base64_any(String::from_utf8_lossy(&raw).trim())
-                            .ok_or_else(|| {
-                                invalid(format!("solvers[{i}]: TSIG secret is not base64"))
-                            })?;
+                            .ok_or_else(|| invalid(IssuerProblem::TsigSecretNotBase64(i)))?;
                         Some(tsig::Key {
                             name: r.tsig_key_name.clone(),
                             algorithm,
@@ -195,11 +260,7 @@ impl AcmeIssuer {
                     };
                     SolverKind::Dns01(dns::Rfc2136 { nameserver, tsig })
                 }
-                _ => {
-                    return Err(invalid(format!(
-                        "solvers[{i}] must set exactly one of http01, tlsAlpn01, dns01"
-                    )))
-                }
+                _ => return Err(invalid(IssuerProblem::SolverKinds(i))),
             };
             solvers.push(Solver {
                 selector: s.selector.clone(),
@@ -207,7 +268,7 @@ impl AcmeIssuer {
             });
         }
         if solvers.is_empty() {
-            return Err(invalid("no solvers".into()));
+            return Err(invalid(IssuerProblem::NoSolvers));
         }
         Ok(Self {
             server: spec.server.clone(),
@@ -235,8 +296,12 @@ fn secret_value(
         .secret(namespace, &selector.name)
         .and_then(|s| s.data.get(key))
         .cloned()
-        .ok_or_else(|| Error::InvalidIssuer {
-            reason: format!("Secret {namespace}/{} has no key {key:?}", selector.name),
+        .ok_or_else(|| {
+            Error::InvalidIssuer(IssuerProblem::SecretKeyMissing {
+                namespace: namespace.to_owned(),
+                name: selector.name.clone(),
+                key: key.to_owned(),
+            })
         })
 }
 
@@ -450,6 +515,9 @@ solvers:
         let mut spec = spec;
         spec.external_account_binding = None;
         spec.server = "http://a.test/dir".into();
-        assert!(AcmeIssuer::resolve(&spec, "web", &Resources::default()).is_err());
+        assert!(matches!(
+            AcmeIssuer::resolve(&spec, "web", &Resources::default()),
+            Err(Error::InvalidIssuer(IssuerProblem::ServerNotHttps(_)))
+        ));
     }
 }

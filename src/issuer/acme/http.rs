@@ -16,7 +16,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use instant_acme::{BodyWrapper, BytesResponse, HttpClient};
 
-use super::Error;
+use super::{Error, IssuerProblem};
+use crate::issuer::Clock;
 
 /// How long one request to the CA may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -29,33 +30,34 @@ pub struct AcmeHttp {
     client: Client<hyper_rustls::HttpsConnector<HttpConnector>, BodyWrapper<Bytes>>,
     retry_after: RetryAfterSlot,
     metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// Turns a Retry-After delay into a time.
+    clock: Arc<dyn Clock>,
 }
 
 impl AcmeHttp {
     /// A client trusting the PEM certificates in `ca_bundle_pem`, or the
-    /// system's roots when `None`.
+    /// system's roots when `None`. A Retry-After given in seconds counts
+    /// from `clock`'s now.
     pub fn new(
         ca_bundle_pem: Option<&str>,
         retry_after: RetryAfterSlot,
         metrics: Option<Arc<crate::metrics::Metrics>>,
+        clock: Arc<dyn Clock>,
     ) -> Result<Self, Error> {
         // The same trust rules as backend TLS: a bundle must hold at least one
         // certificate; the system store is read once per process.
         let roots: Arc<rustls::RootCertStore> = match ca_bundle_pem {
-            Some(pem) => Arc::new(crate::tls::backend::roots_from_pem(pem.as_bytes()).map_err(
-                |e| Error::InvalidIssuer {
-                    reason: format!("caBundle: {e}"),
-                },
-            )?),
+            Some(pem) => Arc::new(
+                crate::tls::backend::roots_from_pem(pem.as_bytes())
+                    .map_err(|e| Error::InvalidIssuer(IssuerProblem::CaBundle(e)))?,
+            ),
             None => crate::tls::backend::system_roots()
                 .unwrap_or_else(|| Arc::new(rustls::RootCertStore::empty())),
         };
         let provider = crate::tls::provider::provider();
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| Error::InvalidIssuer {
-                reason: format!("TLS client configuration: {e}"),
-            })?
+            .map_err(|e| Error::InvalidIssuer(IssuerProblem::TlsClient(e)))?
             .with_root_certificates(roots)
             .with_no_client_auth();
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
@@ -68,6 +70,7 @@ impl AcmeHttp {
             client: Client::builder(TokioExecutor::new()).build(connector),
             retry_after,
             metrics,
+            clock,
         })
     }
 }
@@ -81,6 +84,7 @@ impl HttpClient for AcmeHttp {
         let fut = self.client.request(req);
         let slot = self.retry_after.clone();
         let metrics = self.metrics.clone();
+        let clock = self.clock.clone();
         Box::pin(async move {
             let started = std::time::Instant::now();
             let rsp = tokio::time::timeout(REQUEST_TIMEOUT, fut).await;
@@ -104,7 +108,7 @@ impl HttpClient for AcmeHttp {
                     .headers()
                     .get(http::header::RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
-                    .and_then(|v| parse_retry_after(v, SystemTime::now()));
+                    .and_then(|v| parse_retry_after(v, clock.now()));
                 if let Ok(mut slot) = slot.lock() {
                     *slot = when;
                 }
@@ -205,6 +209,12 @@ mod tests {
 
     #[test]
     fn ca_bundle_without_certificates_is_refused() {
-        assert!(AcmeHttp::new(Some("not pem"), RetryAfterSlot::default(), None).is_err());
+        assert!(AcmeHttp::new(
+            Some("not pem"),
+            RetryAfterSlot::default(),
+            None,
+            Arc::new(crate::issuer::SystemClock),
+        )
+        .is_err());
     }
 }

@@ -24,7 +24,7 @@ mod order;
 mod pending;
 
 pub use ari::{cert_id, parse_cert_id};
-pub use config::{choose_solver, AcmeIssuer, Eab, Solver, SolverKind};
+pub use config::{choose_solver, AcmeIssuer, Eab, IssuerProblem, Solver, SolverKind};
 pub use http::parse_retry_after;
 pub use order::{issue, issue_with_key, order_stored, renewal_window};
 
@@ -75,24 +75,34 @@ impl std::fmt::Display for Phase {
     }
 }
 
+/// What is wrong with a stored or configured ACME account key (the detail
+/// of [`Error::AccountKey`], printed in its message).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AccountKeyProblem {
+    /// It is not a PKCS#8 PEM key.
+    #[error("not a PKCS#8 PEM key: {0}")]
+    NotPkcs8Pem(rustls_pki_types::pem::Error),
+    /// instant-acme cannot sign with it.
+    #[error("unusable account key (ECDSA P-256 expected): {0}")]
+    Unusable(instant_acme::Error),
+}
+
 /// Why an ACME issuance failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The issuer's configuration cannot work (missing Secret, bad
     /// caBundle, no solver): retrying will not help until it changes.
-    #[error("invalid ACME issuer: {reason}")]
-    InvalidIssuer {
-        /// What is wrong.
-        reason: String,
-    },
+    #[error("invalid ACME issuer: {0}")]
+    InvalidIssuer(IssuerProblem),
     /// The account key cannot be parsed or used.
-    #[error("ACME account key of {account}: {reason}")]
+    #[error("ACME account key of {account}: {problem}")]
     AccountKey {
         /// The account (boxed: errors stay small).
         account: Box<AccountId>,
         /// What is wrong with it.
-        reason: String,
+        problem: AccountKeyProblem,
     },
     /// Reading or writing the account key in the Store failed.
     #[error("storing the ACME account key of {account}")]
@@ -307,6 +317,9 @@ pub struct AcmeContext {
     /// Where requests, orders and failures are counted (none in tests that
     /// do not look).
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// Where Retry-After delays are dated from: the system clock unless
+    /// the runtime passes the manager's.
+    pub clock: Arc<dyn super::Clock>,
     accounts: account::Accounts,
 }
 
@@ -319,6 +332,7 @@ impl AcmeContext {
             challenges,
             timeouts: Timeouts::default(),
             metrics: None,
+            clock: Arc::new(super::SystemClock),
             accounts: account::Accounts::default(),
         }
     }
@@ -360,7 +374,7 @@ mod tests {
 
     #[test]
     fn config_errors_are_not_worth_retrying_unchanged() {
-        assert!(Error::InvalidIssuer { reason: "x".into() }.is_config());
+        assert!(Error::InvalidIssuer(IssuerProblem::NoSolvers).is_config());
         assert!(!Error::Timeout {
             phase: Phase::Validate,
             waited: Duration::ZERO

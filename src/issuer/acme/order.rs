@@ -24,7 +24,7 @@ use instant_acme::{
     ChallengeType, Identifier, NewOrder, Order, OrderStatus, RetryPolicy,
 };
 
-use super::config::{choose_solver, AcmeIssuer, SolverKind};
+use super::config::{choose_solver, AcmeIssuer, IssuerProblem, SolverKind};
 use super::http::RetryAfterSlot;
 use super::pending;
 use super::{ari, AcmeContext, Error, Phase};
@@ -95,10 +95,7 @@ pub async fn issue_with_key(
     let mut key = key;
     let span = tracing::info_span!("acme_order", secret = %req.secret, server = %issuer.server);
     async {
-        let (account, retry_after) = ctx
-            .accounts
-            .get(ctx.store.as_ref(), issuer, ctx.metrics.as_ref())
-            .await?;
+        let (account, retry_after) = ctx.accounts.get(ctx, issuer).await?;
         // What an earlier order saw is not this order's answer.
         if let Ok(mut slot) = retry_after.lock() {
             *slot = None;
@@ -110,10 +107,7 @@ pub async fn issue_with_key(
             // anew, and try once more.
             tracing::info!("the ACME server does not know the account; registering it again");
             ctx.accounts.forget(issuer).await;
-            let (account, _) = ctx
-                .accounts
-                .get(ctx.store.as_ref(), issuer, ctx.metrics.as_ref())
-                .await?;
+            let (account, _) = ctx.accounts.get(ctx, issuer).await?;
             result = issue_with(issuer, ctx, req, &account, &mut key).await;
         }
         if let Some(m) = &ctx.metrics {
@@ -142,10 +136,7 @@ pub async fn renewal_window(
     ctx: &AcmeContext,
     chain_pem: &str,
 ) -> Result<Option<RenewalWindow>, Error> {
-    let (account, _) = ctx
-        .accounts
-        .get(ctx.store.as_ref(), issuer, ctx.metrics.as_ref())
-        .await?;
+    let (account, _) = ctx.accounts.get(ctx, issuer).await?;
     renewal_info(&account, chain_pem).await
 }
 
@@ -186,9 +177,7 @@ async fn issue_with(
     key: &mut Option<rcgen::KeyPair>,
 ) -> Result<Issued, Error> {
     if req.dns_names.is_empty() {
-        return Err(Error::InvalidIssuer {
-            reason: "certificate request without names".into(),
-        });
+        return Err(Error::InvalidIssuer(IssuerProblem::NoNames));
     }
     let store = ctx.store.as_ref();
     let profile = wanted_profile(issuer, req, account);

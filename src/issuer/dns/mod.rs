@@ -34,13 +34,13 @@ pub enum Error {
         /// The nameserver.
         server: SocketAddr,
         /// The last failure.
-        reason: String,
+        reason: NoAnswer,
     },
     /// A name or value cannot be encoded, or the answer cannot be decoded.
     #[error("DNS message")]
     Wire(#[from] wire::Error),
     /// The nameserver refused or failed the request.
-    #[error("nameserver {server} answered {rcode} to {what}{tsig}")]
+    #[error("nameserver {server} answered {rcode} to {what}{}", .tsig.map(|t| format!(" ({t})")).unwrap_or_default())]
     Rcode {
         /// The nameserver.
         server: SocketAddr,
@@ -49,7 +49,7 @@ pub enum Error {
         /// RCODE name.
         rcode: &'static str,
         /// TSIG error, when the answer carried one.
-        tsig: String,
+        tsig: Option<TsigFailure>,
     },
     /// No SOA was found for the name: the nameserver is not authoritative
     /// for any zone containing it.
@@ -68,6 +68,46 @@ pub enum Error {
     /// The nameserver address is not `IP` or `IP:port`.
     #[error("invalid nameserver address {0:?}")]
     BadNameserver(String),
+}
+
+/// Why a nameserver gave no answer (the detail of [`Error::Unreachable`],
+/// printed in its message).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NoAnswer {
+    /// No exchange was tried.
+    #[error("no attempt")]
+    NoAttempt,
+    /// The last UDP exchange timed out.
+    #[error("timed out")]
+    TimedOut,
+    /// The last UDP exchange failed.
+    #[error("{0}")]
+    Udp(std::io::Error),
+    /// The TCP exchange (after a truncated answer) timed out.
+    #[error("TCP timed out")]
+    TcpTimedOut,
+    /// The TCP exchange (after a truncated answer) failed.
+    #[error("TCP: {0}")]
+    Tcp(std::io::Error),
+}
+
+/// The TSIG error an answer carried (RFC 8945 §5.3.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TsigFailure {
+    /// BADSIG: the MAC did not verify.
+    #[error("TSIG BADSIG: wrong secret")]
+    BadSig,
+    /// BADKEY: the server does not know the key.
+    #[error("TSIG BADKEY: unknown key name or algorithm")]
+    BadKey,
+    /// BADTIME: the signing time is outside the fudge.
+    #[error("TSIG BADTIME: clocks differ")]
+    BadTime,
+    /// Another TSIG error code.
+    #[error("TSIG error {0}")]
+    Other(u16),
 }
 
 /// Parses a nameserver as cert-manager writes it: `IP`, `IP:port` or
@@ -189,6 +229,8 @@ impl Rfc2136 {
         let id = rand::random();
         let mut msg = wire::update_txt(id, zone, name, value, change)?;
         if let Some(key) = &self.tsig {
+            // The system's time, not the issuer's `Clock`: the nameserver
+            // checks it against its own (RFC 8945 §5.2.3).
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
@@ -203,11 +245,11 @@ impl Rfc2136 {
 
     fn rcode_error(&self, what: &'static str, resp: &wire::Response) -> Error {
         let tsig = match tsig::response_error(resp) {
-            Some(16) => " (TSIG BADSIG: wrong secret)".to_owned(),
-            Some(17) => " (TSIG BADKEY: unknown key name or algorithm)".to_owned(),
-            Some(18) => " (TSIG BADTIME: clocks differ)".to_owned(),
-            Some(0) | None => String::new(),
-            Some(other) => format!(" (TSIG error {other})"),
+            Some(16) => Some(TsigFailure::BadSig),
+            Some(17) => Some(TsigFailure::BadKey),
+            Some(18) => Some(TsigFailure::BadTime),
+            Some(0) | None => None,
+            Some(other) => Some(TsigFailure::Other(other)),
         };
         Error::Rcode {
             server: self.nameserver,
@@ -221,19 +263,19 @@ impl Rfc2136 {
     /// when the UDP answer is truncated.
     async fn exchange(&self, msg: &[u8], id: u16) -> Result<wire::Response, Error> {
         let server = self.nameserver;
-        let unreachable = |reason: String| Error::Unreachable { server, reason };
-        let mut last = String::from("no attempt");
+        let unreachable = |reason: NoAnswer| Error::Unreachable { server, reason };
+        let mut last = NoAnswer::NoAttempt;
         for _ in 0..ATTEMPTS {
             match tokio::time::timeout(EXCHANGE_TIMEOUT, udp_exchange(server, msg, id)).await {
                 Ok(Ok(resp)) if resp.truncated => {
                     return tokio::time::timeout(EXCHANGE_TIMEOUT, tcp_exchange(server, msg, id))
                         .await
-                        .map_err(|_| unreachable("TCP timed out".into()))?
-                        .map_err(|e| unreachable(format!("TCP: {e}")));
+                        .map_err(|_| unreachable(NoAnswer::TcpTimedOut))?
+                        .map_err(|e| unreachable(NoAnswer::Tcp(e)));
                 }
                 Ok(Ok(resp)) => return Ok(resp),
-                Ok(Err(e)) => last = e.to_string(),
-                Err(_) => last = "timed out".into(),
+                Ok(Err(e)) => last = NoAnswer::Udp(e),
+                Err(_) => last = NoAnswer::TimedOut,
             }
         }
         Err(unreachable(last))
@@ -299,6 +341,25 @@ fn rcode_name(rcode: u8) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refused_update_names_the_tsig_failure_only_when_there_is_one() {
+        let server: SocketAddr = "192.0.2.1:53".parse().expect("address");
+        let refused = |tsig| Error::Rcode {
+            server,
+            what: "update",
+            rcode: "NOTAUTH",
+            tsig,
+        };
+        assert_eq!(
+            refused(Some(TsigFailure::BadSig)).to_string(),
+            "nameserver 192.0.2.1:53 answered NOTAUTH to update (TSIG BADSIG: wrong secret)"
+        );
+        assert_eq!(
+            refused(None).to_string(),
+            "nameserver 192.0.2.1:53 answered NOTAUTH to update"
+        );
+    }
 
     #[test]
     fn challenge_name_strips_wildcard_label() {

@@ -146,7 +146,7 @@ fn issuing_after_the_root_expired_fails() {
     let later = now() + ROOT_VALIDITY + Duration::from_secs(3600);
     assert!(matches!(
         ca.issue(&names(&["localhost"]), DEFAULT_LEAF_VALIDITY, later),
-        Err(Error::InvalidRequest(_))
+        Err(Error::EmptyValidity)
     ));
 }
 
@@ -182,7 +182,7 @@ fn issue_without_names_is_rejected() {
     let ca = new_ca();
     assert!(matches!(
         ca.issue(&[], DEFAULT_LEAF_VALIDITY, now()),
-        Err(Error::InvalidRequest(_))
+        Err(Error::NoNames)
     ));
 }
 
@@ -298,7 +298,7 @@ async fn certificate_without_key_is_an_error_not_a_new_ca() {
     fs::remove_file(dir.path().join("local-ca/ca.key")).expect("remove key");
     assert!(matches!(
         load_or_create(dir.path(), now()).await,
-        Err(Error::LoadCa { .. })
+        Err(Error::LoadCa(CaProblem::Incomplete(_)))
     ));
 }
 
@@ -310,7 +310,7 @@ async fn mismatched_key_is_an_error() {
     fs::write(dir.path().join("local-ca/ca.key"), other.serialize_pem()).expect("write");
     assert!(matches!(
         load_or_create(dir.path(), now()).await,
-        Err(Error::LoadCa { .. })
+        Err(Error::LoadCa(CaProblem::KeyMismatch))
     ));
 }
 

@@ -1,11 +1,12 @@
 //! Tests of the manager's loop over a real directory store: a local-CA
 //! certificate is issued, stored with its `ca.crt` and metadata, and
-//! recorded; records are written only when they change; stopping a run
+//! recorded; a short-lived one is renewed at its renewal time (on paused
+//! tokio time); records are written only when they change; stopping a run
 //! aborts the orders it started and a new run reads the records again.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
@@ -15,6 +16,7 @@ use super::*;
 use crate::compile::{compile, CompileOptions};
 use crate::issuer::acme::AcmeContext;
 use crate::issuer::challenges::{ChallengeBoard, LocalPublisher};
+use crate::issuer::clock::{SystemClock, TokioClock};
 use crate::store::{
     AccountId, CertMeta, DirStore, Error as StoreError, PendingOrder, Store, StoreKey, StoredCert,
 };
@@ -133,9 +135,18 @@ fn web_key() -> StoreKey {
 }
 
 /// A manager over `store` with a local CA and, if given, ACME publishing on
-/// `board`.
+/// `board`, reading the system clock.
 async fn manager(store: Arc<Observed>, board: Option<Arc<ChallengeBoard>>) -> Arc<Manager> {
-    let ca = LocalCa::load_or_create(store.as_ref(), SystemTime::now())
+    manager_with_clock(store, board, Arc::new(SystemClock)).await
+}
+
+/// [`manager`] reading the time from `clock`.
+async fn manager_with_clock(
+    store: Arc<Observed>,
+    board: Option<Arc<ChallengeBoard>>,
+    clock: Arc<dyn Clock>,
+) -> Arc<Manager> {
+    let ca = LocalCa::load_or_create(store.as_ref(), clock.now())
         .await
         .expect("local CA");
     let acme = board.map(|board| {
@@ -144,13 +155,22 @@ async fn manager(store: Arc<Observed>, board: Option<Arc<ChallengeBoard>>) -> Ar
             Arc::new(LocalPublisher::new(board)),
         ))
     });
-    Arc::new(Manager::new(store, Arc::new(ca), acme))
+    Arc::new(Manager::new(store, Arc::new(ca), acme, clock))
 }
 
 /// Waits until the report has an entry for `web_key()` satisfying `done`.
 async fn wait_report(manager: &Manager, done: impl Fn(&CertStatus) -> bool) -> CertStatus {
+    wait_report_for(manager, WAIT, done).await
+}
+
+/// [`wait_report`] waiting at most `wait`.
+async fn wait_report_for(
+    manager: &Manager,
+    wait: Duration,
+    done: impl Fn(&CertStatus) -> bool,
+) -> CertStatus {
     let mut changes = manager.certificate_changes();
-    tokio::time::timeout(WAIT, async {
+    tokio::time::timeout(wait, async {
         loop {
             let found = changes
                 .borrow_and_update()
@@ -206,6 +226,62 @@ async fn local_ca_certificate_is_stored_with_its_ca_and_metadata_and_recorded() 
 
     let records = store.records().await.expect("records");
     assert!(records[&web_key()].issued_for.is_some(), "{records:?}");
+    stop.cancel();
+    tokio::time::timeout(WAIT, run)
+        .await
+        .expect("stops")
+        .expect("no panic");
+}
+
+#[tokio::test(start_paused = true)]
+async fn short_lived_certificate_is_renewed_at_its_renewal_time_before_it_expires() {
+    // The clock follows tokio's paused time: the manager's sleep until the
+    // renewal time passes in an instant, and so does the certificate's
+    // lifetime as the issuer sees it.
+    let clock = Arc::new(TokioClock::starting_at(SystemTime::now()));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Observed::new(dir.path()));
+    let manager = manager_with_clock(store.clone(), None, clock.clone()).await;
+    let annotations = "portcullis.dev/duration: 1h, portcullis.dev/renew-before-percentage: '50'";
+    let (input_tx, rx) = watch::channel(Some(input(annotations, "")));
+    let stop = CancellationToken::new();
+    let run = tokio::spawn(manager.clone().run(rx, stop.clone()));
+    // As the runtime does: a stored certificate means a new compile, so a
+    // new input and a pass that plans the next renewal.
+    let mut stored = manager.stored_changes();
+    tokio::spawn(async move {
+        while stored.changed().await.is_ok() {
+            input_tx.send_replace(Some(input(annotations, "")));
+        }
+    });
+
+    let first = wait_report(&manager, |c| c.ready).await;
+    let first_serial = first.serial.clone().expect("held");
+    let renew_at = UNIX_EPOCH + Duration::from_secs(first.renewal_time.expect("renewal time"));
+    let expires = UNIX_EPOCH + Duration::from_secs(first.not_after.expect("held"));
+    let issued_at = clock.now();
+    assert!(
+        renew_at > issued_at + Duration::from_secs(25 * 60) && renew_at < expires,
+        "{first:?}"
+    );
+
+    // Waits at most until the first certificate expires (in paused time).
+    let lifetime_left = expires.duration_since(issued_at).expect("not expired");
+    let second = wait_report_for(&manager, lifetime_left, |c| {
+        c.ready && c.serial.as_ref() != Some(&first_serial)
+    })
+    .await;
+    let renewed_at = clock.now();
+    assert!(renewed_at >= renew_at, "renewed early: {second:?}");
+    assert!(renewed_at < expires, "renewed after expiry: {second:?}");
+    let stored = store
+        .get_cert(&web_key())
+        .await
+        .expect("read")
+        .expect("stored");
+    let held = Held::parse(&web_key(), &stored).expect("usable");
+    assert_eq!(second.serial.as_ref(), Some(&held.serial));
+    assert!(held.not_after > expires, "{held:?}");
     stop.cancel();
     tokio::time::timeout(WAIT, run)
         .await

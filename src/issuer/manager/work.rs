@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError};
 use std::time::SystemTime;
 
-use super::{success_record, Manager, Tasks};
+use super::{success_record, IssueError, Manager, Tasks};
 use crate::issuer::acme::{self, AcmeIssuer};
 use crate::issuer::ca_issuer::CaSigner;
 use crate::issuer::demand::{Demand, IssuerRef};
@@ -56,12 +56,12 @@ impl Manager {
         d: &Demand,
         req: CertRequest,
         resources: &Arc<Resources>,
-    ) -> Result<Issued, String> {
+    ) -> Result<Issued, IssueError> {
         let key = self.reusable_key(d).await;
         let (me, d2, resources) = (self.clone(), d.clone(), resources.clone());
         let issued = tokio::task::spawn_blocking(move || me.sign_local(&d2, &req, &resources, key))
             .await
-            .unwrap_or_else(|e| Err(format!("issuing task failed: {e}")))?;
+            .unwrap_or_else(|e| Err(IssueError::SignTask(e)))?;
         self.store_issued(d, &issued).await?;
         Ok(issued)
     }
@@ -74,12 +74,12 @@ impl Manager {
         req: &CertRequest,
         resources: &Resources,
         key: Option<rcgen::KeyPair>,
-    ) -> Result<Issued, String> {
+    ) -> Result<Issued, IssueError> {
         let key = match key {
             Some(key) => key,
-            None => d.key.generate().map_err(|e| ErrorChain(&e).to_string())?,
+            None => d.key.generate().map_err(IssueError::Sign)?,
         };
-        let now = SystemTime::now();
+        let now = self.clock.now();
         match &d.issuer {
             IssuerRef::LocalCa => self
                 .local_ca
@@ -96,29 +96,32 @@ impl Manager {
             issuer => {
                 let spec = issuer
                     .spec(resources)
-                    .ok_or_else(|| format!("{issuer} not found"))?;
+                    .ok_or_else(|| IssueError::IssuerNotFound(issuer.clone()))?;
                 if spec.self_signed.is_some() {
                     crate::issuer::self_signed::issue(req, key, now)
                 } else if let Some(ca) = &spec.ca {
                     let ns = issuer.secret_namespace(resources);
-                    let secret = resources
-                        .secret(ns, &ca.secret_name)
-                        .ok_or_else(|| format!("CA Secret {ns}/{} not found", ca.secret_name))?;
+                    let secret = resources.secret(ns, &ca.secret_name).ok_or_else(|| {
+                        IssueError::CaSecretMissing {
+                            namespace: ns.to_owned(),
+                            name: ca.secret_name.clone(),
+                        }
+                    })?;
                     let (Some(crt), Some(k)) =
                         (secret.data.get("tls.crt"), secret.data.get("tls.key"))
                     else {
-                        return Err(format!(
-                            "CA Secret {ns}/{} lacks tls.crt or tls.key",
-                            ca.secret_name
-                        ));
+                        return Err(IssueError::CaSecretIncomplete {
+                            namespace: ns.to_owned(),
+                            name: ca.secret_name.clone(),
+                        });
                     };
                     CaSigner::from_pem(crt, k).and_then(|ca| ca.issue(req, key, now))
                 } else {
-                    return Err(format!("{issuer} has no usable kind"));
+                    return Err(IssueError::NoIssuerKind(issuer.clone()));
                 }
             }
         }
-        .map_err(|e| ErrorChain(&e).to_string())
+        .map_err(IssueError::Sign)
     }
 
     /// The stored key, when the demand does not rotate keys and the stored
@@ -134,8 +137,8 @@ impl Manager {
     }
 
     /// Stores `issued` for `d`, with what the Store keeps beside it.
-    async fn store_issued(&self, d: &Demand, issued: &Issued) -> Result<(), String> {
-        let now = SystemTime::now();
+    async fn store_issued(&self, d: &Demand, issued: &Issued) -> Result<(), IssueError> {
+        let now = self.clock.now();
         let held = Held::parse(&d.secret, &issued.cert).ok();
         let record = success_record(d, issued, held.as_ref(), now);
         let meta = CertMeta {
@@ -150,7 +153,7 @@ impl Manager {
         self.store
             .put_cert(&d.secret, &issued.cert, &meta)
             .await
-            .map_err(|e| format!("storing: {}", ErrorChain(&e)))
+            .map_err(IssueError::Store)
     }
 
     /// Starts an ACME order in the run's task set (bounded by the
@@ -160,14 +163,14 @@ impl Manager {
         tasks: &mut Tasks,
         d: Demand,
         req: CertRequest,
-        issuer: Result<AcmeIssuer, String>,
+        issuer: Result<AcmeIssuer, acme::Error>,
     ) {
         let in_flight = InFlight::new(self, &d.secret);
         let me = self.clone();
         tasks.spawn(async move {
             let result = match (&me.acme, issuer) {
-                (None, _) => Err(("ACME issuer not available in this build".to_string(), None)),
-                (_, Err(e)) => Err((e, None)),
+                (None, _) => Err(IssueError::AcmeUnavailable),
+                (_, Err(e)) => Err(IssueError::Acme(e)),
                 (Some(ctx), Ok(issuer)) => {
                     let _permit = me.orders.clone().acquire_owned().await;
                     // `private-key-rotation: Never` keeps the stored key.
@@ -178,9 +181,9 @@ impl Manager {
                                 acme::order_stored(ctx.store.as_ref(), &d.secret).await;
                                 Ok(issued)
                             }
-                            Err(e) => Err((e, None)),
+                            Err(e) => Err(e),
                         },
-                        Err(e) => Err((ErrorChain(&e).to_string(), e.retry_after())),
+                        Err(e) => Err(IssueError::Acme(e)),
                     }
                 }
             };
