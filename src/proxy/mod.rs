@@ -21,6 +21,7 @@
 //! | `errors` | failures and the statuses they map to |
 
 mod body;
+pub mod connect;
 mod errors;
 mod forwarded;
 pub mod h1_wire;
@@ -31,7 +32,6 @@ mod upstream;
 mod upstream_h1;
 mod upstream_tls;
 
-pub use upstream_tls::handshake as backend_tls_handshake;
 mod websocket;
 
 pub use websocket::{ClientStream, Handoff};

@@ -23,10 +23,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::borrow::Cow;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
-
-/// Bound on establishing a TCP connection to an endpoint.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The client side of the proxy: every connection to every backend.
 pub struct Upstreams {
@@ -157,12 +153,7 @@ impl Upstreams {
             addr,
             source,
         };
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
-            .await
-            .map_err(|e| connect_error(e.into()))?
-            .map_err(|e| connect_error(e.into()))?;
-        // Nagle only delays small HTTP/2 frames; failing to disable it is harmless.
-        let _ = stream.set_nodelay(true);
+        let stream = super::connect::tcp_for(name, addr).await?;
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(hyper_util::rt::TokioTimer::new())
             .handshake(TokioIo::new(stream))
@@ -311,8 +302,6 @@ pub fn pick_endpoint(endpoints: &[SocketAddr]) -> Option<SocketAddr> {
 /// What kind of transport failure ended an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureKind {
-    /// The TCP or HTTP/2 connection could not be established.
-    Connect,
     /// The connection was closed or reset before a response head.
     Reset,
     /// The backend sent something that is not a valid response.
@@ -323,11 +312,6 @@ impl FailureKind {
     pub(crate) fn into_error(self, name: &str, addr: SocketAddr, source: super::BoxError) -> Error {
         let upstream = name.to_string();
         match self {
-            FailureKind::Connect => Error::Connect {
-                upstream,
-                addr,
-                source,
-            },
             FailureKind::Reset => Error::Reset {
                 upstream,
                 addr,

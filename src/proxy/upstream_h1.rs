@@ -27,7 +27,7 @@ use super::errors::Error;
 use super::h1_wire::{
     self, BodyFraming, ChunkedDecoder, Decoded, RequestFraming, ResponseHead, WireError,
 };
-use super::upstream::{FailureKind, OutboundHead, CONNECT_TIMEOUT};
+use super::upstream::{FailureKind, OutboundHead};
 use super::{body, BoxError, ProxyBody};
 use crate::hashing::FastMap;
 use bytes::{Bytes, BytesMut};
@@ -156,13 +156,7 @@ impl H1Pool {
         out: &Outgoing<'_>,
         body: Option<ProxyBody>,
     ) -> Result<Response<ProxyBody>, Error> {
-        let failed = |source: BoxError| FailureKind::Connect.into_error(out.name, out.addr, source);
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(out.addr))
-            .await
-            .map_err(|e| failed(e.into()))?
-            .map_err(|e| failed(e.into()))?;
-        // Nagle only delays small requests; failing to disable it is harmless.
-        let _ = stream.set_nodelay(true);
+        let stream = super::connect::tcp_for(out.name, out.addr).await?;
         self.exchange(out, stream, BytesMut::new(), body)
             .await
             .map_err(|f| f.error)

@@ -9,7 +9,7 @@
 //! this module takes, for a push or pop; reloads never hold it.
 
 use super::errors::Error;
-use super::upstream::{classify, CONNECT_TIMEOUT};
+use super::upstream::classify;
 use super::ProxyBody;
 use crate::dataplane::UpstreamTls;
 use crate::hashing::FastMap;
@@ -27,8 +27,6 @@ use tokio_rustls::client::TlsStream;
 
 /// How long an idle pooled connection is kept.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-/// Bound on the TLS handshake with a backend.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Idle connections kept per endpoint and configuration.
 const MAX_IDLE_PER_KEY: usize = 32;
 
@@ -217,37 +215,6 @@ async fn connect(
     addr: SocketAddr,
     config: Arc<rustls::ClientConfig>,
 ) -> Result<TlsStream<TcpStream>, Error> {
-    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
-        .await
-        .map_err(|e| connect_error(name, addr, e.into()))?
-        .map_err(|e| connect_error(name, addr, e.into()))?;
-    // Nagle only delays small frames; failing to disable it is harmless.
-    let _ = tcp.set_nodelay(true);
-    handshake(tcp, tls.server_name.clone(), config)
-        .await
-        .map_err(|source| {
-            tracing::warn!(upstream = %name, %addr, policy = %tls.policy, error = %source, "backend TLS handshake failed");
-            Error::BackendTls {
-                upstream: name.to_string(),
-                addr,
-                source,
-            }
-        })
-}
-
-/// The client side of a TLS handshake over `stream`, bounded in time.
-pub async fn handshake<S>(
-    stream: S,
-    server_name: rustls::pki_types::ServerName<'static>,
-    config: Arc<rustls::ClientConfig>,
-) -> Result<tokio_rustls::client::TlsStream<S>, super::BoxError>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    let connector = tokio_rustls::TlsConnector::from(config);
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, connector.connect(server_name, stream)).await {
-        Ok(Ok(s)) => Ok(s),
-        Ok(Err(e)) => Err(e.into()),
-        Err(e) => Err(e.into()),
-    }
+    let tcp = super::connect::tcp_for(name, addr).await?;
+    super::connect::tls_for(name, addr, tcp, tls, config).await
 }
