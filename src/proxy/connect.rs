@@ -66,11 +66,17 @@ where
 /// [`tcp`] for a request to upstream `name`: a failure is the attempt's
 /// [`Error::Connect`].
 pub(crate) async fn tcp_for(name: &str, addr: SocketAddr) -> Result<TcpStream, Error> {
-    tcp(addr).await.map_err(|e| Error::Connect {
+    tcp(addr).await.map_err(|e| failed(name, addr, e.into()))
+}
+
+/// A connection to `addr` of upstream `name` that could not be
+/// established (also when the protocol's own handshake on it fails).
+pub(crate) fn failed(name: &str, addr: SocketAddr, source: BoxError) -> Error {
+    Error::Connect {
         upstream: name.to_string(),
         addr,
-        source: e.into(),
-    })
+        source,
+    }
 }
 
 /// [`tls`] over `stream` for a request to upstream `name` under `policy`

@@ -85,11 +85,7 @@ impl H2Cache {
             .timer(hyper_util::rt::TokioTimer::new())
             .handshake(TokioIo::new(stream))
             .await
-            .map_err(|e| Error::Connect {
-                upstream: name.to_string(),
-                addr,
-                source: e.into(),
-            })?;
+            .map_err(|e| connect::failed(name, addr, e.into()))?;
         let upstream = name.to_string();
         let is_tls = tls.is_some();
         tokio::spawn(async move {

@@ -113,11 +113,7 @@ pub async fn forward(
     let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
         .handshake::<_, ProxyBody>(TokioIo::new(stream))
         .await
-        .map_err(|e| Error::Connect {
-            upstream: upstream.to_string(),
-            addr,
-            source: e.into(),
-        })?;
+        .map_err(|e| super::connect::failed(upstream, addr, e.into()))?;
     let name = upstream.to_string();
     tokio::spawn(async move {
         if let Err(error) = conn.with_upgrades().await {

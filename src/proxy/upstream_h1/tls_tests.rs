@@ -6,7 +6,7 @@ use super::*;
 use crate::dataplane::UpstreamTls;
 use crate::model::ObjectKey;
 use http_body_util::BodyExt;
-use rustls::pki_types::{PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use std::sync::atomic::AtomicUsize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -32,24 +32,7 @@ struct Backend {
 }
 
 async fn backend(after: AfterFirst) -> Backend {
-    let made = rcgen::generate_simple_self_signed(vec!["backend.test".to_string()])
-        .expect("self-signed certificate");
-    let cert = made.cert.der().clone();
-    let key = PrivateKeyDer::Pkcs8(made.signing_key.serialize_der().into());
-    let provider = crate::tls::provider::provider;
-    let server = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.clone()], key)
-        .expect("server config");
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert).expect("root");
-    let client = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let (server, client) = crate::tls::provider::test_configs("backend.test");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let accepted = Arc::new(AtomicUsize::new(0));
@@ -136,22 +119,25 @@ async fn sequential_tls_requests_reuse_one_connection() {
     assert_eq!(b.accepted.load(Ordering::SeqCst), 1);
 }
 
-#[tokio::test]
-async fn a_tls_connection_the_backend_closed_while_idle_is_not_used() {
-    let b = backend(AfterFirst::CloseWhenIdle).await;
+/// Two GETs, the backend acting as `after` says on the first one's
+/// connection: both are answered, the second on a new connection.
+async fn survives_a_closed_connection(after: AfterFirst, idle: Duration) {
+    let b = backend(after).await;
     let pool = H1Pool::default();
     assert_eq!(get(&pool, &b).await.expect("first GET"), b"ok");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(idle).await;
     assert_eq!(get(&pool, &b).await.expect("second GET"), b"ok");
     assert_eq!(b.accepted.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]
+async fn a_tls_connection_the_backend_closed_while_idle_is_not_used() {
+    survives_a_closed_connection(AfterFirst::CloseWhenIdle, Duration::from_millis(200)).await;
+}
+
+/// The pooled connection looks fine; the backend drops it on the request,
+/// which goes out again on a new one.
+#[tokio::test]
 async fn a_tls_connection_closed_as_it_is_reused_is_retried() {
-    let b = backend(AfterFirst::DropOnNext).await;
-    let pool = H1Pool::default();
-    assert_eq!(get(&pool, &b).await.expect("first GET"), b"ok");
-    // The pooled connection looks fine; the backend drops it on the request.
-    assert_eq!(get(&pool, &b).await.expect("sent again"), b"ok");
-    assert_eq!(b.accepted.load(Ordering::SeqCst), 2);
+    survives_a_closed_connection(AfterFirst::DropOnNext, Duration::ZERO).await;
 }
