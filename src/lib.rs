@@ -17,7 +17,7 @@
 //! | [`store`] | the issuer's durable state behind one async trait (certificates, ACME accounts and orders, local CA, records): state dir now, Secrets later; atomic writes |
 //! | [`issuer`] | certificate issuance: the built-in local CA for standalone mode |
 //! | [`metrics`] | Prometheus metrics: certificates served and managed, traffic, configuration, process |
-//! | [`proxy`] | the HTTP reverse proxy: server, filters at run time, upstream pool |
+//! | [`proxy`] | the HTTP reverse proxy: server, filters at run time, upstream connections (one connector, an HTTP/1.1 pool and an HTTP/2 cache) |
 //! | [`runtime`] | serve loop, reload pipeline, shared state, `check` and logging |
 //! | [`server`] | sockets: binding listeners per dataplane, accept loops, graceful shutdown |
 //! | [`admin`] | admin HTTP: health, readiness, status, metrics |

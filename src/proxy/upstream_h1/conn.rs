@@ -89,7 +89,8 @@ impl Conn for TlsStream<TcpStream> {
 /// Whether a read without a waker finds nothing (and no close).
 fn read_nothing<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut BytesMut) -> bool {
     let mut cx = Context::from_waker(Waker::noop());
-    buf.reserve(1);
+    // What the response head would reserve anyway: one allocation, not two.
+    buf.reserve(super::HEAD_READ);
     matches!(
         tokio_util::io::poll_read_buf(Pin::new(stream), &mut cx, buf),
         Poll::Pending
