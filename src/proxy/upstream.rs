@@ -46,8 +46,8 @@ impl Upstreams {
     /// Sends `head` with `body` to the endpoint `addr` of `upstream`,
     /// addressed as [`Addressing::for_upstream`] says. A borrowed head (a
     /// retry policy will need it again) is copied only where a request
-    /// object is built (TLS and h2c upstreams); cleartext HTTP/1.1 encodes
-    /// it as it is. `gateway` picks the client certificate presented to TLS
+    /// object is built (HTTP/2 upstreams); HTTP/1.1, cleartext or TLS,
+    /// encodes it as it is. `gateway` picks the client certificate presented to TLS
     /// backends.
     pub async fn send(
         &self,
@@ -86,8 +86,8 @@ impl Upstreams {
         self.http1.send(name, addr, None, head, body)
     }
 
-    /// Sends `head` with `body` over TLS or h2c: every upstream that is not
-    /// [plain HTTP/1.1](Upstreams::is_plain_http1).
+    /// Sends `head` with `body` over TLS or HTTP/2: every upstream that is
+    /// not [plain HTTP/1.1](Upstreams::is_plain_http1).
     pub async fn send_other(
         &self,
         upstream: &Upstream,
@@ -107,6 +107,9 @@ impl Upstreams {
         // size (see `Proxy::handle`). Bound to a local: a temporary would
         // keep the unboxed size reserved across the await.
         if addressing == Addressing::DirectHttp1 {
+            if tls.is_none() {
+                return self.send_http1(name, addr, &head, body).await;
+            }
             let send = Box::pin(self.https1.send(name, addr, tls, &head, body));
             return send.await;
         }

@@ -37,6 +37,7 @@ pub use conn::{Conn, Tls};
 
 use super::errors::Error;
 use super::h1_wire::{self, BodyFraming, ChunkedDecoder, ResponseHead};
+use super::upstream::OutboundHead;
 use super::{body as proxy_body, ProxyBody};
 use crate::hashing::FastMap;
 use arc_swap::ArcSwap;
@@ -49,8 +50,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
-
-use super::upstream::OutboundHead;
 
 /// How long a pooled connection may sit unused.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
