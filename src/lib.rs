@@ -17,7 +17,7 @@
 //! | [`store`] | the issuer's durable state behind one async trait (certificates, ACME accounts and orders, local CA, records): state dir now, Secrets later; atomic writes |
 //! | [`issuer`] | certificate issuance and renewal: demand, plan, manager, local CA, CA key pairs, ACME and its challenges |
 //! | [`metrics`] | Prometheus metrics: certificates served and managed, traffic, configuration, process |
-//! | [`proxy`] | the HTTP reverse proxy: server, filters at run time, upstream pool |
+//! | [`proxy`] | the HTTP reverse proxy: server, filters at run time, upstream connections (one connector, an HTTP/1.1 pool and an HTTP/2 cache) |
 //! | [`runtime`] | serve loop, reload pipeline, shared state, the admin endpoint (health, readiness, status, metrics), `check` and logging |
 //! | [`server`] | sockets: binding listeners per dataplane, accept loops, the TLS front's decision on each ClientHello, HTTP connections, stream relays, graceful shutdown |
 //! | [`cluster`] | Kubernetes mode: watches, status writing, Secrets, leadership |

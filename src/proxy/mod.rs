@@ -11,7 +11,7 @@
 //! | module | owns |
 //! |---|---|
 //! | `handler` | the per-request flow: listener, route, filters, backend, retries, timeouts |
-//! | `upstream`, `upstream_h1`, `upstream_tls` | connections to backends: pooled HTTP/1.1 driven by the request's task, multiplexed h2c, TLS |
+//! | `connect`, `upstream`, `upstream_h1`, `upstream_h2` | connections to backends: one connector (TCP, then backend TLS), HTTP/1.1 pooled per endpoint and driven by the request's task (cleartext or TLS), HTTP/2 multiplexed per endpoint (h2c or TLS) |
 //! | `h1_wire` | HTTP/1.1 bytes for that client: request head, response head, body framing, chunked decoding |
 //! | `mirror` | fire-and-forget copies for `RequestMirror` |
 //! | `websocket` | WebSocket upgrades spliced between client and backend |
@@ -21,6 +21,7 @@
 //! | `errors` | failures and the statuses they map to |
 
 mod body;
+pub mod connect;
 mod errors;
 mod forwarded;
 pub mod h1_wire;
@@ -29,9 +30,8 @@ mod mirror;
 mod retry;
 mod upstream;
 mod upstream_h1;
-mod upstream_tls;
+mod upstream_h2;
 
-pub use upstream_tls::handshake as backend_tls_handshake;
 mod websocket;
 
 pub use websocket::{ClientStream, Handoff};

@@ -1,38 +1,30 @@
-//! Connections to backends: pooled HTTP/1.1 keep-alive connections driven by
-//! the request's task ([`super::upstream_h1`]), TLS ([`super::upstream_tls`]),
-//! and one
-//! multiplexed cleartext HTTP/2 (h2c, prior knowledge) connection per endpoint,
-//! cached in a copy-on-write map so the request path takes no lock.
-//!
-//! The h2c leg does not use hyper-util's pooled client because that client
-//! derives both the connection target and `:authority` from the URI, while a
-//! gateway must connect to the endpoint yet send the client's host as
-//! `:authority`.
+//! The client side of the proxy: which transport a request to a backend
+//! takes. HTTP/1.1, cleartext or TLS, goes through the pooled keep-alive
+//! connections driven by the request's task ([`super::upstream_h1`]: one
+//! pool per stream type, the same code); HTTP/2, h2c or TLS, through one
+//! multiplexed connection per endpoint and client configuration
+//! ([`super::upstream_h2`]). Every connection is opened by
+//! [`super::connect`].
 
 use super::errors::Error;
 use super::retry::Outcome;
+use super::upstream_h1::H1Pool;
+use super::upstream_h2::H2Cache;
 use super::{body, ProxyBody};
 use crate::dataplane::{Upstream, UpstreamProtocol};
-use crate::hashing::FastMap;
 use crate::model::ObjectKey;
-use arc_swap::ArcSwap;
 use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper::client::conn::http2;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::borrow::Cow;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
-
-/// Bound on establishing a TCP connection to an endpoint.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 
 /// The client side of the proxy: every connection to every backend.
 pub struct Upstreams {
-    http1: super::upstream_h1::H1Pool,
-    h2c: ArcSwap<FastMap<SocketAddr, http2::SendRequest<ProxyBody>>>,
-    tls: super::upstream_tls::TlsPool,
+    http1: H1Pool<TcpStream>,
+    https1: H1Pool<TlsStream<TcpStream>>,
+    h2: H2Cache,
 }
 
 impl Default for Upstreams {
@@ -45,17 +37,17 @@ impl Upstreams {
     /// Empty pools.
     pub fn new() -> Self {
         Upstreams {
-            http1: super::upstream_h1::H1Pool::default(),
-            h2c: ArcSwap::from_pointee(FastMap::default()),
-            tls: super::upstream_tls::TlsPool::default(),
+            http1: H1Pool::default(),
+            https1: H1Pool::default(),
+            h2: H2Cache::default(),
         }
     }
 
     /// Sends `head` with `body` to the endpoint `addr` of `upstream`,
     /// addressed as [`Addressing::for_upstream`] says. A borrowed head (a
     /// retry policy will need it again) is copied only where a request
-    /// object is built (TLS and h2c upstreams); cleartext HTTP/1.1 encodes
-    /// it as it is. `gateway` picks the client certificate presented to TLS
+    /// object is built (HTTP/2 upstreams); HTTP/1.1, cleartext or TLS,
+    /// encodes it as it is. `gateway` picks the client certificate presented to TLS
     /// backends.
     pub async fn send(
         &self,
@@ -91,11 +83,11 @@ impl Upstreams {
         head: &'a OutboundHead,
         body: ProxyBody,
     ) -> impl Future<Output = Result<Response<ProxyBody>, Error>> + Send + 'a {
-        self.http1.send(name, addr, head, body)
+        self.http1.send(name, addr, None, head, body)
     }
 
-    /// Sends `head` with `body` over TLS or h2c: every upstream that is not
-    /// [plain HTTP/1.1](Upstreams::is_plain_http1).
+    /// Sends `head` with `body` over TLS or HTTP/2: every upstream that is
+    /// not [plain HTTP/1.1](Upstreams::is_plain_http1).
     pub async fn send_other(
         &self,
         upstream: &Upstream,
@@ -105,83 +97,25 @@ impl Upstreams {
         body: ProxyBody,
     ) -> Result<Response<ProxyBody>, Error> {
         let name = upstream.name.as_str();
-        let req = head
-            .into_owned()
-            .into_request(Addressing::for_upstream(upstream), addr, body)?;
-        if let Some(tls) = &upstream.tls {
-            // Boxed: the TLS leg (handshakes, an HTTP/2 connect) is a large
-            // future, and every request's future would otherwise reserve its
-            // size (see `Proxy::handle`). Bound to a local: a temporary would
-            // keep the unboxed size reserved across the await.
-            let send = Box::pin(self.tls.send(name, tls, gateway, addr, req));
-            return send.await.map(|resp| resp.map(body::boxed));
-        }
-        // Boxed like the TLS leg: its connect path is twice the size of the
-        // HTTP/1.1 one, which is the common case kept inline.
-        let send = Box::pin(self.send_h2c(name, addr, req));
-        send.await.map(|resp| resp.map(body::boxed))
-    }
-
-    async fn send_h2c(
-        &self,
-        name: &str,
-        addr: SocketAddr,
-        req: Request<ProxyBody>,
-    ) -> Result<Response<Incoming>, Error> {
-        let cached = self
-            .h2c
-            .load()
-            .get(&addr)
-            .filter(|s| !s.is_closed())
-            .cloned();
-        let mut sender = match cached {
-            Some(mut s) => match s.ready().await {
-                Ok(()) => s,
-                Err(_) => self.connect_h2c(name, addr).await?,
-            },
-            None => self.connect_h2c(name, addr).await?,
-        };
-        sender
-            .send_request(req)
-            .await
-            .map_err(|e| classify(&e).into_error(name, addr, e.into()))
-    }
-
-    async fn connect_h2c(
-        &self,
-        name: &str,
-        addr: SocketAddr,
-    ) -> Result<http2::SendRequest<ProxyBody>, Error> {
-        let connect_error = |source: super::BoxError| Error::Connect {
-            upstream: name.to_string(),
-            addr,
-            source,
-        };
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
-            .await
-            .map_err(|e| connect_error(e.into()))?
-            .map_err(|e| connect_error(e.into()))?;
-        // Nagle only delays small HTTP/2 frames; failing to disable it is harmless.
-        let _ = stream.set_nodelay(true);
-        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
-            .timer(hyper_util::rt::TokioTimer::new())
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| connect_error(e.into()))?;
-        let upstream = name.to_string();
-        tokio::spawn(async move {
-            if let Err(error) = conn.await {
-                tracing::debug!(%upstream, %addr, %error, "h2c upstream connection ended");
+        let addressing = Addressing::for_upstream(upstream);
+        let tls = upstream
+            .tls
+            .as_ref()
+            .map(|tls| (&**tls, tls.config_for(gateway)));
+        // Boxed: these legs (handshakes, an HTTP/2 connect) are large
+        // futures, and every request's future would otherwise reserve their
+        // size (see `Proxy::handle`). Bound to a local: a temporary would
+        // keep the unboxed size reserved across the await.
+        if addressing == Addressing::DirectHttp1 {
+            if tls.is_none() {
+                return self.send_http1(name, addr, &head, body).await;
             }
-        });
-        let fresh = sender.clone();
-        self.h2c.rcu(|map| {
-            let mut map = FastMap::clone(map);
-            map.retain(|_, s| !s.is_closed());
-            map.insert(addr, fresh.clone());
-            map
-        });
-        Ok(sender)
+            let send = Box::pin(self.https1.send(name, addr, tls, &head, body));
+            return send.await;
+        }
+        let req = head.into_owned().into_request(addressing, addr, body)?;
+        let send = Box::pin(self.h2.send(name, addr, tls, req));
+        send.await.map(|resp| resp.map(body::boxed))
     }
 }
 
@@ -311,8 +245,6 @@ pub fn pick_endpoint(endpoints: &[SocketAddr]) -> Option<SocketAddr> {
 /// What kind of transport failure ended an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureKind {
-    /// The TCP or HTTP/2 connection could not be established.
-    Connect,
     /// The connection was closed or reset before a response head.
     Reset,
     /// The backend sent something that is not a valid response.
@@ -323,11 +255,6 @@ impl FailureKind {
     pub(crate) fn into_error(self, name: &str, addr: SocketAddr, source: super::BoxError) -> Error {
         let upstream = name.to_string();
         match self {
-            FailureKind::Connect => Error::Connect {
-                upstream,
-                addr,
-                source,
-            },
             FailureKind::Reset => Error::Reset {
                 upstream,
                 addr,
@@ -481,7 +408,7 @@ mod tests {
         };
         let head = head();
         let send = ups.send(&upstream, None, addr(), Cow::Borrowed(&head), body::empty());
-        let h2c = ups.send_h2c("t/svc:80", addr(), empty_request("/"));
+        let h2c = ups.h2.send("t/svc:80", addr(), None, empty_request("/"));
         assert!(
             std::mem::size_of_val(&send) < std::mem::size_of_val(&h2c),
             "send is {} bytes, the h2c leg {}",

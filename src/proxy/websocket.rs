@@ -12,7 +12,7 @@
 //! request's extensions and fulfils once the `101` response is written.
 
 use super::errors::Error;
-use super::upstream::{classify, CONNECT_TIMEOUT};
+use super::upstream::classify;
 use super::{body, ProxyBody};
 use crate::dataplane::Upstream;
 use crate::model::ObjectKey;
@@ -101,38 +101,19 @@ pub async fn forward(
     client: ClientUpgrade,
 ) -> Result<Response<ProxyBody>, Error> {
     let upstream = target.name.as_str();
-    let connect_error = |source: super::BoxError| Error::Connect {
-        upstream: upstream.to_string(),
-        addr,
-        source,
-    };
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
-        .await
-        .map_err(|e| connect_error(e.into()))?
-        .map_err(|e| connect_error(e.into()))?;
-    // Nagle only delays small frames; failing to disable it is harmless.
-    let _ = stream.set_nodelay(true);
+    let stream = super::connect::tcp_for(upstream, addr).await?;
     let stream: Box<dyn Stream> = match &target.tls {
         None => Box::new(stream),
         Some(tls) => {
             let config = tls.config_for(gateway).clone();
-            let tls_stream = super::upstream_tls::handshake(stream, tls.server_name.clone(), config)
-                .await
-                .map_err(|source| {
-                    tracing::warn!(%upstream, %addr, policy = %tls.policy, error = %source, "backend TLS handshake failed");
-                    Error::BackendTls {
-                        upstream: upstream.to_string(),
-                        addr,
-                        source,
-                    }
-                })?;
+            let tls_stream = super::connect::tls_for(upstream, addr, stream, tls, config).await?;
             Box::new(tls_stream)
         }
     };
     let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
         .handshake::<_, ProxyBody>(TokioIo::new(stream))
         .await
-        .map_err(|e| connect_error(e.into()))?;
+        .map_err(|e| super::connect::failed(upstream, addr, e.into()))?;
     let name = upstream.to_string();
     tokio::spawn(async move {
         if let Err(error) = conn.with_upgrades().await {

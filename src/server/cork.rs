@@ -112,28 +112,8 @@ mod tests {
     /// a boxed server TLS session over a replayed ClientHello prefix.
     #[tokio::test]
     async fn the_socket_is_found_under_a_tls_session() {
-        use rustls::pki_types::{PrivateKeyDer, ServerName};
-        let made = rcgen::generate_simple_self_signed(vec!["cork.test".to_string()])
-            .expect("self-signed certificate");
-        let cert = made.cert.der().clone();
-        let key = PrivateKeyDer::Pkcs8(made.signing_key.serialize_der().into());
-        let signing = crate::tls::provider::signing_key(&key).expect("signing key");
-        let certified = rustls::sign::CertifiedKey::new(vec![cert.clone()], signing);
-        let provider = crate::tls::provider::provider;
-        let server = rustls::ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_no_client_auth()
-            .with_cert_resolver(std::sync::Arc::new(rustls::sign::SingleCertAndKey::from(
-                certified,
-            )));
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(cert).expect("root");
-        let client = rustls::ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        use rustls::pki_types::ServerName;
+        let (server, client) = crate::tls::provider::test_configs("cork.test");
         let (client_tcp, server_tcp) = socket_pair().await;
         let local = server_tcp.local_addr().expect("addr");
         let name = ServerName::try_from("cork.test").expect("name");

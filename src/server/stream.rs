@@ -3,7 +3,7 @@
 //! is written to the backend first), `TLS` listeners in `Terminate` mode (the
 //! decrypted stream) and `TCP` listeners (TCPRoute, the stream as received).
 //! The backend is chosen by SNI (none on TCP) and weight, connected to
-//! ([`connect`]), optionally told the client's address with a PROXY protocol
+//! ([`crate::proxy::connect`]), optionally told the client's address with a PROXY protocol
 //! v2 header (`super::proxy_protocol`), then bytes are copied both ways until
 //! both sides close or the connection idles out.
 //!
@@ -17,9 +17,6 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::either::Either;
-
-/// The longest a backend may take to accept a connection.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Buffer size of each copy direction of a forwarded stream.
 const COPY_BUFFER: usize = 64 * 1024;
@@ -92,25 +89,6 @@ pub fn choose(
     }
 }
 
-/// Opens the connection to one endpoint of `upstream`, within
-/// [`CONNECT_TIMEOUT`], with `TCP_NODELAY` (the client side has it too, so
-/// small writes are not delayed twice).
-pub async fn connect(upstream: &Upstream, addr: SocketAddr) -> std::io::Result<TcpStream> {
-    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-        Ok(r) => r?,
-        Err(_) => {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("connecting to {} timed out", upstream.name),
-            ))
-        }
-    };
-    if let Err(error) = stream.set_nodelay(true) {
-        tracing::debug!(%error, "cannot set TCP_NODELAY");
-    }
-    Ok(stream)
-}
-
 /// Forwards `client` through the stream `table` of a listener in `mode`:
 /// `prefix` (a ClientHello already read, in passthrough) is written to the
 /// backend first, after the PROXY header if the route asks for one. A
@@ -159,7 +137,7 @@ where
             reason,
         })
     };
-    let mut backend = match connect(&upstream, addr).await {
+    let mut backend = match crate::proxy::connect::tcp(addr).await {
         Ok(s) => s,
         Err(error) => {
             tracing::warn!(%route, upstream = %upstream.name, %addr, %error, "stream backend connect failed; closing the client");
@@ -182,9 +160,7 @@ where
     let mut backend = match (&upstream.tls, mode) {
         (Some(tls), StreamMode::Terminate | StreamMode::Plain) => {
             let config = tls.config_for(gateway).clone();
-            match crate::proxy::backend_tls_handshake(backend, tls.server_name.clone(), config)
-                .await
-            {
+            match crate::proxy::connect::tls(backend, tls.server_name.clone(), config).await {
                 Ok(s) => Either::Right(Box::new(s)),
                 Err(error) => {
                     tracing::warn!(%route, upstream = %upstream.name, %addr, policy = %tls.policy, %error, "backend TLS handshake failed; closing the client");

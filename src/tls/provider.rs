@@ -68,6 +68,30 @@ pub fn signing_key(key: &PrivateKeyDer<'_>) -> Result<Arc<dyn SigningKey>, rustl
     provider().key_provider.load_private_key(key.clone_key())
 }
 
+/// A self-signed certificate for `name`, a server configuration serving
+/// it and a client configuration trusting it (tests with a real TLS peer).
+#[cfg(test)]
+pub(crate) fn test_configs(name: &str) -> (rustls::ServerConfig, rustls::ClientConfig) {
+    let made = rcgen::generate_simple_self_signed(vec![name.to_string()])
+        .expect("self-signed certificate");
+    let cert = made.cert.der().clone();
+    let key = PrivateKeyDer::Pkcs8(made.signing_key.serialize_der().into());
+    let server = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.clone()], key)
+        .expect("server config");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).expect("root");
+    let client = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    (server, client)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
