@@ -194,11 +194,65 @@ pub struct RequestView<'a> {
 #[derive(Debug, Default)]
 struct HostGroup {
     /// `Exact` path value → entries.
-    exact: FastMap<Box<str>, Box<[u32]>>,
+    exact: PathIndex,
     /// `PathPrefix` value without trailing `/` (empty for `/`) → entries.
-    prefix: FastMap<Box<str>, Box<[u32]>>,
+    prefix: PathIndex,
     /// `RegularExpression` entries.
     regex: Box<[u32]>,
+}
+
+/// Path values → the entries (in precedence order) that name them. Most
+/// groups hold one or two values (a route per hostname, matching `/`), so
+/// a short list, compared in order, serves them without a hash table's
+/// allocation; a group with more values gets the table.
+#[derive(Debug)]
+enum PathIndex {
+    /// At most [`PathIndex::FEW`] values.
+    Few(Box<[PathEntries]>),
+    /// More.
+    Many(Box<FastMap<Box<str>, Box<[u32]>>>),
+}
+
+/// A path value and its entries.
+type PathEntries = (Box<str>, Box<[u32]>);
+
+impl Default for PathIndex {
+    fn default() -> Self {
+        Self::Few(Box::default())
+    }
+}
+
+impl PathIndex {
+    /// The most values a linear search is kept for.
+    const FEW: usize = 4;
+
+    fn new(values: FastMap<Box<str>, Vec<u32>>) -> Self {
+        let values = values
+            .into_iter()
+            .map(|(k, v)| (k, v.into_boxed_slice()));
+        if values.len() <= Self::FEW {
+            Self::Few(values.collect())
+        } else {
+            Self::Many(Box::new(values.collect()))
+        }
+    }
+
+    fn get(&self, value: &str) -> Option<&[u32]> {
+        match self {
+            Self::Few(list) => list
+                .iter()
+                .find(|(k, _)| **k == *value)
+                .map(|(_, v)| &**v),
+            Self::Many(map) => map.get(value).map(|v| &**v),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Self::Few(list) => list.is_empty(),
+            Self::Many(map) => map.is_empty(),
+        }
+    }
 }
 
 /// Specificity of an entry within its hostname group; smaller sorts first.
@@ -384,14 +438,9 @@ impl HostGroup {
                 PathMatch::Regex(_) => regex.push(idx),
             }
         }
-        let boxed = |m: FastMap<Box<str>, Vec<u32>>| {
-            m.into_iter()
-                .map(|(k, v)| (k, v.into_boxed_slice()))
-                .collect()
-        };
         HostGroup {
-            exact: boxed(exact),
-            prefix: boxed(prefix),
+            exact: PathIndex::new(exact),
+            prefix: PathIndex::new(prefix),
             regex: regex.into_boxed_slice(),
         }
     }
