@@ -66,7 +66,10 @@ impl Gateway {
         let work = tempfile::tempdir().expect("work tempdir");
         let log = work.path().join("portcullis.log");
         let offset = free_offset();
-        let admin = free_port();
+        let admin = SocketAddr::from((
+            [127, 0, 0, 1],
+            super::ports::for_child().expect("a free admin port"),
+        ));
         let log_file = std::fs::File::create(&log).expect("create log file");
         let child = Command::new(BIN)
             .arg("serve")
@@ -290,20 +293,6 @@ fn free_offset() -> u16 {
         }
     }
     panic!("no free port offset found");
-}
-
-/// A free loopback address for the admin server, in 3000..10000: below the
-/// listener offsets and Linux's ephemeral range (32768 and up), so neither
-/// another test's listeners nor an outgoing connection's source port can take
-/// it between this check and portcullis's bind.
-fn free_port() -> SocketAddr {
-    for _ in 0..200 {
-        let port: u16 = rand::random_range(3_000..10_000);
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return SocketAddr::from(([127, 0, 0, 1], port));
-        }
-    }
-    panic!("no free admin port found");
 }
 
 /// Finds, anywhere in `json`, an object whose `kind` and `name` match.
