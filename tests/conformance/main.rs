@@ -82,8 +82,9 @@ fn main() {
     };
     let in_scope = Arc::new(cases::scope_features());
     let results: Results = Arc::new(Mutex::new(vec![None; all.len()]));
-    let mut trials = vec![Trial::test("harness_self_check", || {
-        self_check::harness_self_check();
+    let self_check_rt = rt.handle().clone();
+    let mut trials = vec![Trial::test("harness_self_check", move || {
+        self_check::harness_self_check(&self_check_rt);
         Ok(())
     })];
     for (i, case) in all.into_iter().enumerate() {

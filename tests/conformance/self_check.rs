@@ -12,14 +12,9 @@ use crate::support::client::{self, ClientError, HttpRequest, Protocol, TlsOption
 use crate::support::echo::{EchoPod, RetryCounters};
 use crate::support::env::Cluster;
 
-/// Panics on the first harness check that fails.
-pub(crate) fn harness_self_check() {
-    support::install_crypto_provider();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime builds");
+/// Panics on the first harness check that fails; runs on `rt`, the
+/// harness's runtime.
+pub(crate) fn harness_self_check(rt: &tokio::runtime::Handle) {
     rt.block_on(async {
         let pki = support::pki::suite();
         let (base, _) = {
