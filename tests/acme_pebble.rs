@@ -13,6 +13,9 @@
 //! and the next one resumes it.
 
 mod acme;
+// acme/ picks ports through `crate::ports`.
+#[path = "support/ports.rs"]
+mod ports;
 
 use acme::ari_double::{Behaviour, RateLimit};
 use acme::bind::{Bind, ZONE};

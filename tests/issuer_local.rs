@@ -14,7 +14,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use support::portcullis::{binary, free_port, Portcullis, ServeOptions};
+use support::portcullis::{binary, Portcullis, ServeOptions};
+use support::ports;
 
 const CLASS: &str = "apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
@@ -79,7 +80,7 @@ async fn serve(manifests: &str) -> Result<Served> {
     let dir = tempfile::tempdir()?;
     std::fs::create_dir_all(dir.path().join("config"))?;
     std::fs::write(dir.path().join("config/all.yaml"), manifests)?;
-    let offset = free_port()?
+    let offset = ports::for_child()?
         .checked_sub(443)
         .context("ephemeral port above 443")?;
     let process = start(dir.path(), offset).await?;

@@ -47,6 +47,9 @@
 mod acme;
 mod support;
 
+// acme/ picks ports through `crate::ports`.
+use support::ports;
+
 #[path = "kubernetes/address_pool.rs"]
 mod address_pool;
 #[path = "kubernetes/chart_rbac.rs"]

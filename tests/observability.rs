@@ -15,12 +15,14 @@
 //!   notAfter, and every dashboard and rule expression is accepted by that
 //!   Prometheus and returns data.
 
+#[path = "support/ports.rs"]
+mod ports;
 #[path = "observability/stack.rs"]
 mod stack;
 
 use anyhow::{bail, ensure, Context, Result};
 use portcullis::metrics::{ManagedCertificate, Metrics};
-use stack::{curl_get, free_port, Notification, Process};
+use stack::{curl_get, Notification, Process};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -475,7 +477,7 @@ async fn expiry_alert_pages_before_not_after_with_real_prometheus_and_alertmanag
     let now = unix_now();
     let not_after = now + 120;
     let (cert, key) = short_certificate("short.example.test", now - 60, not_after)?;
-    let port = free_port()?;
+    let port = ports::for_child()?;
     let (dead_port, _dead_guard) = stack::refused_port()?;
     let config = root.join("config");
     std::fs::create_dir_all(&config)?;
@@ -484,7 +486,7 @@ async fn expiry_alert_pages_before_not_after_with_real_prometheus_and_alertmanag
         manifests(port, dead_port, &cert, &key),
     )?;
 
-    let admin = format!("127.0.0.1:{}", free_port()?);
+    let admin = format!("127.0.0.1:{}", ports::for_child()?);
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_portcullis"));
     let mut gateway = Process::spawn(
         "portcullis",
@@ -512,7 +514,7 @@ async fn expiry_alert_pages_before_not_after_with_real_prometheus_and_alertmanag
     let exporter = stack::exporter(issuer_metrics()).await?;
     let (webhook, received) = stack::webhook().await?;
 
-    let am_port = free_port()?;
+    let am_port = ports::for_child()?;
     std::fs::write(
         root.join("alertmanager.yaml"),
         alertmanager_config(webhook)?,
@@ -547,7 +549,7 @@ scrape_configs:
             rules = root.join("rules.yaml").display()
         ),
     )?;
-    let prom_port = free_port()?;
+    let prom_port = ports::for_child()?;
     let mut prometheus = Process::spawn(
         "prometheus",
         Path::new("prometheus"),

@@ -35,7 +35,7 @@ impl Gateway {
             config: config.to_owned(),
             state: state.to_owned(),
             offset,
-            admin: SocketAddr::from(([127, 0, 0, 1], super::free_port()?)),
+            admin: SocketAddr::from(([127, 0, 0, 1], crate::ports::for_child()?)),
             log: state.with_extension("log"),
         };
         gw.spawn().await?;

@@ -42,7 +42,7 @@ impl Bind {
     /// Starts `named` on a free loopback port and waits until it answers.
     pub async fn start() -> Result<Bind> {
         let dir = tempfile::tempdir()?;
-        let port = super::free_udp_tcp_port()?;
+        let port = crate::ports::for_child()?;
         let secret: [u8; 32] = rand::random();
         let tsig_secret_b64 = base64::engine::general_purpose::STANDARD.encode(secret);
         let d = dir.path().display().to_string();

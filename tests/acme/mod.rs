@@ -24,24 +24,6 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
-/// A free TCP port on 127.0.0.1 (bound then released).
-pub fn free_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?.port())
-}
-
-/// A port free for both UDP and TCP on 127.0.0.1 (a DNS server needs both).
-pub fn free_udp_tcp_port() -> Result<u16> {
-    for _ in 0..50 {
-        let udp = std::net::UdpSocket::bind("127.0.0.1:0")?;
-        let port = udp.local_addr()?.port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return Ok(port);
-        }
-    }
-    anyhow::bail!("no port free for UDP and TCP")
-}
-
 /// A port offset under which 80 and 443 both land on free loopback ports.
 pub fn free_offset() -> Result<u16> {
     for _ in 0..100 {

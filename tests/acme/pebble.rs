@@ -110,8 +110,8 @@ impl Pebble {
         let leaf = leaf_params.signed_by(&leaf_key, &issuer)?;
         std::fs::write(dir.path().join("cert.pem"), leaf.pem())?;
         std::fs::write(dir.path().join("key.pem"), leaf_key.serialize_pem())?;
-        let api = SocketAddr::from(([127, 0, 0, 1], super::free_port()?));
-        let management = SocketAddr::from(([127, 0, 0, 1], super::free_port()?));
+        let api = SocketAddr::from(([127, 0, 0, 1], crate::ports::for_child()?));
+        let management = SocketAddr::from(([127, 0, 0, 1], crate::ports::for_child()?));
         let https_ca_pem = ca.pem();
         let mut pebble = Pebble {
             child: None,

@@ -30,6 +30,10 @@ pub struct Gateway {
 /// Listener ports tests use; the offset is chosen so all of them are free.
 const PORTS: [u16; 4] = [80, 443, 8080, 8443];
 
+/// How many times [`Gateway`] starts portcullis when a port it was given was
+/// taken before it bound it.
+const ADDR_IN_USE_ATTEMPTS: u32 = 3;
+
 impl Gateway {
     /// Writes `files` into a fresh config directory and starts serving it;
     /// returns once `/readyz` answers 200.
@@ -57,7 +61,32 @@ impl Gateway {
         Self::spawn(config.to_path_buf(), None, &[]).await
     }
 
+    /// Starts `portcullis serve`; when a port it was given (admin or a
+    /// listener's) was taken before it bound it, starts it again on new ones
+    /// (see `ports`).
     async fn spawn(
+        config: PathBuf,
+        mut config_dir: Option<tempfile::TempDir>,
+        args: &[&str],
+    ) -> Gateway {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut gw = Self::spawn_once(config.clone(), config_dir.take(), args);
+            match gw.ready().await {
+                Ok(()) => return gw,
+                Err(_)
+                    if attempt < ADDR_IN_USE_ATTEMPTS
+                        && super::ports::is_addr_in_use(&gw.log_text()) =>
+                {
+                    config_dir = gw._config_dir.take();
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    fn spawn_once(
         config: PathBuf,
         config_dir: Option<tempfile::TempDir>,
         args: &[&str],
@@ -66,7 +95,10 @@ impl Gateway {
         let work = tempfile::tempdir().expect("work tempdir");
         let log = work.path().join("portcullis.log");
         let offset = free_offset();
-        let admin = free_port();
+        let admin = SocketAddr::from((
+            [127, 0, 0, 1],
+            super::ports::for_child().expect("a free admin port"),
+        ));
         let log_file = std::fs::File::create(&log).expect("create log file");
         let child = Command::new(BIN)
             .arg("serve")
@@ -89,7 +121,7 @@ impl Gateway {
             .kill_on_drop(true)
             .spawn()
             .expect("spawn portcullis");
-        let mut gw = Gateway {
+        Gateway {
             child: Some(child),
             config,
             _config_dir: config_dir,
@@ -98,26 +130,38 @@ impl Gateway {
             log,
             offset,
             admin,
-        };
-        gw.wait_ready().await;
-        gw
+        }
     }
 
     /// Waits for `/readyz` to answer 200; panics (with the log) if the process
     /// exits or `WAIT` passes.
     pub async fn wait_ready(&mut self) {
+        if let Err(e) = self.ready().await {
+            panic!("{e}");
+        }
+    }
+
+    /// Waits for `/readyz` to answer 200; the error carries the log when the
+    /// process exits or `WAIT` passes.
+    async fn ready(&mut self) -> Result<(), String> {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
-                    panic!("portcullis exited early with {status}\n{}", self.log_text());
+                    return Err(format!(
+                        "portcullis exited early with {status}\n{}",
+                        self.log_text()
+                    ));
                 }
             }
             if let Ok((200, _)) = self.admin_get("/readyz").await {
-                return;
+                return Ok(());
             }
             if tokio::time::Instant::now() > deadline {
-                panic!("portcullis not ready after {WAIT:?}\n{}", self.log_text());
+                return Err(format!(
+                    "portcullis not ready after {WAIT:?}\n{}",
+                    self.log_text()
+                ));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -290,20 +334,6 @@ fn free_offset() -> u16 {
         }
     }
     panic!("no free port offset found");
-}
-
-/// A free loopback address for the admin server, in 3000..10000: below the
-/// listener offsets and Linux's ephemeral range (32768 and up), so neither
-/// another test's listeners nor an outgoing connection's source port can take
-/// it between this check and portcullis's bind.
-fn free_port() -> SocketAddr {
-    for _ in 0..200 {
-        let port: u16 = rand::random_range(3_000..10_000);
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return SocketAddr::from(([127, 0, 0, 1], port));
-        }
-    }
-    panic!("no free admin port found");
 }
 
 /// Finds, anywhere in `json`, an object whose `kind` and `name` match.

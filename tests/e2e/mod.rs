@@ -13,6 +13,8 @@ pub mod certs;
 pub mod clients;
 pub mod gateway;
 pub mod manifests;
+#[path = "../support/ports.rs"]
+pub mod ports;
 pub mod tls_backend;
 
 use std::time::Duration;

@@ -10,7 +10,7 @@
 use crate::fixtures::{accepted_by_us, backend, is_true, wait_route, wait_routed, WAIT};
 use crate::support::control_plane::{ControlPlane, ControlPlaneOptions};
 use crate::support::kube_mode::{condition, eventually, get_object, KubeGateway, KubeOptions};
-use crate::support::portcullis::free_port;
+use crate::support::ports;
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
@@ -182,7 +182,7 @@ async fn portcullis_does_its_job_with_the_charts_rbac_and_nothing_more() -> Resu
     .await?;
     install(&cp).await?;
     let admin = cp.client();
-    let (http_port, https_port) = (free_port()?, free_port()?);
+    let (http_port, https_port) = (ports::for_child()?, ports::for_child()?);
     cp.apply_yaml(&format!(
         r#"
 apiVersion: v1

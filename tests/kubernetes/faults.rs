@@ -18,7 +18,7 @@ use crate::support::control_plane::{ControlPlane, ControlPlaneOptions};
 use crate::support::kube_mode::{
     condition, eventually, get_object, install_crds, KubeGateway, KubeOptions,
 };
-use crate::support::portcullis::free_port;
+use crate::support::ports;
 use anyhow::{anyhow, ensure, Context, Result};
 use futures_util::StreamExt;
 use kube::api::{ListParams, PostParams, WatchEvent, WatchParams};
@@ -111,7 +111,7 @@ async fn traffic_flows_while_the_api_server_restarts_and_status_resumes_after() 
     let cp = ControlPlane::start().await?;
     install_crds(&cp).await?;
     let client = cp.client();
-    let port = free_port()?;
+    let port = ports::for_child()?;
     cp.apply_yaml(&format!(
         "{}---{}",
         base(port),
@@ -218,7 +218,7 @@ async fn a_watch_compacted_away_relists_and_picks_up_what_changed_meanwhile() ->
     .await?;
     install_crds(&cp).await?;
     let client = cp.client();
-    let port = free_port()?;
+    let port = ports::for_child()?;
     cp.apply_yaml(&format!(
         "{}---{}",
         base(port),
@@ -303,7 +303,7 @@ async fn another_controllers_entry_in_route_status_is_kept_as_it_is() -> Result<
     let cp = ControlPlane::start().await?;
     install_crds(&cp).await?;
     let client = cp.client();
-    let port = free_port()?;
+    let port = ports::for_child()?;
     cp.apply_yaml(&format!(
         r#"{}
 ---
@@ -434,7 +434,7 @@ async fn a_route_the_api_admits_but_portcullis_refuses_says_so_while_the_rest_se
     let cp = ControlPlane::start().await?;
     install_crds(&cp).await?;
     let client = cp.client();
-    let port = free_port()?;
+    let port = ports::for_child()?;
     cp.apply_yaml(&format!(
         r#"{}---{}
 ---
@@ -557,7 +557,7 @@ async fn a_certificate_turned_to_garbage_keeps_the_last_good_one_served() -> Res
     let cp = ControlPlane::start().await?;
     install_crds(&cp).await?;
     let client = cp.client();
-    let (http_port, https_port) = (free_port()?, free_port()?);
+    let (http_port, https_port) = (ports::for_child()?, ports::for_child()?);
     let (cert, key) = crate::acme::self_signed(&["secure.example"])?;
     cp.apply_yaml(&base(http_port)).await?;
     cp.apply_yaml(&format!(

@@ -12,7 +12,7 @@
 use crate::fixtures::{namespaces_and_class, GATEWAY_API, WAIT};
 use crate::support::control_plane::ControlPlane;
 use crate::support::kube_mode::{eventually, get_object, install_crds, KubeGateway, KubeOptions};
-use crate::support::portcullis::free_port;
+use crate::support::ports;
 use anyhow::{ensure, Context, Result};
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, Patch, PatchParams};
@@ -99,7 +99,7 @@ async fn each_gateway_gets_a_service_carrying_its_infrastructure() -> Result<()>
     cp.start_controllers().await?;
     install_crds(&cp).await?;
     let client = cp.client();
-    let (http, tcp) = (free_port()?, free_port()?);
+    let (http, tcp) = (ports::for_child()?, ports::for_child()?);
     cp.apply_yaml(&format!(
         "{}---{}",
         namespaces_and_class(),

@@ -8,7 +8,7 @@ use crate::support::control_plane::ControlPlane;
 use crate::support::kube_mode::{
     condition, eventually, get_object, install_crds, KubeGateway, KubeOptions,
 };
-use crate::support::portcullis::free_port;
+use crate::support::ports;
 use anyhow::{ensure, Context, Result};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -21,7 +21,7 @@ async fn weights_headers_and_mirrors_route_through_the_api_and_status_comes_back
     let cp = ControlPlane::start().await?;
     install_crds(&cp).await?;
     let client = cp.client();
-    let port = free_port()?;
+    let port = ports::for_child()?;
     cp.apply_yaml(&format!(
         r#"
 apiVersion: v1
@@ -182,7 +182,7 @@ async fn a_route_of_another_namespace_attaches_as_allowed_and_crosses_namespaces
     let cp = ControlPlane::start().await?;
     install_crds(&cp).await?;
     let client = cp.client();
-    let port = free_port()?;
+    let port = ports::for_child()?;
     cp.apply_yaml(&format!(
         r#"
 apiVersion: v1

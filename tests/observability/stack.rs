@@ -70,13 +70,6 @@ impl Drop for Process {
     }
 }
 
-/// A free TCP port on 127.0.0.1.
-pub fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 /// A port on 127.0.0.1 that refuses every connection for as long as the
 /// returned socket lives: bound (without `SO_REUSEADDR`) but never listening,
 /// so no other process or test server can take it and connects get a reset.

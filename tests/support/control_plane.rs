@@ -119,7 +119,7 @@ impl ControlPlane {
         let mut attempt = 0;
         let (apiserver, apiserver_port, client) = loop {
             attempt += 1;
-            let port = free_port()?;
+            let port = super::ports::for_child()?;
             let args = apiserver_args(dir.path(), &etcd_url, port, &options.apiserver_args);
             let mut apiserver = Process::spawn(
                 "kube-apiserver",
@@ -400,11 +400,6 @@ fn server_url(port: u16) -> String {
 
 /// A TCP port on 127.0.0.1 that was free a moment ago. The process it is for
 /// binds it later, so a start that finds it taken is tried again.
-fn free_port() -> Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("bind 127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
-}
-
 fn write_pki(dir: &Path, pki: &Pki) -> Result<()> {
     for (name, pem) in [
         ("serving-ca.crt", &pki.serving_ca_pem),
@@ -425,7 +420,7 @@ async fn start_etcd(rig: &Path, dir: &Path) -> Result<(Process, String)> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let (client_port, peer_port) = (free_port()?, free_port()?);
+        let (client_port, peer_port) = (super::ports::for_child()?, super::ports::for_child()?);
         let client_url = format!("http://127.0.0.1:{client_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
         let args: Vec<String> = [

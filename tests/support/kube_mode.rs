@@ -13,7 +13,8 @@
 //! EndpointSlices.
 
 use super::control_plane::ControlPlane;
-use super::portcullis::{admin_get, binary, free_port};
+use super::portcullis::{admin_get, binary};
+use super::ports;
 use anyhow::{bail, Context, Result};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -137,7 +138,7 @@ impl Drop for KubeGateway {
 impl KubeGateway {
     /// Starts a replica.
     pub fn spawn(opts: &KubeOptions) -> Result<Self> {
-        let admin = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()?));
+        let admin = SocketAddr::from((Ipv4Addr::LOCALHOST, ports::for_child()?));
         let log = std::fs::File::create(&opts.log_file)
             .with_context(|| format!("create {}", opts.log_file.display()))?;
         let child = Command::new(binary())

@@ -19,6 +19,7 @@ pub mod expect;
 pub mod kube_mode;
 pub mod pki;
 pub mod portcullis;
+pub mod ports;
 pub mod scenarios;
 pub mod status_checks;
 pub mod tcp_echo;

@@ -7,6 +7,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::ports;
+
+/// How many times [`Portcullis::wait_ready`] starts portcullis again when its
+/// admin port was taken first.
+const ADDR_IN_USE_RETRIES: u32 = 3;
+
 /// Path of the binary under test: `$PORTCULLIS_BIN` when set (to test a copy
 /// built elsewhere), else the one cargo built for this test.
 pub fn binary() -> PathBuf {
@@ -36,6 +42,8 @@ pub struct Portcullis {
     /// Admin address.
     pub admin: SocketAddr,
     log_file: PathBuf,
+    /// What it was started with, to start it again on a new admin port.
+    opts: ServeOptions,
 }
 
 impl Drop for Portcullis {
@@ -48,20 +56,10 @@ impl Drop for Portcullis {
 /// A free TCP port on 127.0.0.1 (bound then released), in 3000..10000:
 /// below Linux's ephemeral range (32768 and up), so an outgoing connection's
 /// source port cannot take it before the process it is meant for binds it.
-pub fn free_port() -> Result<u16> {
-    for _ in 0..200 {
-        let port: u16 = rand::random_range(3_000..10_000);
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return Ok(port);
-        }
-    }
-    anyhow::bail!("no free port in 3000..10000")
-}
-
 impl Portcullis {
     /// Starts `portcullis serve`.
     pub fn spawn(opts: &ServeOptions) -> Result<Self> {
-        let admin = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()?));
+        let admin = SocketAddr::from((Ipv4Addr::LOCALHOST, ports::for_child()?));
         let log = std::fs::File::create(&opts.log_file)
             .with_context(|| format!("create {}", opts.log_file.display()))?;
         let child = Command::new(binary())
@@ -89,6 +87,7 @@ impl Portcullis {
             child,
             admin,
             log_file: opts.log_file.clone(),
+            opts: opts.clone(),
         })
     }
 
@@ -97,12 +96,20 @@ impl Portcullis {
         matches!(self.child.try_wait(), Ok(None))
     }
 
-    /// Waits until `GET /readyz` answers 200.
+    /// Waits until `GET /readyz` answers 200. When the admin port was taken
+    /// before portcullis bound it, starts it again on a new one (up to
+    /// [`ADDR_IN_USE_RETRIES`] times; see [`ports`]).
     pub async fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
         let start = Instant::now();
         let mut last = String::from("no answer");
+        let mut retries = 0;
         while start.elapsed() < timeout {
             if !self.is_running() {
+                if retries < ADDR_IN_USE_RETRIES && ports::is_addr_in_use(&self.log_tail(20)) {
+                    retries += 1;
+                    *self = Self::spawn(&self.opts)?;
+                    continue;
+                }
                 bail!("portcullis exited early; log tail:\n{}", self.log_tail(20));
             }
             match admin_get(self.admin, "/readyz").await {
