@@ -206,14 +206,6 @@ struct CheckArgs {
     controller_name: String,
 }
 
-/// mimalloc: each thread allocates from its own heap (no lock shared by
-/// the cores on the request path) and pages a compile freed go back to the
-/// kernel, so replacing a 5,000-route dataplane 60 times leaves the process
-/// near what is live; glibc's arenas kept ~15 MiB more (bench/k8s_scale,
-/// README "Memory").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(match cli.log_format {
