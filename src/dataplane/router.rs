@@ -227,9 +227,7 @@ impl PathIndex {
     const FEW: usize = 4;
 
     fn new(values: FastMap<Box<str>, Vec<u32>>) -> Self {
-        let values = values
-            .into_iter()
-            .map(|(k, v)| (k, v.into_boxed_slice()));
+        let values = values.into_iter().map(|(k, v)| (k, v.into_boxed_slice()));
         if values.len() <= Self::FEW {
             Self::Few(values.collect())
         } else {
@@ -239,10 +237,7 @@ impl PathIndex {
 
     fn get(&self, value: &str) -> Option<&[u32]> {
         match self {
-            Self::Few(list) => list
-                .iter()
-                .find(|(k, _)| **k == *value)
-                .map(|(_, v)| &**v),
+            Self::Few(list) => list.iter().find(|(k, _)| **k == *value).map(|(_, v)| &**v),
             Self::Many(map) => map.get(value).map(|v| &**v),
         }
     }
